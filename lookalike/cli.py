@@ -1,0 +1,354 @@
+"""The `lookalike` command line: the contract's operations, for people and for scripts.
+
+`--json` prints exactly the HTTP response body; without it output is for people (tables on
+stdout, progress on stderr). Exit status: 0 success, 1 some records failed, 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import LookalikeError
+from .records import InvalidRecord
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit status 2)."""
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _db(args: argparse.Namespace):
+    from . import connect
+    return connect(args.data)
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _parse_json_arg(name: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} is not valid JSON: {exc}") from None
+
+
+def _print_hits(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for col in ("#", "_id", "score", "group", "labels", "fields"):
+        table.add_column(col)
+    for i, hit in enumerate(result.get("hits", []), 1):
+        meta = {k: v for k, v in hit.items() if not k.startswith("_")}
+        labels = ", ".join(lab["label"] for lab in hit.get("_labels", [])[:2])
+        table.add_row(str(i), hit["_id"], f"{hit['_score']:.4f}", str(hit.get("_group", "")), labels,
+                      json.dumps(meta, ensure_ascii=False)[:60])
+    Console().print(table)
+    if result.get("missing"):
+        print(f"missing: {', '.join(result['missing'])}")
+    print(f"{len(result.get('hits', []))} hits in {result.get('took_ms', 0):.1f} ms")
+
+
+# -- ingest -------------------------------------------------------------------------------
+def iter_source(path: Path) -> tuple[Iterator[dict], Path, int | None]:
+    """Records from a folder of images or a JSONL/JSON catalogue; (records, base_dir, total)."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+        def from_folder() -> Iterator[dict]:
+            for f in files:
+                rel = f.relative_to(path)
+                yield {"_id": rel.with_suffix("").as_posix(), "_file": str(f), "path": rel.as_posix()}
+        return from_folder(), path, len(files)
+    if not path.exists():
+        raise UsageError(f"no such file or folder: {path}")
+    if path.suffix.lower() == ".jsonl":
+        total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+
+        def from_jsonl() -> Iterator[dict]:
+            with path.open(encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield InvalidRecord(f"line {n} is not valid JSON: {exc.msg}")
+        return from_jsonl(), path.parent, total
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} is not valid JSON: {exc}") from None
+        records = data.get("records") if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise UsageError(f"{path} must hold a list of records or {{\"records\": [...]}}")
+        return iter(records), path.parent, len(records)
+    raise UsageError(f"{path} is neither a folder nor a .jsonl/.json catalogue")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    records, base_dir, total = iter_source(Path(args.path))
+    settings = {"model": args.model, "group_field": args.group_field,
+                "text_fields": args.text_fields.split(",") if args.text_fields else None}
+    with _db(args) as db:
+        col, _ = db.ensure_collection(args.collection, **settings)
+        counts: dict[str, int] = {}
+        results: list[dict] = []
+        errors: list[dict] = []
+        start = time.perf_counter()
+        bar = tqdm(total=total, unit="img", desc=f"ingest {args.collection}", file=sys.stderr,
+                   disable=args.quiet or not sys.stderr.isatty() and args.json, dynamic_ncols=True)
+
+        def on_batch(batch: list[dict]) -> None:
+            for r in batch:
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+                if r["status"] == "error":
+                    errors.append(r)
+                    if not args.json:
+                        bar.write(f"error: {r['_id']}: {r['error']}", file=sys.stderr)
+            bar.update(len(batch))
+            bar.set_postfix({k: v for k, v in counts.items()}, refresh=False)
+
+        for r in col.upsert_iter(records, base_dir=base_dir, batch_size=args.batch_size, on_batch=on_batch):
+            if args.json:
+                results.append(r)
+        bar.close()
+        elapsed = time.perf_counter() - start
+    if args.json:
+        _print_json({"results": results})
+    else:
+        done = sum(counts.values())
+        print(f"{done} records in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.1f}/s): "
+              + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error")))
+    return 1 if errors else 0
+
+
+# -- search and friends -------------------------------------------------------------------
+def _query_from_args(args: argparse.Namespace) -> dict:
+    given = [(k, v) for k, v in (("id", args.id), ("file", args.image), ("url", args.url), ("text", args.text),
+                                 ("color", args.color)) if v is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --id, --image, --url, --text, --color")
+    return dict(given)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    query = _query_from_args(args)
+    with _db(args) as db:
+        result = db.collection(args.collection).search(
+            query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
+            group_by=args.group_by, negative=[{"id": n} for n in args.negative_id] or None,
+            boost=_parse_json_arg("--boost", args.boost),
+            fields=args.fields.split(",") if args.fields else None)
+    _print_json(result) if args.json else _print_hits(result)
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        result = db.collection(args.collection).recommend(args.id, k=args.k,
+                                                          filter=_parse_json_arg("--filter", args.filter))
+    _print_json(result) if args.json else _print_hits(result)
+    return 0
+
+
+def cmd_rerank(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        result = db.collection(args.collection).rerank(args.ids, {"id": args.id})
+    _print_json(result) if args.json else _print_hits(result)
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        result = db.collection(args.collection).match({"file": args.image}, threshold=args.threshold)
+    _print_json(result) if args.json else _print_hits(result)
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        result = db.collection(args.collection).duplicates(threshold=args.threshold)
+    if args.json:
+        _print_json(result)
+    else:
+        for cluster in result["clusters"]:
+            print("  ".join(cluster))
+        print(f"{len(result['clusters'])} clusters")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        _print_json(db.collection(args.collection).get(args.id))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        n = db.collection(args.collection).delete(args.ids)
+    _print_json({"deleted": n}) if args.json else print(f"deleted {n}")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        cols = db.collections()
+    if args.json:
+        _print_json({"collections": cols})
+    else:
+        for c in cols:
+            print(f"{c['name']:<24} {c['count']:>10}  {c['model']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_file
+    with _db(args) as db:
+        result = evaluate_file(db.collection(args.collection), Path(args.truth), k=args.k)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result["metrics"].items():
+            print(f"{key:<12} {value:.4f}")
+        print(f"{result['queries']} queries")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(args)
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default=os.environ.get("LOOKALIKE_DATA", "./lookalike-data"),
+                        help="data folder or store URL (default $LOOKALIKE_DATA or ./lookalike-data)")
+    common.add_argument("--json", action="store_true", help="print the HTTP response body as JSON")
+    col = argparse.ArgumentParser(add_help=False)
+    col.add_argument("-c", "--collection", required=True)
+
+    p = argparse.ArgumentParser(prog="lookalike", description="Visual similarity search: show me more like this.")
+    p.add_argument("--version", action="version", version=f"lookalike {__import__('lookalike').__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", parents=[common, col], help="add a folder of images or a JSONL catalogue")
+    s.add_argument("path")
+    s.add_argument("--model")
+    s.add_argument("--group-field")
+    s.add_argument("--text-fields")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_ingest)
+
+    def query_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--id")
+        s.add_argument("--image")
+        s.add_argument("--url")
+        s.add_argument("--text")
+        s.add_argument("--color")
+        s.add_argument("-k", type=int, default=10)
+        s.add_argument("--offset", type=int, default=0)
+        s.add_argument("--filter")
+        s.add_argument("--group-by")
+        s.add_argument("--negative-id", action="append", default=[])
+        s.add_argument("--boost", help='JSON list of {"filter": ..., "weight": ...}')
+        s.add_argument("--fields", help="comma-separated fields to return")
+
+    s = sub.add_parser("search", parents=[common, col], help="find similar records")
+    query_args(s)
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("recommend", parents=[common, col], help="similar items, excluding the anchor's group")
+    s.add_argument("--id", required=True)
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--filter")
+    s.set_defaults(func=cmd_recommend)
+
+    s = sub.add_parser("rerank", parents=[common, col], help="sort ids by similarity to --id")
+    s.add_argument("--id", required=True)
+    s.add_argument("ids", nargs="+")
+    s.set_defaults(func=cmd_rerank)
+
+    s = sub.add_parser("match", parents=[common, col], help="near-duplicates of an image")
+    s.add_argument("--image", required=True)
+    s.add_argument("--threshold", type=float)
+    s.set_defaults(func=cmd_match)
+
+    s = sub.add_parser("duplicates", parents=[common, col], help="clusters of copies in a collection")
+    s.add_argument("--threshold", type=float)
+    s.set_defaults(func=cmd_duplicates)
+
+    s = sub.add_parser("get", parents=[common, col], help="print a stored record")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_get)
+
+    s = sub.add_parser("delete", parents=[common, col], help="delete records by id")
+    s.add_argument("ids", nargs="+")
+    s.set_defaults(func=cmd_delete)
+
+    s = sub.add_parser("collections", parents=[common], help="list collections")
+    s.set_defaults(func=cmd_collections)
+
+    s = sub.add_parser("eval", parents=[common, col], help="score search quality against a golden set")
+    s.add_argument("--truth", required=True)
+    s.add_argument("-k", type=int, default=10)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve", parents=[common], help="run the HTTP API and web page")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--admin-key", default=os.environ.get("LOOKALIKE_ADMIN_KEY"))
+    s.add_argument("--search-key", default=os.environ.get("LOOKALIKE_SEARCH_KEY"))
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("demo", parents=[common], help="build the sample collection, search it, serve it")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--no-serve", action="store_true", help="stop after the search")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"lookalike: {exc}", file=sys.stderr)
+        return 2
+    except LookalikeError as exc:
+        if getattr(args, "json", False):
+            _print_json(exc.to_dict())
+        print(f"lookalike: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lookalike: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

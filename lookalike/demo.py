@@ -1,0 +1,48 @@
+"""`lookalike demo`: build the sample collection, show a search, then serve it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import connect
+from .sample import make_catalog
+
+COLLECTION = "sample"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Generate the sample images, ingest them, print a search, serve if possible."""
+    data = Path(args.data)
+    catalog = data / "sample-catalog" / "catalog.jsonl"
+    if not catalog.exists():
+        print(f"drawing the sample catalogue into {catalog.parent} ...", file=sys.stderr)
+        make_catalog(catalog.parent)
+    with connect(data) as db:
+        col, _ = db.ensure_collection(COLLECTION, group_field="product_id", text_fields=["title", "tags"])
+        results = col.upsert(_read_jsonl(catalog), base_dir=catalog.parent)
+        counts = {s: sum(r["status"] == s for r in results) for s in ("inserted", "updated", "unchanged", "error")}
+        print(f"ingested {len(results)} sample records: {counts}")
+        anchor = "stripes-square-0-red"
+        print(f"\nlookalike search -c {COLLECTION} --id {anchor}  (one hit per product_id)")
+        from .cli import _print_hits
+        _print_hits(col.search({"id": anchor}, k=8))
+        print(f"\n... only items under 50 on sale or not:  --filter '{{\"price\": {{\"$lt\": 50}}}}'")
+        _print_hits(col.search({"id": anchor}, k=5, filter={"price": {"$lt": 50}}, fields=["title", "price"]))
+    if getattr(args, "no_serve", False):
+        return 0
+    try:
+        from .server import serve
+    except ImportError:
+        return 0
+    print(f"\nserving http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
+    serve(data=str(data), host=args.host, port=args.port, admin_key=None, search_key=None)
+    return 0
+
+
+def _read_jsonl(path: Path):
+    import json
+    with path.open() as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)

@@ -1,0 +1,199 @@
+"""The upsert pipeline: validate, read, decode, embed and write records in batches.
+
+Stages overlap so every core stays busy: while the model embeds batch i on the main
+thread, a background thread prepares batch i+1 (reads files, fetches URLs, decodes and
+resizes in a pool of threads; Pillow releases the GIL while decoding). Records whose
+content hash is unchanged are skipped before any decoding. One bad record is reported with
+its reason and never stops the others.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import httpx
+import numpy as np
+
+from .errors import BadRequest, LookalikeError
+from .fetch import URL_TIMEOUT, fetch_url, read_file
+from .models.base import ImageEncoder, l2_normalize
+from .models.colors import dominant_colors
+from .models.images import DEFAULT_MAX_PIXELS, fit_square, open_image
+from .records import ValidRecord, content_hash, digest, parse_vector, validate_record
+from .store.base import CollectionStore, StoredRecord
+
+DEFAULT_BATCH = 32
+
+
+@dataclass
+class _Item:
+    """One record travelling through the pipeline."""
+
+    position: int
+    raw_id: Any = None
+    rec: ValidRecord | None = None
+    source_hash: str = ""
+    content_hash: str = ""
+    pixels: np.ndarray | None = None
+    vector: np.ndarray | None = None
+    computed: dict = field(default_factory=dict)
+    status: str | None = None
+    error: str | None = None
+
+    def result(self) -> dict:
+        rid = self.rec.id if self.rec else (self.raw_id if isinstance(self.raw_id, str) else None)
+        if self.error is not None:
+            return {"_id": rid, "status": "error", "error": self.error}
+        return {"_id": rid, "status": self.status}
+
+
+class Ingestor:
+    """Runs records through the pipeline into one collection store."""
+
+    def __init__(self, store: CollectionStore, encoder: ImageEncoder | None, *, allow_file: bool = True,
+                 base_dir: Path | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.encoder = encoder
+        self.allow_file = allow_file
+        self.base_dir = base_dir
+        self.batch_size = batch_size
+        self.workers = workers or max(2, len(os.sched_getaffinity(0)))
+        self.max_pixels = max_pixels
+
+    def run(self, records: Iterable[Any], on_batch: Callable[[list[dict]], None] | None = None) -> Iterator[dict]:
+        """Yield one result per input record, in order."""
+        batches = _batched(records, self.batch_size)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep, \
+                httpx.Client(timeout=URL_TIMEOUT, follow_redirects=True) as http:
+            position = 0
+            pending: Future | None = None
+            for batch in batches:
+                future = prep.submit(self._prepare, position, batch, pool, http)
+                position += len(batch)
+                if pending is not None:
+                    yield from self._finish(pending.result(), on_batch)
+                pending = future
+            if pending is not None:
+                yield from self._finish(pending.result(), on_batch)
+
+    # -- stage 1: validate, read, hash, decode (background) ------------------------------
+    def _prepare(self, start: int, batch: list[Any], pool: ThreadPoolExecutor, http: httpx.Client) -> list[_Item]:
+        items = [_Item(start + i, raw_id=raw.get("_id") if isinstance(raw, dict) else None) for i, raw in enumerate(batch)]
+        for item, raw in zip(items, batch):
+            _guard(item, lambda: self._validate(item, raw))
+        live = [it for it in items if it.error is None]
+        known = self.store.hashes([it.rec.id for it in live])
+        list(pool.map(lambda it: _guard(it, lambda: self._load(it, known, http)), live))
+        return items
+
+    def _validate(self, item: _Item, raw: Any) -> None:
+        item.rec = validate_record(raw, allow_file=self.allow_file, base_dir=self.base_dir)
+        kind = item.rec.source.kind
+        if self.settings.model == "none" and kind not in ("vector", "none"):
+            raise BadRequest(f"collection {self.settings.name!r} has model 'none': give a '_vector' instead of an image")
+        if kind == "vector":
+            vec = parse_vector(item.rec.source.value.tolist(), self.settings.dim)
+            item.vector = l2_normalize(vec) if self.settings.metric == "cosine" else vec
+
+    def _load(self, item: _Item, known: dict[str, tuple[str, str]], http: httpx.Client) -> None:
+        source = item.rec.source
+        data: bytes | None = None
+        if source.kind == "none":
+            if item.rec.id not in known:
+                raise BadRequest(f"record {item.rec.id!r} is new and has no image source "
+                                 "(_file, _url, _base64 or _vector)")
+            item.source_hash = known[item.rec.id][1]
+        elif source.kind == "vector":
+            item.source_hash = digest(item.vector.tobytes())
+        elif source.kind == "url":
+            item.source_hash = digest(source.value.encode())
+        else:
+            data = read_file(source.value) if source.kind == "file" else source.value
+            item.source_hash = digest(data)
+        item.content_hash = content_hash(item.rec.doc, item.source_hash, self.settings.model)
+        old = known.get(item.rec.id)
+        if old is not None and old[0] == item.content_hash:
+            item.status = "unchanged"
+            return
+        if source.kind == "none" or (old is not None and old[1] == item.source_hash):
+            self._reuse(item)  # metadata-only change: keep the stored vector and computed fields
+            return
+        if source.kind == "url":
+            data = fetch_url(source.value, http)
+        if data is not None:
+            self._decode(item, data)
+
+    def _reuse(self, item: _Item) -> None:
+        vec = self.store.vectors([item.rec.id]).get(item.rec.id)
+        stored = self.store.get([item.rec.id])[0]
+        if vec is None or stored is None:
+            raise BadRequest(f"record {item.rec.id!r} was deleted while being updated")
+        item.vector = vec
+        item.computed = {k: stored[k] for k in ("_labels", "_colors") if k in stored}
+
+    def _decode(self, item: _Item, data: bytes) -> None:
+        if self.encoder is None:
+            raise BadRequest("this collection has no image model")
+        size = self.encoder.input_size
+        image = open_image(data, max_pixels=self.max_pixels, draft_size=size)
+        item.computed["_colors"] = dominant_colors(image)
+        item.pixels = fit_square(image, size, mode=self.encoder.fit)
+
+    # -- stage 2: embed and write (main thread) ------------------------------------------
+    def _finish(self, items: list[_Item], on_batch: Callable[[list[dict]], None] | None) -> list[dict]:
+        to_embed = [it for it in items if it.error is None and it.status is None and it.pixels is not None]
+        if to_embed:
+            try:
+                emb = self.encoder.embed(np.stack([it.pixels for it in to_embed]))
+                for it, vec, labels in zip(to_embed, emb.vectors, emb.labels or [[]] * len(to_embed)):
+                    it.vector = vec
+                    if labels:
+                        it.computed["_labels"] = labels
+                    it.pixels = None
+            except Exception as exc:  # the model failing is every record's error, not a crash
+                for it in to_embed:
+                    it.error = f"encoding failed: {exc}"
+        writable = [it for it in items if it.error is None and it.status is None]
+        if writable:
+            try:
+                statuses = self.store.write([
+                    StoredRecord(it.rec.id, it.rec.doc, it.computed, it.vector, it.source_hash, it.content_hash)
+                    for it in writable])
+                for it, status in zip(writable, statuses):
+                    it.status = status
+            except LookalikeError as exc:
+                for it in writable:
+                    it.error = exc.message
+        results = [it.result() for it in items]
+        if on_batch is not None:
+            on_batch(results)
+        return results
+
+
+def _guard(item: _Item, step: Callable[[], None]) -> None:
+    """Run a step; any failure becomes this record's error."""
+    if item.error is not None:
+        return
+    try:
+        step()
+    except LookalikeError as exc:
+        item.error = exc.message
+    except (OSError, ValueError) as exc:
+        item.error = f"{type(exc).__name__}: {exc}"
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

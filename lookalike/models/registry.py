@@ -1,0 +1,59 @@
+"""Which model names exist, and one loaded instance of each per process.
+
+Built in: `efficientnet-lite0` (default), `-lite1`, `-lite2` (their weights packages must be
+installed), `none` (precomputed vectors only) and `torchscript:/path/model.pt` for a
+user-supplied model. `register_model` adds more (a plugin seam, as in Datasette).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from ..errors import BadRequest
+from .base import ImageEncoder
+
+DEFAULT_MODEL = "efficientnet-lite0"
+Factory = Callable[[str], ImageEncoder]
+
+_FACTORIES: dict[str, Factory] = {}
+_LOADED: dict[str, ImageEncoder] = {}
+_LOCK = threading.Lock()
+
+
+def register_model(name: str, factory: Factory) -> None:
+    """Make `name` usable as a collection's `model`; `factory(name)` builds the encoder."""
+    _FACTORIES[name] = factory
+
+
+def _efficientnet(name: str) -> ImageEncoder:
+    from .efficientnet import EfficientNetLiteEncoder
+    return EfficientNetLiteEncoder(name)
+
+
+for _variant in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    register_model(_variant, _efficientnet)
+
+
+def known_model(name: str) -> bool:
+    """True for names a collection may use (without loading the model)."""
+    return name == "none" or name in _FACTORIES or name.startswith("torchscript:")
+
+
+def check_model_name(name: str) -> None:
+    if not isinstance(name, str) or not known_model(name):
+        raise BadRequest(f"unknown model {name!r}; known: none, torchscript:PATH, {', '.join(sorted(_FACTORIES))}")
+
+
+def get_encoder(name: str) -> ImageEncoder:
+    """The loaded encoder for `name` (loaded once per process, thread-safe)."""
+    check_model_name(name)
+    if name == "none":
+        raise BadRequest("this collection has model 'none': give records a precomputed '_vector'")
+    with _LOCK:
+        if name not in _LOADED:
+            if name.startswith("torchscript:"):
+                from .torchscript import TorchScriptEncoder
+                _LOADED[name] = TorchScriptEncoder(name.split(":", 1)[1])
+            else:
+                _LOADED[name] = _FACTORIES[name](name)
+        return _LOADED[name]

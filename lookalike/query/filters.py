@@ -1,0 +1,143 @@
+"""The MongoDB-like filter language, parsed once into a small typed tree.
+
+The tree is what every backend consumes: the embedded store evaluates it to a NumPy mask
+over its field index (`query.field_index`), the Milvus store translates it to a boolean
+expression. Parsing is where bad filters are refused, with the path and operator named.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ..errors import BadRequest
+
+COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+LOGICAL = ("$and", "$or", "$not")
+Scalar = Union[str, int, float, bool, None]
+
+
+@dataclass(frozen=True)
+class Cond:
+    """`path op value`, e.g. Cond("price", "$lt", 20)."""
+
+    path: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Any
+
+
+Node = Union[Cond, And, Or, Not]
+MATCH_ALL = And(())
+
+
+def parse_filter(spec: Any) -> Node:
+    """Validate a filter object and return its tree; `None`/`{}` match everything."""
+    if spec is None:
+        return MATCH_ALL
+    if not isinstance(spec, dict):
+        raise BadRequest(f"a filter must be a JSON object, got {type(spec).__name__}")
+    return _parse_object(spec, depth=0)
+
+
+def _parse_object(spec: dict, depth: int) -> Node:
+    if depth > 32:
+        raise BadRequest("filter is nested too deeply (more than 32 levels)")
+    parts: list[Node] = []
+    for key, value in spec.items():
+        if not isinstance(key, str):
+            raise BadRequest("filter keys must be strings")
+        if key.startswith("$"):
+            parts.append(_parse_logical(key, value, depth))
+        else:
+            _check_path(key)
+            parts.append(_parse_field(key, value, depth))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _parse_logical(op: str, value: Any, depth: int) -> Node:
+    if op == "$not":
+        if not isinstance(value, dict):
+            raise BadRequest("'$not' takes a filter object")
+        return Not(_parse_object(value, depth + 1))
+    if op in ("$and", "$or"):
+        if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+            raise BadRequest(f"'{op}' takes a non-empty list of filter objects")
+        children = tuple(_parse_object(v, depth + 1) for v in value)
+        return And(children) if op == "$and" else Or(children)
+    if op in COMPARISONS:
+        raise BadRequest(f"operator '{op}' must be applied to a field, e.g. {{\"price\": {{\"{op}\": ...}}}}")
+    raise BadRequest(f"unknown filter operator '{op}'; known: {', '.join(COMPARISONS + LOGICAL)}")
+
+
+def _parse_field(path: str, value: Any, depth: int) -> Node:
+    if isinstance(value, dict) and value and all(isinstance(k, str) and k.startswith("$") for k in value):
+        conds = [_parse_operator(path, op, arg, depth) for op, arg in value.items()]
+        return conds[0] if len(conds) == 1 else And(tuple(conds))
+    if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
+        raise BadRequest(f"filter on '{path}' mixes operators and plain fields")
+    return Cond(path, "$eq", _scalar(path, "$eq", value))
+
+
+def _parse_operator(path: str, op: str, arg: Any, depth: int) -> Node:
+    if op == "$not":
+        if not isinstance(arg, dict) or not arg:
+            raise BadRequest(f"'$not' on '{path}' takes an operator object, e.g. {{\"$gt\": 5}}")
+        return Not(_parse_field(path, arg, depth + 1))
+    if op not in COMPARISONS:
+        raise BadRequest(f"unknown filter operator '{op}' on '{path}'; known: {', '.join(COMPARISONS + ('$not',))}")
+    if op in ("$in", "$nin"):
+        if not isinstance(arg, list):
+            raise BadRequest(f"'{op}' on '{path}' takes a list of values")
+        return Cond(path, op, tuple(_scalar(path, op, v) for v in arg))
+    if op == "$exists":
+        if not isinstance(arg, bool):
+            raise BadRequest(f"'$exists' on '{path}' takes true or false")
+        return Cond(path, op, arg)
+    value = _scalar(path, op, arg)
+    if op in ("$gt", "$gte", "$lt", "$lte") and (value is None or isinstance(value, bool)):
+        raise BadRequest(f"'{op}' on '{path}' compares numbers or strings, not {json_type(value)}")
+    return Cond(path, op, value)
+
+
+def _scalar(path: str, op: str, value: Any) -> Scalar:
+    if isinstance(value, (dict, list)):
+        raise BadRequest(f"'{op}' on '{path}' takes a string, number, boolean or null, not {json_type(value)}"
+                         + ("; use $in for several values" if isinstance(value, list) else ""))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"'{op}' on '{path}': NaN and infinity are not valid values")
+    if not isinstance(value, (str, int, float, bool)) and value is not None:
+        raise BadRequest(f"'{op}' on '{path}': unsupported value type {type(value).__name__}")
+    return value
+
+
+def _check_path(path: str) -> None:
+    if not path or any(not part for part in path.split(".")):
+        raise BadRequest(f"invalid field path {path!r} in filter")
+
+
+def json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def referenced_paths(node: Node) -> set[str]:
+    """Every field path a filter reads (for backends that must declare their fields)."""
+    if isinstance(node, Cond):
+        return {node.path}
+    if isinstance(node, Not):
+        return referenced_paths(node.child)
+    return set().union(*(referenced_paths(c) for c in node.children)) if node.children else set()

@@ -1,0 +1,113 @@
+"""Search parameters: validation of k/offset/fields/boosts, anchor combination, projection.
+
+Anchor rule (documented in docs/search.md): with positives P and negatives N (unit
+vectors), the query vector is mean(P) - w * mean(N), w = `negative_weight` (default 0.5).
+A hit's score is then its mean cosine similarity to the positives minus w times its mean
+similarity to the negatives: with one positive and no negatives, plain cosine similarity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import BadRequest
+from .filters import MATCH_ALL, Node, parse_filter
+
+MAX_K = 1000
+MAX_OFFSET = 100_000
+DEFAULT_NEGATIVE_WEIGHT = 0.5
+QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "color", "text", "file", "image")
+
+
+@dataclass
+class SearchParams:
+    query: dict
+    k: int = 10
+    offset: int = 0
+    where: Node = MATCH_ALL
+    group_by: str | None = None
+    negative: list[dict] = field(default_factory=list)
+    boosts: list[tuple[Node, float]] = field(default_factory=list)
+    fields: list[str] | None = None
+    negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
+
+
+def check_query(query: Any, *, what: str = "query") -> dict:
+    """A query object has exactly one known kind of anchor."""
+    if not isinstance(query, dict) or len(query) != 1:
+        raise BadRequest(f"'{what}' must be an object with exactly one of: {', '.join(QUERY_KINDS)}")
+    kind = next(iter(query))
+    if kind not in QUERY_KINDS:
+        raise BadRequest(f"unknown {what} kind '{kind}'; use one of: {', '.join(QUERY_KINDS)}")
+    return query
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"'{name}' must be an integer from {low} to {high}")
+    return value
+
+
+def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
+    """`[{"filter": {...}, "weight": 0.2}, ...]` -> parsed (filter, weight) pairs."""
+    if boost is None:
+        return []
+    if not isinstance(boost, list):
+        raise BadRequest("'boost' must be a list of {\"filter\": ..., \"weight\": ...} rules")
+    out = []
+    for rule in boost:
+        if not isinstance(rule, dict) or set(rule) - {"filter", "weight"} or "filter" not in rule:
+            raise BadRequest("each boost rule is {\"filter\": {...}, \"weight\": number}")
+        weight = rule.get("weight", 0.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not np.isfinite(weight):
+            raise BadRequest("a boost rule's 'weight' must be a finite number")
+        out.append((parse_filter(rule["filter"]), float(weight)))
+    return out
+
+
+def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None, group_by: Any = None,
+                 negative: Any = None, boost: Any = None, fields: Any = None,
+                 negative_weight: Any = DEFAULT_NEGATIVE_WEIGHT) -> SearchParams:
+    """Validate every search parameter at once, so a bad one fails before any work."""
+    check_query(query)
+    if negative is None:
+        negative = []
+    if not isinstance(negative, list):
+        raise BadRequest("'negative' must be a list of anchors such as {\"id\": \"x\"}")
+    for anchor in negative:
+        check_query(anchor, what="negative")
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise BadRequest("'group_by' must be a field name")
+    if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
+        raise BadRequest("'fields' must be a list of field names")
+    if not isinstance(negative_weight, (int, float)) or isinstance(negative_weight, bool) or not 0 <= negative_weight <= 10:
+        raise BadRequest("'negative_weight' must be a number from 0 to 10")
+    return SearchParams(query=query, k=check_int("k", k, 1, MAX_K), offset=check_int("offset", offset, 0, MAX_OFFSET),
+                        where=parse_filter(filter), group_by=group_by, negative=negative,
+                        boosts=parse_boosts(boost), fields=fields, negative_weight=float(negative_weight))
+
+
+def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], weight: float) -> np.ndarray:
+    """mean(positives) - weight * mean(negatives): scores become mean similarities."""
+    q = np.mean(np.stack(positives), axis=0)
+    if negatives:
+        q = q - weight * np.mean(np.stack(negatives), axis=0)
+    return q.astype(np.float32)
+
+
+def project(doc: dict, fields: list[str] | None) -> dict:
+    """The record's fields for a hit: all, or only those asked for (dotted paths allowed)."""
+    if fields is None:
+        return {k: v for k, v in doc.items() if k != "_id"}
+    out = {}
+    for name in fields:
+        value: Any = doc
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            out[name] = value
+    return out

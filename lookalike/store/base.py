@@ -1,0 +1,155 @@
+"""The store interface: collections of records with vectors, behind which backends differ.
+
+`EmbeddedStore` (SQLite + memory-mapped vectors, the default) and external backends
+(Milvus) implement it; everything above (`Collection`, the CLI, the server) only talks to
+this interface, so the same code runs on a laptop and on a cluster.
+"""
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..query.filters import MATCH_ALL, Node
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+METRICS = ("cosine", "dot")
+KNOWN_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280}
+
+
+def check_collection_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise BadRequest(f"invalid collection name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', "
+                         "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class CollectionSettings:
+    """What `PUT /v1/collections/{name}` sets; stored with the collection."""
+
+    name: str
+    model: str = "efficientnet-lite0"
+    dim: int | None = None
+    metric: str = "cosine"
+    group_field: str | None = None
+    text_fields: list[str] = field(default_factory=list)
+    boosts: list[dict] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CollectionSettings":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class StoredRecord:
+    """One record ready to write: metadata, engine-computed fields and its vector."""
+
+    id: str
+    doc: dict
+    computed: dict
+    vector: np.ndarray
+    source_hash: str
+    content_hash: str
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    group: Any = None
+
+
+@dataclass
+class SearchRequest:
+    """A resolved query: the vector to score by and everything that shapes the ranking."""
+
+    vector: np.ndarray
+    k: int = 10
+    offset: int = 0
+    where: Node = MATCH_ALL
+    group_by: str | None = None
+    exclude: Sequence[str] = ()
+    boosts: Sequence[tuple[Node, float]] = ()
+
+
+class CollectionStore(ABC):
+    """Records, metadata and vectors of one collection."""
+
+    settings: CollectionSettings
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """`{id: (content_hash, source_hash)}` for the ids that exist."""
+
+    @abstractmethod
+    def write(self, records: Sequence[StoredRecord]) -> list[str]:
+        """Upsert; returns inserted/updated/unchanged per record. Durable once it returns."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> list[dict | None]:
+        """Stored records (metadata plus computed fields), None for unknown ids."""
+
+    @abstractmethod
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of the ids that exist."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete by id; returns how many existed."""
+
+    @abstractmethod
+    def ids_where(self, where: Node) -> list[str]:
+        """Ids of the records matching a filter."""
+
+    @abstractmethod
+    def search(self, request: SearchRequest) -> list[Hit]:
+        """Best hits for a query vector, best first, after filter, boosts and grouping."""
+
+    @abstractmethod
+    def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        """Similarity of each known id to `vector` (for re-ranking)."""
+
+    @abstractmethod
+    def all_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every live id and its vector (for whole-collection analyses such as duplicates)."""
+
+    def stats(self) -> dict:
+        """Backend-specific figures for `GET /v1/collections/{name}`."""
+        return {}
+
+    def update_settings(self, **changes: Any) -> CollectionSettings:
+        raise NotImplementedError
+
+
+class Store(ABC):
+    """A set of named collections."""
+
+    @abstractmethod
+    def list_collections(self) -> list[CollectionSettings]: ...
+
+    @abstractmethod
+    def create_collection(self, settings: CollectionSettings) -> CollectionStore: ...
+
+    @abstractmethod
+    def collection(self, name: str) -> CollectionStore:
+        """The collection, or NotFound."""
+
+    @abstractmethod
+    def drop_collection(self, name: str) -> None: ...
+
+    def close(self) -> None:
+        """Release files and connections."""

@@ -1,0 +1,419 @@
+"""The default store: one data folder, SQLite (WAL) for records, memory-mapped vector files.
+
+Layout of `DIR`:
+    lookalike.sqlite            collections and records (metadata JSON, hashes, vector slot)
+    vectors/NAME.GEN.f32        float32 rows, one per slot, append-only
+
+Durability: vectors are appended and fsynced first, then the records pointing at them are
+committed with `synchronous=FULL`; so once `write` returns, a `kill -9` loses nothing, and
+a crash before the commit leaves only unused rows. Reads never block on writes for longer
+than the in-memory swap after a commit.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import BadRequest, Conflict, LookalikeError, NotFound
+from ..index.exact import ExactIndex, top_k
+from ..query.field_index import FieldIndex
+from ..query.filters import MATCH_ALL, Node
+from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
+                   check_collection_name)
+from .vectors import VectorFile
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS records (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    computed TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+"""
+#: Compact a collection's vector file when dead rows exceed this share (and COMPACT_MIN rows).
+COMPACT_RATIO, COMPACT_MIN = 0.5, 10_000
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    return con
+
+
+def indexed_view(doc: dict, computed: dict) -> dict:
+    """What filters see: the metadata plus engine-computed fields."""
+    return {**doc, **computed}
+
+
+class EmbeddedCollection(CollectionStore):
+    """One collection of the embedded store, with its slots, field index and vectors in memory."""
+
+    def __init__(self, store: "EmbeddedStore", settings: CollectionSettings, generation: int) -> None:
+        self._store = store
+        self.settings = settings
+        self.name = settings.name
+        self._lock = threading.RLock()
+        self._generation = generation
+        self._load()
+
+    # -- loading -------------------------------------------------------------------------
+    def _vector_path(self, generation: int) -> Path:
+        return self._store.path / "vectors" / f"{self.name}.{generation}.f32"
+
+    def _load(self) -> None:
+        dim = self.settings.dim
+        if not dim:
+            raise LookalikeError(f"collection {self.name!r} has no dimension recorded")
+        self._vectors = VectorFile(self._vector_path(self._generation), dim)
+        rows = self._store.reader().execute(
+            "SELECT id, slot, doc, computed FROM records WHERE collection=? ORDER BY slot", (self.name,)).fetchall()
+        capacity = max(1024, self._vectors.rows * 2)
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._slot_ids: list[str | None] = [None] * self._vectors.rows
+        self._slot_of: dict[str, int] = {}
+        self._fields = FieldIndex()
+        slots, docs = [], []
+        for rid, slot, doc, computed in rows:
+            if slot >= self._vectors.rows:
+                raise LookalikeError(
+                    f"collection {self.name!r} is damaged: record {rid!r} points past the end of its vector file")
+            self._alive[slot] = True
+            self._slot_ids[slot] = rid
+            self._slot_of[rid] = slot
+            slots.append(slot)
+            docs.append(indexed_view(json.loads(doc), json.loads(computed)))
+        self._fields.add(slots, docs)
+
+    @property
+    def n_slots(self) -> int:
+        return self._vectors.rows
+
+    # -- reads ---------------------------------------------------------------------------
+    def count(self) -> int:
+        return len(self._slot_of)
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        con = self._store.reader()
+        for chunk in _chunks(list(ids), 500):
+            q = f"SELECT id, content_hash, source_hash FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
+            for rid, ch, sh in con.execute(q, (self.name, *chunk)):
+                out[rid] = (ch, sh)
+        return out
+
+    def get(self, ids: Sequence[str]) -> list[dict | None]:
+        found: dict[str, dict] = {}
+        con = self._store.reader()
+        for chunk in _chunks(list(ids), 500):
+            q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
+            for rid, doc, computed in con.execute(q, (self.name, *chunk)):
+                found[rid] = {**json.loads(doc), **json.loads(computed)}
+        return [found.get(i) for i in ids]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        matrix = self._vectors.matrix
+        slots = {i: self._slot_of.get(i) for i in ids}
+        return {i: np.array(matrix[s]) for i, s in slots.items() if s is not None}
+
+    def all_vectors(self) -> tuple[list[str], np.ndarray]:
+        with self._lock:
+            items = sorted(self._slot_of.items(), key=lambda kv: kv[1])
+            matrix = self._vectors.matrix
+        slots = np.array([s for _, s in items], dtype=np.int64)
+        return [i for i, _ in items], np.asarray(matrix[slots]) if len(slots) else np.empty((0, self.settings.dim))
+
+    def ids_where(self, where: Node) -> list[str]:
+        n = self.n_slots
+        mask = self._alive[:n] & self._fields.mask(where, n)
+        return [self._slot_ids[s] for s in np.flatnonzero(mask)]
+
+    def stats(self) -> dict:
+        return {"index": "exact", "bytes": self._vectors.rows * self._vectors.row_bytes,
+                "bytes_per_vector": self._vectors.row_bytes, "slots": self._vectors.rows}
+
+    # -- search --------------------------------------------------------------------------
+    def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
+        n = self.n_slots
+        allowed = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            allowed &= self._fields.mask(where, n)
+        for rid in exclude:
+            slot = self._slot_of.get(rid)
+            if slot is not None and slot < n:
+                allowed[slot] = False
+        return allowed
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        allowed = self._allowed(request.where, request.exclude)
+        index = ExactIndex(self._vectors.matrix)
+        need = request.k + request.offset
+        if not request.boosts and not request.group_by:
+            slots, scores = index.search(request.vector, need, allowed)
+            return [Hit(self._slot_ids[s], float(sc)) for s, sc in
+                    zip(slots[request.offset:], scores[request.offset:])]
+        slots, scores = index.scores(request.vector, allowed)
+        for node, weight in request.boosts:
+            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
+        if not request.group_by:
+            best = top_k(scores, need)[request.offset:]
+            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
+        return self._grouped(slots, scores, request)
+
+    def _grouped(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest) -> list[Hit]:
+        """Best hit per group value: widen the candidate pool until enough groups appear."""
+        need = request.k + request.offset
+        first = self._fields.first_values(request.group_by, len(self._alive[: self.n_slots]))
+        keys = first[slots]
+        keys = np.where(keys >= 0, keys, -(slots + 1))  # no group value: a group of its own
+        pool = need * 4
+        while True:
+            cand = top_k(scores, pool)
+            _, firsts = np.unique(keys[cand], return_index=True)
+            firsts.sort()
+            if len(firsts) >= need or pool >= len(scores):
+                break
+            pool *= 4
+        hits = []
+        for pos in cand[firsts[:need]][request.offset:]:
+            vid = int(first[slots[pos]])
+            group = self._fields.value_of(request.group_by, vid) if vid >= 0 else None
+            hits.append(Hit(self._slot_ids[slots[pos]], float(scores[pos]), group))
+        return hits
+
+    def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        matrix = self._vectors.matrix
+        known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
+        if not known:
+            return {}
+        sims = matrix[np.array([s for _, s in known])] @ np.asarray(vector, dtype=np.float32)
+        return {i: float(s) for (i, _), s in zip(known, sims)}
+
+    # -- writes --------------------------------------------------------------------------
+    def write(self, records: Sequence[StoredRecord]) -> list[str]:
+        with self._lock:
+            current = self.hashes([r.id for r in records])
+            statuses: list[str] = []
+            changed: dict[str, StoredRecord] = {}  # the last write of an id in a batch wins
+            for rec in records:
+                old = current.get(rec.id)
+                if rec.id in changed:
+                    statuses.append("updated")
+                elif old is not None and old[0] == rec.content_hash:
+                    statuses.append("unchanged")
+                    continue
+                else:
+                    statuses.append("updated" if old is not None else "inserted")
+                changed[rec.id] = rec
+            if changed:
+                self._commit(list(changed.values()))
+            return statuses
+
+    def _commit(self, records: list[StoredRecord]) -> None:
+        vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
+        first = self._vectors.append(vectors)
+        now = time.time()
+        rows = [(self.name, r.id, first + i, r.content_hash, r.source_hash,
+                 json.dumps(r.doc, ensure_ascii=False), json.dumps(r.computed, ensure_ascii=False), now)
+                for i, r in enumerate(records)]
+        con = self._store.writer
+        with self._store.write_lock:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._apply_insert(first, records)
+
+    def _apply_insert(self, first: int, records: list[StoredRecord]) -> None:
+        """Make committed rows visible: fields first, then liveness, so readers never see half."""
+        slots = list(range(first, first + len(records)))
+        self._fields.add(slots, [indexed_view(r.doc, r.computed) for r in records])
+        need = first + len(records)
+        if need > len(self._alive):
+            grown = np.zeros(max(need, 2 * len(self._alive)), dtype=bool)
+            grown[: len(self._alive)] = self._alive
+            self._alive = grown
+        self._slot_ids.extend([None] * (need - len(self._slot_ids)))
+        for slot, rec in zip(slots, records):
+            self._slot_ids[slot] = rec.id
+            old = self._slot_of.get(rec.id)
+            self._alive[slot] = True
+            if old is not None:
+                self._alive[old] = False
+                self._slot_ids[old] = None
+            self._slot_of[rec.id] = slot
+
+    def delete(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            present = [i for i in dict.fromkeys(ids) if i in self._slot_of]
+            if not present:
+                return 0
+            con = self._store.writer
+            with self._store.write_lock:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for chunk in _chunks(present, 500):
+                        con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
+                                    (self.name, *chunk))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            for rid in present:
+                slot = self._slot_of.pop(rid)
+                self._alive[slot] = False
+                self._slot_ids[slot] = None
+            return len(present)
+
+    def update_settings(self, **changes: Any) -> CollectionSettings:
+        with self._lock:
+            merged = CollectionSettings.from_dict({**self.settings.to_dict(), **changes})
+            self._store._save_settings(merged)
+            self.settings = merged
+            return merged
+
+    def compact(self) -> None:
+        """Rewrite the vector file without dead rows (crash-safe: a new generation file)."""
+        with self._lock:
+            ids, matrix = self.all_vectors()
+            generation = self._generation + 1
+            path = self._vector_path(generation)
+            path.unlink(missing_ok=True)
+            fresh = VectorFile(path, self.settings.dim)
+            if len(ids):
+                fresh.append(matrix)
+            con = self._store.writer
+            with self._store.write_lock:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    con.executemany("UPDATE records SET slot=? WHERE collection=? AND id=?",
+                                    [(s, self.name, i) for s, i in enumerate(ids)])
+                    con.execute("UPDATE collections SET generation=? WHERE name=?", (generation, self.name))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    fresh.close()
+                    path.unlink(missing_ok=True)
+                    raise
+            old = self._vectors
+            self._generation = generation
+            self._load()
+            old.close()
+            self._vector_path(generation - 1).unlink(missing_ok=True)
+
+    def dead_ratio(self) -> float:
+        return 1 - self.count() / self.n_slots if self.n_slots else 0.0
+
+    def close(self) -> None:
+        self._vectors.close()
+
+
+class EmbeddedStore(Store):
+    """Collections in a local folder; safe for several threads of one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.writer = _connect(self.path / "lookalike.sqlite")
+        self.writer.executescript(SCHEMA)
+        self.write_lock = threading.Lock()
+        self._local = threading.local()
+        self._collections: dict[str, EmbeddedCollection] = {}
+        self._lock = threading.RLock()
+        self._remove_stale_vector_files()
+
+    def reader(self) -> sqlite3.Connection:
+        """A per-thread read connection (WAL lets readers run beside the writer)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = _connect(self.path / "lookalike.sqlite")
+        return con
+
+    def _remove_stale_vector_files(self) -> None:
+        """Drop vector files of dropped collections and of superseded generations."""
+        live = {f"{n}.{g}.f32" for n, g in self.writer.execute("SELECT name, generation FROM collections")}
+        for f in (self.path / "vectors").glob("*.f32") if (self.path / "vectors").exists() else ():
+            if f.name not in live:
+                f.unlink(missing_ok=True)
+
+    def list_collections(self) -> list[CollectionSettings]:
+        rows = self.reader().execute("SELECT settings FROM collections ORDER BY name").fetchall()
+        return [CollectionSettings.from_dict(json.loads(s)) for (s,) in rows]
+
+    def create_collection(self, settings: CollectionSettings) -> EmbeddedCollection:
+        check_collection_name(settings.name)
+        if settings.dim is None:
+            settings.dim = KNOWN_DIMS.get(settings.model)
+        if not isinstance(settings.dim, int) or isinstance(settings.dim, bool) or not 1 <= settings.dim <= 65536:
+            raise BadRequest(f"collection {settings.name!r} needs a vector dimension 'dim' between 1 and 65536")
+        with self._lock, self.write_lock:
+            try:
+                self.writer.execute("INSERT INTO collections (name, settings) VALUES (?, ?)",
+                                    (settings.name, json.dumps(settings.to_dict())))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"collection {settings.name!r} already exists") from None
+        return self.collection(settings.name)
+
+    def _save_settings(self, settings: CollectionSettings) -> None:
+        with self.write_lock:
+            self.writer.execute("UPDATE collections SET settings=? WHERE name=?",
+                                (json.dumps(settings.to_dict()), settings.name))
+
+    def collection(self, name: str) -> EmbeddedCollection:
+        with self._lock:
+            col = self._collections.get(name)
+            if col is None:
+                row = self.reader().execute(
+                    "SELECT settings, generation FROM collections WHERE name=?", (name,)).fetchone()
+                if row is None:
+                    raise NotFound(f"collection {name!r} not found")
+                col = self._collections[name] = EmbeddedCollection(
+                    self, CollectionSettings.from_dict(json.loads(row[0])), row[1])
+            return col
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            col = self.collection(name)
+            with self.write_lock:
+                self.writer.execute("BEGIN IMMEDIATE")
+                self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
+                self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
+                self.writer.execute("COMMIT")
+            col.close()
+            self._collections.pop(name, None)
+            col._vector_path(col._generation).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for col in self._collections.values():
+                col.close()
+            self._collections.clear()
+            self.writer.close()
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _marks(chunk: list) -> str:
+    return ",".join("?" * len(chunk))
