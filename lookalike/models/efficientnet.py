@@ -71,7 +71,7 @@ class EfficientNetLiteEncoder:
     def embed(self, pixels: np.ndarray) -> Embeddings:
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+            x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).to(self.device)
             x = x.permute(0, 3, 1, 2).float().sub_(_MEAN).div_(_STD)
             x = x.contiguous(memory_format=torch.channels_last)
             fmap = self._net.extract_features(x)
