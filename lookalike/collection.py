@@ -20,11 +20,12 @@ from .models.registry import check_model_name
 from .query.filters import And, Cond, Not, parse_filter
 from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
                            project)
+from .index.settings import normalize_compression, normalize_index
 from .records import decode_base64, parse_vector
 from .store import CollectionSettings, CollectionStore, SearchRequest, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 
-SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts")
+SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression")
 
 
 class Collection:
@@ -93,7 +94,7 @@ class Collection:
         stats = self._store.stats()
         return {"name": s.name, "count": self.count(), "dim": s.dim, "model": s.model, "metric": s.metric,
                 "group_field": s.group_field, "text_fields": s.text_fields, "boosts": s.boosts,
-                "index": stats.get("index", "exact"), "bytes": stats.get("bytes", 0),
+                "index": stats.get("index", "exact"), "compression": s.compression, "bytes": stats.get("bytes", 0),
                 "bytes_per_vector": stats.get("bytes_per_vector")}
 
     # -- search --------------------------------------------------------------------------
@@ -264,6 +265,9 @@ class Database:
                 return Collection(self.store.create_collection(cs), allow_file=self.allow_file), True
             except Conflict:  # created concurrently
                 col = self._open(name)
+        for key, normalize in (("index", normalize_index), ("compression", normalize_compression)):
+            if key in given:  # partial objects change only the keys they name
+                given[key] = normalize({**getattr(col.settings, key), **given[key]}, col.settings.dim)
         changes = {k: v for k, v in given.items() if getattr(col.settings, k) != v}
         if ("model" in changes or "dim" in changes) and col.count() > 0:
             raise Conflict(f"collection {name!r} holds records made with model {col.settings.model!r} "
@@ -311,6 +315,10 @@ def _check_settings(s: dict) -> None:
         raise BadRequest("'text_fields' must be a list of field names")
     if "boosts" in s:
         parse_boosts(s["boosts"])
+    if "index" in s:
+        normalize_index(s["index"])
+    if "compression" in s:
+        normalize_compression(s["compression"], s.get("dim"))
 
 
 def connect(location: str | Path | None = None, *, allow_file: bool = True) -> Database:

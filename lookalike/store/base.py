@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, NotImplementedYet
+from ..index.settings import normalize_compression, normalize_index
 from ..query.filters import MATCH_ALL, Node
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -41,6 +42,13 @@ class CollectionSettings:
     text_fields: list[str] = field(default_factory=list)
     boosts: list[dict] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    index: dict = field(default_factory=dict)  # see lookalike.index.settings (defaults filled in)
+    compression: dict = field(default_factory=dict)
+    thumbnails: bool = True  # keep a small JPEG per record made from a file/base64 (for the web page)
+
+    def __post_init__(self) -> None:
+        self.index = normalize_index(self.index)
+        self.compression = normalize_compression(self.compression, self.dim)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +69,7 @@ class StoredRecord:
     vector: np.ndarray
     source_hash: str
     content_hash: str
+    thumbnail: bytes | None = None  # small JPEG to keep; None keeps the stored one, b"" removes it
 
 
 @dataclass
@@ -130,6 +139,18 @@ class CollectionStore(ABC):
     def stats(self) -> dict:
         """Backend-specific figures for `GET /v1/collections/{name}`."""
         return {}
+
+    def thumbnail(self, id: str) -> bytes | None:
+        """The small JPEG kept for a record, or None (not kept, or a backend without them)."""
+        return None
+
+    def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
+        """A page of live ids matching a filter in a stable order, and how many match in all."""
+        raise NotImplementedYet("listing records is not available for this store")
+
+    def facets(self, where: Node = MATCH_ALL, *, top: int = 20) -> list[dict]:
+        """Per metadata path: string/boolean values with counts, numeric min/max (see Collection.facets)."""
+        raise NotImplementedYet("facets are not available for this store")
 
     def update_settings(self, **changes: Any) -> CollectionSettings:
         raise NotImplementedError

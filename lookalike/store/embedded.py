@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..index.exact import ExactIndex, top_k
+from ..index.manager import CollectionIndex
 from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
@@ -45,7 +46,15 @@ CREATE TABLE IF NOT EXISTS records (
     updated REAL NOT NULL,
     PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS thumbnails (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
 """
+#: How many values of a string path `facets` lists at most.
+FACET_TOP = 20
 #: Compact a collection's vector file when dead rows exceed this share (and COMPACT_MIN rows).
 COMPACT_RATIO, COMPACT_MIN = 0.5, 10_000
 
@@ -100,6 +109,11 @@ class EmbeddedCollection(CollectionStore):
             slots.append(slot)
             docs.append(indexed_view(json.loads(doc), json.loads(computed)))
         self._fields.add(slots, docs)
+        # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
+        self._index = CollectionIndex(self._store.path / "index", self.name, self._generation, dim,
+                                      self.settings.index, self.settings.compression,
+                                      lambda: self._vectors.matrix, self.count)
+        self._index.open()
 
     @property
     def n_slots(self) -> int:
@@ -144,9 +158,48 @@ class EmbeddedCollection(CollectionStore):
         mask = self._alive[:n] & self._fields.mask(where, n)
         return [self._slot_ids[s] for s in np.flatnonzero(mask)]
 
+    def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
+        """Live ids in slot order (oldest write first), a page of them and the total."""
+        n = self.n_slots
+        mask = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            mask &= self._fields.mask(where, n)
+        slots = np.flatnonzero(mask)
+        return [self._slot_ids[s] for s in slots[offset:offset + limit]], int(len(slots))
+
+    def facets(self, where: Node = MATCH_ALL, *, top: int = FACET_TOP) -> list[dict]:
+        """Per metadata path, over live records matching `where`: value counts and numeric ranges.
+
+        Computed from the field index's postings (one `bincount` per path), so it costs
+        milliseconds even for large collections. Engine fields other than `_labels.label`
+        are left out: they are not useful to filter by.
+        """
+        n = self.n_slots
+        live = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            live &= self._fields.mask(where, n)
+        out = []
+        for path in sorted(self._fields.paths):
+            if path.startswith("_") and path != "_labels.label":
+                continue
+            facet = _facet(path, self._fields.paths[path], live, top)
+            if facet is not None:
+                out.append(facet)
+        return out
+
+    def thumbnail(self, id: str) -> bytes | None:
+        row = self._store.reader().execute(
+            "SELECT data FROM thumbnails WHERE collection=? AND id=?", (self.name, id)).fetchone()
+        return bytes(row[0]) if row else None
+
     def stats(self) -> dict:
-        return {"index": "exact", "bytes": self._vectors.rows * self._vectors.row_bytes,
-                "bytes_per_vector": self._vectors.row_bytes, "slots": self._vectors.rows}
+        index = self._index.stats()
+        return {"index": index, "bytes": self._vectors.rows * self._vectors.row_bytes + index["memory_bytes"],
+                "bytes_per_vector": self._index.bytes_per_vector(), "slots": self._vectors.rows}
+
+    def wait_index(self, timeout: float | None = None) -> bool:
+        """Block until a background index build is done (tests, benchmarks)."""
+        return self._index.wait(timeout)
 
     # -- search --------------------------------------------------------------------------
     def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
@@ -162,12 +215,17 @@ class EmbeddedCollection(CollectionStore):
 
     def search(self, request: SearchRequest) -> list[Hit]:
         allowed = self._allowed(request.where, request.exclude)
-        index = ExactIndex(self._vectors.matrix)
         need = request.k + request.offset
         if not request.boosts and not request.group_by:
-            slots, scores = index.search(request.vector, need, allowed)
+            slots, scores = self._index.search(request.vector, need, allowed)
             return [Hit(self._slot_ids[s], float(sc)) for s, sc in
                     zip(slots[request.offset:], scores[request.offset:])]
+        matching = int(np.count_nonzero(allowed))
+        if self._index.uses_ann(matching):
+            hits = self._ann_ranked(request, allowed, matching)
+            if hits is not None:
+                return hits
+        index = ExactIndex(self._vectors.matrix)
         slots, scores = index.scores(request.vector, allowed)
         for node, weight in request.boosts:
             scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
@@ -175,6 +233,34 @@ class EmbeddedCollection(CollectionStore):
             best = top_k(scores, need)[request.offset:]
             return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
         return self._grouped(slots, scores, request)
+
+    def _ann_ranked(self, request: SearchRequest, allowed: np.ndarray, matching: int) -> list[Hit] | None:
+        """Boosts/grouping over HNSW candidates, widening the pool until k hits (or groups) appear.
+
+        Each positively boosted set gets its own filtered graph search, so a boosted record
+        far below the plain top candidates is still considered. None: use exact search.
+        """
+        need = request.k + request.offset
+        pool = max(4 * need, 40)
+        while pool <= min(matching // 2, 4096):
+            parts = [self._index.search(request.vector, pool, allowed, matching)]
+            for node, weight in request.boosts:
+                if weight > 0:
+                    parts.append(self._index.search(request.vector, pool, allowed & self._fields.mask(node, len(allowed))))
+            slots = np.concatenate([p[0] for p in parts])
+            scores = np.concatenate([p[1] for p in parts])
+            slots, first = np.unique(slots, return_index=True)
+            scores = scores[first]
+            for node, weight in request.boosts:
+                scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
+            if not request.group_by:
+                best = top_k(scores, need)[request.offset:]
+                return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
+            hits = self._grouped(slots, scores, request)
+            if len(hits) >= request.k:
+                return hits
+            pool *= 4
+        return None
 
     def _grouped(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest) -> list[Hit]:
         """Best hit per group value: widen the candidate pool until enough groups appear."""
@@ -237,6 +323,7 @@ class EmbeddedCollection(CollectionStore):
             con.execute("BEGIN IMMEDIATE")
             try:
                 con.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
+                _write_thumbnails(con, self.name, records)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -261,6 +348,7 @@ class EmbeddedCollection(CollectionStore):
                 self._alive[old] = False
                 self._slot_ids[old] = None
             self._slot_of[rec.id] = slot
+        self._index.sync()  # add the new rows to the ANN graph (or build one past the threshold)
 
     def delete(self, ids: Sequence[str]) -> int:
         with self._lock:
@@ -273,6 +361,8 @@ class EmbeddedCollection(CollectionStore):
                 try:
                     for chunk in _chunks(present, 500):
                         con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
+                                    (self.name, *chunk))
+                        con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
                                     (self.name, *chunk))
                     con.execute("COMMIT")
                 except BaseException:
@@ -288,7 +378,12 @@ class EmbeddedCollection(CollectionStore):
         with self._lock:
             merged = CollectionSettings.from_dict({**self.settings.to_dict(), **changes})
             self._store._save_settings(merged)
+            if changes.get("thumbnails") is False:  # "images not stored": drop the kept ones too
+                with self._store.write_lock:
+                    self._store.writer.execute("DELETE FROM thumbnails WHERE collection=?", (self.name,))
             self.settings = merged
+            if "index" in changes or "compression" in changes:  # rebuilt from the vectors: no data lost
+                self._index.reconfigure(merged.index, merged.compression)
             return merged
 
     def compact(self) -> None:
@@ -315,6 +410,7 @@ class EmbeddedCollection(CollectionStore):
                     path.unlink(missing_ok=True)
                     raise
             old = self._vectors
+            self._index.close(save=False)  # slots are renumbered: the new generation gets a new graph
             self._generation = generation
             self._load()
             old.close()
@@ -324,6 +420,7 @@ class EmbeddedCollection(CollectionStore):
         return 1 - self.count() / self.n_slots if self.n_slots else 0.0
 
     def close(self) -> None:
+        self._index.close()
         self._vectors.close()
 
 
@@ -396,11 +493,13 @@ class EmbeddedStore(Store):
             with self.write_lock:
                 self.writer.execute("BEGIN IMMEDIATE")
                 self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
+                self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
                 self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
                 self.writer.execute("COMMIT")
             col.close()
             self._collections.pop(name, None)
             col._vector_path(col._generation).unlink(missing_ok=True)
+            col._index.destroy()
 
     def close(self) -> None:
         with self._lock:
@@ -408,6 +507,47 @@ class EmbeddedStore(Store):
                 col.close()
             self._collections.clear()
             self.writer.close()
+
+
+def _write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequence[StoredRecord]) -> None:
+    """Store new thumbnails and remove those of records whose image source changed to none kept."""
+    keep = [(collection, r.id, r.thumbnail) for r in records if r.thumbnail]
+    drop = [(collection, r.id) for r in records if r.thumbnail == b""]
+    if keep:
+        con.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?,?,?)", keep)
+    if drop:
+        con.executemany("DELETE FROM thumbnails WHERE collection=? AND id=?", drop)
+
+
+def _facet(path: str, post, live: np.ndarray, top: int) -> dict | None:
+    """One path's facet: records having it, top string/boolean values with counts, numeric range."""
+    rows, vids = post.rows.view(), post.vids.view()
+    inside = rows < len(live)
+    rows, vids = rows[inside], vids[inside]
+    keep = live[rows]
+    rows, vids = rows[keep], vids[keep]
+    if not len(rows):
+        return None
+    pairs = np.unique(rows * len(post.keys) + vids)  # a value listed twice in one record counts once
+    counts = np.bincount(pairs % len(post.keys), minlength=len(post.keys))
+    tags = [k[0] for k in post.keys]
+    scalar = [i for i, t in enumerate(tags) if t in ("s", "b", "n") and counts[i]]
+    if not scalar:
+        return None
+    facet: dict = {"path": path, "count": int(len(np.unique(rows)))}
+    labelled = sorted((i for i in scalar if tags[i] in ("s", "b")), key=lambda i: (-counts[i], str(post.keys[i][1])))
+    if labelled:
+        facet["distinct"] = len(labelled)
+        facet["values"] = [{"value": post.keys[i][1], "count": int(counts[i])} for i in labelled[:top]]
+    numbers = [post.keys[i][1] for i in scalar if tags[i] == "n"]
+    if numbers:
+        lo, hi = min(numbers), max(numbers)
+        facet["min"] = int(lo) if float(lo).is_integer() else lo
+        facet["max"] = int(hi) if float(hi).is_integer() else hi
+    kinds = {"s": "string", "b": "boolean", "n": "number"}
+    found = {kinds[tags[i]] for i in scalar}
+    facet["type"] = found.pop() if len(found) == 1 else "mixed"
+    return facet
 
 
 def _chunks(items: list, size: int):

@@ -1,0 +1,365 @@
+"""One collection's search index: exact or HNSW, kept in step with the vector file, on disk.
+
+The vector file is append-only and its row numbers ("slots") are the graph's ids, so the
+graph always covers a *prefix* of the file: rows 0..ntotal-1. That makes the index pure
+derived data with one number of state. Files in `DIR/index/`:
+
+    NAME.GEN.faiss     the graph (FAISS format, memory-mapped on load)
+    NAME.GEN.json      what it was built with, how many rows it covers, a checksum of its last row
+    NAME.GEN.pca.npz   the PCA projection, when compression asks for one
+
+On open the saved graph is used only if its settings, generation and row count agree with
+the meta file and the checksum of its last row matches the vector file; then the rows
+written since (after a crash, say) are added. Anything else (missing, torn, foreign file)
+means a rebuild from the vectors, so a crash can cost time but never wrong answers.
+
+Planning: exact search (the reference) whenever the live or matching records number at
+most `threshold`, so selective filters scan just their matches; otherwise HNSW with the
+filter applied inside the graph walk, widening its beam until k matches are found, and
+falling back to exact search if the graph still cannot produce them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .compress import PCA
+from .exact import ExactIndex, top_k
+from .settings import build_key, code_bytes
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+#: Collections up to this many rows are (re)built inline, larger ones on a background thread
+#: while exact search answers.
+INLINE_BUILD_ROWS = 50_000
+#: Rows added per FAISS call while building (bounds the temporary copy of the rows).
+BUILD_CHUNK = 100_000
+#: Widest beam tried before falling back to exact search.
+EF_MAX = 4096
+
+
+class RWLock:
+    """Many searches at once, or one writer (FAISS graphs must not be searched while growing)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    def acquire_read(self) -> None:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+
+    def release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def acquire_write(self) -> None:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+
+    def release_write(self) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+def _row_sum(matrix: np.ndarray, row: int) -> str:
+    return hashlib.sha1(np.ascontiguousarray(matrix[row]).tobytes()).hexdigest() if row >= 0 else ""
+
+
+class CollectionIndex:
+    """Chooses exact or HNSW per query and keeps the HNSW graph (if any) covering the vector file."""
+
+    def __init__(self, folder: Path, name: str, generation: int, dim: int, index: dict, compression: dict,
+                 matrix: Callable[[], np.ndarray], live_count: Callable[[], int]) -> None:
+        self.folder = folder
+        self.name = name
+        self.generation = generation
+        self.dim = dim
+        self.settings = index
+        self.compression = compression
+        self._matrix = matrix
+        self._live_count = live_count
+        self._ann = None  # an HnswIndex once built
+        self._rw = RWLock()
+        self._state = threading.Lock()  # guards _ann/_builder swaps and catch-up adds
+        self._builder: threading.Thread | None = None
+        self._build_error: str | None = None
+        self._saved_rows = 0
+        self._cancel = False
+
+    # -- files ---------------------------------------------------------------------------
+    def _path(self, suffix: str) -> Path:
+        return self.folder / f"{self.name}.{self.generation}.{suffix}"
+
+    def _key(self) -> dict:
+        return build_key(self.settings, self.compression, self.dim)
+
+    def remove_stale(self) -> None:
+        """Delete index files of this collection's other generations (superseded by compaction)."""
+        if not self.folder.exists():
+            return
+        for f in self.folder.glob(f"{self.name}.*"):
+            parts = f.name.split(".")
+            if parts[0] == self.name and parts[1] != str(self.generation):
+                f.unlink(missing_ok=True)
+
+    def destroy(self) -> None:
+        """Forget the graph and delete every index file of this collection."""
+        self.close(save=False)
+        if self.folder.exists():
+            for f in self.folder.glob(f"{self.name}.*"):
+                if f.name.split(".")[0] == self.name:
+                    f.unlink(missing_ok=True)
+
+    def save(self) -> None:
+        """Write the graph and its meta file (atomically each; the meta names the row count)."""
+        ann = self._ann
+        if ann is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._rw.acquire_read()  # no adds while writing; searches may go on
+        try:
+            rows = ann.ntotal
+            if ann.pca is not None:
+                ann.pca.save(self._path("pca.npz"))
+            ann.save(self._path("faiss"))
+            meta = {"format": FORMAT, "library": "faiss", "key": self._key(), "ntotal": rows,
+                    "last_row": _row_sum(self._matrix(), rows - 1)}
+            tmp = self._path("json.tmp")
+            with open(tmp, "w") as fh:
+                json.dump(meta, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path("json"))
+            self._saved_rows = rows
+        finally:
+            self._rw.release_read()
+
+    def _load_saved(self):
+        """The saved graph if it provably matches the vector file, else None (reason logged)."""
+        from .ann import HnswIndex
+        meta_path, graph_path = self._path("json"), self._path("faiss")
+        if not meta_path.exists() or not graph_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            matrix = self._matrix()
+            rows = int(meta["ntotal"])
+            if meta.get("format") != FORMAT or meta.get("key") != self._key():
+                raise ValueError("built with other settings")
+            if rows > len(matrix) or meta.get("last_row") != _row_sum(matrix, rows - 1):
+                raise ValueError("does not match the vector file")
+            pca = PCA.load(self._path("pca.npz")) if self.compression["pca_dim"] else None
+            if pca is not None and (pca.dim != self.compression["pca_dim"] or pca.components.shape[1] != self.dim):
+                raise ValueError("PCA file has the wrong shape")
+            ann = HnswIndex.load(graph_path, self.dim, self.settings, self.compression, pca)
+            width = pca.dim if pca else self.dim
+            if ann.ntotal != rows or ann.raw.d != width:
+                raise ValueError(f"graph holds {ann.ntotal} rows of {ann.raw.d}-d, meta says {rows} of {width}-d")
+            self._saved_rows = rows
+            return ann
+        except Exception as exc:  # any damage means: rebuild from the vectors
+            log.warning("index of collection %r unusable (%s); rebuilding from the vectors", self.name, exc)
+            return None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def wanted(self) -> bool:
+        """Whether this collection should have a graph now (by type and live count)."""
+        kind = self.settings["type"]
+        return kind == "hnsw" or (kind == "auto" and self._live_count() > self.settings["threshold"])
+
+    def open(self) -> None:
+        """Load the saved graph and catch up, or build one if wanted; drop files if not wanted."""
+        self.remove_stale()
+        if not self.wanted():
+            return
+        ann = self._load_saved()
+        if ann is not None:
+            self._ann = ann
+            self._catch_up()
+            return
+        self._start_build()
+
+    def sync(self) -> None:
+        """After new rows were committed: add them to the graph, or start one if now wanted."""
+        if self._ann is None:
+            if self._builder is None and self.wanted():
+                self._start_build()
+            return
+        self._catch_up()
+        ann = self._ann
+        if ann is not None and ann.ntotal - self._saved_rows > max(50_000, ann.ntotal // 4):
+            self.save()
+
+    def _catch_up(self) -> None:
+        """Add the vector file's rows past the graph's end (slot order, nothing skipped)."""
+        with self._state:
+            ann = self._ann
+            if ann is None:
+                return
+            matrix = self._matrix()
+            if ann.ntotal >= len(matrix):
+                return
+            self._rw.acquire_write()
+            try:
+                for start in range(ann.ntotal, len(matrix), BUILD_CHUNK):
+                    ann.add(matrix[start:start + BUILD_CHUNK])
+            finally:
+                self._rw.release_write()
+
+    def _start_build(self) -> None:
+        if len(self._matrix()) <= INLINE_BUILD_ROWS:
+            self._build()
+            return
+        with self._state:
+            if self._builder is not None:
+                return
+            self._builder = threading.Thread(target=self._build, name=f"index-{self.name}", daemon=True)
+            self._builder.start()
+
+    def _build(self) -> None:
+        """Build a graph over the current rows, catch up, publish, save. Exact search serves meanwhile."""
+        from .ann import HnswIndex
+        try:
+            matrix = self._matrix()
+            if len(matrix) == 0:
+                return
+            sample = matrix[np.linspace(0, len(matrix) - 1, min(len(matrix), 100_000)).astype(np.int64)]
+            ann = HnswIndex.create(self.dim, self.settings, self.compression, sample)
+            for start in range(0, len(matrix), BUILD_CHUNK):
+                if self._cancel:
+                    return
+                ann.add(matrix[start:start + BUILD_CHUNK])
+            with self._state:
+                if self._cancel:
+                    return
+                latest = self._matrix()
+                if len(latest) > ann.ntotal:
+                    ann.add(latest[ann.ntotal:])
+                self._ann = ann
+            self._saved_rows = 0
+            self.save()
+            self._build_error = None
+        except Exception as exc:  # keep serving exact results; report in stats
+            log.exception("building the index of collection %r failed", self.name)
+            self._build_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._builder = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a background build finishes; True if none is running afterwards."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+        return self._builder is None
+
+    def reconfigure(self, index: dict, compression: dict) -> None:
+        """New settings: search-time ones apply at once; build-time ones rebuild from the vectors."""
+        rebuild = build_key(index, compression, self.dim) != self._key()
+        self.settings, self.compression = index, compression
+        if rebuild or not self.wanted():
+            self.close(save=False)
+            for suffix in ("faiss", "json", "pca.npz"):
+                self._path(suffix).unlink(missing_ok=True)
+            self._cancel = False
+            self._ann = None
+        if self._ann is None and self.wanted():
+            self._start_build()
+
+    def close(self, save: bool = True) -> None:
+        """Stop a running build; save a graph that grew since its last save."""
+        self._cancel = True
+        self.wait()
+        if save and self._ann is not None and self._ann.ntotal != self._saved_rows:
+            self.save()
+        if not save:
+            self._ann = None
+
+    # -- search --------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self._ann is not None
+
+    def uses_ann(self, matching: int) -> bool:
+        """HNSW for this many candidate records? (Otherwise exact is as fast, and exact.)"""
+        return self._ann is not None and matching > self.settings["threshold"]
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
+               matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, exact scores) of the best k allowed slots, best first."""
+        matrix = self._matrix()
+        if matching is None:
+            matching = int(np.count_nonzero(allowed))
+        if k <= 0 or not self.uses_ann(matching):
+            return ExactIndex(matrix).search(query, k, allowed)
+        found = self._ann_candidates(query, k, allowed, matching)
+        if found is None:
+            return ExactIndex(matrix).search(query, k, allowed)
+        scores = matrix[found] @ np.asarray(query, dtype=np.float32) if len(found) else np.empty(0, np.float32)
+        best = top_k(scores, k)
+        return found[best], scores[best]
+
+    def _ann_candidates(self, query: np.ndarray, k: int, allowed: np.ndarray, matching: int) -> np.ndarray | None:
+        """Candidate slots from the graph (plus unindexed tail rows), or None to go exact."""
+        matrix = self._matrix()
+        self._rw.acquire_read()
+        try:
+            ann = self._ann
+            if ann is None:
+                return None
+            covered = min(ann.ntotal, len(allowed))
+            inside = allowed[:covered]
+            want = min(k, int(np.count_nonzero(inside)))
+            pool = k * 2 if ann.compressed else k  # re-scored exactly below, so fetch a margin
+            selector = None if covered == ann.ntotal and inside.all() else self._padded(inside, ann.ntotal)
+            ef = max(self.settings["expansion_search"], pool)
+            while True:
+                found = ann.search(query, pool, ef, selector)
+                if len(found) >= want or ef >= EF_MAX:
+                    break
+                ef *= 4  # the filter left the beam short: widen it
+        finally:
+            self._rw.release_read()
+        if len(found) < want:
+            return None  # never fewer than k hits when k exist: exact search guarantees it
+        tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the graph's last add
+        return np.concatenate([found.astype(np.int64), tail]) if len(tail) else found.astype(np.int64)
+
+    @staticmethod
+    def _padded(mask: np.ndarray, size: int) -> np.ndarray:
+        if len(mask) == size:
+            return mask
+        out = np.zeros(size, dtype=bool)
+        out[: len(mask)] = mask
+        return out
+
+    # -- stats ---------------------------------------------------------------------------
+    def stats(self) -> dict:
+        ann = self._ann
+        state = "ready" if ann is not None else ("building" if self._builder is not None else "none")
+        info = {**self.settings, "active": "hnsw" if ann is not None else "exact", "state": state,
+                "library": "faiss" if ann is not None else None,
+                "indexed_rows": ann.ntotal if ann is not None else 0,
+                "memory_bytes": ann.memory_bytes() if ann is not None else 0}
+        if self._build_error:
+            info["error"] = self._build_error
+        return info
+
+    def bytes_per_vector(self) -> int:
+        """Bytes of one vector as searched: compressed codes with a graph, float32 without."""
+        return code_bytes(self.dim, self.compression) if self._ann is not None else self.dim * 4

@@ -1,0 +1,69 @@
+"""Per-collection index and compression settings: defaults, validation, what forces a rebuild."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadRequest
+
+INDEX_TYPES = ("auto", "exact", "hnsw")
+DTYPES = ("f32", "f16", "i8")
+#: Defaults: HNSW with 16 links per node is the usual sweet spot for 128-1280-d embeddings;
+#: below `threshold` live vectors (or matching ones, for a filter) exact search is as fast and exact.
+INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 128,
+                                  "expansion_search": 64, "threshold": 20_000}
+COMPRESSION_DEFAULTS: dict[str, Any] = {"dtype": "f32", "pca_dim": None}
+_LIMITS = {"connectivity": (4, 128), "expansion_add": (8, 4096), "expansion_search": (8, 4096),
+           "threshold": (0, 1_000_000_000)}
+
+
+def _int(name: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"index setting '{name}' must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _check_keys(kind: str, given: Any, defaults: dict) -> dict:
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise BadRequest(f"'{kind}' must be an object like {defaults}")
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise BadRequest(f"unknown '{kind}' setting(s): {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(defaults)}")
+    return given
+
+
+def normalize_index(given: Any, dim: int | None = None) -> dict:
+    """The full index settings: defaults overlaid with `given`, validated (BadRequest if bad)."""
+    out = {**INDEX_DEFAULTS, **_check_keys("index", given, INDEX_DEFAULTS)}
+    if out["type"] not in INDEX_TYPES:
+        raise BadRequest(f"unknown index type {out['type']!r}; use one of: {', '.join(INDEX_TYPES)}")
+    for name, (low, high) in _LIMITS.items():
+        _int(name, out[name], low, high)
+    return out
+
+
+def normalize_compression(given: Any, dim: int | None = None) -> dict:
+    """The full compression settings, validated against the vector dimension when known."""
+    out = {**COMPRESSION_DEFAULTS, **_check_keys("compression", given, COMPRESSION_DEFAULTS)}
+    if out["dtype"] not in DTYPES:
+        raise BadRequest(f"unknown compression dtype {out['dtype']!r}; use one of: {', '.join(DTYPES)}")
+    pca = out["pca_dim"]
+    if pca is not None:
+        _int("pca_dim", pca, 1, 65536)
+        if dim is not None and pca >= dim:
+            raise BadRequest(f"'pca_dim' must be smaller than the vector dimension {dim}, got {pca}")
+    return out
+
+
+def build_key(index: dict, compression: dict, dim: int) -> dict:
+    """The settings an index file was built with; a change in any of them means a rebuild."""
+    return {"dim": dim, "connectivity": index["connectivity"], "expansion_add": index["expansion_add"],
+            "dtype": compression["dtype"], "pca_dim": compression["pca_dim"]}
+
+
+def code_bytes(dim: int, compression: dict) -> int:
+    """Bytes one vector takes inside the ANN index (after PCA and quantisation)."""
+    width = compression["pca_dim"] or dim
+    return width * {"f32": 4, "f16": 2, "i8": 1}[compression["dtype"]]
