@@ -27,7 +27,7 @@ class SearchParams:
     k: int = 10
     offset: int = 0
     where: Node = MATCH_ALL
-    group_by: str | None = None
+    group_by: str | None | bool = None  # False: no grouping, not even the collection's group_field
     negative: list[dict] = field(default_factory=list)
     boosts: list[tuple[Node, float]] = field(default_factory=list)
     fields: list[str] | None = None
@@ -78,8 +78,8 @@ def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None
         raise BadRequest("'negative' must be a list of anchors such as {\"id\": \"x\"}")
     for anchor in negative:
         check_query(anchor, what="negative")
-    if group_by is not None and (not isinstance(group_by, str) or not group_by):
-        raise BadRequest("'group_by' must be a field name")
+    if group_by is not None and group_by is not False and (not isinstance(group_by, str) or not group_by):
+        raise BadRequest("'group_by' must be a field name, or false for no grouping")
     if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
         raise BadRequest("'fields' must be a list of field names")
     if not isinstance(negative_weight, (int, float)) or isinstance(negative_weight, bool) or not 0 <= negative_weight <= 10:
