@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import BadRequest, Conflict, NotFound, NotImplementedYet
 from .fetch import fetch_url, read_file
+from .filecache import FileDigests, for_data_dir
 from .ingest import Ingestor
 from .models import get_encoder, l2_normalize
 from .models.images import DEFAULT_MAX_PIXELS, load_pixels
@@ -25,17 +26,19 @@ from .records import decode_base64, parse_vector
 from .store import CollectionSettings, CollectionStore, SearchRequest, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 
-SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression")
+SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
+                "thumbnails")
 
 
 class Collection:
     """One collection: upsert, get, delete, search, recommend, rerank."""
 
     def __init__(self, store: CollectionStore, *, allow_file: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, file_digests: FileDigests | None = None) -> None:
         self._store = store
         self.allow_file = allow_file
         self.max_pixels = max_pixels
+        self.file_digests = file_digests
 
     @property
     def name(self) -> str:
@@ -61,7 +64,7 @@ class Collection:
         """Like `upsert`, yielding results as batches are written (for streaming ingest)."""
         ingestor = Ingestor(self._store, self.encoder, allow_file=self.allow_file,
                             base_dir=Path(base_dir) if base_dir else None, batch_size=batch_size,
-                            max_pixels=self.max_pixels)
+                            max_pixels=self.max_pixels, file_digests=self.file_digests)
         return ingestor.run(records, on_batch=on_batch)
 
     def get(self, id: str) -> dict:
@@ -88,12 +91,45 @@ class Collection:
     def count(self) -> int:
         return self._store.count()
 
+    def records(self, *, offset: int = 0, limit: int = 50, filter: dict | None = None,
+                fields: list[str] | None = None) -> dict:
+        """A page of records in write order, for browsing without a query.
+
+        `{"records": [{"_id": ..., ...fields}], "total": N, "offset": ..., "limit": ...}`;
+        `total` counts every record matching the filter.
+        """
+        check_int("offset", offset, 0, 10_000_000)
+        check_int("limit", limit, 1, 1000)
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
+            raise BadRequest("'fields' must be a list of field names")
+        ids, total = self._store.list_ids(parse_filter(filter), offset=offset, limit=limit)
+        docs = self._store.get(ids)
+        records = [{"_id": i, **project(d, fields)} for i, d in zip(ids, docs) if d is not None]
+        return {"records": records, "total": total, "offset": offset, "limit": limit}
+
+    def facets(self, *, filter: dict | None = None, top: int = 20) -> dict:
+        """What the metadata holds, for building filters: per dotted path the records having it,
+        the `top` most frequent string/boolean values with counts, and numeric `min`/`max`.
+        """
+        check_int("top", top, 1, 1000)
+        where = parse_filter(filter)
+        total = self.count() if filter is None else len(self._store.ids_where(where))
+        return {"facets": self._store.facets(where, top=top), "count": total}
+
+    def thumbnail(self, id: str) -> bytes:
+        """The small JPEG kept for a record made from a file or base64 image; NotFound otherwise."""
+        data = self._store.thumbnail(id)
+        if data is None:
+            raise NotFound(f"no thumbnail kept for record {id!r} in collection {self.name!r}")
+        return data
+
     def info(self) -> dict:
         """Settings and stats, as `GET /v1/collections/{name}` returns them."""
         s = self.settings
         stats = self._store.stats()
         return {"name": s.name, "count": self.count(), "dim": s.dim, "model": s.model, "metric": s.metric,
                 "group_field": s.group_field, "text_fields": s.text_fields, "boosts": s.boosts,
+                "thumbnails": getattr(s, "thumbnails", True),
                 "index": stats.get("index", "exact"), "compression": s.compression, "bytes": stats.get("bytes", 0),
                 "bytes_per_vector": stats.get("bytes_per_vector")}
 
@@ -151,7 +187,7 @@ class Collection:
             negatives += vecs
             exclude += ids
         vector = combine_anchors(positives, negatives, params.negative_weight)
-        group_by = params.group_by or self.settings.group_field
+        group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
         boosts = parse_boosts(self.settings.boosts) + params.boosts
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts)
@@ -231,9 +267,10 @@ def _dotted(doc: dict, path: str) -> Any:
 class Database:
     """A store of collections, opened by `lookalike.connect()`."""
 
-    def __init__(self, store: Store, *, allow_file: bool = True) -> None:
+    def __init__(self, store: Store, *, allow_file: bool = True, file_digests: FileDigests | None = None) -> None:
         self.store = store
         self.allow_file = allow_file
+        self.file_digests = file_digests if allow_file else None
 
     def collection(self, name: str, create: bool = False, **settings: Any) -> Collection:
         """The named collection; with `create=True` made if missing (settings as in PUT)."""
@@ -262,7 +299,8 @@ class Database:
                 raise BadRequest(f"model {model!r} makes {KNOWN_DIMS[model]}-d vectors, not {dim}") from None
             cs = CollectionSettings(name=name, **{**given, "model": model, "dim": dim})
             try:
-                return Collection(self.store.create_collection(cs), allow_file=self.allow_file), True
+                return Collection(self.store.create_collection(cs), allow_file=self.allow_file,
+                                  file_digests=self.file_digests), True
             except Conflict:  # created concurrently
                 col = self._open(name)
         for key, normalize in (("index", normalize_index), ("compression", normalize_compression)):
@@ -279,7 +317,7 @@ class Database:
         return col, False
 
     def _open(self, name: str) -> Collection:
-        return Collection(self.store.collection(name), allow_file=self.allow_file)
+        return Collection(self.store.collection(name), allow_file=self.allow_file, file_digests=self.file_digests)
 
     def collections(self) -> list[dict]:
         """`[{"name", "count", "model"}]` for every collection."""
@@ -293,6 +331,8 @@ class Database:
 
     def close(self) -> None:
         self.store.close()
+        if self.file_digests is not None:
+            self.file_digests.close()
 
     def __enter__(self) -> "Database":
         return self
@@ -315,6 +355,8 @@ def _check_settings(s: dict) -> None:
         raise BadRequest("'text_fields' must be a list of field names")
     if "boosts" in s:
         parse_boosts(s["boosts"])
+    if "thumbnails" in s and not isinstance(s["thumbnails"], bool):
+        raise BadRequest("'thumbnails' must be true or false")
     if "index" in s:
         normalize_index(s["index"])
     if "compression" in s:
@@ -325,4 +367,5 @@ def connect(location: str | Path | None = None, *, allow_file: bool = True) -> D
     """Open a data folder (created if needed) or an external store by URL."""
     import os
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
-    return Database(open_store(location), allow_file=allow_file)
+    store = open_store(location)
+    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None)

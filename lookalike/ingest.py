@@ -8,6 +8,7 @@ its reason and never stops the others.
 """
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 import numpy as np
+from PIL import Image
 
 from .errors import BadRequest, LookalikeError
-from .fetch import URL_TIMEOUT, fetch_url, read_file
+from .fetch import URL_CONNECTIONS, fetch_url, http_client, read_file
+from .filecache import FileDigests
 from .models.base import ImageEncoder, l2_normalize
 from .models.colors import dominant_colors
 from .models.images import DEFAULT_MAX_PIXELS, fit_square, open_image
@@ -26,6 +29,8 @@ from .records import ValidRecord, content_hash, digest, parse_vector, validate_r
 from .store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
+#: Longest side and JPEG quality of the thumbnail kept per record (a few KB) for the web page.
+THUMBNAIL_SIZE, THUMBNAIL_QUALITY = 160, 70
 
 
 @dataclass
@@ -40,6 +45,8 @@ class _Item:
     pixels: np.ndarray | None = None
     vector: np.ndarray | None = None
     computed: dict = field(default_factory=dict)
+    thumbnail: bytes | None = None  # None: keep the stored one; b"": remove it
+    wants_thumbnail: bool = False
     status: str | None = None
     error: str | None = None
 
@@ -55,7 +62,7 @@ class Ingestor:
 
     def __init__(self, store: CollectionStore, encoder: ImageEncoder | None, *, allow_file: bool = True,
                  base_dir: Path | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, file_digests: FileDigests | None = None) -> None:
         self.store = store
         self.settings = store.settings
         self.encoder = encoder
@@ -64,17 +71,18 @@ class Ingestor:
         self.batch_size = batch_size
         self.workers = workers or max(2, len(os.sched_getaffinity(0)))
         self.max_pixels = max_pixels
+        self.file_digests = file_digests or FileDigests.in_memory()
 
     def run(self, records: Iterable[Any], on_batch: Callable[[list[dict]], None] | None = None) -> Iterator[dict]:
         """Yield one result per input record, in order."""
         batches = _batched(records, self.batch_size)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool, \
-                ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep, \
-                httpx.Client(timeout=URL_TIMEOUT, follow_redirects=True) as http:
+                ThreadPoolExecutor(URL_CONNECTIONS, thread_name_prefix="fetch") as fetch_pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep, http_client() as http:
             position = 0
             pending: Future | None = None
             for batch in batches:
-                future = prep.submit(self._prepare, position, batch, pool, http)
+                future = prep.submit(self._prepare, position, batch, pool, fetch_pool, http)
                 position += len(batch)
                 if pending is not None:
                     yield from self._finish(pending.result(), on_batch)
@@ -83,13 +91,19 @@ class Ingestor:
                 yield from self._finish(pending.result(), on_batch)
 
     # -- stage 1: validate, read, hash, decode (background) ------------------------------
-    def _prepare(self, start: int, batch: list[Any], pool: ThreadPoolExecutor, http: httpx.Client) -> list[_Item]:
+    def _prepare(self, start: int, batch: list[Any], pool: ThreadPoolExecutor, fetch_pool: ThreadPoolExecutor,
+                 http: httpx.Client) -> list[_Item]:
         items = [_Item(start + i, raw_id=raw.get("_id") if isinstance(raw, dict) else None) for i, raw in enumerate(batch)]
         for item, raw in zip(items, batch):
             _guard(item, lambda: self._validate(item, raw))
         live = [it for it in items if it.error is None]
         known = self.store.hashes([it.rec.id for it in live])
-        list(pool.map(lambda it: _guard(it, lambda: self._load(it, known, http)), live))
+        # URL records wait on the network, not the CPU: they get their own, wider pool.
+        load = lambda it: _guard(it, lambda: self._load(it, known, http))  # noqa: E731
+        fetching = [fetch_pool.submit(load, it) for it in live if it.rec.source.kind == "url"]
+        list(pool.map(load, [it for it in live if it.rec.source.kind != "url"]))
+        for future in fetching:
+            future.result()
         return items
 
     def _validate(self, item: _Item, raw: Any) -> None:
@@ -113,8 +127,13 @@ class Ingestor:
             item.source_hash = digest(item.vector.tobytes())
         elif source.kind == "url":
             item.source_hash = digest(source.value.encode())
+        elif source.kind == "file":
+            item.source_hash = self.file_digests.lookup(source.value) or ""
+            if not item.source_hash:  # new or changed file: read it now, and remember its digest
+                data = read_file(source.value)
+                item.source_hash = self.file_digests.record(source.value, data)
         else:
-            data = read_file(source.value) if source.kind == "file" else source.value
+            data = source.value
             item.source_hash = digest(data)
         item.content_hash = content_hash(item.rec.doc, item.source_hash, self.settings.model)
         old = known.get(item.rec.id)
@@ -124,8 +143,12 @@ class Ingestor:
         if source.kind == "none" or (old is not None and old[1] == item.source_hash):
             self._reuse(item)  # metadata-only change: keep the stored vector and computed fields
             return
+        item.thumbnail = b""  # a new image source: the old thumbnail no longer shows it
+        item.wants_thumbnail = source.kind in ("file", "base64") and getattr(self.settings, "thumbnails", True)
         if source.kind == "url":
             data = fetch_url(source.value, http)
+        elif source.kind == "file" and data is None:
+            data = read_file(source.value)
         if data is not None:
             self._decode(item, data)
 
@@ -143,6 +166,8 @@ class Ingestor:
         size = self.encoder.input_size
         image = open_image(data, max_pixels=self.max_pixels, draft_size=size)
         item.computed["_colors"] = dominant_colors(image)
+        if item.wants_thumbnail:
+            item.thumbnail = make_thumbnail(image)
         item.pixels = fit_square(image, size, mode=self.encoder.fit)
 
     # -- stage 2: embed and write (main thread) ------------------------------------------
@@ -163,7 +188,8 @@ class Ingestor:
         if writable:
             try:
                 statuses = self.store.write([
-                    StoredRecord(it.rec.id, it.rec.doc, it.computed, it.vector, it.source_hash, it.content_hash)
+                    StoredRecord(it.rec.id, it.rec.doc, it.computed, it.vector, it.source_hash, it.content_hash,
+                                 thumbnail=it.thumbnail)
                     for it in writable])
                 for it, status in zip(writable, statuses):
                     it.status = status
@@ -174,6 +200,15 @@ class Ingestor:
         if on_batch is not None:
             on_batch(results)
         return results
+
+
+def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:
+    """A small JPEG of a decoded RGB image (longest side `size`), for grids in the web page."""
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
 
 
 def _guard(item: _Item, step: Callable[[], None]) -> None:
