@@ -325,7 +325,7 @@ class CollectionIndex:
             covered = min(ann.ntotal, len(allowed))
             inside = allowed[:covered]
             want = min(k, int(np.count_nonzero(inside)))
-            pool = k * 2 if ann.compressed else k  # re-scored exactly below, so fetch a margin
+            pool = self._pool(ann, k)
             selector = None if covered == ann.ntotal and inside.all() else self._padded(inside, ann.ntotal)
             ef = max(self.settings["expansion_search"], pool)
             while True:
@@ -339,6 +339,13 @@ class CollectionIndex:
             return None  # never fewer than k hits when k exist: exact search guarantees it
         tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the graph's last add
         return np.concatenate([found.astype(np.int64), tail]) if len(tail) else found.astype(np.int64)
+
+    @staticmethod
+    def _pool(ann, k: int) -> int:
+        """Candidates to fetch: re-scored exactly afterwards, so lossy codes get a margin."""
+        if ann.pca is not None:
+            return max(4 * k, 40)  # reduced dimensions blur near ties most
+        return 2 * k if ann.compressed else k
 
     @staticmethod
     def _padded(mask: np.ndarray, size: int) -> np.ndarray:

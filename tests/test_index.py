@@ -1,0 +1,258 @@
+"""The ANN index behind search: recall against exact search, filters, persistence, settings.
+
+Small collections (3000 x 32-d clustered vectors) with a low `threshold`, so the HNSW path
+is exercised in a second or two; exact NumPy search over the same vectors is the reference.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lookalike
+from lookalike.errors import BadRequest
+from lookalike.index import manager
+
+N, DIM, K = 3000, 32, 10
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((30, DIM))
+    x = centers[rng.integers(0, 30, n)] + 0.7 * rng.standard_normal((n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+VECTORS = clustered(N)
+QUERIES = clustered(40, seed=7)
+
+
+def records(vectors: np.ndarray, start: int = 0) -> list[dict]:
+    return [{"_id": f"r{start + i}", "_vector": v.tolist(), "c": (start + i) % 10, "g": (start + i) % 50,
+             "half": (start + i) % 2 == 0} for i, v in enumerate(vectors)]
+
+
+def make(db, name: str = "v", **settings):
+    col = db.collection(name, create=True, model="none", dim=DIM,
+                        index=settings.pop("index", {"threshold": 500}), **settings)
+    col.upsert(records(VECTORS), batch_size=1000)
+    col._store.wait_index()
+    return col
+
+
+def exact_ids(query: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[str]:
+    scores = VECTORS @ query
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [f"r{i}" for i in order if np.isfinite(scores[i])]
+
+
+def search_ids(col, query: np.ndarray, k: int = K, **kw) -> list[str]:
+    return [h["_id"] for h in col.search({"vector": query.tolist()}, k=k, **kw)["hits"]]
+
+
+def recall(col, mask=None, **kw) -> float:
+    got = [len(set(search_ids(col, q, **kw)) & set(exact_ids(q, K, mask))) / K for q in QUERIES]
+    return float(np.mean(got))
+
+
+def index_files(data_dir: Path, suffix: str) -> list[Path]:
+    return sorted((data_dir / "index").glob(f"*.{suffix}"))
+
+
+IDS = np.arange(N)
+
+
+def test_ann_recall_against_exact(db):
+    col = make(db)
+    info = col.info()
+    assert info["index"]["active"] == "hnsw" and info["index"]["indexed_rows"] == N
+    assert recall(col) >= 0.95
+
+
+def test_filtered_exact_regime_returns_exactly_the_k_best(db):
+    col = make(db)  # "c": 3 matches 300 records, under the threshold: exact over the subset
+    for q in QUERIES[:10]:
+        assert search_ids(col, q, filter={"c": 3}) == exact_ids(q, K, IDS % 10 == 3)
+        both = (IDS % 10 == 3) & (IDS % 2 == 0)  # empty: c=3 is odd
+        assert search_ids(col, q, filter={"c": 3, "half": True}) == exact_ids(q, K, both) == []
+
+
+def test_exact_type_matches_reference_everywhere(db):
+    col = make(db, index={"type": "exact"})
+    assert col.info()["index"]["active"] == "exact"
+    for q in QUERIES[:5]:
+        assert search_ids(col, q) == exact_ids(q, K)
+        assert search_ids(col, q, filter={"half": True}) == exact_ids(q, K, IDS % 2 == 0)
+
+
+def test_broad_filter_in_graph_walk_gives_k_matching_hits(db):
+    col = make(db)  # half the records match: HNSW with the filter inside the walk
+    assert recall(col, IDS % 2 == 0, filter={"half": True}) >= 0.95
+    for q in QUERIES[:5]:
+        hits = col.search({"vector": q.tolist()}, k=50, filter={"half": True})["hits"]
+        assert len(hits) == 50 and all(h["half"] for h in hits)
+
+
+def test_never_fewer_than_k_when_k_exist(db):
+    col = make(db, index={"threshold": 100})
+    # 600 matches (> threshold: ANN path) but spread over the graph; ask for all of them
+    hits = col.search({"vector": QUERIES[0].tolist()}, k=600, filter={"c": {"$in": [1, 2]}})["hits"]
+    assert len(hits) == 600 and {h["c"] for h in hits} == {1, 2}
+
+
+def test_group_by_and_boosts_on_the_ann_path(db):
+    col = make(db)
+    for q in QUERIES[:5]:
+        hits = col.search({"vector": q.tolist()}, k=K, group_by="g")["hits"]
+        groups = [h["_group"] for h in hits]
+        assert len(groups) == K == len(set(groups))
+        scores = VECTORS @ q  # the best hit of each group is each group's best record
+        for h in hits:
+            best = max((i for i in range(N) if i % 50 == h["_group"]), key=lambda i: scores[i])
+            assert h["_score"] <= scores[best] + 1e-5
+        boosted = col.search({"vector": q.tolist()}, k=K, boost=[{"filter": {"c": 7}, "weight": 1.0}])["hits"]
+        assert all(h["c"] == 7 for h in boosted)  # +1 outranks any cosine gap among near neighbours
+        assert [h["_id"] for h in boosted] == exact_ids(q, K, IDS % 10 == 7)
+
+
+def test_deletes_and_updates_never_come_back(db, data_dir):
+    col = make(db)
+    gone = [f"r{i}" for i in range(0, N, 3)]
+    assert col.delete(gone) == len(gone)
+    col.upsert([{"_id": "r1", "_vector": (-VECTORS[1]).tolist()}])  # moved far away
+    alive = np.ones(N, dtype=bool)
+    alive[::3] = False
+    for q in [VECTORS[0], VECTORS[3], VECTORS[1], *QUERIES[:5]]:
+        ids = search_ids(col, q, k=30)
+        assert not set(ids) & set(gone)
+    assert "r1" not in search_ids(col, VECTORS[1], k=30)
+    db.close()
+    with lookalike.connect(data_dir) as again:
+        col = again.collection("v")
+        assert col.info()["index"]["state"] == "ready"
+        for q in [VECTORS[0], VECTORS[3], *QUERIES[:5]]:
+            assert not set(search_ids(col, q, k=30)) & set(gone)
+        assert col.count() == alive.sum()
+
+
+def test_index_rebuilt_after_its_file_is_deleted(db, data_dir):
+    col = make(db)
+    before = [search_ids(col, q) for q in QUERIES[:10]]
+    db.close()
+    files = index_files(data_dir, "faiss")
+    assert len(files) == 1
+    files[0].unlink()
+    with lookalike.connect(data_dir) as again:
+        col = again.collection("v")
+        info = col.info()["index"]
+        assert info["active"] == "hnsw" and info["indexed_rows"] == N
+        assert [search_ids(col, q) for q in QUERIES[:10]] == before
+    assert index_files(data_dir, "faiss")  # saved again
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "meta_rows", "meta_settings"])
+def test_damaged_index_is_rebuilt_not_trusted(db, data_dir, damage):
+    col = make(db)
+    before = [search_ids(col, q) for q in QUERIES[:5]]
+    db.close()
+    graph, meta = index_files(data_dir, "faiss")[0], index_files(data_dir, "json")[0]
+    if damage == "truncate":
+        graph.write_bytes(graph.read_bytes()[:1000])
+    elif damage == "garbage":
+        graph.write_bytes(b"\0" * 5000)
+    elif damage == "meta_rows":
+        meta.write_text(meta.read_text().replace(f'"ntotal": {N}', f'"ntotal": {N - 5}'))
+    else:
+        meta.write_text(meta.read_text().replace('"connectivity": 16', '"connectivity": 8'))
+    with lookalike.connect(data_dir) as again:
+        col = again.collection("v")
+        assert col.info()["index"]["indexed_rows"] == N
+        assert [search_ids(col, q) for q in QUERIES[:5]] == before
+
+
+def test_stale_index_catches_up_after_a_crash(db, data_dir):
+    """An index saved before later writes (as after kill -9) is extended, not trusted blindly."""
+    col = make(db)
+    db.close()
+    saved = {p: p.read_bytes() for p in index_files(data_dir, "faiss") + index_files(data_dir, "json")}
+    extra = clustered(500, seed=3)
+    with lookalike.connect(data_dir) as again:
+        again.collection("v").upsert(records(extra, start=N), batch_size=500)
+    for path, data in saved.items():  # the files as they were before the extra writes
+        path.write_bytes(data)
+    with lookalike.connect(data_dir) as again:
+        col = again.collection("v")
+        assert col.info()["index"]["indexed_rows"] == N + 500
+        for i in (0, 250, 499):
+            assert search_ids(col, extra[i], k=1) == [f"r{N + i}"]
+
+
+def test_settings_change_rebuilds_without_losing_data(db):
+    col = make(db)
+    col_b, created = db.ensure_collection("v", compression={"dtype": "i8"}, index={"connectivity": 8})
+    assert not created
+    info = col_b.info()
+    assert info["count"] == N and info["compression"] == {"dtype": "i8", "pca_dim": None}
+    assert info["index"]["connectivity"] == 8 and info["index"]["threshold"] == 500  # others kept
+    assert info["index"]["active"] == "hnsw" and info["bytes_per_vector"] == DIM
+    assert recall(col_b) >= 0.95
+    db.ensure_collection("v", compression={"dtype": "f16", "pca_dim": 24})
+    info = col.info()
+    assert info["bytes_per_vector"] == 24 * 2
+    assert recall(col) >= 0.85  # candidates from 24-d (M=8), re-scored with the full vectors
+    hit = col.search({"vector": VECTORS[42].tolist()}, k=1)["hits"][0]
+    assert hit["_id"] == "r42" and hit["_score"] == pytest.approx(1.0, abs=1e-5)  # exact scores
+    db.ensure_collection("v", index={"expansion_search": 200})
+    assert col.info()["index"]["expansion_search"] == 200
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"index": {"type": "ivf"}}, "unknown index type"),
+    ({"index": {"connectivity": 1}}, "connectivity"),
+    ({"index": {"threshold": "big"}}, "threshold"),
+    ({"index": {"speed": 3}}, "unknown 'index' setting"),
+    ({"index": "hnsw"}, "must be an object"),
+    ({"compression": {"dtype": "i4"}}, "unknown compression dtype"),
+    ({"compression": {"pca_dim": 64}}, "smaller than the vector dimension"),
+])
+def test_bad_index_settings_are_refused_and_change_nothing(db, settings, message):
+    col = make(db)
+    before = col.info()
+    with pytest.raises(BadRequest, match=message):
+        db.ensure_collection("v", **settings)
+    with pytest.raises(BadRequest, match=message):
+        db.ensure_collection("fresh", model="none", dim=DIM, **settings)
+    assert col.info() == before
+    assert "fresh" not in [c["name"] for c in db.collections()]
+
+
+def test_compaction_rebuilds_for_the_new_slots(db, data_dir):
+    col = make(db)
+    col.delete([f"r{i}" for i in range(N // 2)])
+    col._store.compact()
+    info = col.info()["index"]
+    assert info["indexed_rows"] == N // 2 and info["active"] == "hnsw"
+    assert len(index_files(data_dir, "faiss")) == 1  # the old generation's graph is gone
+    for i in (N // 2, N - 1):
+        assert search_ids(col, VECTORS[i], k=1) == [f"r{i}"]
+
+
+def test_background_build_serves_exact_until_ready(db, monkeypatch):
+    monkeypatch.setattr(manager, "INLINE_BUILD_ROWS", 0)
+    col = db.collection("v", create=True, model="none", dim=DIM, index={"threshold": 500})
+    col.upsert(records(VECTORS), batch_size=1000)
+    q = QUERIES[0]
+    assert search_ids(col, q) and len(search_ids(col, q)) == K  # answers during the build
+    assert col._store.wait_index(60)
+    assert col.info()["index"]["state"] == "ready"
+    assert recall(col) >= 0.95
+
+
+def test_drop_removes_index_files(db, data_dir):
+    make(db)
+    assert index_files(data_dir, "faiss")
+    db.drop("v")
+    assert not list((data_dir / "index").glob("v.*"))
