@@ -102,6 +102,11 @@ def iter_source(path: Path) -> tuple[Iterator[dict], Path, int | None]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.device != "auto":
+        os.environ["LOOKALIKE_DEVICE"] = args.device  # read when the encoder loads
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+
     records, base_dir, total = iter_source(Path(args.path))
     settings = {"model": args.model, "group_field": args.group_field,
                 "text_fields": args.text_fields.split(",") if args.text_fields else None}
@@ -232,7 +237,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
-    serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key)
+    serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key,
+          cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes,
+          log_level=args.log_level, access_log=not args.no_access_log)
     return 0
 
 
@@ -260,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--group-field")
     s.add_argument("--text-fields")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (auto: CUDA when available)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_ingest)
 
@@ -322,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--admin-key", default=os.environ.get("LOOKALIKE_ADMIN_KEY"))
     s.add_argument("--search-key", default=os.environ.get("LOOKALIKE_SEARCH_KEY"))
+    s.add_argument("--cors-origin", action="append", default=[],
+                   help="allow browser calls from this origin (repeatable; '*' for any); CORS is off without it")
+    s.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024,
+                   help="largest request body (413 beyond; NDJSON streams: largest line)")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--no-access-log", action="store_true", help="do not log each request")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="build the sample collection, search it, serve it")
