@@ -1,0 +1,300 @@
+"""`lookalike.Client`: the Python API over HTTP, one to one.
+
+    db = lookalike.connect("DIR")                      # embedded
+    db = lookalike.Client("http://host:8000", key=K)   # remote: the same calls, the same results
+
+`Client` mirrors `Database` and `RemoteCollection` mirrors `Collection`: same method names,
+arguments and return shapes. Local files (`_file` records, `{"file": path}` queries) are
+read here and sent as base64, so code that works embedded works remote. A server error
+raises the `lookalike.errors` class of its code (`NotFound`, `BadRequest`, ...), with the
+server's message; parameters are checked locally first, so a bad call fails with the same
+exception as embedded before anything is sent.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+from urllib.parse import quote
+
+import httpx
+
+from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
+from .fetch import read_file
+from .query.search import check_int, check_query, parse_search
+from .store.base import check_collection_name
+
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+#: Records per upsert request, and the most bytes of JSON one request carries.
+UPSERT_BATCH, UPSERT_BYTES = 64, 8 * 1024 * 1024
+
+
+def _error(response: httpx.Response) -> LookalikeError:
+    """The `lookalike.errors` exception for an error answer (code from the contract's body)."""
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "", response.text[:500] or response.reason_phrase
+    cls = ERRORS_BY_CODE.get(code, LookalikeError)
+    exc = cls(message, code=code or None)
+    exc.status = response.status_code
+    return exc
+
+
+def _segment(value: str) -> str:
+    """A path segment that survives URL normalisation ('.', '..', '/', '?', '%' all escaped)."""
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def wire_query(query: Any) -> Any:
+    """A query as the server takes it: local `file` paths and `image` bytes become `base64`."""
+    if isinstance(query, dict) and len(query) == 1:
+        kind, value = next(iter(query.items()))
+        if kind == "file":
+            if not isinstance(value, (str, Path)):
+                raise BadRequest("'file' must be a path")
+            return {"base64": _b64(read_file(Path(value)))}
+        if kind == "image":
+            if not isinstance(value, (bytes, bytearray)):
+                raise BadRequest("'image' must be the bytes of an image file")
+            return {"base64": _b64(bytes(value))}
+    return query
+
+
+def wire_record(record: Any, base_dir: Path | None) -> Any:
+    """A record as the server takes it: a local `_file` is read and sent as `_base64`."""
+    if not isinstance(record, dict) or record.get("_file") is None:
+        return record
+    value = record["_file"]
+    if not isinstance(value, str) or not value:
+        raise BadRequest("'_file' must be a path string")
+    if any(record.get(k) is not None for k in ("_url", "_base64", "_vector")):
+        return record  # several sources: let the server name the problem
+    path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
+    out = {k: v for k, v in record.items() if k != "_file"}
+    out["_base64"] = _b64(read_file(path))
+    return out
+
+
+class Client:
+    """A lookalike server, used like `lookalike.connect()`'s Database."""
+
+    def __init__(self, url: str, key: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url + "/v1", headers=headers, timeout=timeout, transport=transport)
+
+    # -- plumbing ------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; the decoded JSON answer, or the error's `lookalike.errors` exception."""
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def health(self) -> dict:
+        return self.request("GET", "/health")
+
+    # -- Database ------------------------------------------------------------------------
+    def collection(self, name: str, create: bool = False, **settings: Any) -> "RemoteCollection":
+        """The named collection; with `create=True` made if missing (settings as in PUT)."""
+        check_collection_name(name)
+        if create:
+            return self.ensure_collection(name, **settings)[0]
+        self.request("GET", f"/collections/{name}")  # NotFound now, as embedded
+        return RemoteCollection(self, name)
+
+    def ensure_collection(self, name: str, **settings: Any) -> tuple["RemoteCollection", bool]:
+        """Create or update a collection; returns (collection, created)."""
+        check_collection_name(name)
+        given = {k: v for k, v in settings.items() if v is not None}
+        response = self._http.put(f"/collections/{name}", json=given)
+        if response.status_code >= 400:
+            raise _error(response)
+        return RemoteCollection(self, name), response.status_code == 201
+
+    def collections(self) -> list[dict]:
+        return self.request("GET", "/collections")["collections"]
+
+    def drop(self, name: str) -> None:
+        check_collection_name(name)
+        self.request("DELETE", f"/collections/{name}")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"lookalike.Client({self.url!r})"
+
+
+class RemoteCollection:
+    """A collection on a server, used like `lookalike.Collection`."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self._name = name
+        self._path = f"/collections/{name}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def settings(self):
+        from .store.base import CollectionSettings
+        return CollectionSettings.from_dict(self.info())
+
+    def _post(self, route: str, body: dict) -> Any:
+        return self.client.request("POST", f"{self._path}/{route}", json=body)
+
+    # -- records -------------------------------------------------------------------------
+    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
+               batch_size: int = UPSERT_BATCH, on_batch: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        """Insert or update records; one result per record, in order (see the contract)."""
+        return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch))
+
+    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
+                    batch_size: int = UPSERT_BATCH,
+                    on_batch: Callable[[list[dict]], None] | None = None) -> Iterator[dict]:
+        """Like `upsert`, yielding results batch by batch (each batch is one request)."""
+        check_int("batch_size", batch_size, 1, 100_000)
+        base = Path(base_dir) if base_dir else None
+        batch: list[Any] = []
+        size = 0
+        for record in records:
+            item = self._prepare(record, base)
+            batch.append(item)
+            size += len(item[1]) if isinstance(item, tuple) else 0
+            if len(batch) >= batch_size or size >= UPSERT_BYTES:
+                yield from self._send(batch, on_batch)
+                batch, size = [], 0
+        if batch:
+            yield from self._send(batch, on_batch)
+
+    @staticmethod
+    def _prepare(record: Any, base: Path | None) -> tuple[Any, str] | dict:
+        """(record, its JSON) to send, or the error result of a record that cannot be sent."""
+        try:
+            wire = wire_record(record, base)
+            return wire, json.dumps(wire, ensure_ascii=False, allow_nan=False)
+        except LookalikeError as exc:
+            return _error_result(record, exc.message)
+        except (TypeError, ValueError) as exc:
+            return _error_result(record, f"record is not JSON: {exc}")
+
+    def _send(self, batch: list[Any], on_batch: Callable[[list[dict]], None] | None) -> list[dict]:
+        to_send = [item for item in batch if isinstance(item, tuple)]
+        sent = iter(self._upsert_json([text for _, text in to_send]))
+        results = [next(sent) if isinstance(item, tuple) else item for item in batch]
+        if on_batch is not None:
+            on_batch(results)
+        return results
+
+    def _upsert_json(self, texts: list[str]) -> list[dict]:
+        """POST pre-encoded records; a batch over the server's size limit is split, a lone record fails alone."""
+        if not texts:
+            return []
+        body = ('{"records":[' + ",".join(texts) + "]}").encode()
+        try:
+            return self.client.request("POST", f"{self._path}/records", content=body,
+                                       headers={"Content-Type": "application/json"})["results"]
+        except TooLarge as exc:
+            if len(texts) == 1:
+                record = json.loads(texts[0])
+                return [_error_result(record, exc.message)]
+            half = len(texts) // 2
+            return self._upsert_json(texts[:half]) + self._upsert_json(texts[half:])
+
+    def get(self, id: str) -> dict:
+        """The stored record with its computed fields; NotFound if absent."""
+        if not isinstance(id, str) or not id:
+            raise BadRequest("a record id is a non-empty string")
+        return self.client.request("GET", f"{self._path}/records/{_segment(id)}")
+
+    def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
+        """Delete by ids or by filter; returns how many records were deleted."""
+        if isinstance(ids, str):
+            ids = [ids]
+        if (ids is None) == (filter is None):
+            raise BadRequest("delete takes either 'ids' or 'filter'")
+        if filter is not None:
+            return self._post("records/delete", {"filter": filter})["deleted"]
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
+            raise BadRequest("'ids' must be a list of strings")
+        return self._post("records/delete", {"ids": list(ids)})["deleted"]
+
+    def count(self) -> int:
+        return self.info()["count"]
+
+    def info(self) -> dict:
+        """Settings and stats, as `GET /v1/collections/{name}` returns them."""
+        return self.client.request("GET", self._path)
+
+    # -- search --------------------------------------------------------------------------
+    def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
+               group_by: str | bool | None = None, negative: list[dict] | None = None,
+               boost: list[dict] | None = None, fields: list[str] | None = None,
+               negative_weight: float = 0.5) -> dict:
+        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
+        parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative, boost=boost,
+                     fields=fields, negative_weight=negative_weight)
+        body = _given(query=wire_query(query), k=k, offset=offset, filter=filter, group_by=group_by,
+                      negative=[wire_query(a) for a in negative] if negative else None, boost=boost, fields=fields,
+                      negative_weight=negative_weight)
+        return self._post("search", body)
+
+    def search_image(self, data: bytes, k: int = 10, **params: Any) -> dict:
+        """Search by an image's bytes through the multipart route (`/search/image`)."""
+        files = {"image": ("image", bytes(data), "application/octet-stream")}
+        form = {"params": json.dumps({"k": k, **params})}
+        return self.client.request("POST", f"{self._path}/search/image", files=files, data=form)
+
+    def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
+                  offset: int = 0) -> dict:
+        """Items that look like `id`, excluding it and the rest of its group."""
+        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
+        if not isinstance(id, str):
+            raise BadRequest("'id' must be a string")
+        return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields))
+
+    def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
+        """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise BadRequest("'ids' must be a list of strings")
+        check_int("number of ids", len(ids), 1, 10_000)
+        check_query(query)
+        return self._post("rerank", _given(ids=ids, query=wire_query(query), fields=fields))
+
+    def match(self, query: dict, threshold: float | None = None) -> dict:
+        """Near-duplicates of an image: hits with `_match` "exact" or "near"."""
+        return self._post("match", _given(query=wire_query(query), threshold=threshold))
+
+    def duplicates(self, threshold: float | None = None) -> dict:
+        """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
+        return self._post("duplicates", _given(threshold=threshold))
+
+    def __repr__(self) -> str:
+        return f"RemoteCollection({self.client.url!r}, {self._name!r})"
+
+
+def _given(**params: Any) -> dict:
+    """The parameters that were given (None means "not given", as in the embedded API)."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _error_result(record: Any, message: str) -> dict:
+    rid = record.get("_id") if isinstance(record, dict) else None
+    return {"_id": rid if isinstance(rid, str) else None, "status": "error", "error": message}

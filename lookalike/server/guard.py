@@ -1,0 +1,167 @@
+"""An ASGI middleware in front of the API: API keys first, then the request body bound.
+
+Both run before any route code, so an unauthenticated or oversized request is answered
+(401/403/413, in the contract's error shape) without reading or parsing its body.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: POST routes that only read, so the search key may call them (the contract's read routes).
+READ_POSTS = re.compile(r"^/v1/collections/[^/]+/(search|search/image|recommend|rerank|match)/?$")
+OPEN_PATHS = {"/v1/health"}
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/ndjson")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The configured keys; with neither, everything is allowed (loopback development mode)."""
+
+    admin: str | None = None
+    search: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.admin or self.search)
+
+
+def required_role(method: str, path: str) -> str | None:
+    """None (no key), 'search' or 'admin' for a request, by the contract's rules."""
+    if not path.startswith("/v1/") or path.rstrip("/") in OPEN_PATHS:
+        return None
+    if method in ("GET", "HEAD") or (method == "POST" and READ_POSTS.match(path)):
+        return "search"
+    return "admin"
+
+
+def role_of(token: str | None, keys: Keys) -> str | None:
+    """'admin', 'search' or None for a bearer token; both keys compared in constant time."""
+    if token is None:
+        return None
+    given = token.encode()
+    is_admin = hmac.compare_digest(given, (keys.admin or "").encode()) and bool(keys.admin)
+    is_search = hmac.compare_digest(given, (keys.search or "").encode()) and bool(keys.search)
+    return "admin" if is_admin else "search" if is_search else None
+
+
+def bearer_token(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    return None
+
+
+def header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def is_ndjson(scope: Scope) -> bool:
+    ctype = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    return ctype in NDJSON_TYPES
+
+
+async def send_error(send: Send, status: int, code: str, message: str, extra_headers: list | None = None) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Checks the API key of each `/v1` request and bounds request bodies.
+
+    JSON and multipart bodies are read here up to `max_body_bytes` (413 beyond) and replayed
+    to the app; NDJSON streams on the records route pass through, bounded per line by the
+    route itself, so a catalogue of any length can be streamed in.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Keys, max_body_bytes: int) -> None:
+        self.app = app
+        self.keys = keys
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        role = required_role(scope["method"], scope["path"])
+        if role is not None and self.keys.enabled and not await self._allowed(scope, role, send):
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") and not header(scope, b"content-length") \
+                and not header(scope, b"transfer-encoding"):
+            await self.app(scope, receive, send)
+            return
+        length = header(scope, b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > self.max_body_bytes and not is_ndjson(scope):
+            await self._too_large(send)
+            return
+        if is_ndjson(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await self._read(receive)
+        if body is None:
+            await self._too_large(send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _allowed(self, scope: Scope, role: str, send: Send) -> bool:
+        token = bearer_token(scope)
+        granted = role_of(token, self.keys)
+        if granted is None:
+            message = ("missing API key: send 'Authorization: Bearer KEY'" if token is None
+                       else "invalid API key")
+            await send_error(send, 401, "unauthorized", message, [(b"www-authenticate", b"Bearer")])
+            return False
+        if role == "admin" and granted != "admin":
+            await send_error(send, 403, "forbidden", "the search key may only read and search; "
+                                                     "this route needs the admin key")
+            return False
+        return True
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it grows over the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _too_large(self, send: Send) -> None:
+        await send_error(send, 413, "too_large", f"request body is larger than the server's limit of "
+                                                 f"{self.max_body_bytes} bytes (split the batch, or stream NDJSON)")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the buffered body over once, then waits on the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay

@@ -1,0 +1,174 @@
+"""Request and response bodies of the HTTP API, as pydantic models for the OpenAPI document.
+
+Request models check only the shape (types, ranges, unknown keys -> 422); the meaning
+(query kinds, filters, vectors, records) is checked by `lookalike.collection`, which
+answers 400 naming the problem, exactly as in the Python API.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..query.search import MAX_K, MAX_OFFSET
+
+QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
+             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
+FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- errors -------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. not_found, bad_request, unauthorized.")
+    message: str = Field(description="What went wrong, for people.")
+    details: list[dict[str, Any]] | None = Field(None, description="Validation errors (422 only).")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `{"error": {"code": ..., "message": ...}}`."""
+
+    error: ErrorDetail
+
+
+# -- collections --------------------------------------------------------------------------
+class CollectionSettingsBody(BaseModel):
+    """Known settings are typed here; others pass through to the engine, which names unknown ones (400)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str | None = Field(None, description="Image model (default efficientnet-lite0), or 'none' for "
+                                                "precomputed vectors only (then 'dim' is required).",
+                              examples=["efficientnet-lite0", "none"])
+    dim: int | None = Field(None, ge=1, le=65536, description="Vector dimension (model 'none').")
+    metric: str | None = Field(None, description="'cosine' (default) or 'dot'.", examples=["cosine"])
+    group_field: str | None = Field(None, description="Field whose value groups records (at most one hit per value).")
+    text_fields: list[str] | None = Field(None, description="Metadata fields used by text queries.")
+    boosts: list[dict[str, Any]] | None = Field(None, description="Standing boost rules: [{\"filter\": ..., \"weight\": 0.2}].")
+    index: Any = Field(None, description="Index settings, e.g. \"exact\" or {\"type\": \"hnsw\", ...}.")
+    compression: Any = Field(None, description="Vector compression settings.")
+    thumbnails: bool | None = Field(None, description="Keep a small JPEG per record for the web page (default true).")
+
+
+class CollectionInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    count: int
+    dim: int | None
+    model: str
+    metric: str
+    index: str
+    bytes: int
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    count: int
+    model: str
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionSummary]
+
+
+class Dropped(BaseModel):
+    name: str
+    deleted: bool
+
+
+# -- records ------------------------------------------------------------------------------
+class UpsertBody(_Body):
+    records: list[Any] = Field(description="Records: {\"_id\": ..., one of _url/_base64/_vector, ...metadata}. "
+                                           "Each is checked alone: a bad one gets status 'error'.")
+
+
+class RecordResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: Any = Field(alias="_id")
+    status: str = Field(description="inserted, updated, unchanged or error")
+    error: str | None = None
+
+
+class UpsertResponse(BaseModel):
+    results: list[RecordResult]
+
+
+class Record(BaseModel):
+    """A stored record: `_id`, the user's metadata and the engine's `_labels` / `_colors`."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(alias="_id")
+
+
+class DeleteBody(_Body):
+    ids: list[Any] | None = Field(None, description="Ids to delete.")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+# -- search -------------------------------------------------------------------------------
+class SearchOptions(_Body):
+    negative: list[dict[str, Any]] | None = Field(None, description="Anchors to move away from, e.g. [{\"id\": \"z\"}].")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many hits.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Paging: hits to skip.")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+    group_by: str | bool | None = Field(None, description="At most one hit per value of this field "
+                                                         "(default: the collection's group_field; false: no grouping).")
+    boost: list[dict[str, Any]] | None = Field(None, description="[{\"filter\": {...}, \"weight\": 0.2}]")
+    fields: list[str] | None = Field(None, description="Metadata fields to return (default all).")
+    negative_weight: float = Field(0.5, ge=0, le=10, description="Weight of the negative anchors.")
+
+
+class SearchBody(SearchOptions):
+    query: dict[str, Any] = Field(description=QUERY_DOC, examples=[{"id": "x"}])
+
+
+class Hit(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(alias="_id")
+    score: float = Field(alias="_score", description="Higher is more similar.")
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    took_ms: float
+
+
+class RecommendBody(_Body):
+    id: str = Field(description="The anchor record.")
+    k: int = Field(10, ge=1, le=MAX_K)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
+    fields: list[str] | None = None
+
+
+class RerankBody(_Body):
+    ids: list[str] = Field(description="Ids to sort by similarity to the query.")
+    query: dict[str, Any] = Field(description=QUERY_DOC)
+    fields: list[str] | None = None
+
+
+class RerankResponse(SearchResponse):
+    missing: list[str]
+
+
+class MatchBody(_Body):
+    query: dict[str, Any] = Field(description="The image: {\"id\"}, {\"url\"}, {\"base64\"} or {\"vector\"}.")
+    threshold: float | None = Field(None, description="Similarity above which an item is a near-duplicate.")
+
+
+class DuplicatesBody(_Body):
+    threshold: float | None = Field(None, description="Similarity above which two records are copies.")
+
+
+class Clusters(BaseModel):
+    clusters: list[list[str]]
+
+
+class Health(BaseModel):
+    status: str
