@@ -69,3 +69,10 @@ def pattern_db_dir(tmp_path_factory, pattern_catalog: Path) -> Path:
         results = col.upsert(read_jsonl(pattern_catalog), base_dir=pattern_catalog.parent)
         assert all(r["status"] == "inserted" for r in results), results
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _allow_loopback_urls(monkeypatch, request):
+    """Tests serve images from loopback; production refuses it (see test_url_safety.py)."""
+    if "no_url_allow" not in request.keywords:
+        monkeypatch.setenv("LOOKALIKE_URL_ALLOW", "127.0.0.0/8,::1")
