@@ -129,9 +129,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             bar.update(len(batch))
             bar.set_postfix({k: v for k, v in counts.items()}, refresh=False)
 
-        for r in col.upsert_iter(records, base_dir=base_dir, batch_size=args.batch_size, on_batch=on_batch):
-            if args.json:
-                results.append(r)
+        if args.ray is not None:  # distributed: decode and embed in Ray actors, write here in batches
+            from .distributed import ray_ingest
+            ray_results = ray_ingest(col, records, base_dir=base_dir, address=args.ray, workers=args.workers,
+                                     batch_size=min(args.batch_size, 16), on_batch=on_batch)
+            results.extend(ray_results if args.json else [])
+        else:
+            for r in col.upsert_iter(records, base_dir=base_dir, batch_size=args.batch_size, on_batch=on_batch):
+                if args.json:
+                    results.append(r)
         bar.close()
         elapsed = time.perf_counter() - start
     if args.json:
@@ -235,6 +241,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+    with _db(args) as db:
+        result = backup(db, args.collection, args.file)
+    _print_json(result) if args.json else print(
+        f"backed up {result['records']} records of {result['collection']} to {args.file} ({result['bytes']} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .backup import restore
+    with _db(args) as db:
+        result = restore(db, args.file, name=args.as_name, replace=args.replace)
+    _print_json(result) if args.json else print(f"restored {result['records']} records into {result['collection']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
     serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key,
@@ -251,8 +274,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", default=os.environ.get("LOOKALIKE_DATA", "./lookalike-data"),
-                        help="data folder or store URL (default $LOOKALIKE_DATA or ./lookalike-data)")
+    common.add_argument("--data", "--store", dest="data",
+                        default=os.environ.get("LOOKALIKE_DATA", "./lookalike-data"),
+                        help="data folder, Milvus URL (milvus://host:19530) or Milvus Lite file (x.db); "
+                             "default $LOOKALIKE_DATA or ./lookalike-data")
     common.add_argument("--json", action="store_true", help="print the HTTP response body as JSON")
     col = argparse.ArgumentParser(add_help=False)
     col.add_argument("-c", "--collection", required=True)
@@ -270,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="decode and embed on Ray Data actors: a local Ray instance, or the cluster at ADDRESS")
+    s.add_argument("--workers", type=int, help="with --ray: number of encoder actors (default: one per CPU or GPU)")
     s.set_defaults(func=cmd_ingest)
 
     def query_args(s: argparse.ArgumentParser) -> None:
@@ -325,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", required=True)
     s.add_argument("-k", type=int, default=10)
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("backup", parents=[common, col], help="write a collection to a backup file")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("restore", parents=[common], help="recreate a collection from a backup file")
+    s.add_argument("file")
+    s.add_argument("--as", dest="as_name", help="restore under another collection name")
+    s.add_argument("--replace", action="store_true", help="replace an existing collection of that name")
+    s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("serve", parents=[common], help="run the HTTP API and web page")
     s.add_argument("--host", default="127.0.0.1")

@@ -10,7 +10,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -139,6 +139,20 @@ class CollectionStore(ABC):
     def stats(self) -> dict:
         """Backend-specific figures for `GET /v1/collections/{name}`."""
         return {}
+
+    def export(self, batch_size: int = 1000) -> Iterator[list[StoredRecord]]:
+        """Every record with its vector, in batches (backends override this with a snapshot)."""
+        ids, matrix = self.all_vectors()
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            docs, hashes = self.get(chunk), self.hashes(chunk)
+            batch = []
+            for rid, doc, vec in zip(chunk, docs, matrix[start:start + batch_size]):
+                if doc is None or rid not in hashes:
+                    continue  # deleted meanwhile
+                computed = {k: doc.pop(k) for k in ("_labels", "_colors") if k in doc}
+                batch.append(StoredRecord(rid, doc, computed, np.asarray(vec), hashes[rid][1], hashes[rid][0]))
+            yield batch
 
     def thumbnail(self, id: str) -> bytes | None:
         """The small JPEG kept for a record, or None (not kept, or a backend without them)."""

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -217,7 +217,9 @@ class EmbeddedCollection(CollectionStore):
         allowed = self._allowed(request.where, request.exclude)
         need = request.k + request.offset
         if not request.boosts and not request.group_by:
-            slots, scores = self._index.search(request.vector, need, allowed)
+            # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
+            known = self.count() if request.where is MATCH_ALL and not request.exclude else None
+            slots, scores = self._index.search(request.vector, need, allowed, known)
             return [Hit(self._slot_ids[s], float(sc)) for s, sc in
                     zip(slots[request.offset:], scores[request.offset:])]
         matching = int(np.count_nonzero(allowed))
@@ -415,6 +417,30 @@ class EmbeddedCollection(CollectionStore):
             self._load()
             old.close()
             self._vector_path(generation - 1).unlink(missing_ok=True)
+
+    def export(self, batch_size: int = 1000) -> Iterator[list[StoredRecord]]:
+        """A consistent snapshot of every record, even while writes go on (for backups).
+
+        One SQLite read transaction fixes the set of records; their vector rows are never
+        rewritten, and the memory map taken with it stays valid even if compaction swaps files.
+        """
+        con = _connect(self._store.path / "lookalike.sqlite")
+        try:
+            with self._lock:
+                matrix = self._vectors.matrix
+                con.execute("BEGIN")
+                cursor = con.execute(
+                    "SELECT r.id, r.slot, r.content_hash, r.source_hash, r.doc, r.computed, t.data FROM records r "
+                    "LEFT JOIN thumbnails t ON t.collection = r.collection AND t.id = r.id "
+                    "WHERE r.collection=? ORDER BY r.slot", (self.name,))
+                rows = cursor.fetchmany(batch_size)
+            while rows:
+                yield [StoredRecord(rid, json.loads(doc), json.loads(computed), np.array(matrix[slot]), sh, ch,
+                                    thumbnail=thumb) for rid, slot, ch, sh, doc, computed, thumb in rows]
+                rows = cursor.fetchmany(batch_size)
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
     def dead_ratio(self) -> float:
         return 1 - self.count() / self.n_slots if self.n_slots else 0.0

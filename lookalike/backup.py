@@ -1,0 +1,137 @@
+"""`lookalike backup` / `restore`: one collection to one file and back, while serving.
+
+The file is gzip-compressed JSON lines: a header (format, settings, time), one line per
+record (metadata, computed fields, hashes, the vector as base64 float32, the thumbnail),
+and a footer with the record count and a SHA-256 of the record lines. Backups are written
+to a temporary file and renamed, so a crash never leaves a half file under the final name.
+Restores verify the whole file first and write nothing from a damaged one.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import BadRequest, Conflict, NotFound
+from .store.base import CollectionSettings, StoredRecord, check_collection_name
+
+FORMAT = "lookalike-backup/1"
+
+
+def backup(db, name: str, path: str | Path) -> dict:
+    """Write collection `name` to `path`; returns {"collection", "records", "bytes"}."""
+    store = db.store.collection(name)
+    path = Path(path)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    digest, count = hashlib.sha256(), 0
+    try:
+        with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+            header = {"format": FORMAT, "settings": store.settings.to_dict(), "created": time.time()}
+            fh.write(json.dumps(header) + "\n")
+            for batch in store.export():
+                for rec in batch:
+                    line = json.dumps(_encode(rec), ensure_ascii=False) + "\n"
+                    digest.update(line.encode("utf-8"))
+                    fh.write(line)
+                    count += 1
+            fh.write(json.dumps({"end": True, "records": count, "sha256": digest.hexdigest()}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"collection": name, "records": count, "bytes": path.stat().st_size}
+
+
+def restore(db, path: str | Path, name: str | None = None, replace: bool = False) -> dict:
+    """Recreate a collection from a backup file; refuses to overwrite unless `replace`."""
+    path = Path(path)
+    header = _verify(path)
+    settings = CollectionSettings.from_dict(header["settings"])
+    settings.name = check_collection_name(name or settings.name)
+    try:
+        db.store.collection(settings.name)
+        if not replace:
+            raise Conflict(f"collection {settings.name!r} already exists; restore with --replace or --as NAME")
+        db.store.drop_collection(settings.name)
+    except NotFound:
+        pass
+    store = db.store.create_collection(settings)
+    count = 0
+    try:
+        batch: list[StoredRecord] = []
+        for rec in _records(path, settings.dim):
+            batch.append(rec)
+            if len(batch) >= 500:
+                count += len(store.write(batch))
+                batch = []
+        if batch:
+            count += len(store.write(batch))
+    except BaseException:
+        db.store.drop_collection(settings.name)  # never leave a half-restored collection behind
+        raise
+    return {"collection": settings.name, "records": count}
+
+
+def _encode(rec: StoredRecord) -> dict:
+    out = {"id": rec.id, "doc": rec.doc, "computed": rec.computed, "content_hash": rec.content_hash,
+           "source_hash": rec.source_hash,
+           "vector": base64.b64encode(np.asarray(rec.vector, dtype="<f4").tobytes()).decode("ascii")}
+    if getattr(rec, "thumbnail", None):
+        out["thumbnail"] = base64.b64encode(rec.thumbnail).decode("ascii")
+    return out
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            yield from fh
+    except FileNotFoundError:
+        raise BadRequest(f"backup file not found: {path}") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{path} is not a readable lookalike backup: {exc}") from None
+
+
+def _verify(path: Path) -> dict:
+    """Check format, count and checksum of the whole file before anything is written."""
+    lines = _lines(path)
+    try:
+        header = json.loads(next(lines))
+    except (StopIteration, json.JSONDecodeError):
+        raise BadRequest(f"{path} is not a lookalike backup (no header)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise BadRequest(f"{path} is not a {FORMAT} file")
+    digest, count, footer = hashlib.sha256(), 0, None
+    for line in lines:
+        if line.startswith('{"end"'):
+            footer = json.loads(line)
+            break
+        digest.update(line.encode("utf-8"))
+        count += 1
+    if footer is None:
+        raise BadRequest(f"{path} is truncated: it has no end marker")
+    if footer.get("records") != count or footer.get("sha256") != digest.hexdigest():
+        raise BadRequest(f"{path} is damaged: {count} records and checksum do not match its footer")
+    return header
+
+
+def _records(path: Path, dim: int) -> Iterator[StoredRecord]:
+    lines = _lines(path)
+    next(lines)
+    for line in lines:
+        if line.startswith('{"end"'):
+            return
+        raw = json.loads(line)
+        vector = np.frombuffer(base64.b64decode(raw["vector"]), dtype="<f4")
+        if len(vector) != dim:
+            raise BadRequest(f"record {raw['id']!r} in the backup has a {len(vector)}-d vector, expected {dim}")
+        thumb = base64.b64decode(raw["thumbnail"]) if raw.get("thumbnail") else None
+        yield StoredRecord(raw["id"], raw["doc"], raw["computed"], vector.astype(np.float32), raw["source_hash"],
+                           raw["content_hash"], thumbnail=thumb)
