@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -113,6 +114,7 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     app.include_router(system_routes())
     app.include_router(api_routes())
     _mount_web(app, db)
+    _document_errors(app)
     app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
@@ -137,6 +139,33 @@ def _mount_web(app: FastAPI, db: Database) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/docs")
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Every `/v1` operation (the web page's too) lists the errors the server can answer,
+    all in the contract's shape (FastAPI's own 422 schema is replaced: ours is answered)."""
+    generate = app.openapi
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = generate()
+        for path, operations in doc.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                for status in sorted({400, *COMMON_ERRORS}):
+                    current = responses.get(str(status))
+                    schema = str(((current or {}).get("content", {}).get("application/json", {})
+                                  .get("schema", {})).get("$ref", ""))
+                    if current is None or schema.endswith("/HTTPValidationError"):
+                        responses[str(status)] = {"description": ERROR_DOCS[status], "content": ref}
+        doc.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+        doc.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+        return doc
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def system_routes() -> APIRouter:
