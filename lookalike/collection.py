@@ -179,6 +179,14 @@ class Collection:
     def duplicates(self, threshold: float | None = None) -> dict:
         raise NotImplementedYet("duplicate clustering is not built yet")
 
+    def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
+        """Search quality against a golden set: a JSONL truth file's path or its lines as dicts
+        (see `lookalike.evaluate`); `{"metrics": {"map@k", "ndcg@k", "precision@k", "recall@k"}, ...}`."""
+        from .evaluate import evaluate, evaluate_file
+        if isinstance(truth, (str, Path)):
+            return evaluate_file(self, Path(truth), k=k)
+        return evaluate(self, truth, k=k)
+
     def _run(self, params: SearchParams) -> list[dict]:
         positives, exclude = self._anchors(params.query)
         negatives: list[np.ndarray] = []
