@@ -1,0 +1,388 @@
+"""Distributed ingestion on Ray Data: decode and embed in parallel actors, write in batches.
+
+    lookalike ingest CATALOGUE -c NAME --ray            # a local Ray instance on this machine
+    lookalike ingest CATALOGUE -c NAME --ray HOST:6379  # an existing Ray cluster
+
+The driver (this process) validates the records, looks up the content hashes already stored
+and hands the rest to a pool of Ray actors; each actor loads one encoder (on a GPU when the
+cluster has them) and turns a batch of records into vectors, colours and labels with the same
+code as the single-process pipeline (`lookalike.ingest`), so the vectors are the same. The
+driver writes the actors' output to the store in order, batch by batch, through the store
+interface (the embedded store or Milvus).
+
+Restartable: a record whose content hash (metadata + image bytes + model) is already stored is
+`unchanged` and skipped before any decoding, so re-running an interrupted ingest only does the
+rest. Fault tolerant: a killed actor is restarted by Ray and its batch retried; the driver sees
+each record's output once, and writes are upserts by id, so nothing is lost or duplicated.
+
+On a cluster, image files must be readable at the same path on every node (a shared file
+system); URLs and base64 records need nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .errors import BadRequest, LookalikeError
+from .records import ValidRecord, content_hash, digest, parse_vector, validate_record
+from .store.base import StoredRecord
+
+#: Records per actor call (one encoder batch).
+DEFAULT_BATCH = 16
+#: Settings the actors need from the driver's environment (e.g. `--device`).
+_FORWARDED_ENV = ("LOOKALIKE_DEVICE", "LOOKALIKE_CACHE", "XDG_CACHE_HOME")
+
+
+def _require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise LookalikeError("distributed ingest needs Ray Data: pip install 'lookalike[ray]'") from None
+    return ray
+
+
+@dataclass
+class _Task:
+    """What the driver sends an actor for one record (plain values: it crosses process boundaries)."""
+
+    pos: int
+    id: str
+    doc: str  # JSON of the record's metadata as stored
+    kind: str  # file / url / base64 / vector / none
+    ref: str = ""  # the file path or URL
+    data: bytes = b""  # base64-decoded bytes
+    vector: list | None = None
+    known_content: str = ""
+    known_source: str = ""
+    source_hash: str = ""  # already known (from the file digest cache), else computed by the actor
+
+
+class Embedder:
+    """A Ray actor: one encoder, turning batches of tasks into vectors and computed fields."""
+
+    def __init__(self, model: str, metric: str, dim: int, max_pixels: int, thumbnails: bool, threads: int) -> None:
+        self.model, self.metric, self.dim = model, metric, dim
+        self.max_pixels, self.thumbnails, self.threads = max_pixels, thumbnails, threads
+        self._encoder = None
+        self._lock = threading.Lock()
+
+    @property
+    def encoder(self):
+        """Loaded at the first image to embed: a re-run over unchanged records never pays for it."""
+        with self._lock:
+            if self._encoder is None and self.model != "none":
+                from .models import get_encoder
+                encoder = get_encoder(self.model)
+                _limit_threads(encoder, self.threads)
+                self._encoder = encoder
+        return self._encoder
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        if self.threads > 1:  # Pillow releases the GIL while decoding: use the actor's cores
+            with ThreadPoolExecutor(self.threads) as pool:
+                out = list(pool.map(self._load, rows))
+        else:
+            out = [self._load(row) for row in rows]
+        self._embed(out)
+        # Every batch has the same column types (Arrow needs one schema): strings, bytes, a dim-wide matrix.
+        vectors = np.zeros((len(out), self.dim), dtype=np.float32)
+        for i, o in enumerate(out):
+            if o["vector"] is not None:
+                vectors[i] = o["vector"]
+        result = {c: np.array([str(o[c] or "") for o in out], dtype=object)
+                  for c in ("status", "error", "computed", "source_hash", "content_hash", "thumb")}
+        result["pos"] = np.array([o["pos"] for o in out], dtype=np.int64)
+        result["vector"] = vectors
+        result["thumbnail"] = np.array([o["thumbnail"] or b"" for o in out], dtype=object)
+        return result
+
+    def _load(self, row: dict) -> dict:
+        """Read, hash and decode one record; mirrors `Ingestor._load`."""
+        from .fetch import fetch_url, read_file
+        from .ingest import make_thumbnail
+        from .models.colors import dominant_colors
+        from .models.images import fit_square, open_image
+
+        out: dict[str, Any] = {"pos": int(row["pos"]), "status": "", "error": "", "vector": None,
+                               "computed": "{}", "source_hash": "", "content_hash": "", "thumbnail": b"",
+                               "thumb": "keep"}
+        kind = row["kind"]
+        try:
+            data: bytes | None = None
+            source_hash = row["source_hash"] or ""
+            if kind == "none":
+                if not row["known_source"]:
+                    raise BadRequest(f"record {row['id']!r} is new and has no image source "
+                                     "(_file, _url, _base64 or _vector)")
+                source_hash = row["known_source"]
+            elif kind == "vector":
+                vec = parse_vector(list(row["vector"]), self.dim)
+                out["vector"] = _normalise(vec, self.metric)
+                source_hash = digest(np.asarray(out["vector"], dtype=np.float32).tobytes())
+            elif kind == "url":
+                source_hash = digest(row["ref"].encode())
+            elif kind == "file":
+                if not source_hash:
+                    data = read_file(Path(row["ref"]))
+                    source_hash = digest(data)
+            else:
+                data = bytes(row["data"])
+                source_hash = digest(data)
+            out["source_hash"] = source_hash
+            out["content_hash"] = content_hash(json.loads(row["doc"]), source_hash, self.model)
+            if row["known_content"] == out["content_hash"]:
+                out["status"] = "unchanged"
+                return out
+            if kind == "none" or row["known_source"] == source_hash:
+                out["status"] = "reuse"  # metadata-only change: the driver keeps the stored vector
+                return out
+            if kind == "vector":
+                return out
+            if self.model == "none":
+                raise BadRequest("this collection has no image model")
+            if kind == "url":
+                data = fetch_url(row["ref"])
+            elif kind == "file" and data is None:
+                data = read_file(Path(row["ref"]))
+            image = open_image(data, max_pixels=self.max_pixels, draft_size=self.encoder.input_size)
+            computed = {"_colors": dominant_colors(image)}
+            out["computed"] = json.dumps(computed)
+            if self.thumbnails and kind in ("file", "base64"):
+                out["thumbnail"], out["thumb"] = make_thumbnail(image), "set"
+            else:
+                out["thumb"] = "clear"  # a new image source: any old thumbnail no longer shows it
+            out["pixels"] = fit_square(image, self.encoder.input_size, mode=self.encoder.fit)
+        except LookalikeError as exc:
+            out["error"] = exc.message
+        except (OSError, ValueError) as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+
+    def _embed(self, out: list[dict]) -> None:
+        todo = [o for o in out if o.get("pixels") is not None]
+        if not todo:
+            return
+        try:
+            emb = self.encoder.embed(np.stack([o.pop("pixels") for o in todo]))
+        except Exception as exc:  # the model failing is every record's error, not a crash
+            for o in todo:
+                o["error"] = f"encoding failed: {exc}"
+            return
+        for o, vec, labels in zip(todo, emb.vectors, emb.labels or [[]] * len(todo)):
+            o["vector"] = np.asarray(vec, dtype=np.float32)
+            if labels:
+                o["computed"] = json.dumps({**json.loads(o["computed"]), "_labels": labels})
+
+
+def _normalise(vec: np.ndarray, metric: str) -> np.ndarray:
+    from .models.base import l2_normalize
+    return l2_normalize(vec) if metric == "cosine" else vec
+
+
+def _limit_threads(encoder: Any, threads: int) -> None:
+    """Give each actor its share of the cores: N actors x all-core thread pools would thrash."""
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    runner = getattr(encoder, "_onnx", None)
+    if runner is not None:
+        from .models.onnx_backend import OnnxRunner
+        encoder._onnx = OnnxRunner(encoder._module, encoder.input_size, encoder.name, threads=threads)
+
+
+# -- the driver ---------------------------------------------------------------------------
+def _tasks(col, records: Iterable[Any], base_dir: Path | None) -> tuple[list[_Task], dict[int, dict]]:
+    """Validate records (errors answered at once) and make the actors' tasks for the rest."""
+    settings = col.settings
+    tasks: list[_Task] = []
+    errors: dict[int, dict] = {}
+    for pos, raw in enumerate(records):
+        try:
+            rec: ValidRecord = validate_record(raw, allow_file=True, base_dir=base_dir)
+            kind = rec.source.kind
+            if settings.model == "none" and kind not in ("vector", "none"):
+                raise BadRequest(f"collection {settings.name!r} has model 'none': give a '_vector' instead of an image")
+            task = _Task(pos, rec.id, json.dumps(rec.doc, ensure_ascii=False), kind)
+            if kind == "file":
+                task.ref = str(Path(rec.source.value).absolute())
+                if col.file_digests is not None:
+                    task.source_hash = col.file_digests.lookup(Path(task.ref)) or ""
+            elif kind == "url":
+                task.ref = rec.source.value
+            elif kind == "base64":
+                task.data = rec.source.value
+            elif kind == "vector":
+                task.vector = parse_vector(rec.source.value.tolist(), settings.dim).tolist()
+            tasks.append(task)
+        except LookalikeError as exc:
+            rid = raw.get("_id") if isinstance(raw, dict) else None
+            errors[pos] = {"_id": rid if isinstance(rid, str) else None, "status": "error", "error": exc.message}
+    store = col._store
+    for start in range(0, len(tasks), 1000):
+        chunk = tasks[start:start + 1000]
+        known = store.hashes([t.id for t in chunk])
+        for t in chunk:
+            if t.id in known:
+                t.known_content, t.known_source = known[t.id]
+    return tasks, errors
+
+
+def _skip_in_driver(col, task: _Task) -> bool:
+    """True when the file digest cache already proves the record unchanged (no actor needed)."""
+    if not (task.kind == "file" and task.source_hash and task.known_content):
+        return False
+    return content_hash(json.loads(task.doc), task.source_hash, col.settings.model) == task.known_content
+
+
+def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = None, address: str | None = None,
+               workers: int | None = None, batch_size: int = DEFAULT_BATCH, write_batch: int = 64,
+               on_batch: Callable[[list[dict]], None] | None = None, num_cpus: int | None = None) -> list[dict]:
+    """Upsert `records` into the collection `col` through Ray actors; one result per record, in order.
+
+    `address`: a Ray cluster (`HOST:PORT`, `ray://...`, `auto`); None or "local" start (or reuse) a
+    local instance. `workers`: actors (default: one per CPU, or one per GPU when the cluster has GPUs).
+    """
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise BadRequest("the number of Ray workers must be at least 1")
+    ray = _require_ray()
+    base = Path(base_dir) if base_dir else None
+    records = list(records)
+    results: list[dict | None] = [None] * len(records)
+    tasks, errors = _tasks(col, records, base)
+    for pos, err in errors.items():
+        results[pos] = err
+    if errors and on_batch is not None:
+        on_batch(list(errors.values()))
+    pending: list[_Task] = []
+    skipped: list[dict] = []
+    for t in tasks:
+        if _skip_in_driver(col, t):
+            results[t.pos] = {"_id": t.id, "status": "unchanged"}
+            skipped.append(results[t.pos])
+        else:
+            pending.append(t)
+    if skipped and on_batch is not None:
+        on_batch(skipped)
+    if not pending:
+        return results  # type: ignore[return-value]
+
+    started = _init_ray(ray, address, num_cpus)
+    try:
+        by_pos = {t.pos: t for t in pending}
+        for batch in _run_actors(ray, col, pending, workers, batch_size):
+            written = _write(col, batch, by_pos, write_batch)
+            for res in written:
+                results[res.pop("pos")] = res
+            if on_batch is not None:
+                on_batch(written)
+    finally:
+        if started:
+            ray.shutdown()
+    return results  # type: ignore[return-value]
+
+
+def _init_ray(ray, address: str | None, num_cpus: int | None) -> bool:
+    """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                              "log_to_driver": False}
+    if address and address != "local":
+        kwargs["address"] = address
+    elif num_cpus:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise LookalikeError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
+    return True
+
+
+def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: int):
+    """Ray Data pipeline over the tasks; yields the actors' output batches in input order."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # write in input order: the same results as one process
+    ctx.enable_progress_bars = False  # the CLI shows its own progress
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    if workers is None:
+        workers = gpus if gpus else cpus
+    workers = max(1, min(workers, len(tasks)))
+    threads = max(1, cpus // workers)
+    settings = col.settings
+    items = [t.__dict__ for t in tasks]
+    env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch_size)))
+    ds = ds.map_batches(
+        Embedder, batch_size=batch_size, batch_format="numpy",
+        fn_constructor_kwargs={"model": settings.model, "metric": settings.metric, "dim": settings.dim,
+                               "max_pixels": getattr(col, "max_pixels", 64_000_000),
+                               "thumbnails": bool(getattr(settings, "thumbnails", True)), "threads": threads},
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1 if gpus else min(threads, cpus), num_gpus=1 if gpus else 0,  # Ray Data restarts dead actors
+        **({"runtime_env": {"env_vars": env}} if env else {}))
+    yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2)
+
+
+def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_batch: int) -> list[dict]:
+    """Write one batch of actor output; returns results carrying their input position."""
+    store = col._store
+    out: list[dict] = []
+    writable: list[tuple[dict, StoredRecord]] = []
+    for i in range(len(batch["pos"])):
+        pos = int(batch["pos"][i])
+        task = by_pos[pos]
+        res: dict[str, Any] = {"pos": pos, "_id": task.id}
+        status, error = batch["status"][i], batch["error"][i]
+        out.append(res)
+        if error:
+            res.update(status="error", error=str(error))
+            continue
+        if status == "unchanged":
+            res["status"] = "unchanged"
+            continue
+        computed = json.loads(batch["computed"][i])
+        vector = batch["vector"][i]
+        thumbnail = {"set": bytes(batch["thumbnail"][i]), "clear": b""}.get(batch["thumb"][i])
+        if status == "reuse":
+            vector = store.vectors([task.id]).get(task.id)
+            stored = store.get([task.id])[0]
+            if vector is None or stored is None:
+                res.update(status="error", error=f"record {task.id!r} was deleted while being updated")
+                continue
+            computed = {k: stored[k] for k in ("_labels", "_colors") if k in stored}
+            thumbnail = None
+        rec = StoredRecord(task.id, json.loads(task.doc), computed, np.asarray(vector, dtype=np.float32),
+                           str(batch["source_hash"][i]), str(batch["content_hash"][i]))
+        if thumbnail is not None and "thumbnail" in StoredRecord.__dataclass_fields__:
+            rec.thumbnail = bytes(thumbnail)
+        writable.append((res, rec))
+    for start in range(0, len(writable), write_batch):
+        chunk = writable[start:start + write_batch]
+        try:
+            statuses = store.write([rec for _, rec in chunk])
+            for (res, _), status in zip(chunk, statuses):
+                res["status"] = status
+        except LookalikeError as exc:
+            for res, _ in chunk:
+                res.update(status="error", error=exc.message)
+    return out
+
+
+__all__ = ["DEFAULT_BATCH", "Embedder", "ray_ingest"]
