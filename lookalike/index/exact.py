@@ -11,6 +11,13 @@ import numpy as np
 CHUNK = 262_144
 
 
+def dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """rows @ query on one thread (einsum, not BLAS): a scan is memory-bound, and a threaded
+    BLAS gemv on a busy machine waits on descheduled workers (measured 12 ms instead of
+    0.15 ms for 3000 x 256 on a shared 2-core box)."""
+    return np.einsum("ij,j->i", rows, query)
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest scores, best first (ties broken by position)."""
     if k <= 0 or len(scores) == 0:
@@ -29,7 +36,7 @@ def score_slots(vectors: np.ndarray, query: np.ndarray, slots: np.ndarray) -> np
     q = np.asarray(query, dtype=np.float32)
     for start in range(0, len(slots), CHUNK):
         part = slots[start:start + CHUNK]
-        out[start:start + len(part)] = vectors[part] @ q
+        out[start:start + len(part)] = dot(vectors[part], q)
     return out
 
 
@@ -38,7 +45,7 @@ def score_all(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     out = np.empty(len(vectors), dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
     for start in range(0, len(vectors), CHUNK):
-        out[start:start + CHUNK] = vectors[start:start + CHUNK] @ q
+        out[start:start + CHUNK] = dot(vectors[start:start + CHUNK], q)
     return out
 
 

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .compress import PCA
-from .exact import ExactIndex, top_k
+from .exact import ExactIndex, dot, top_k
 from .settings import build_key, code_bytes
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,11 @@ class CollectionIndex:
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(slots, exact scores) of the best k allowed slots, best first."""
+        """(slots, exact scores) of the best k allowed slots, best first.
+
+        `matching` is the number of allowed slots when the caller knows it (it must never
+        exceed the true count); otherwise it is counted.
+        """
         matrix = self._matrix()
         if matching is None:
             matching = int(np.count_nonzero(allowed))
@@ -310,7 +314,7 @@ class CollectionIndex:
         found = self._ann_candidates(query, k, allowed, matching)
         if found is None:
             return ExactIndex(matrix).search(query, k, allowed)
-        scores = matrix[found] @ np.asarray(query, dtype=np.float32) if len(found) else np.empty(0, np.float32)
+        scores = dot(matrix[found], np.asarray(query, dtype=np.float32)) if len(found) else np.empty(0, np.float32)
         best = top_k(scores, k)
         return found[best], scores[best]
 
@@ -324,9 +328,11 @@ class CollectionIndex:
                 return None
             covered = min(ann.ntotal, len(allowed))
             inside = allowed[:covered]
-            want = min(k, int(np.count_nonzero(inside)))
+            in_count = matching if covered == len(allowed) else int(np.count_nonzero(inside))
+            want = min(k, in_count)
             pool = self._pool(ann, k)
-            selector = None if covered == ann.ntotal and inside.all() else self._padded(inside, ann.ntotal)
+            # every indexed row allowed (no filter, no deletes): no selector, the fastest walk
+            selector = None if in_count == ann.ntotal else self._padded(inside, ann.ntotal)
             ef = max(self.settings["expansion_search"], pool)
             while True:
                 found = ann.search(query, pool, ef, selector)
