@@ -61,8 +61,9 @@ def exact_truth(data: np.ndarray, queries: np.ndarray, mask: np.ndarray | None) 
     return out
 
 
-def load_collection(db, name: str, data: np.ndarray, masks: dict[str, np.ndarray], args) -> tuple[object, float]:
-    """Write every vector through the store API (exact index while loading), then build HNSW; build secs."""
+def load_collection(db, name: str, data: np.ndarray, masks: dict[str, np.ndarray],
+                    args) -> tuple[object, float, float]:
+    """Write every vector through the store API (exact while loading), then build HNSW; (col, secs, anon MB)."""
     col = db.collection(name, create=True, model="none", dim=data.shape[1], index={"type": "exact"},
                         compression={"dtype": args.dtype, "pca_dim": args.pca})
     store = col._store
@@ -71,11 +72,26 @@ def load_collection(db, name: str, data: np.ndarray, masks: dict[str, np.ndarray
                               computed={}, vector=data[i], source_hash="", content_hash=f"h{i}")
                  for i in range(start, min(start + 50_000, len(data)))]
         store.write(batch)
+    before = rss_anon_mb()
     t = time.perf_counter()
     db.ensure_collection(name, index={"type": "auto", "connectivity": args.m, "expansion_add": args.ef_add,
                                       "expansion_search": args.ef_search, "threshold": args.threshold})
     store.wait_index()
-    return col, time.perf_counter() - t
+    return col, time.perf_counter() - t, rss_anon_mb() - before
+
+
+def reload_secs(store) -> float:
+    """Open the saved graph again as a restart would (memory-mapped, verified against the vectors)."""
+    from lookalike.index.manager import CollectionIndex
+    old = store._index
+    t = time.perf_counter()
+    fresh = CollectionIndex(old.folder, old.name, old.generation, old.dim, old.settings, old.compression,
+                            lambda: store._vectors.matrix, store.count)
+    fresh.open()
+    secs = time.perf_counter() - t
+    assert fresh.active and fresh.stats()["indexed_rows"] == old.stats()["indexed_rows"]
+    fresh.close(save=False)
+    return secs
 
 
 def build_raw(data: np.ndarray, args):
@@ -130,7 +146,8 @@ def run_case(label: str, data: np.ndarray, queries: np.ndarray, args, rows: list
     masks = {"10%": rng.random(n) < 0.10, "0.1%": rng.random(n) < 0.001}
     folder = tempfile.mkdtemp(prefix="lookalike-bench-", dir=args.tmp)
     db = lookalike.connect(folder)
-    col, build_s = load_collection(db, "bench", data, masks, args)
+    col, build_s, ours_anon = load_collection(db, "bench", data, masks, args)
+    reload_s = reload_secs(col._store)
     info = col.info()
     ours_mb = info["index"]["memory_bytes"] / 2**20
     raw, raw_build_s, raw_anon = build_raw(data, args)
@@ -168,7 +185,7 @@ def run_case(label: str, data: np.ndarray, queries: np.ndarray, args, rows: list
             if name == "raw":
                 build, mem, extra = raw_build_s, raw_mb, f"anon+{raw_anon:.0f}MB"
             else:
-                build, mem, extra = build_s, ours_mb, ""
+                build, mem, extra = build_s, ours_mb, f"anon+{ours_anon:.0f}MB reload {reload_s:.2f}s"
             ratio = p50 / percentiles(lat["raw"])[0]
             rows.append(f"| {label} | {n:>9,} | {fname:>4} | {name:5} | {build:7.1f} | {mem:8.1f} | "
                         f"{mem / f32_mb:5.2f} | {mem / i8_mb:5.2f} | {rec:6.3f} | {p50:6.2f} | {p99:6.2f} | "

@@ -545,10 +545,10 @@ class EmbeddedStore(Store):
                 self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
                 self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
                 self.writer.execute("COMMIT")
+            col._index.destroy()  # first, so closing does not save a graph about to be deleted
             col.close()
             self._collections.pop(name, None)
             col._vector_path(col._generation).unlink(missing_ok=True)
-            col._index.destroy()
 
     def close(self) -> None:
         with self._lock:
