@@ -278,13 +278,43 @@ class RemoteCollection:
         check_query(query)
         return self._post("rerank", _given(ids=ids, query=wire_query(query), fields=fields))
 
-    def match(self, query: dict, threshold: float | None = None) -> dict:
-        """Near-duplicates of an image: hits with `_match` "exact" or "near"."""
-        return self._post("match", _given(query=wire_query(query), threshold=threshold))
+    def match(self, query: dict, threshold: float | None = None, k: int = 10,
+              fields: list[str] | None = None) -> dict:
+        """Copies of an image (or of a record, `{"id": ...}`): hits with `_match` "exact" or "near"."""
+        check_query(query)
+        check_int("k", k, 1, 1000)
+        return self._post("match", _given(query=wire_query(query), threshold=threshold, k=k, fields=fields))
 
     def duplicates(self, threshold: float | None = None) -> dict:
         """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
         return self._post("duplicates", _given(threshold=threshold))
+
+    def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
+        """Search quality against a golden set, the searches running on the server (see `lookalike.evaluate`)."""
+        from .evaluate import evaluate, evaluate_file
+        if isinstance(truth, (str, Path)):
+            return evaluate_file(self, Path(truth), k=k)
+        return evaluate(self, truth, k=k)
+
+    # -- browsing (the web page's read routes) --------------------------------------------
+    def records(self, *, offset: int = 0, limit: int = 50, filter: dict | None = None,
+                fields: list[str] | None = None) -> dict:
+        """A page of records in write order: `{"records", "total", "offset", "limit"}`."""
+        params = _given(offset=offset, limit=limit, filter=json.dumps(filter) if filter is not None else None,
+                        fields=json.dumps(fields) if fields is not None else None)
+        return self.client.request("GET", f"{self._path}/records", params=params)
+
+    def facets(self, *, filter: dict | None = None, top: int = 20) -> dict:
+        """Metadata values with counts and numeric ranges, for building filters."""
+        params = _given(top=top, filter=json.dumps(filter) if filter is not None else None)
+        return self.client.request("GET", f"{self._path}/facets", params=params)
+
+    def thumbnail(self, id: str) -> bytes:
+        """The small JPEG the server kept for a record (NotFound when none was kept)."""
+        response = self.client._http.get(f"{self._path}/records/{_segment(id)}/thumbnail")
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
 
     def __repr__(self) -> str:
         return f"RemoteCollection({self.client.url!r}, {self._name!r})"

@@ -340,10 +340,11 @@ def search_routes(router: APIRouter) -> None:
     def rerank(request: Request, name: str, body: S.RerankBody) -> JSONResponse:
         return ok(_col(request, name).rerank(body.ids, body.query, fields=body.fields))
 
-    @router.post("/collections/{name}/match", tags=tag, response_model=S.SearchResponse,
+    @router.post("/collections/{name}/match", tags=tag, response_model=S.MatchResponse,
                  responses=errors(400, 415, 501), summary="Near-duplicates of an image")
     def match(request: Request, name: str, body: S.MatchBody) -> JSONResponse:
-        return ok(_col(request, name).match(body.query, threshold=body.threshold))
+        params = _dump(body)
+        return ok(_col(request, name).match(params.pop("query"), **params))
 
     @router.post("/collections/{name}/duplicates", tags=tag, response_model=S.Clusters,
                  responses=errors(400, 403, 501), summary="Clusters of records that are copies of each other")

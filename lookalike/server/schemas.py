@@ -59,7 +59,7 @@ class CollectionInfo(BaseModel):
     dim: int | None
     model: str
     metric: str
-    index: str
+    index: Any = Field(description="The index kind, or its settings.")
     bytes: int
 
 
@@ -128,6 +128,18 @@ class SearchBody(SearchOptions):
     query: dict[str, Any] = Field(description=QUERY_DOC, examples=[{"id": "x"}])
 
 
+class MatchHit(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(alias="_id")
+    score: float = Field(alias="_score")
+    match: str = Field(alias="_match", description="exact or near")
+
+
+class MatchResponse(BaseModel):
+    hits: list[MatchHit]
+    took_ms: float | None = None
+
+
 class Hit(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str = Field(alias="_id")
@@ -160,6 +172,8 @@ class RerankResponse(SearchResponse):
 class MatchBody(_Body):
     query: dict[str, Any] = Field(description="The image: {\"id\"}, {\"url\"}, {\"base64\"} or {\"vector\"}.")
     threshold: float | None = Field(None, description="Similarity above which an item is a near-duplicate.")
+    k: int = Field(10, ge=1, le=MAX_K, description="At most this many matches.")
+    fields: list[str] | None = Field(None, description="Metadata fields to return (default all).")
 
 
 class DuplicatesBody(_Body):
