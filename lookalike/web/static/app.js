@@ -386,11 +386,12 @@ function renderCard(item) {
   else labelsEl.remove();
   const dl = node.querySelector(".fields-list");
   const shown = Object.keys(item).filter((k) => !k.startsWith("_")).slice(0, 4);
-  if (item._group !== undefined && item._group !== null && !shown.length) shown.push("_group");
+  if (item._group !== undefined && item._group !== null) shown.unshift("_group");
   for (const key of shown) {
     const dt = document.createElement("dt");
-    dt.textContent = key;
+    dt.textContent = key === "_group" ? "group" : key;
     const dd = document.createElement("dd");
+    dd.className = key === "_group" ? "group" : "";
     dd.textContent = shortValue(item[key]);
     dd.title = dd.textContent;
     dl.append(dt, dd);
