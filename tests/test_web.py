@@ -189,6 +189,13 @@ def test_browse_routes_over_http_need_a_key_and_answer_errors_in_shape(server):
         assert bad.status_code == 400 and "'filter' is not valid JSON" in bad.json()["error"]["message"]
         assert http.get("/v1/collections/nope/facets").status_code == 404
     assert httpx.get(f"{server}/v1/collections/patterns/facets").status_code == 401
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        made = admin.put("/v1/collections/no-thumbs", json={"thumbnails": False})
+        assert made.status_code == 201 and made.json()["thumbnails"] is False
+        admin.post("/v1/collections/no-thumbs/records", json={"records": [
+            {"_id": "a", "_base64": b64_image("stripes", "red", 5)}]}).raise_for_status()
+        assert admin.get("/v1/collections/no-thumbs/records/a/thumbnail").status_code == 404
+        assert admin.delete("/v1/collections/no-thumbs").status_code == 200
     assert httpx.get(f"{server}/v1/collections/patterns/records/stripes-red-square/thumbnail").status_code == 401
 
 
@@ -312,6 +319,16 @@ def test_drop_an_image_file_searches_by_it(tab, served_db):
     }""", data)
     tab.wait_mode("dropped.jpg")
     assert tab.ids() == engine_ids(served_db, {"image": raw})
+    # Pasting an image (Ctrl+V of a copied picture) does the same.
+    raw2 = jpeg_bytes(draw_item("stripes", COLORS["green"], seed=105, size=250))
+    tab.page.evaluate("""b64 => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "pasted.jpg", {type: "image/jpeg"}));
+        document.body.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+    }""", base64.b64encode(raw2).decode())
+    tab.wait_mode("pasted.jpg")
+    assert tab.ids() == engine_ids(served_db, {"image": raw2})
     assert tab.errors == []
 
 
