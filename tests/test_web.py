@@ -274,6 +274,12 @@ def test_grid_shows_the_collection_with_thumbnails(tab):
     assert card.locator(".thumb").get_attribute("aria-label") == "More like stripes-red-square"
     assert card.locator("img").get_attribute("alt") == "stripes-red-square"
     assert "pattern" in card.inner_text() and "stripes" in card.inner_text()
+    unnamed = tab.page.evaluate("""[...document.querySelectorAll('input, select, button')].filter(el => {
+        const label = [...(el.labels || [])].map(l => l.textContent.trim()).join('');
+        return !(el.getAttribute('aria-label') || label || el.textContent.trim() || el.title);
+    }).map(el => el.outerHTML.slice(0, 120))""")
+    assert unnamed == []  # every control has an accessible name
+    assert tab.page.locator("img:not([alt])").count() == 0
     tab.shot("01-browse")
     assert tab.errors == []
 
@@ -329,6 +335,14 @@ def test_drop_an_image_file_searches_by_it(tab, served_db):
     }""", base64.b64encode(raw2).decode())
     tab.wait_mode("pasted.jpg")
     assert tab.ids() == engine_ids(served_db, {"image": raw2})
+    # From the keyboard: Enter on the drop zone opens the file chooser.
+    tab.page.focus("#drop")
+    with tab.page.expect_file_chooser() as chooser:
+        tab.page.keyboard.press("Enter")
+    raw3 = jpeg_bytes(draw_item("dots", COLORS["black"], seed=123, size=240))
+    chooser.value.set_files(files=[{"name": "chosen.jpg", "mimeType": "image/jpeg", "buffer": raw3}])
+    tab.wait_mode("chosen.jpg")
+    assert tab.ids() == engine_ids(served_db, {"image": raw3})
     assert tab.errors == []
 
 
