@@ -72,6 +72,7 @@ class Collection:
         doc = self._store.get([id])[0]
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
+        doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (query/duplicates.py)
         return doc
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
@@ -173,11 +174,16 @@ class Collection:
         missing = [i for i in dict.fromkeys(ids) if i not in scores]
         return {"hits": hits, "missing": missing, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
-    def match(self, query: dict, threshold: float | None = None) -> dict:
-        raise NotImplementedYet("near-duplicate matching is not built yet")
+    def match(self, query: dict, threshold: float | None = None, k: int = 10,
+              fields: list[str] | None = None) -> dict:
+        """Copies of an image (or of a record, `{"id": ...}`): hits with `"_match": "exact" | "near"`."""
+        from .query.duplicates import match
+        return match(self, query, threshold, k=k, fields=fields)
 
     def duplicates(self, threshold: float | None = None) -> dict:
-        raise NotImplementedYet("duplicate clustering is not built yet")
+        """Groups of records that are copies of each other: `{"clusters": [["a", "b"], ...]}`."""
+        from .query.duplicates import duplicates
+        return duplicates(self, threshold)
 
     def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
         """Search quality against a golden set: a JSONL truth file's path or its lines as dicts

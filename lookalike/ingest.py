@@ -25,7 +25,8 @@ from .filecache import FileDigests
 from .models.base import ImageEncoder, l2_normalize
 from .models.colors import dominant_colors
 from .models.images import DEFAULT_MAX_PIXELS, fit_square, open_image
-from .records import ValidRecord, content_hash, digest, parse_vector, validate_record
+from .query.duplicates import fingerprint
+from .records import COMPUTED, ValidRecord, content_hash, digest, parse_vector, validate_record
 from .store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
@@ -158,7 +159,7 @@ class Ingestor:
         if vec is None or stored is None:
             raise BadRequest(f"record {item.rec.id!r} was deleted while being updated")
         item.vector = vec
-        item.computed = {k: stored[k] for k in ("_labels", "_colors") if k in stored}
+        item.computed = {k: stored[k] for k in COMPUTED if k in stored}
 
     def _decode(self, item: _Item, data: bytes) -> None:
         if self.encoder is None:
@@ -166,6 +167,7 @@ class Ingestor:
         size = self.encoder.input_size
         image = open_image(data, max_pixels=self.max_pixels, draft_size=size)
         item.computed["_colors"] = dominant_colors(image)
+        item.computed.update(fingerprint(image))  # near-duplicate matching (query/duplicates.py)
         if item.wants_thumbnail:
             item.thumbnail = make_thumbnail(image)
         item.pixels = fit_square(image, size, mode=self.encoder.fit)

@@ -20,7 +20,7 @@ import numpy as np
 from .errors import BadRequest
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
-COMPUTED = ("_labels", "_colors")
+COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash")  # written by the engine only
 MAX_ID_LENGTH = 256
 MAX_DEPTH = 32
 

@@ -100,7 +100,7 @@ def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndar
 def project(doc: dict, fields: list[str] | None) -> dict:
     """The record's fields for a hit: all, or only those asked for (dotted paths allowed)."""
     if fields is None:
-        return {k: v for k, v in doc.items() if k != "_id"}
+        return {k: v for k, v in doc.items() if k not in ("_id", "_fingerprint")}  # hashes stay internal
     out = {}
     for name in fields:
         value: Any = doc

@@ -90,6 +90,9 @@ class SearchRequest:
     group_by: str | None = None
     exclude: Sequence[str] = ()
     boosts: Sequence[tuple[Node, float]] = ()
+    #: Precomputed scores by slot (colour search, near-duplicates) used instead of `vector`;
+    #: slots past its end or with a non-finite score are never hits. Backends with `postings`.
+    slot_scores: np.ndarray | None = None
 
 
 class CollectionStore(ABC):
@@ -136,6 +139,12 @@ class CollectionStore(ABC):
     def all_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every live id and its vector (for whole-collection analyses such as duplicates)."""
 
+    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
+        """(slots, value ids, distinct `(tag, value)` keys) of one field path, computed fields
+        included, for columnar scans (colour search, near-duplicates). Slots may be dead."""
+        from ..errors import NotImplementedYet
+        raise NotImplementedYet(f"the {type(self).__name__} backend has no columnar field access")
+
     def stats(self) -> dict:
         """Backend-specific figures for `GET /v1/collections/{name}`."""
         return {}
@@ -159,8 +168,12 @@ class CollectionStore(ABC):
         return None
 
     def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
-        """A page of live ids matching a filter in a stable order, and how many match in all."""
-        raise NotImplementedYet("listing records is not available for this store")
+        """A page of live ids matching a filter in a stable order, and how many match in all.
+
+        This default pages over `ids_where`; backends with a cheaper way override it.
+        """
+        ids = self.ids_where(where)
+        return list(ids[offset:offset + limit]), len(ids)
 
     def facets(self, where: Node = MATCH_ALL, *, top: int = 20) -> list[dict]:
         """Per metadata path: string/boolean values with counts, numeric min/max (see Collection.facets)."""

@@ -221,9 +221,19 @@ class EmbeddedCollection(CollectionStore):
         size = min(len(rows), len(vids))  # a consistent prefix while a write appends
         return rows[:size], vids[:size], post.keys
 
+    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
+        post = self._fields.paths.get(path)
+        if post is None:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
+        rows, vids = post.rows.view(), post.vids.view()
+        size = min(len(rows), len(vids))  # a consistent prefix while a write appends
+        return rows[:size], vids[:size], post.keys
+
     def search(self, request: SearchRequest) -> list[Hit]:
         allowed = self._allowed(request.where, request.exclude)
         need = request.k + request.offset
+        if request.slot_scores is not None:
+            return self._precomputed(request, allowed)
         if request.slot_scores is not None:
             return self._precomputed(request, allowed)
         if not request.boosts and not request.group_by:
@@ -243,6 +253,19 @@ class EmbeddedCollection(CollectionStore):
             scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
         if not request.group_by:
             best = top_k(scores, need)[request.offset:]
+            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
+        return self._grouped(slots, scores, request)
+
+    def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
+        """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
+        given = np.asarray(request.slot_scores, dtype=np.float32)
+        n = min(len(allowed), len(given))
+        slots = np.flatnonzero(allowed[:n] & np.isfinite(given[:n]))
+        scores = given[slots]
+        for node, weight in request.boosts:
+            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
+        if not request.group_by:
+            best = top_k(scores, request.k + request.offset)[request.offset:]
             return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
         return self._grouped(slots, scores, request)
 

@@ -1,0 +1,122 @@
+"""Near-duplicate benchmark: recall@1 per copy transform, lookalike `match` vs imagehash.
+
+Builds a collection of drawn originals (patterned products from `draw_item`, which look
+alike on purpose, and smooth `photo_like` images), then queries with edited copies of some
+of them (lookalike/copies.py: crop to 60 %, rotate ±10°, mirror, greyscale, blur, JPEG
+quality 10, downscale 5x, border, text). recall@1: the original is the first hit (for
+`match`: and scores over the default threshold). Baselines rank every original by Hamming
+distance of imagehash's pHash / dHash (a tie with another original counts as a miss), and
+by the CNN embedding (`search`). `false` is the share of copies of images *not* in the
+collection for which `match` still returned a hit. Then `duplicates` on a collection of
+originals plus one copy of some of them: pairwise precision and recall of its clusters.
+
+    python bench/duplicates.py [--originals 120] [--queries 40]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import tempfile
+import time
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+import lookalike
+from lookalike.copies import TRANSFORMS, encode
+from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item, photo_like
+
+
+def originals(n: int, offset: int = 0) -> list[Image.Image]:
+    """Half drawn products (all patterns x colours x shapes), half photo-like images."""
+    combos = list(itertools.product(PATTERNS, COLORS, SHAPES))
+    out = []
+    for i in range(n):
+        seed = offset + i
+        if i % 2 == 0:
+            pattern, colour, shape = combos[(seed // 2) % len(combos)]
+            out.append(draw_item(pattern, COLORS[colour], seed=seed, size=320, shape=shape))
+        else:
+            out.append(photo_like(10_000 + seed, size=320))
+    return out
+
+
+def b64(im: Image.Image) -> str:
+    return base64.b64encode(encode(im)).decode()
+
+
+def hash_recall(fn, stored: list, queries: list[tuple[int, Image.Image]]) -> float:
+    hashes = [fn(im) for im in stored]
+    ok = 0
+    for want, q in queries:
+        h = fn(q)
+        d = np.array([h - s for s in hashes])
+        ok += d[want] < np.delete(d, want).min()
+    return ok / len(queries)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--originals", type=int, default=120)
+    ap.add_argument("--queries", type=int, default=40)
+    args = ap.parse_args()
+    images = originals(args.originals)
+    outsiders = originals(args.queries, offset=50_000)
+    with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
+        col = db.collection("dups", create=True)
+        t = time.perf_counter()
+        col.upsert([{"_id": f"o{i}", "_base64": b64(im)} for i, im in enumerate(images)])
+        print(f"ingested {len(images)} originals in {time.perf_counter() - t:.1f} s")
+        step = max(1, args.originals // args.queries)
+        picked = list(range(0, args.originals, step))[: args.queries]
+        print(f"\n{len(picked)} queries per transform; collection of {len(images)} originals\n")
+        print(f"| transform | lookalike match | false | CNN search | pHash | dHash | match ms |")
+        print(f"|---|---|---|---|---|---|---|")
+        totals = []
+        for name, tf in TRANSFORMS.items():
+            queries = [(i, tf(images[i], i)) for i in picked]
+            ok = cnn = 0
+            ms = []
+            for want, q in queries:
+                res = col.match({"base64": b64(q)})
+                ms.append(res["took_ms"])
+                ok += bool(res["hits"]) and res["hits"][0]["_id"] == f"o{want}"
+                top = col.search({"base64": b64(q)}, k=1)["hits"]
+                cnn += top[0]["_id"] == f"o{want}"
+            false = sum(bool(col.match({"base64": b64(tf(im, j))})["hits"]) for j, im in enumerate(outsiders))
+            row = (ok / len(queries), false / len(outsiders), cnn / len(queries),
+                   hash_recall(imagehash.phash, images, queries), hash_recall(imagehash.dhash, images, queries))
+            totals.append(row)
+            print(f"| {name} | {row[0]:.2f} | {row[1]:.2f} | {row[2]:.2f} | {row[3]:.2f} | {row[4]:.2f} "
+                  f"| {np.median(ms):.1f} |")
+        mean = np.mean(totals, axis=0)
+        print(f"| **mean** | {mean[0]:.2f} | {mean[1]:.2f} | {mean[2]:.2f} | {mean[3]:.2f} | {mean[4]:.2f} | |")
+
+        # duplicates: add one copy of every `copied` original, transform cycling through the list
+        names = list(TRANSFORMS)
+        copied = picked
+        truth = set()
+        copies = []
+        for n, i in enumerate(copied):
+            name = names[n % len(names)]
+            copies.append({"_id": f"c{i}-{name}", "_base64": b64(TRANSFORMS[name](images[i], i))})
+            truth.add((f"o{i}", f"c{i}-{name}"))
+        col.upsert(copies)
+        t = time.perf_counter()
+        clusters = col.duplicates()["clusters"]
+        took = (time.perf_counter() - t) * 1000
+        pred = {tuple(sorted(p)) for c in clusters for p in itertools.combinations(c, 2)}
+        truth = {tuple(sorted(p)) for p in truth}
+        hit = len(pred & truth)
+        print(f"\nduplicates over {col.count()} records ({len(copies)} copies, one per original, transforms "
+              f"cycling): {len(clusters)} clusters, pairwise precision {hit / max(1, len(pred)):.2f}, "
+              f"recall {hit / len(truth):.2f}, {took:.0f} ms")
+        found = {p[0] if p[0].startswith("c") else p[1] for p in pred & truth}
+        by = {name: [c["_id"] in found for c in copies if c["_id"].endswith(name)] for name in names}
+        print("recall by transform: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in by.items() if v))
+
+
+if __name__ == "__main__":
+    main()

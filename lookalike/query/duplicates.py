@@ -1,0 +1,402 @@
+"""Near-duplicate matching (`match`) and duplicate clustering (`duplicates`).
+
+Why not the CNN embedding alone: its pooled features say *what* is in a picture, so two
+different striped shirts look more alike to it than a shirt and its greyscale or framed
+copy. Copies are found with perceptual fingerprints instead, kept per record at ingest
+(computed fields, see `fingerprint`):
+
+- `_pixel_hash`: BLAKE2b of the decoded, orientation-corrected RGB pixels (and their size).
+  Equal pixel hashes (or equal source bytes) make a hit `"_match": "exact"`. JPEGs are
+  decoded at the model's draft size, so a JPEG and a PNG of the same pixels count as "near".
+- `_fingerprint`: base64 of 1 + 9 DCT hashes of 256 bits: the whole image, then nine
+  windows of 60 % x 60 % of it on a 3 x 3 grid (so a crop of the original still meets a
+  stored window). Each hash is the sign of the 16 x 16 lowest DCT coefficients of a
+  32 x 32 greyscale thumbnail (DC left out): greyscale and blur/recompression/downscaling
+  barely change it, and a horizontal mirror flips exactly the odd-frequency bits.
+
+A query image is hashed in 10 versions (as is, and with a uniform border trimmed; each
+rotated by 0, ±5 and ±10 degrees), each also mirrored by flipping bits. Its similarity to
+a record is the best `1 - 2 * hamming / 256` over those versions against the record's
+hashes (a rotated version by its centre window, against the stored centre window, as the
+corners are lost in rotation; the windows of the query, each against the stored window at
+the same place, as a caption or logo spoils only some of them), 0 for unrelated images and 1
+for identical ones. The scan is a vectorised XOR + popcount over a per-collection NumPy
+array of the packed hashes, built from the field index's postings (so it follows upserts
+and deletes without extra bookkeeping): about 0.4 KB of memory per record.
+
+`duplicates` compares the whole-image hashes of all records with blocked matrix products
+of their ±1 forms (plus the mirrored forms), keeps pairs over the threshold and returns the
+connected components (scipy.sparse.csgraph) of size two or more.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from scipy.fft import dctn
+
+from ..errors import BadRequest, NotFound
+from ..models.images import open_image
+from ..records import digest
+from ..store.base import CollectionStore, SearchRequest
+from .filters import MATCH_ALL
+from .search import MAX_K, check_int, check_query, project
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+FINGERPRINT = "_fingerprint"
+PIXEL_HASH = "_pixel_hash"
+#: Computed fields this module adds at ingest (hidden from hits and `get`? no: shown, read-only).
+FIELDS = (FINGERPRINT, PIXEL_HASH)
+
+HASH_SIDE = 16                  # 16 x 16 DCT coefficients -> 256 bits (DC bit always 0)
+BITS = HASH_SIDE * HASH_SIDE
+WORDS = BITS // 64
+GRID = 3                        # 3 x 3 windows
+WINDOW = 0.6                    # of the width and height
+N_HASHES = 1 + GRID * GRID
+CENTRE = 1 + GRID * GRID // 2    # the centred window's position in a fingerprint
+ROTATIONS = (0.0, -5.0, 5.0, -10.0, 10.0)
+#: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
+DEFAULT_MATCH_THRESHOLD = 0.5
+DEFAULT_DUPLICATE_THRESHOLD = 0.6
+_CANVAS = 128                   # side of the greyscale image everything is hashed from
+
+
+# -- fingerprints ---------------------------------------------------------------------------
+def pixel_hash(image: Image.Image) -> str:
+    """Identity of the decoded pixels: equal for byte-identical or losslessly re-encoded copies."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def _canvas(image: Image.Image) -> np.ndarray:
+    grey = image.convert("L").resize((_CANVAS, _CANVAS), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(grey, dtype=np.float32)
+
+
+def _dct_bits(grey: np.ndarray) -> np.ndarray:
+    """256 sign bits of the lowest DCT coefficients of a greyscale array (any size)."""
+    thumb = np.asarray(Image.fromarray(grey.astype(np.float32), "F").resize(
+        (2 * HASH_SIDE, 2 * HASH_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float64)
+    coef = dctn(thumb, norm="ortho")[:HASH_SIDE, :HASH_SIDE]
+    bits = coef > 0
+    bits[0, 0] = False  # DC: brightness, not structure
+    return bits.ravel()
+
+
+def _windows(grey: np.ndarray) -> list[np.ndarray]:
+    side = grey.shape[0]
+    size = round(side * WINDOW)
+    starts = np.linspace(0, side - size, GRID).round().astype(int)
+    return [grey[y:y + size, x:x + size] for y in starts for x in starts]
+
+
+def fingerprint(image: Image.Image) -> dict:
+    """The computed fields stored at ingest: `{"_fingerprint": base64, "_pixel_hash": hex}`."""
+    grey = _canvas(image)
+    bits = np.stack([_dct_bits(grey)] + [_dct_bits(w) for w in _windows(grey)])
+    return {FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
+            PIXEL_HASH: pixel_hash(image)}
+
+
+def _mirror_mask() -> np.ndarray:
+    """Bits whose DCT coefficient changes sign under a horizontal mirror (odd horizontal frequency)."""
+    u = np.arange(HASH_SIDE)[None, :].repeat(HASH_SIDE, 0)
+    return (u % 2 == 1).ravel()
+
+
+MIRROR = _mirror_mask()
+
+
+def _as_words(bits: np.ndarray) -> np.ndarray:
+    """Bool (..., 256) -> uint64 (..., 4) for XOR/popcount."""
+    packed = np.packbits(bits, axis=-1)
+    return np.ascontiguousarray(packed).view(">u8").astype(np.uint64)
+
+
+def decode_fingerprint(value: str) -> np.ndarray | None:
+    """Base64 fingerprint -> uint64 (N_HASHES, 4); None if it is not one of ours."""
+    try:
+        raw = np.frombuffer(base64.b64decode(value, validate=True), dtype=np.uint8)
+    except (ValueError, TypeError):
+        return None
+    if raw.size != N_HASHES * BITS // 8:
+        return None
+    return raw.reshape(N_HASHES, BITS // 8).view(">u8").astype(np.uint64)
+
+
+def trim_border(image: Image.Image, tolerance: int = 24) -> Image.Image | None:
+    """The image without a uniform frame of its corner colour; None when there is none."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.int16)
+    h, w = arr.shape[:2]
+    content = np.abs(arr - arr[0, 0]).max(axis=-1) > tolerance
+    rows, cols = np.flatnonzero(content.any(1)), np.flatnonzero(content.any(0))
+    if not len(rows):
+        return None
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    if (box[2] - box[0]) * (box[3] - box[1]) > 0.95 * w * h:
+        return None
+    return image.crop(box)
+
+
+@dataclass
+class QueryHashes:
+    """A query's hash versions: `plain` (as is, trimmed; plus mirrors) and `rotated` (plus mirrors)."""
+
+    plain: np.ndarray    # uint64 (P, 4): compared with every stored hash
+    rotated: np.ndarray  # uint64 (R, 4): centre windows of rotated versions, vs the stored centre window
+    aligned: np.ndarray  # uint64 (B, GRID*GRID, 4): windows, each vs the stored window at its place
+
+
+def query_hashes(image: Image.Image) -> QueryHashes:
+    """Hash versions of a query image, undoing the edits a copy typically went through."""
+    bases = [image]
+    trimmed = trim_border(image)
+    if trimmed is not None:
+        bases.append(trimmed)
+    plain, rotated, aligned = [], [], []
+    for base in bases:
+        grey = _canvas(base)
+        aligned.append([_dct_bits(w) for w in _windows(grey)])  # survives a caption over one part
+        for angle in ROTATIONS:
+            if angle == 0:
+                bits = _dct_bits(grey)
+            else:  # rotate back and keep the centre window, which has no lost corners
+                turned = np.asarray(Image.fromarray(grey, "F").rotate(angle, Image.Resampling.BILINEAR))
+                bits = _dct_bits(_windows(turned)[CENTRE - 1])
+            (plain if angle == 0 else rotated).extend([bits, bits ^ MIRROR])
+    return QueryHashes(_as_words(np.array(plain)), _as_words(np.array(rotated)), _as_words(np.array(aligned)))
+
+
+def stored_query_hashes(fp: np.ndarray) -> QueryHashes:
+    """For a query by a stored record's id: its whole-image hash and its mirror."""
+    bits = np.unpackbits(fp[:1].astype(">u8").view(np.uint8), axis=-1).astype(bool)[:, :BITS]
+    none = np.zeros((0, WORDS), dtype=np.uint64)
+    return QueryHashes(_as_words(np.concatenate([bits, bits ^ MIRROR])), none, none.reshape(0, GRID * GRID, WORDS))
+
+
+# -- scanning ---------------------------------------------------------------------------------
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Popcount of XOR over the last axis (uint64 words), broadcasting."""
+    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int32)
+
+
+def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 20_000) -> np.ndarray:
+    """Best similarity of each stored fingerprint (N, N_HASHES, 4) to the query versions."""
+    out = np.empty(len(stored), dtype=np.float32)
+    for start in range(0, len(stored), chunk):
+        part = stored[start:start + chunk]
+        best = _hamming(part[:, :, None, :], query.plain[None, None]).min(axis=(1, 2))
+        if len(query.rotated):
+            centre = part[:, CENTRE:CENTRE + 1, None, :]
+            best = np.minimum(best, _hamming(centre, query.rotated[None, None]).min(axis=(1, 2)))
+        if len(query.aligned):
+            best = np.minimum(best, _hamming(part[:, None, 1:], query.aligned[None]).min(axis=(1, 2)))
+        out[start:start + len(part)] = 1.0 - 2.0 * best / BITS
+    return out
+
+
+class FingerprintCache:
+    """Per-collection packed fingerprints by slot, grown from the field index's postings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decoded: list[np.ndarray | None] = []   # per distinct value id
+        self._seen = 0                                 # postings consumed
+        self.slots = np.empty(0, dtype=np.int64)
+        self.hashes = np.empty((0, N_HASHES, WORDS), dtype=np.uint64)
+
+    def update(self, rows: np.ndarray, vids: np.ndarray, keys: list) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, hashes) of every posting so far; only new postings are decoded."""
+        with self._lock:
+            if len(rows) < self._seen:  # the index was rebuilt (compaction): start over
+                self.__init__()
+            if len(rows) > self._seen:
+                new_rows, new_vids = rows[self._seen:], vids[self._seen:]
+                while len(self._decoded) < len(keys):
+                    tag, value = keys[len(self._decoded)]
+                    self._decoded.append(decode_fingerprint(value) if tag == "s" else None)
+                keep = [i for i, v in enumerate(new_vids.tolist()) if self._decoded[v] is not None]
+                if keep:
+                    add = np.stack([self._decoded[new_vids[i]] for i in keep])
+                    self.slots = np.concatenate([self.slots, new_rows[keep]])
+                    self.hashes = np.concatenate([self.hashes, add])
+                self._seen = len(rows)
+            return self.slots, self.hashes
+
+
+# -- duplicates ---------------------------------------------------------------------------------
+def _signs(words: np.ndarray) -> np.ndarray:
+    """uint64 (N, 4) -> float32 (N, 256) of ±1."""
+    bits = np.unpackbits(np.ascontiguousarray(words.astype(">u8")).view(np.uint8), axis=-1)
+    return bits.astype(np.float32) * 2 - 1
+
+
+def similar_pairs(words: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) whose whole-image hashes (or one's mirror) have similarity >= threshold.
+
+    With ±1 vectors, a.b = BITS - 2 * hamming, so similarity = a.b / BITS: one matrix
+    product per block pair, no Python loop over records.
+    """
+    signs = _signs(words)
+    mirrored = signs * np.where(MIRROR, -1.0, 1.0).astype(np.float32)
+    limit = threshold * BITS - 1e-3
+    rows, cols = [], []
+    n = len(signs)
+    for start in range(0, n, block):
+        a = signs[start:start + block]
+        for other in range(start, n, block):
+            b, bm = signs[other:other + block], mirrored[other:other + block]
+            sims = np.maximum(a @ b.T, a @ bm.T)
+            i, j = np.nonzero(sims >= limit)
+            i, j = i + start, j + other
+            keep = i < j
+            rows.append(i[keep])
+            cols.append(j[keep])
+    return (np.concatenate(rows) if rows else np.empty(0, np.int64),
+            np.concatenate(cols) if cols else np.empty(0, np.int64))
+
+
+def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Connected components of size >= 2 of the graph with these edges, as index arrays."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if n == 0 or len(rows) == 0:
+        return []
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels)
+    groups = np.split(order, np.cumsum(sizes)[:-1])
+    return [g for g in groups if len(g) > 1]
+
+
+# -- the operations behind Collection.match / Collection.duplicates ----------------------------
+_CACHES: "weakref.WeakKeyDictionary[object, FingerprintCache]" = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+IMAGE_KINDS = ("url", "base64", "file", "image")
+
+
+def _cache(store: CollectionStore) -> FingerprintCache:
+    with _CACHES_LOCK:
+        cache = _CACHES.get(store)
+        if cache is None:
+            cache = _CACHES[store] = FingerprintCache()
+        return cache
+
+
+def check_threshold(value: object, default: float) -> float:
+    if value is None:
+        return default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise BadRequest(f"'threshold' must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def stored_fingerprints(store: CollectionStore) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, uint64 hashes (N, N_HASHES, 4)) of every record with a fingerprint (dead slots too)."""
+    return _cache(store).update(*store.postings(FINGERPRINT))
+
+
+def _slots_with(store: CollectionStore, path: str, value: str) -> np.ndarray:
+    rows, vids, keys = store.postings(path)
+    try:
+        vid = keys.index(("s", value))
+    except ValueError:
+        return np.empty(0, dtype=np.int64)
+    return rows[vids == vid]
+
+
+def match(col: "Collection", query: dict, threshold: float | None = None, k: int = 10,
+          fields: list[str] | None = None) -> dict:
+    """Records that are copies of the query image (or of a stored record, `{"id": ...}`)."""
+    start = time.perf_counter()
+    check_query(query)
+    limit = check_threshold(threshold, DEFAULT_MATCH_THRESHOLD)
+    k = check_int("k", k, 1, MAX_K)
+    kind, value = next(iter(query.items()))
+    store = col._store
+    exclude: list[str] = []
+    source = None
+    if kind == "id":
+        if not isinstance(value, str):
+            raise BadRequest("'id' must be a string")
+        doc = store.get([value])[0]
+        if doc is None:
+            raise NotFound(f"record {value!r} not found in collection {col.name!r}")
+        fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
+        if fp is None:
+            raise BadRequest(f"record {value!r} has no image fingerprint (a '_vector' record, or ingested "
+                             "before fingerprints existed: upsert its image again)")
+        qhashes, pix, exclude = stored_query_hashes(fp), doc.get(PIXEL_HASH), [value]
+    elif kind in IMAGE_KINDS:
+        data = col._image_bytes(kind, value)
+        encoder = col.encoder
+        image = open_image(data, max_pixels=col.max_pixels, draft_size=encoder.input_size if encoder else None)
+        qhashes, pix, source = query_hashes(image), pixel_hash(image), digest(data)
+    else:
+        raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
+    slots, hashes = stored_fingerprints(store)
+    exact_slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
+    size = int(max(slots.max(initial=-1), exact_slots.max(initial=-1))) + 1
+    scores = np.full(size, -np.inf, dtype=np.float32)
+    if len(slots):
+        sims = similarities(hashes, qhashes)
+        scores[slots] = np.where(sims >= limit, sims, -np.inf)
+    scores[exact_slots] = 1.0
+    hits = store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=k, slot_scores=scores,
+                                      exclude=exclude))
+    docs = store.get([h.id for h in hits])
+    sources = store.hashes([h.id for h in hits]) if source else {}
+    out = []
+    for hit, doc in zip(hits, docs):
+        doc = doc or {}
+        same = (pix is not None and doc.get(PIXEL_HASH) == pix) or (
+            source is not None and sources.get(hit.id, ("", ""))[1] == source)
+        out.append({"_id": hit.id, "_score": round(1.0 if same else hit.score, 6),
+                    "_match": "exact" if same else "near", **project(doc, fields)})
+    out.sort(key=lambda h: (h["_match"] != "exact", -h["_score"]))
+    return {"hits": out, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+
+def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
+    """Slot of every live record (the latest slot written for an id still present) and its id."""
+    rows, vids, keys = store.postings("_id")
+    if not len(rows):
+        return np.empty(0, dtype=np.int64), []
+    latest = np.full(len(keys), -1, dtype=np.int64)
+    np.maximum.at(latest, vids, rows)
+    live = set(store.ids_where(MATCH_ALL))
+    vid_live = np.array([key[1] in live for key in keys], dtype=bool) & (latest >= 0)
+    chosen = np.flatnonzero(vid_live)
+    return latest[chosen], [keys[v][1] for v in chosen]
+
+
+def duplicates(col: "Collection", threshold: float | None = None) -> dict:
+    """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
+    start = time.perf_counter()
+    limit = check_threshold(threshold, DEFAULT_DUPLICATE_THRESHOLD)
+    store = col._store
+    live_slots, live_ids = _live_slots(store)
+    slots, hashes = stored_fingerprints(store)
+    position = np.full(int(max(slots.max(initial=-1), live_slots.max(initial=-1))) + 1, -1, dtype=np.int64)
+    position[slots] = np.arange(len(slots))
+    have = position[live_slots] >= 0
+    ids = [i for i, ok in zip(live_ids, have) if ok]
+    words = hashes[position[live_slots[have]], 0]
+    rows, cols = similar_pairs(words, limit)
+    groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
+    groups.sort(key=lambda g: (-len(g), g[0]))
+    return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

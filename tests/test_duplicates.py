@@ -1,0 +1,116 @@
+"""Near-duplicates: `match` finds edited copies of drawn images, `duplicates` clusters them."""
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike.copies import TRANSFORMS, encode
+from lookalike.errors import BadRequest, NotFound
+from lookalike.sample import COLORS, draw_item, photo_like
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+ORIGINALS = {
+    "red-stripes": draw_item("stripes", COLORS["red"], seed=1, size=288),
+    "blue-stripes": draw_item("stripes", COLORS["blue"], seed=2, size=288),
+    "green-dots": draw_item("dots", COLORS["green"], seed=3, size=288, shape="circle"),
+    "orange-checks": draw_item("checks", COLORS["orange"], seed=4, size=288, shape="shirt"),
+    "photo-a": photo_like(11, size=288),
+    "photo-b": photo_like(12, size=288),
+}
+
+
+@pytest.fixture(scope="module")
+def col(tmp_path_factory):
+    db = lookalike.connect(tmp_path_factory.mktemp("dups"))
+    c = db.collection("dups", create=True)
+    records = [{"_id": rid, "_base64": b64(encode(im)), "kind": rid.split("-")[1]} for rid, im in ORIGINALS.items()]
+    assert all(r["status"] == "inserted" for r in c.upsert(records))
+    yield c
+    db.close()
+
+
+@pytest.mark.parametrize("transform", ["rotate10", "mirror", "grey", "blur", "jpeg10", "down5", "border", "text"])
+def test_match_finds_the_original_of_an_edited_copy(col, transform):
+    for n, (rid, im) in enumerate(ORIGINALS.items()):
+        hits = col.match({"base64": b64(encode(TRANSFORMS[transform](im, n)))})["hits"]
+        assert hits, (transform, rid)
+        assert hits[0]["_id"] == rid and hits[0]["_match"] == "near", (transform, rid, hits[:2])
+        assert 0.5 <= hits[0]["_score"] <= 1
+
+
+def test_exact_for_the_same_bytes_and_for_the_same_pixels(col, tmp_path):
+    im = ORIGINALS["photo-a"]
+    same_bytes = col.match({"base64": b64(encode(im))})["hits"]
+    assert same_bytes[0]["_id"] == "photo-a" and same_bytes[0]["_match"] == "exact" and same_bytes[0]["_score"] == 1
+    # a PNG stored, its pixels re-encoded as BMP: other bytes, identical pixels
+    png = encode(ORIGINALS["blue-stripes"], "PNG")
+    col.upsert([{"_id": "png", "_base64": b64(png)}])
+    bmp = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(bmp, "BMP")
+    path = tmp_path / "q.bmp"
+    path.write_bytes(bmp.getvalue())
+    hits = col.match({"file": str(path)})["hits"]
+    assert hits[0] == {**hits[0], "_id": "png", "_match": "exact"}
+    assert {h["_id"]: h["_match"] for h in hits}["blue-stripes"] == "near"  # the JPEG of the same drawing
+    assert all("_fingerprint" not in h for h in hits) and "_fingerprint" not in col.get("png")
+    col.delete(["png"])
+    assert "png" not in [h["_id"] for h in col.match({"file": str(path)})["hits"]]
+
+
+def test_unrelated_images_match_nothing(col):
+    for n, im in enumerate([photo_like(500 + n, size=288) for n in range(3)] +
+                           [draw_item("stripes", COLORS["red"], seed=77, size=288)]):
+        assert col.match({"base64": b64(encode(im))})["hits"] == [], n
+
+
+def test_threshold_and_id_query(col):
+    grey = b64(encode(TRANSFORMS["grey"](ORIGINALS["green-dots"], 0)))
+    assert col.match({"base64": grey}, threshold=0.0, k=3)["hits"][0]["_id"] == "green-dots"
+    assert len(col.match({"base64": grey}, threshold=0.0, k=3)["hits"]) == 3  # everything passes 0
+    by_id = col.match({"id": "green-dots"}, threshold=0.0, k=10)["hits"]
+    assert "green-dots" not in [h["_id"] for h in by_id]
+
+
+def test_bad_match_requests_are_refused_and_change_nothing(col):
+    before = col.count()
+    with pytest.raises(BadRequest, match="threshold"):
+        col.match({"id": "photo-a"}, threshold=1.5)
+    with pytest.raises(BadRequest, match="threshold"):
+        col.match({"id": "photo-a"}, threshold="high")
+    with pytest.raises(BadRequest, match="'text'"):
+        col.match({"text": "a shirt"})
+    with pytest.raises(NotFound, match="nope"):
+        col.match({"id": "nope"})
+    with pytest.raises(BadRequest):
+        col.duplicates(threshold=-1)
+    assert col.count() == before
+
+
+def test_duplicates_clusters_copies_and_nothing_else(tmp_path):
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("d", create=True)
+        red, photo = ORIGINALS["red-stripes"], ORIGINALS["photo-b"]
+        c.upsert([
+            {"_id": "red", "_base64": b64(encode(red))},
+            {"_id": "red-again", "_base64": b64(encode(red))},                        # byte copy
+            {"_id": "red-grey", "_base64": b64(encode(TRANSFORMS["grey"](red, 0)))},
+            {"_id": "photo", "_base64": b64(encode(photo))},
+            {"_id": "photo-small", "_base64": b64(encode(TRANSFORMS["down5"](photo, 0)))},
+            {"_id": "photo-mirror", "_base64": b64(encode(TRANSFORMS["mirror"](photo, 0)))},
+            {"_id": "blue", "_base64": b64(encode(ORIGINALS["blue-stripes"]))},     # same kind, not a copy
+            {"_id": "dots", "_base64": b64(encode(ORIGINALS["green-dots"]))},
+        ])
+        assert c.duplicates()["clusters"] == [["photo", "photo-mirror", "photo-small"], ["red", "red-again", "red-grey"]]
+        c.upsert([{"_id": "red-grey", "note": "metadata only"}])   # keeps its fingerprint
+        c.delete(["photo-small"])
+        assert c.duplicates()["clusters"] == [["red", "red-again", "red-grey"], ["photo", "photo-mirror"]]
+        assert c.match({"id": "red"})["hits"][0] == {**c.match({"id": "red"})["hits"][0],
+                                                     "_id": "red-again", "_match": "exact"}
