@@ -116,6 +116,8 @@ def test_recommend_rerank_get_like_embedded(pair):
     assert sorted(ida) == sorted(idb)
     np.testing.assert_allclose(va[order], vb[np.argsort(idb)], atol=1e-7)
     assert milvus.count() == embedded.count() == 240
+    for spec in (None, {"price": {"$lt": 40}}):
+        assert milvus.facets(filter=spec) == embedded.facets(filter=spec)
     assert milvus.info()["count"] == 240 and milvus.info()["dim"] == DIM
 
 

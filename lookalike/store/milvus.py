@@ -136,6 +136,27 @@ class MilvusCollection(CollectionStore):
         ids = sorted(self.ids_where(where))
         return ids[offset:offset + limit], len(ids)
 
+    def facets(self, where: Node = MATCH_ALL, *, top: int = 20) -> list[dict]:
+        """Value counts and numeric ranges per path, as the embedded store computes them.
+
+        Reads the matching records' metadata once and indexes it here (one pass; fine for
+        catalogue-browsing sizes, not a cluster-wide aggregation).
+        """
+        from .embedded import _facet  # the embedded store's per-path summary, for identical answers
+
+        docs = [_stored(row) for row in self._iterate(to_expression(where), list(_FIELDS))]
+        fields = FieldIndex()
+        fields.add(list(range(len(docs))), docs)
+        live = np.ones(len(docs), dtype=bool)
+        out = []
+        for path in sorted(fields.paths):
+            if path.startswith("_") and path != "_labels.label":
+                continue
+            facet = _facet(path, fields.paths[path], live, top)
+            if facet is not None:
+                out.append(facet)
+        return out
+
     def all_vectors(self) -> tuple[list[str], np.ndarray]:
         ids, vecs = [], []
         for row in self._iterate("", ["id", "vector"]):
@@ -252,6 +273,10 @@ class MilvusCollection(CollectionStore):
         for start in range(0, len(present), CHUNK):
             self._store.call(self._client.delete, self._mname, ids=present[start:start + CHUNK])
         return len(present)
+
+    def flush(self) -> None:
+        """Seal recent writes into segments (after a bulk load; Milvus also does it on its own)."""
+        self._store.call(self._client.flush, self._mname)
 
     def update_settings(self, **changes: Any) -> CollectionSettings:
         merged = CollectionSettings.from_dict({**self.settings.to_dict(), **changes})

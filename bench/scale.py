@@ -1,0 +1,142 @@
+"""Beyond one machine, measured on one: Ray ingest vs one process, Milvus Lite vs the embedded store.
+
+Run: python bench/scale.py [--images 96] [--size 384] [--vectors 10000] [--dim 256] [--queries 30]
+
+Ingest: the same generated JPEGs into a fresh embedded store by
+- one process (`Collection.upsert`: threads decode, the encoder batches on all cores),
+- `ray_ingest` with 1 and 2 encoder actors on a local Ray instance (`ray.init(num_cpus=2)`).
+Ray's wall time includes starting the actors and loading one encoder per actor (each run
+starts its own actor pool); Ray's own start-up is reported apart.
+
+Search: the same random unit vectors in the embedded store and in Milvus Lite (`./x.db`,
+FLAT index, metric IP: both exact); latency per query (p50/p95) without and with a filter,
+through the Python API, and whether the two return the same ids in the same order.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lookalike  # noqa: E402
+from lookalike.sample import photo_like  # noqa: E402
+
+
+def make_images(folder: Path, n: int, size: int) -> list[dict]:
+    records = []
+    for i in range(n):
+        path = folder / f"img{i:05d}.jpg"
+        photo_like(i, size).save(path, "JPEG", quality=90)
+        records.append({"_id": f"img{i:05d}", "_file": str(path), "n": i})
+    return records
+
+
+def ingest_rows(records: list[dict], work: Path) -> list[tuple[str, float, str]]:
+    import ray
+
+    from lookalike.distributed import ray_ingest
+
+    rows = []
+    with lookalike.connect(work / "single") as db:
+        col = db.collection("bench", create=True)
+        col.encoder  # load the model before timing, as a long-running ingest would have
+        start = time.perf_counter()
+        res = col.upsert(records)
+        elapsed = time.perf_counter() - start
+        assert all(r["status"] == "inserted" for r in res), res[:3]
+        rows.append(("single process (threads + batched encoder)", elapsed, ""))
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - start
+    try:
+        for workers in (1, 2):
+            with lookalike.connect(work / f"ray{workers}") as db:
+                col = db.collection("bench", create=True)
+                start = time.perf_counter()
+                res = ray_ingest(col, records, workers=workers, batch_size=16)
+                elapsed = time.perf_counter() - start
+                assert all(r["status"] == "inserted" for r in res), res[:3]
+                start = time.perf_counter()
+                again = ray_ingest(col, records, workers=workers, batch_size=16)
+                rerun = time.perf_counter() - start
+                assert all(r["status"] == "unchanged" for r in again)
+                rows.append((f"ray, {workers} worker{'s' * (workers > 1)}", elapsed,
+                             f"unchanged re-run {rerun:.1f} s"))
+    finally:
+        ray.shutdown()
+    rows.append(("(ray.init itself, not in the rows above)", ray_start, ""))
+    return rows
+
+
+def search_rows(n: int, dim: int, queries: int, work: Path) -> list[tuple[str, str, float, float, float, str]]:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    records = [{"_id": f"v{i}", "_vector": vectors[i].tolist(), "price": int(i % 100), "color": ("red", "blue")[i % 2]}
+               for i in range(n)]
+    qs = rng.normal(size=(queries, dim)).tolist()
+    results: dict[str, dict] = {}
+    rows = []
+    for name, location in (("embedded", work / "emb"), ("milvus lite", str(work / "lite.db"))):
+        with lookalike.connect(location) as db:
+            col = db.collection("vec", create=True, model="none", dim=dim)
+            start = time.perf_counter()
+            for i in range(0, n, 2000):
+                col.upsert(records[i:i + 2000], batch_size=500)
+            if hasattr(col._store, "flush"):
+                col._store.flush()  # seal the bulk load into a segment, as a server would soon do itself
+            load = time.perf_counter() - start
+            for label, flt in (("no filter", None), ("price < 10 and color = red", {"price": {"$lt": 10}, "color": "red"})):
+                col.search({"vector": qs[0]}, k=10, filter=flt)  # warm up
+                times, hits = [], []
+                for q in qs:
+                    start = time.perf_counter()
+                    res = col.search({"vector": q}, k=10, filter=flt)
+                    times.append((time.perf_counter() - start) * 1000)
+                    hits.append([h["_id"] for h in res["hits"]])
+                results.setdefault(label, {})[name] = hits
+                p95 = statistics.quantiles(times, n=20)[-1]
+                rows.append((name, label, statistics.median(times), p95, n / load, ""))
+    for i, row in enumerate(rows):
+        if row[0] == "milvus lite":
+            same = results[row[1]]["embedded"] == results[row[1]]["milvus lite"]
+            rows[i] = (*row[:5], "same ids, same order" if same else "DIFFERENT hits")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=96)
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--vectors", type=int, default=10_000)
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--queries", type=int, default=30)
+    p.add_argument("--skip-ingest", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_ingest:
+            (work / "img").mkdir()
+            records = make_images(work / "img", args.images, args.size)
+            print(f"\nIngest: {args.images} JPEGs of {args.size} px, efficientnet-lite0, embedded store, "
+                  f"{len(__import__('os').sched_getaffinity(0))} cores\n")
+            print(f"| {'pipeline':<44} | {'wall s':>7} | {'images/s':>8} | note |")
+            print(f"|{'-' * 46}|{'-' * 9}|{'-' * 10}|------|")
+            for name, seconds, note in ingest_rows(records, work):
+                rate = f"{args.images / seconds:8.1f}" if not name.startswith("(") else " " * 8
+                print(f"| {name:<44} | {seconds:7.1f} | {rate} | {note} |")
+        print(f"\nSearch: {args.vectors} random {args.dim}-d vectors, k=10, {args.queries} queries, Python API\n")
+        print(f"| {'store':<12} | {'query':<27} | {'p50 ms':>7} | {'p95 ms':>7} | {'upserts/s':>9} | hits vs embedded |")
+        print(f"|{'-' * 14}|{'-' * 29}|{'-' * 9}|{'-' * 9}|{'-' * 11}|------------------|")
+        for name, label, p50, p95, rate, note in search_rows(args.vectors, args.dim, args.queries, work):
+            print(f"| {name:<12} | {label:<27} | {p50:7.2f} | {p95:7.2f} | {rate:9.0f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
