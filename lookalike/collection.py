@@ -194,17 +194,22 @@ class Collection:
         return evaluate(self, truth, k=k)
 
     def _run(self, params: SearchParams) -> list[dict]:
-        positives, exclude = self._anchors(params.query)
-        negatives: list[np.ndarray] = []
-        for anchor in params.negative:
-            vecs, ids = self._anchors(anchor)
-            negatives += vecs
-            exclude += ids
-        vector = combine_anchors(positives, negatives, params.negative_weight)
+        slot_scores = None
+        if "color" in params.query:  # ranked by colour, not by a vector: see query/colors.py
+            from .query.colors import color_query
+            slot_scores, vector, exclude = color_query(self._store, params), np.zeros(1, np.float32), []
+        else:
+            positives, exclude = self._anchors(params.query)
+            negatives: list[np.ndarray] = []
+            for anchor in params.negative:
+                vecs, ids = self._anchors(anchor)
+                negatives += vecs
+                exclude += ids
+            vector = combine_anchors(positives, negatives, params.negative_weight)
         group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
         boosts = parse_boosts(self.settings.boosts) + params.boosts
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
-                                group_by=group_by, exclude=exclude, boosts=boosts)
+                                group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
         hits = self._store.search(request)
         docs = self._store.get([h.id for h in hits])
         out = []
@@ -237,7 +242,10 @@ class Collection:
         if kind == "vector":
             vec = parse_vector(value, self.settings.dim)
             return (l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
-        if kind in ("text", "color"):
+        if kind == "color":
+            raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
+                             "recommend or 'negative')")
+        if kind == "text":
             raise NotImplementedYet(f"search by {kind} is not built yet")
         return self.embed_image(self._image_bytes(kind, value)), []
 
