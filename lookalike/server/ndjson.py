@@ -16,8 +16,12 @@ def _no_constants(name: str) -> Any:
 
 
 def loads(text: str | bytes) -> Any:
-    """json.loads that refuses NaN/Infinity (not JSON, and never a valid value here)."""
-    return json.loads(text, parse_constant=_no_constants)
+    """json.loads that refuses NaN/Infinity (not JSON, and never a valid value here) and
+    JSON nested too deeply for the parser (a ValueError, so a 400, never a 500)."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None
 
 
 def parse_line(line: bytes, number: int) -> Any:
