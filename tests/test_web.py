@@ -435,6 +435,39 @@ def test_unavailable_features_show_a_message_not_a_crash(tab):
     assert [e for e in tab.errors if "Failed to load resource" not in e] == []  # no script errors
 
 
+def test_duplicates_view_shows_clusters_side_by_side(browser, server, served_db):
+    original = draw_item("stripes", COLORS["purple"], seed=31, size=300)
+    small = original.resize((200, 200))
+    records = [{"_id": "orig", "_base64": base64.b64encode(jpeg_bytes(original)).decode()},
+               {"_id": "same-bytes", "_base64": base64.b64encode(jpeg_bytes(original)).decode()},
+               {"_id": "smaller", "_base64": base64.b64encode(jpeg_bytes(small, 70)).decode()},
+               {"_id": "other", "_base64": b64_image("dots", "orange", 32)}]
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        admin.put("/v1/collections/copies", json={}).raise_for_status()
+        admin.post("/v1/collections/copies/records", json={"records": records}).raise_for_status()
+    expected = served_db.collection("copies").duplicates()["clusters"]
+    assert any({"orig", "same-bytes"} <= set(c) for c in expected), expected
+    tab = Page(browser, server, key=ADMIN)  # the duplicates route needs the admin key
+    try:
+        tab.open("copies")
+        tab.page.click("#dups-go")
+        tab.page.wait_for_function("!document.querySelector('#dups-status').textContent.startsWith('Looking')")
+        shown = tab.page.locator("#clusters .cluster").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('.card')].map(c => c.dataset.id))")
+        assert shown == expected
+        tops = tab.page.locator("#clusters .cluster").first.locator(".card").evaluate_all(
+            "cards => cards.map(c => Math.round(c.getBoundingClientRect().top))")
+        assert len(set(tops)) == 1  # side by side
+        tab.page.wait_for_function("[...document.querySelectorAll('#clusters img')].every(i => i.naturalWidth > 0)")
+        tab.page.locator("#dups").scroll_into_view_if_needed()
+        tab.shot("10-duplicates", full_page=False)
+        assert tab.errors == []
+    finally:
+        tab.close()
+        with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            admin.delete("/v1/collections/copies")
+
+
 def test_key_form_when_the_key_is_missing(browser, server):
     tab = Page(browser, server, key=None)
     try:

@@ -486,7 +486,6 @@ async function findDuplicates() {
   try {
     const data = await api("POST", colPath("/duplicates"), {});
     const clusters = data.clusters || [];
-    status.textContent = clusters.length ? clusters.length + " group" + (clusters.length === 1 ? "" : "s") + " of copies." : "No duplicates found.";
     for (const cluster of clusters) {
       const ids = cluster.map((c) => (typeof c === "string" ? c : c._id));
       const docs = await Promise.all(ids.map((id) => api("GET", colPath("/records/" + encodeURIComponent(id))).then(
@@ -499,6 +498,7 @@ async function findDuplicates() {
       list.append(li);
       renderGrid(row, docs);
     }
+    status.textContent = clusters.length ? clusters.length + " group" + (clusters.length === 1 ? "" : "s") + " of copies." : "No duplicates found.";
   } catch (err) {
     status.textContent = explain(err);
     status.classList.add("error");
