@@ -222,6 +222,7 @@ class Page:
         self.context = browser.new_context(viewport={"width": width, "height": height})
         if key:
             self.context.add_init_script(f"sessionStorage.setItem('lookalike.key', {json.dumps(key)})")
+        self.context.set_default_timeout(120_000)  # generous: CI machines can be busy; waits end early
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -359,7 +360,7 @@ def test_facet_filters_narrow_browse_and_search(tab):
     tab.wait_mode("more like")
     assert set(tab.ids()) == {"stripes-red-circle", "dots-red-square", "dots-red-circle"}
     tab.page.fill('#filters fieldset[data-path="price"] input.facet-max', "10")
-    tab.page.dispatch_event('#filters fieldset[data-path="price"] input.facet-max', "change")
+    tab.page.press('#filters fieldset[data-path="price"] input.facet-max', "Enter")
     tab.page.wait_for_function("document.querySelectorAll('#results .card').length === 1")
     assert tab.ids() == ["dots-red-square"]  # price 10; the anchor itself is never returned
     tab.page.click("#filters-clear")

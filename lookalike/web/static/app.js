@@ -571,6 +571,9 @@ function wire() {
 
   $("#filters").addEventListener("change", () => { state.offset = 0; refresh(); });
   $("#filters").addEventListener("submit", (e) => { e.preventDefault(); state.offset = 0; refresh(); });
+  $("#filters").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target.type === "number") { e.preventDefault(); e.target.dispatchEvent(new Event("change", { bubbles: true })); }
+  });
   $("#filters-clear").addEventListener("click", () => { $("#filters").reset(); state.offset = 0; refresh(); });
   $("#k").addEventListener("change", () => { state.offset = 0; refresh(); });
   $("#group").addEventListener("change", () => { state.offset = 0; refresh(); });
