@@ -261,7 +261,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
     serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key,
-          cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes,
+          cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
           log_level=args.log_level, access_log=not args.no_access_log)
     return 0
 
@@ -373,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow browser calls from this origin (repeatable; '*' for any); CORS is off without it")
     s.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024,
                    help="largest request body (413 beyond; NDJSON streams: largest line)")
+    s.add_argument("--max-pixels", type=int, default=None,
+                   help="largest image, width x height (413 beyond; default $LOOKALIKE_MAX_PIXELS or 64000000)")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--no-access-log", action="store_true", help="do not log each request")
     s.set_defaults(func=cmd_serve)

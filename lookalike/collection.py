@@ -289,9 +289,11 @@ def _dotted(doc: dict, path: str) -> Any:
 class Database:
     """A store of collections, opened by `lookalike.connect()`."""
 
-    def __init__(self, store: Store, *, allow_file: bool = True, file_digests: FileDigests | None = None) -> None:
+    def __init__(self, store: Store, *, allow_file: bool = True, file_digests: FileDigests | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.store = store
         self.allow_file = allow_file
+        self.max_pixels = max_pixels  # per-image pixel limit (decompression bombs), for every collection
         self.file_digests = file_digests if allow_file else None
 
     def collection(self, name: str, create: bool = False, **settings: Any) -> Collection:
@@ -322,7 +324,7 @@ class Database:
             cs = CollectionSettings(name=name, **{**given, "model": model, "dim": dim})
             try:
                 return Collection(self.store.create_collection(cs), allow_file=self.allow_file,
-                                  file_digests=self.file_digests), True
+                                  max_pixels=self.max_pixels, file_digests=self.file_digests), True
             except Conflict:  # created concurrently
                 col = self._open(name)
         for key, normalize in (("index", normalize_index), ("compression", normalize_compression)):
@@ -339,7 +341,8 @@ class Database:
         return col, False
 
     def _open(self, name: str) -> Collection:
-        return Collection(self.store.collection(name), allow_file=self.allow_file, file_digests=self.file_digests)
+        return Collection(self.store.collection(name), allow_file=self.allow_file, max_pixels=self.max_pixels,
+                          file_digests=self.file_digests)
 
     def collections(self) -> list[dict]:
         """`[{"name", "count", "model"}]` for every collection."""
@@ -385,9 +388,14 @@ def _check_settings(s: dict) -> None:
         normalize_compression(s["compression"], s.get("dim"))
 
 
-def connect(location: str | Path | None = None, *, allow_file: bool = True) -> Database:
-    """Open a data folder (created if needed) or an external store by URL."""
+def connect(location: str | Path | None = None, *, allow_file: bool = True,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Database:
+    """Open a data folder (created if needed) or an external store by URL.
+
+    `max_pixels` bounds width x height of every decoded image (larger ones are refused, 413).
+    """
     import os
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
     store = open_store(location)
-    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None)
+    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None,
+                    max_pixels=max_pixels)

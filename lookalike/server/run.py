@@ -36,17 +36,31 @@ def check_keys(host: str, admin_key: str | None, search_key: str | None) -> str 
     return None
 
 
+def _max_pixels(given: Any, default: int) -> int:
+    """The image pixel limit: the option, else `$LOOKALIKE_MAX_PIXELS`, else the default."""
+    raw = given if given is not None else os.environ.get("LOOKALIKE_MAX_PIXELS") or default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"--max-pixels / LOOKALIKE_MAX_PIXELS must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise BadRequest(f"--max-pixels / LOOKALIKE_MAX_PIXELS must be at least 1, got {value}")
+    return value
+
+
 def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str | None = None,
           search_key: str | None = None, **options: Any) -> None:
     """Serve the HTTP API (and the web page) for the data folder until interrupted.
 
     Keys not given fall back to `LOOKALIKE_ADMIN_KEY` / `LOOKALIKE_SEARCH_KEY`. Options:
     `cors_origins` (list of allowed origins; CORS is off without it), `max_body_bytes`,
-    `log_level` (uvicorn's, default "info"), `access_log` (default True).
+    `log_level` (uvicorn's, default "info"), `access_log` (default True), `max_pixels` (largest
+    image, width x height, default `$LOOKALIKE_MAX_PIXELS` or 64 million; larger ones are 413).
     """
     import uvicorn
 
     from .. import connect
+    from ..models.images import DEFAULT_MAX_PIXELS
     from .app import DEFAULT_MAX_BODY_BYTES, create_app
 
     admin_key = admin_key or os.environ.get("LOOKALIKE_ADMIN_KEY") or None
@@ -55,9 +69,10 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     max_body = int(options.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
     if max_body < 1024:
         raise BadRequest("--max-body-bytes must be at least 1024")
+    max_pixels = _max_pixels(options.get("max_pixels"), DEFAULT_MAX_PIXELS)
     if warning:
         print(f"lookalike: warning: {warning}", file=sys.stderr)
-    db = connect(data, allow_file=False)
+    db = connect(data, allow_file=False, max_pixels=max_pixels)
     try:
         app = create_app(db, admin_key=admin_key, search_key=search_key,
                          cors_origins=options.get("cors_origins") or (), max_body_bytes=max_body)
