@@ -137,11 +137,14 @@ class Collection:
     # -- search --------------------------------------------------------------------------
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
-               fields: list[str] | None = None, negative_weight: float = 0.5) -> dict:
+               fields: list[str] | None = None, negative_weight: float = 0.5, same_label: bool = False) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
         start = time.perf_counter()
         params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
-                              boost=boost, fields=fields, negative_weight=negative_weight)
+                              boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
+        if params.same_label:  # classify the query, keep results with its label (query/labels.py)
+            from .query.labels import restrict_to_same_label
+            restrict_to_same_label(self, params)
         hits = self._run(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 

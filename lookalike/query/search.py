@@ -32,6 +32,7 @@ class SearchParams:
     boosts: list[tuple[Node, float]] = field(default_factory=list)
     fields: list[str] | None = None
     negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
+    same_label: bool = False  # only results sharing the query's top label (query/labels.py)
 
 
 def check_query(query: Any, *, what: str = "query") -> dict:
@@ -69,7 +70,7 @@ def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
 
 def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None, group_by: Any = None,
                  negative: Any = None, boost: Any = None, fields: Any = None,
-                 negative_weight: Any = DEFAULT_NEGATIVE_WEIGHT) -> SearchParams:
+                 negative_weight: Any = DEFAULT_NEGATIVE_WEIGHT, same_label: Any = False) -> SearchParams:
     """Validate every search parameter at once, so a bad one fails before any work."""
     check_query(query)
     if negative is None:
@@ -84,9 +85,12 @@ def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None
         raise BadRequest("'fields' must be a list of field names")
     if not isinstance(negative_weight, (int, float)) or isinstance(negative_weight, bool) or not 0 <= negative_weight <= 10:
         raise BadRequest("'negative_weight' must be a number from 0 to 10")
+    if not isinstance(same_label, bool):
+        raise BadRequest("'same_label' must be true or false")
     return SearchParams(query=query, k=check_int("k", k, 1, MAX_K), offset=check_int("offset", offset, 0, MAX_OFFSET),
                         where=parse_filter(filter), group_by=group_by, negative=negative,
-                        boosts=parse_boosts(boost), fields=fields, negative_weight=float(negative_weight))
+                        boosts=parse_boosts(boost), fields=fields, negative_weight=float(negative_weight),
+                        same_label=same_label)
 
 
 def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], weight: float) -> np.ndarray:

@@ -122,6 +122,7 @@ class SearchOptions(_Body):
     boost: list[dict[str, Any]] | None = Field(None, description="[{\"filter\": {...}, \"weight\": 0.2}]")
     fields: list[str] | None = Field(None, description="Metadata fields to return (default all).")
     negative_weight: float = Field(0.5, ge=0, le=10, description="Weight of the negative anchors.")
+    same_label: bool = Field(False, description="Only results sharing the query's top automatic label.")
 
 
 class SearchBody(SearchOptions):
