@@ -96,6 +96,16 @@ def test_broad_filter_in_graph_walk_gives_k_matching_hits(db):
         assert len(hits) == 50 and all(h["half"] for h in hits)
 
 
+def test_filter_threshold_picks_exact_or_graph(db):
+    col = make(db)
+    index = col._store._index
+    assert not index.uses_ann(300) and index.uses_ann(1500)  # filters: min(threshold, filter_threshold)
+    assert index.uses_ann(N)
+    db.ensure_collection("v", index={"filter_threshold": 100})
+    assert index.uses_ann(300) and not index.uses_ann(100)
+    assert recall(col, IDS % 10 == 3, filter={"c": 3}) >= 0.95  # now through the graph
+
+
 def test_never_fewer_than_k_when_k_exist(db):
     col = make(db, index={"threshold": 100})
     # 600 matches (> threshold: ANN path) but spread over the graph; ask for all of them
@@ -209,24 +219,29 @@ def test_settings_change_rebuilds_without_losing_data(db):
     assert col.info()["index"]["expansion_search"] == 200
 
 
-@pytest.mark.parametrize("settings,message", [
+BAD_SETTINGS = [
     ({"index": {"type": "ivf"}}, "unknown index type"),
     ({"index": {"connectivity": 1}}, "connectivity"),
     ({"index": {"threshold": "big"}}, "threshold"),
+    ({"index": {"filter_threshold": -1}}, "filter_threshold"),
     ({"index": {"speed": 3}}, "unknown 'index' setting"),
     ({"index": "hnsw"}, "must be an object"),
     ({"compression": {"dtype": "i4"}}, "unknown compression dtype"),
     ({"compression": {"pca_dim": 64}}, "smaller than the vector dimension"),
-])
-def test_bad_index_settings_are_refused_and_change_nothing(db, settings, message):
+]
+
+
+def test_bad_index_settings_are_refused_and_change_nothing(db):
     col = make(db)
     before = col.info()
-    with pytest.raises(BadRequest, match=message):
-        db.ensure_collection("v", **settings)
-    with pytest.raises(BadRequest, match=message):
-        db.ensure_collection("fresh", model="none", dim=DIM, **settings)
+    for settings, message in BAD_SETTINGS:
+        with pytest.raises(BadRequest, match=message):
+            db.ensure_collection("v", **settings)
+        with pytest.raises(BadRequest, match=message):
+            db.ensure_collection("fresh", model="none", dim=DIM, **settings)
     assert col.info() == before
     assert "fresh" not in [c["name"] for c in db.collections()]
+    assert search_ids(col, VECTORS[7], k=1) == ["r7"]
 
 
 def test_compaction_rebuilds_for_the_new_slots(db, data_dir):

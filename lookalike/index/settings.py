@@ -8,12 +8,14 @@ from ..errors import BadRequest
 INDEX_TYPES = ("auto", "exact", "hnsw")
 DTYPES = ("f32", "f16", "i8")
 #: Defaults: HNSW with 16 links per node is the usual sweet spot for 128-1280-d embeddings;
-#: below `threshold` live vectors (or matching ones, for a filter) exact search is as fast and exact.
+#: up to `threshold` live vectors exact search is as fast, and exact. A filter matching up to
+#: `filter_threshold` records (capped by `threshold`) is answered by scanning just those rows:
+#: gathering scattered rows costs about 1 us each, a filtered graph walk about 0.3-1 ms.
 INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 128,
-                                  "expansion_search": 64, "threshold": 20_000}
+                                  "expansion_search": 64, "threshold": 20_000, "filter_threshold": 4096}
 COMPRESSION_DEFAULTS: dict[str, Any] = {"dtype": "f32", "pca_dim": None}
 _LIMITS = {"connectivity": (4, 128), "expansion_add": (8, 4096), "expansion_search": (8, 4096),
-           "threshold": (0, 1_000_000_000)}
+           "threshold": (0, 1_000_000_000), "filter_threshold": (0, 1_000_000_000)}
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
