@@ -247,13 +247,14 @@ class RemoteCollection:
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
                group_by: str | bool | None = None, negative: list[dict] | None = None,
                boost: list[dict] | None = None, fields: list[str] | None = None,
-               negative_weight: float = 0.5, same_label: bool = False) -> dict:
+               negative_weight: float = 0.5, text: str | None = None, hybrid: float | None = None,
+               same_label: bool = False) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
         parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative, boost=boost,
                      fields=fields, negative_weight=negative_weight, same_label=same_label)
         body = _given(query=wire_query(query), k=k, offset=offset, filter=filter, group_by=group_by,
                       negative=[wire_query(a) for a in negative] if negative else None, boost=boost, fields=fields,
-                      negative_weight=negative_weight, same_label=same_label or None)
+                      negative_weight=negative_weight, text=text, hybrid=hybrid, same_label=same_label or None)
         return self._post("search", body)
 
     def search_image(self, data: bytes, k: int = 10, **params: Any) -> dict:

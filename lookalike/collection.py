@@ -137,15 +137,23 @@ class Collection:
     # -- search --------------------------------------------------------------------------
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
-               fields: list[str] | None = None, negative_weight: float = 0.5, same_label: bool = False) -> dict:
-        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
+               fields: list[str] | None = None, negative_weight: float = 0.5, text: str | None = None,
+               hybrid: float | None = None, same_label: bool = False) -> dict:
+        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
+
+        `text` and `hybrid` (0..1) mix text similarity into the ranking (see query/text_search.py).
+        """
         start = time.perf_counter()
         params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
                               boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
         if params.same_label:  # classify the query, keep results with its label (query/labels.py)
             from .query.labels import restrict_to_same_label
             restrict_to_same_label(self, params)
-        hits = self._run(params)
+        from .query.text_search import run_text_search, wants_text
+        if wants_text(params.query, text, hybrid):
+            hits = run_text_search(self, params, text, hybrid)
+        else:
+            hits = self._run(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,

@@ -186,12 +186,13 @@ class Ingestor:
             except Exception as exc:  # the model failing is every record's error, not a crash
                 for it in to_embed:
                     it.error = f"encoding failed: {exc}"
+        texts = self._embed_texts([it for it in items if it.error is None and it.status is None])
         writable = [it for it in items if it.error is None and it.status is None]
         if writable:
             try:
                 statuses = self.store.write([
                     StoredRecord(it.rec.id, it.rec.doc, it.computed, it.vector, it.source_hash, it.content_hash,
-                                 thumbnail=it.thumbnail)
+                                 thumbnail=it.thumbnail, text_vector=texts.get(id(it)))
                     for it in writable])
                 for it, status in zip(writable, statuses):
                     it.status = status
@@ -202,6 +203,25 @@ class Ingestor:
         if on_batch is not None:
             on_batch(results)
         return results
+
+
+    def _embed_texts(self, items: list[_Item]) -> dict[int, np.ndarray]:
+        """Sentence vectors of text_fields + labels, for collections with `text_fields` (see models/text.py)."""
+        if not items or not getattr(self.settings, "text_fields", None):
+            return {}
+        from .models.text import get_text_encoder, record_text
+        try:
+            vectors = get_text_encoder().embed([record_text(it.rec.doc, it.computed, self.settings.text_fields)
+                                                for it in items])
+        except LookalikeError as exc:
+            for it in items:
+                it.error = exc.message
+            return {}
+        except Exception as exc:  # the text model failing is these records' error, not a crash
+            for it in items:
+                it.error = f"text encoding failed: {exc}"
+            return {}
+        return {id(it): vec for it, vec in zip(items, vectors)}
 
 
 def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:

@@ -3,9 +3,19 @@
 Any network exported with `torch.jit.save` that maps a float batch N x 3 x S x S (RGB
 scaled to 0..1, then normalised with the given mean/std) to N x D embeddings works: an
 OpenCLIP visual tower, a fine-tuned ResNet, a distilled in-house model.
+
+A CLIP-like model also gets true text-to-image search: beside `NAME.pt` put
+- `NAME.text.pt`: the text tower, TorchScript mapping int64 token ids N x L to N x D
+  embeddings in the same space as the image tower's;
+- `NAME.tokenizer.json` (or `tokenizer.json` in the same folder): its tokenizer, in the
+  Hugging Face `tokenizers` format (CLIP's ships as one);
+- optionally `NAME.json`: `{"context_length": 77, "pad_id": 0, "input_size": 224,
+  "mean": [...], "std": [...], "fit": "crop"}` (these are the defaults, CLIP's).
+Then `{"text": "red dress"}` is embedded by the text tower and searched among the images.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +27,88 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class TorchScriptEncoder:
-    """Embeddings from a TorchScript module on local disk; no labels."""
+def sidecar_config(path: str) -> dict:
+    """`NAME.json` beside `NAME.pt` (empty when absent); BadRequest if it is not a JSON object."""
+    conf = Path(path).with_suffix(".json")
+    if not conf.is_file():
+        return {}
+    try:
+        data = json.loads(conf.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"cannot read model settings {conf}: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"model settings {conf} must be a JSON object")
+    return data
 
-    def __init__(self, path: str, input_size: int = 224, mean: tuple = _CLIP_MEAN, std: tuple = _CLIP_STD,
-                 fit: str = "crop", device: str = "cpu") -> None:
+
+class TextTower:
+    """A TorchScript text encoder and its tokenizer: texts -> unit vectors in the image space."""
+
+    def __init__(self, path: Path, tokenizer: Path, context_length: int = 77, pad_id: int = 0,
+                 device: str = "cpu") -> None:
+        import torch
+        from tokenizers import Tokenizer
+
+        try:
+            self._net = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as exc:
+            raise BadRequest(f"cannot load TorchScript text tower {path}: {exc}") from None
+        try:
+            self._tok = Tokenizer.from_file(str(tokenizer))
+        except Exception as exc:
+            raise BadRequest(f"cannot load tokenizer {tokenizer}: {exc}") from None
+        self._torch = torch
+        self.context_length = int(context_length)
+        self.pad_id = int(pad_id)
+        self.device = torch.device(device)
+
+    def tokens(self, texts: list[str]) -> np.ndarray:
+        """N x context_length int64 ids, truncated (keeping the last, end-of-text token) and padded."""
+        out = np.full((len(texts), self.context_length), self.pad_id, dtype=np.int64)
+        for row, enc in enumerate(self._tok.encode_batch(texts)):
+            ids = enc.ids
+            if len(ids) > self.context_length:
+                ids = ids[: self.context_length - 1] + ids[-1:]
+            out[row, : len(ids)] = ids
+        return out
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._net(torch.from_numpy(self.tokens(texts)).to(self.device))
+        return l2_normalize(out.float().reshape(len(texts), -1).cpu().numpy())
+
+
+def find_text_tower(path: str, config: dict, device: str = "cpu") -> TextTower | None:
+    """The text tower beside an image model file, or None when there is none."""
+    model = Path(path)
+    tower = model.with_suffix(".text.pt")
+    if not tower.is_file():
+        return None
+    tokenizer = model.with_suffix(".tokenizer.json")
+    if not tokenizer.is_file():
+        tokenizer = model.with_name("tokenizer.json")
+    if not tokenizer.is_file():
+        raise BadRequest(f"text tower {tower} needs a tokenizer: {model.with_suffix('.tokenizer.json')} "
+                         "in the Hugging Face tokenizers format")
+    return TextTower(tower, tokenizer, context_length=config.get("context_length", 77),
+                     pad_id=config.get("pad_id", 0), device=device)
+
+
+class TorchScriptEncoder:
+    """Embeddings from a TorchScript module on local disk; no labels; a text tower if one is beside it."""
+
+    def __init__(self, path: str, input_size: int | None = None, mean: tuple | None = None, std: tuple | None = None,
+                 fit: str | None = None, device: str = "cpu") -> None:
         import torch
 
         if not Path(path).is_file():
             raise BadRequest(f"model file not found: {path}")
+        config = sidecar_config(path)
+        input_size = int(input_size or config.get("input_size", 224))
+        mean = tuple(mean or config.get("mean", _CLIP_MEAN))
+        std = tuple(std or config.get("std", _CLIP_STD))
+        fit = fit or config.get("fit", "crop")
         try:
             self._net = torch.jit.load(path, map_location=device).eval()
         except Exception as exc:  # torch raises RuntimeError and friends for non-TorchScript files
@@ -41,6 +124,17 @@ class TorchScriptEncoder:
         if probe.ndim != 2:
             raise BadRequest(f"model {path} must return N x D embeddings, got shape {probe.shape}")
         self.dim = int(probe.shape[1])
+        self.text_tower = find_text_tower(path, config, device)
+        if self.text_tower is not None:
+            width = self.text_tower.embed(["a photo"]).shape[1]
+            if width != self.dim:
+                raise BadRequest(f"text tower of {path} makes {width}-d vectors, the image tower {self.dim}-d")
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts embedded into the image space (CLIP-like models only)."""
+        if self.text_tower is None:
+            raise BadRequest(f"model {self.name} has no text tower ({Path(self.name[12:]).with_suffix('.text.pt')})")
+        return self.text_tower.embed(texts)
 
     def embed(self, pixels: np.ndarray) -> Embeddings:
         torch = self._torch

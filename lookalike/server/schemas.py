@@ -123,6 +123,9 @@ class SearchOptions(_Body):
     fields: list[str] | None = Field(None, description="Metadata fields to return (default all).")
     negative_weight: float = Field(0.5, ge=0, le=10, description="Weight of the negative anchors.")
     same_label: bool = Field(False, description="Only results sharing the query's top automatic label.")
+    text: str | None = Field(None, description="Text mixed into an image query's ranking (needs text_fields).")
+    hybrid: float | None = Field(None, ge=0, le=1, description="Weight of text similarity against looks, "
+                                                             "0..1 (default 0.5 when both apply).")
 
 
 class SearchBody(SearchOptions):

@@ -70,6 +70,7 @@ class StoredRecord:
     source_hash: str
     content_hash: str
     thumbnail: bytes | None = None  # small JPEG to keep; None keeps the stored one, b"" removes it
+    text_vector: np.ndarray | None = None  # sentence embedding of text_fields + labels (collections with text_fields)
 
 
 @dataclass
@@ -144,6 +145,14 @@ class CollectionStore(ABC):
         included, for columnar scans (colour search, near-duplicates). Slots may be dead."""
         from ..errors import NotImplementedYet
         raise NotImplementedYet(f"the {type(self).__name__} backend has no columnar field access")
+
+    def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
+        """Per slot (for `SearchRequest.slot_scores`): (1 - w) * visual + w * text similarity."""
+        raise NotImplementedYet(f"text search is not available for the {type(self).__name__} backend")
+
+    def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Stacked text vectors of those ids that have one."""
+        raise NotImplementedYet(f"text search is not available for the {type(self).__name__} backend")
 
     def stats(self) -> dict:
         """Backend-specific figures for `GET /v1/collections/{name}`."""

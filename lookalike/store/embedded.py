@@ -27,6 +27,7 @@ from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
                    check_collection_name)
+from .text_vectors import TextMatrix, delete_text_vectors, ensure_schema, write_text_vectors
 from .vectors import VectorFile
 
 SCHEMA = """
@@ -109,6 +110,7 @@ class EmbeddedCollection(CollectionStore):
             slots.append(slot)
             docs.append(indexed_view(json.loads(doc), json.loads(computed)))
         self._fields.add(slots, docs)
+        self._text = TextMatrix.load(self._store.reader(), self.name, self._slot_of, self._vectors.rows)
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
         self._index = CollectionIndex(self._store.path / "index", self.name, self._generation, dim,
                                       self.settings.index, self.settings.compression,
@@ -221,19 +223,9 @@ class EmbeddedCollection(CollectionStore):
         size = min(len(rows), len(vids))  # a consistent prefix while a write appends
         return rows[:size], vids[:size], post.keys
 
-    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
-        post = self._fields.paths.get(path)
-        if post is None:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
-        rows, vids = post.rows.view(), post.vids.view()
-        size = min(len(rows), len(vids))  # a consistent prefix while a write appends
-        return rows[:size], vids[:size], post.keys
-
     def search(self, request: SearchRequest) -> list[Hit]:
         allowed = self._allowed(request.where, request.exclude)
         need = request.k + request.offset
-        if request.slot_scores is not None:
-            return self._precomputed(request, allowed)
         if request.slot_scores is not None:
             return self._precomputed(request, allowed)
         if not request.boosts and not request.group_by:
@@ -253,19 +245,6 @@ class EmbeddedCollection(CollectionStore):
             scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
         if not request.group_by:
             best = top_k(scores, need)[request.offset:]
-            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-        return self._grouped(slots, scores, request)
-
-    def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
-        """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
-        given = np.asarray(request.slot_scores, dtype=np.float32)
-        n = min(len(allowed), len(given))
-        slots = np.flatnonzero(allowed[:n] & np.isfinite(given[:n]))
-        scores = given[slots]
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-        if not request.group_by:
-            best = top_k(scores, request.k + request.offset)[request.offset:]
             return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
         return self._grouped(slots, scores, request)
 
@@ -331,6 +310,22 @@ class EmbeddedCollection(CollectionStore):
             hits.append(Hit(self._slot_ids[slots[pos]], float(scores[pos]), group))
         return hits
 
+    def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
+        """Per slot: (1 - w) * visual + w * text similarity (one side alone when the other is None).
+        NaN where a record has no text vector: such records are never text hits."""
+        n = self.n_slots
+        if text is None:
+            return np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        text_scores = self._text.scores(text, n)
+        if vector is None:
+            return text_scores
+        visual = np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        return (1 - text_weight) * visual + text_weight * np.nan_to_num(text_scores, nan=0.0)  # no text: looks only
+
+    def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The text vectors of the ids that have one, stacked (0 rows if none)."""
+        return self._text.get([self._slot_of[i] for i in ids if i in self._slot_of])
+
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         matrix = self._vectors.matrix
         known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
@@ -372,6 +367,7 @@ class EmbeddedCollection(CollectionStore):
             try:
                 con.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
                 _write_thumbnails(con, self.name, records)
+                write_text_vectors(con, self.name, records)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -382,6 +378,9 @@ class EmbeddedCollection(CollectionStore):
         """Make committed rows visible: fields first, then liveness, so readers never see half."""
         slots = list(range(first, first + len(records)))
         self._fields.add(slots, [indexed_view(r.doc, r.computed) for r in records])
+        texts = [(s, r.text_vector) for s, r in zip(slots, records) if getattr(r, "text_vector", None) is not None]
+        if texts:
+            self._text.set([s for s, _ in texts], np.stack([v for _, v in texts]), first + len(records))
         need = first + len(records)
         if need > len(self._alive):
             grown = np.zeros(max(need, 2 * len(self._alive)), dtype=bool)
@@ -412,6 +411,7 @@ class EmbeddedCollection(CollectionStore):
                                     (self.name, *chunk))
                         con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
                                     (self.name, *chunk))
+                    delete_text_vectors(con, self.name, present)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -504,6 +504,7 @@ class EmbeddedStore(Store):
         self.path.mkdir(parents=True, exist_ok=True)
         self.writer = _connect(self.path / "lookalike.sqlite")
         self.writer.executescript(SCHEMA)
+        ensure_schema(self.writer)
         self.write_lock = threading.Lock()
         self._local = threading.local()
         self._collections: dict[str, EmbeddedCollection] = {}
@@ -566,6 +567,7 @@ class EmbeddedStore(Store):
                 self.writer.execute("BEGIN IMMEDIATE")
                 self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
                 self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
+                delete_text_vectors(self.writer, name)
                 self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
                 self.writer.execute("COMMIT")
             col._index.destroy()  # first, so closing does not save a graph about to be deleted

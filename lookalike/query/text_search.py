@@ -1,0 +1,144 @@
+"""Text and hybrid search: `{"text": ...}` queries and the `text` / `hybrid` search parameters.
+
+Two similarity spaces can take part in one ranking:
+- visual: the collection's image vectors, queried by image anchors (`id`, `url`, ...), or by
+  the text itself when the model has a CLIP-like text tower (true text-to-image);
+- text: sentence vectors of each record's `text_fields` and label names (collections with
+  `text_fields`), queried by the text, or by the anchor records' own text vectors.
+
+    score = (1 - h) * visual + h * text,   h = `hybrid` in 0..1
+
+Defaults: h = 0.5 when both parts exist; with one part, that part alone. So
+`{"text": "red dress"}` on an EfficientNet collection with `text_fields` searches metadata
+and labels; on a CLIP collection it searches pixels (mixed with metadata if it has
+`text_fields`); `{"id": "x"}` with `"text": "on sale"` or `"hybrid": 0.3` is a tags-enhanced
+visual kNN ("looks like x, and is described alike").
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..models.base import l2_normalize
+from ..store.base import SearchRequest
+from .search import SearchParams, combine_anchors, parse_boosts, project
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+MAX_TEXT = 2000
+DEFAULT_HYBRID = 0.5
+
+
+def check_text(text: Any, what: str = "text") -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(f"'{what}' must be a non-empty string")
+    if len(text) > MAX_TEXT:
+        raise BadRequest(f"'{what}' is longer than {MAX_TEXT} characters")
+    return text
+
+
+def check_hybrid(hybrid: Any) -> float | None:
+    if hybrid is None:
+        return None
+    if not isinstance(hybrid, (int, float)) or isinstance(hybrid, bool) or not 0 <= hybrid <= 1:
+        raise BadRequest("'hybrid' must be a number from 0 (looks only) to 1 (text only)")
+    return float(hybrid)
+
+
+def wants_text(query: dict, text: Any, hybrid: Any) -> bool:
+    """Whether a search goes through this module rather than plain visual search."""
+    return text is not None or hybrid is not None or next(iter(query)) == "text"
+
+
+def text_tower(col: "Collection"):
+    """The collection model's text tower (CLIP-like TorchScript models), or None."""
+    if col.settings.model == "none":
+        return None
+    encoder = col.encoder
+    return encoder if getattr(encoder, "text_tower", None) is not None else None
+
+
+def sentence_vector(text: str) -> np.ndarray:
+    from ..models.text import get_text_encoder
+    return get_text_encoder().embed([text])[0]
+
+
+def resolve(col: "Collection", params: SearchParams, text: Any, hybrid: Any
+            ) -> tuple[np.ndarray | None, np.ndarray | None, float, list[str]]:
+    """(visual query vector or None, text query vector or None, h, ids to exclude)."""
+    h = check_hybrid(hybrid)
+    kind, value = next(iter(params.query.items()))
+    has_text_vectors = bool(col.settings.text_fields)
+    positives: list[np.ndarray] = []
+    exclude: list[str] = []
+    if kind == "text":
+        if text is not None:
+            raise BadRequest("give the text once: as the query {\"text\": ...} or as the 'text' parameter")
+        text = check_text(value, "query.text")
+        tower = text_tower(col)
+        if tower is not None:
+            positives = [tower.embed_text([text])[0]]
+        elif not has_text_vectors:
+            raise BadRequest(f"collection {col.name!r} cannot search by text: set its 'text_fields' "
+                             "(searches metadata and labels), or use a model with a text tower (see docs/text.md)")
+    else:
+        positives, exclude = col._anchors(params.query)
+        if text is not None:
+            text = check_text(text)
+    negatives: list[np.ndarray] = []
+    for anchor in params.negative:
+        vecs, ids = col._anchors(anchor)
+        negatives += vecs
+        exclude += ids
+    if negatives and not positives:
+        raise BadRequest("'negative' anchors need an image anchor or a model with a text tower")
+    vector = combine_anchors(positives, negatives, params.negative_weight) if positives else None
+
+    text_query = None
+    if text is not None and has_text_vectors:
+        text_query = sentence_vector(text)
+    elif text is not None and kind != "text":
+        raise BadRequest(f"the 'text' parameter needs text vectors: set 'text_fields' on collection {col.name!r}")
+    elif text is None and h is not None and kind != "text":
+        if not has_text_vectors:
+            raise BadRequest(f"'hybrid' mixes in text similarity: set 'text_fields' on collection {col.name!r}")
+        if kind not in ("id", "ids"):
+            raise BadRequest("'hybrid' without 'text' uses the anchor records' own text: query by 'id' or 'ids', "
+                             "or give 'text'")
+        own = col._store.text_vectors(exclude)
+        if not len(own):
+            raise BadRequest("the anchor records have no text vectors (written before 'text_fields' was set)")
+        text_query = l2_normalize(own.mean(axis=0))
+    if vector is None:
+        h = 1.0
+    elif text_query is None:
+        h = 0.0
+    elif h is None:
+        h = DEFAULT_HYBRID
+    return vector, text_query, h, exclude
+
+
+def run_text_search(col: "Collection", params: SearchParams, text: Any = None, hybrid: Any = None) -> list[dict]:
+    """Hits for a text / hybrid search, shaped like `Collection.search` hits."""
+    vector, text_query, h, exclude = resolve(col, params, text, hybrid)
+    if text_query is None:  # visual only (h = 0, or a CLIP text query without text_fields)
+        slot_scores = None
+    else:
+        slot_scores = col._store.hybrid_scores(vector if h < 1 else None, text_query, h)
+    group_by = None if params.group_by is False else (params.group_by or col.settings.group_field)
+    boosts = parse_boosts(col.settings.boosts) + params.boosts
+    request = SearchRequest(vector=vector if vector is not None else np.zeros(col.settings.dim, np.float32),
+                            k=params.k, offset=params.offset, where=params.where, group_by=group_by,
+                            exclude=exclude, boosts=boosts, slot_scores=slot_scores)
+    hits = col._store.search(request)
+    docs = col._store.get([hit.id for hit in hits])
+    out = []
+    for hit, doc in zip(hits, docs):
+        item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc or {}, params.fields)}
+        if group_by:
+            item["_group"] = hit.group
+        out.append(item)
+    return out
