@@ -5,6 +5,7 @@ Both run before any route code, so an unauthenticated or oversized request is an
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -44,13 +45,29 @@ def required_role(method: str, path: str) -> str | None:
     return "admin"
 
 
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+def _wire_bytes(token: str) -> bytes:
+    """The header's own bytes (headers are decoded as latin-1), so UTF-8 keys match too."""
+    try:
+        return token.encode("latin-1")
+    except UnicodeEncodeError:
+        return token.encode("utf-8")
+
+
 def role_of(token: str | None, keys: Keys) -> str | None:
-    """'admin', 'search' or None for a bearer token; both keys compared in constant time."""
+    """'admin', 'search' or None for a bearer token.
+
+    Both keys are always compared, in constant time, as SHA-256 digests of equal length:
+    how long a wrong key takes to refuse says nothing about its length or shared prefix.
+    """
     if token is None:
         return None
-    given = token.encode()
-    is_admin = hmac.compare_digest(given, (keys.admin or "").encode()) and bool(keys.admin)
-    is_search = hmac.compare_digest(given, (keys.search or "").encode()) and bool(keys.search)
+    given = _digest(_wire_bytes(token))
+    is_admin = hmac.compare_digest(given, _digest((keys.admin or "").encode())) and bool(keys.admin)
+    is_search = hmac.compare_digest(given, _digest((keys.search or "").encode())) and bool(keys.search)
     return "admin" if is_admin else "search" if is_search else None
 
 
