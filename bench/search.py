@@ -30,13 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# Python puts this folder first on sys.path; other scripts here (bench/http.py) would shadow
+# the standard library, so import the package from the repository root and our helper by path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
+
+import importlib.util  # noqa: E402
 
 import lookalike  # noqa: E402
 from lookalike.query.filters import parse_filter  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
-from search_data import clustered, real  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("search_data", HERE / "search_data.py")
+search_data = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(search_data)
+clustered, real = search_data.clustered, search_data.real
 
 K = 10
 FILTERS = {"none": None, "10%": {"p10": True}, "0.1%": {"p01": True}}

@@ -340,7 +340,8 @@ class Database:
                 col = self._open(name)
         for key, normalize in (("index", normalize_index), ("compression", normalize_compression)):
             if key in given:  # partial objects change only the keys they name
-                given[key] = normalize({**getattr(col.settings, key), **given[key]}, col.settings.dim)
+                part = {"type": given[key]} if isinstance(given[key], str) else given[key]  # "exact" shorthand
+                given[key] = normalize({**getattr(col.settings, key), **part}, col.settings.dim)
         changes = {k: v for k, v in given.items() if getattr(col.settings, k) != v}
         if ("model" in changes or "dim" in changes) and col.count() > 0:
             raise Conflict(f"collection {name!r} holds records made with model {col.settings.model!r} "

@@ -217,6 +217,10 @@ def test_settings_change_rebuilds_without_losing_data(db):
     assert hit["_id"] == "r42" and hit["_score"] == pytest.approx(1.0, abs=1e-5)  # exact scores
     db.ensure_collection("v", index={"expansion_search": 200})
     assert col.info()["index"]["expansion_search"] == 200
+    db.ensure_collection("v", index="exact")  # shorthand for {"type": "exact"}; other keys kept
+    info = col.info()
+    assert info["index"]["active"] == "exact" and info["index"]["expansion_search"] == 200
+    assert search_ids(col, QUERIES[0]) == exact_ids(QUERIES[0], K)
 
 
 BAD_SETTINGS = [
@@ -225,7 +229,8 @@ BAD_SETTINGS = [
     ({"index": {"threshold": "big"}}, "threshold"),
     ({"index": {"filter_threshold": -1}}, "filter_threshold"),
     ({"index": {"speed": 3}}, "unknown 'index' setting"),
-    ({"index": "hnsw"}, "must be an object"),
+    ({"index": "fast"}, "unknown index type"),
+    ({"index": ["hnsw"]}, "must be an object"),
     ({"compression": {"dtype": "i4"}}, "unknown compression dtype"),
     ({"compression": {"pca_dim": 64}}, "smaller than the vector dimension"),
 ]

@@ -37,7 +37,12 @@ def _check_keys(kind: str, given: Any, defaults: dict) -> dict:
 
 
 def normalize_index(given: Any, dim: int | None = None) -> dict:
-    """The full index settings: defaults overlaid with `given`, validated (BadRequest if bad)."""
+    """The full index settings: defaults overlaid with `given`, validated (BadRequest if bad).
+
+    A bare type name (`"exact"`, `"hnsw"`, `"auto"`) is short for `{"type": name}`.
+    """
+    if isinstance(given, str):
+        given = {"type": given}
     out = {**INDEX_DEFAULTS, **_check_keys("index", given, INDEX_DEFAULTS)}
     if out["type"] not in INDEX_TYPES:
         raise BadRequest(f"unknown index type {out['type']!r}; use one of: {', '.join(INDEX_TYPES)}")
