@@ -11,8 +11,7 @@ from typing import Any, Callable
 import pytest
 
 import lookalike
-from lookalike.errors import (BadRequest, Conflict, Forbidden, LookalikeError, NotAnImage, NotFound,
-                              NotImplementedYet, Unauthorized)
+from lookalike.errors import BadRequest, Conflict, Forbidden, LookalikeError, NotAnImage, NotFound, Unauthorized
 from lookalike.sample import COLORS, draw_item
 
 from conftest import jpeg_bytes, read_jsonl
@@ -137,7 +136,7 @@ def same_hits(a: dict, b: dict) -> None:
         assert {k: v for k, v in x.items() if k != "_score"} == {k: v for k, v in y.items() if k != "_score"}
 
 
-def test_embedded_and_http_give_identical_hits(client, embedded, tmp_path: Path) -> None:
+def test_embedded_and_http_give_identical_hits(client, embedded, pattern_catalog: Path, tmp_path: Path) -> None:
     local, remote = embedded.collection("patterns"), client.collection("patterns")
     query = draw_item("dots", COLORS["red"], seed=4242, size=300, shape="shirt")
     path = tmp_path / "q.jpg"
@@ -163,6 +162,13 @@ def test_embedded_and_http_give_identical_hits(client, embedded, tmp_path: Path)
     same_hits(expected, got)
     assert got["missing"] == expected["missing"] == ["nope"]
     assert remote.get("dots-red-square") == local.get("dots-red-square")
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes((pattern_catalog.parent / "img" / "dots-blue-square.jpg").read_bytes())
+    expected, got = outcome(lambda: local.match({"file": str(copy)})), outcome(lambda: remote.match({"file": str(copy)}))
+    assert expected == got
+    if isinstance(got, dict):
+        assert got["hits"][0]["_id"] == "dots-blue-square" and got["hits"][0]["_match"] == "exact"
+    assert outcome(lambda: local.duplicates()) == outcome(lambda: remote.duplicates())
     assert remote.count() == local.count() == 24
 
 
@@ -214,8 +220,6 @@ def test_typed_errors_carry_codes(server, client, tmp_path: Path) -> None:
         client.collection("patterns").search_image(garbage.read_bytes())
     with pytest.raises(BadRequest):
         client.collection("patterns").search({"url": "ftp://x"})
-    with pytest.raises((NotImplementedYet, LookalikeError)):
-        client.collection("patterns").search({"text": "stripes"})
     with pytest.raises(Conflict):
         client.ensure_collection("patterns", model="none", dim=3)
     assert client.health() == {"status": "ok"}

@@ -381,8 +381,14 @@ def test_search_errors(admin) -> None:
     error_of(post({"k": 3}), 422, "validation_error")
     bad = admin.post("/collections/serr/search", content=b"{", headers={"Content-Type": "application/json"})
     error_of(bad, 400, "bad_request")
-    error_of(post({"query": {"text": "red"}}), 501, "not_implemented")
-    error_of(post({"query": {"color": "#ff0000"}}), 501, "not_implemented")
+    for query in ({"text": "red"}, {"color": "#ff0000"}):  # 501 until built; then a real answer
+        r = post({"query": query})
+        if r.status_code == 501:
+            error_of(r, 501, "not_implemented")
+        elif r.status_code >= 400:
+            error_of(r, r.status_code, r.json()["error"]["code"])
+        else:
+            assert "hits" in r.json()
     error_of(admin.post("/collections/none/search", json={"query": {"id": "r1"}}), 404, "not_found")
 
 
@@ -416,16 +422,23 @@ def test_recommend_and_rerank(admin) -> None:
     error_of(admin.post("/collections/rec2/rerank", json={"ids": ["r1"], "query": {"nope": 1}}), 400, "bad_request")
 
 
-def test_match_and_duplicates_are_501_until_built(admin) -> None:
+def test_match_and_duplicates(admin) -> None:
+    """Answered by the engine (501 while not built, never a stub); the image cases are in test_client."""
     make_collection(admin, "dup")
-    for route, body in (("match", {"query": {"id": "r1"}}), ("duplicates", {"threshold": 0.9}), ("duplicates", None)):
-        r = admin.post(f"/collections/dup/{route}", json=body) if body is not None else admin.post(f"/collections/dup/{route}")
-        if r.status_code == 501:  # not built yet: the contract's error, never a stub result
+    r = admin.post("/collections/dup/match", json={"query": {"id": "r1"}})
+    if r.status_code == 501:
+        error_of(r, 501, "not_implemented")
+    else:  # vector records have no image fingerprint to match
+        assert "fingerprint" in error_of(r, 400, "bad_request")
+    for body in ({"threshold": 0.9}, None):
+        r = admin.post("/collections/dup/duplicates", json=body) if body else admin.post("/collections/dup/duplicates")
+        if r.status_code == 501:
             error_of(r, 501, "not_implemented")
         else:
-            assert r.status_code == 200, r.text
-            assert ("hits" if route == "match" else "clusters") in r.json()
+            assert r.status_code == 200 and isinstance(r.json()["clusters"], list), r.text
     error_of(admin.post("/collections/dup/match", json={"threshold": 0.5}), 422, "validation_error")
+    error_of(admin.post("/collections/dup/match", json={"query": {"id": "r1"}, "k": 0}), 422, "validation_error")
+    error_of(admin.post("/collections/nope/duplicates", json={}), 404, "not_found")
 
 
 # -- CORS ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..collection import Collection, Database
 from ..errors import BadRequest, LookalikeError, NotFound
@@ -243,12 +244,15 @@ def records_routes(router: APIRouter) -> None:
         col = await run_in_threadpool(_col, request, name)
         batch = request.app.state.ingest_batch_size
         if is_ndjson(request.scope):
-            results = await _upsert_ndjson(request, col, batch)
+            try:
+                results = await _upsert_ndjson(request, col, batch)
+            except ClientDisconnect:  # the batches written so far stay written
+                return error_response(400, "bad_request", "the client disconnected during the upload")
         else:
             ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
             if ctype != "application/json" and not ctype.endswith("+json"):
                 raise _unsupported(ctype)
-            records = _parse_upsert(await request.body())
+            records = await run_in_threadpool(_parse_upsert, await request.body())  # big bodies: off the loop
             results = await run_in_threadpool(col.upsert, records, batch_size=batch)
         return ok({"results": results})
 
