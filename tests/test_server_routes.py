@@ -107,6 +107,11 @@ def test_openapi_documents_every_route_and_its_errors(server) -> None:
     assert "409" in doc["paths"]["/v1/collections/{name}"]["put"]["responses"]
     docs = httpx.get(server.url + "/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "cdn." not in docs.text, "the docs page must work offline"
+    import re
+    for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', docs.text):
+        assert httpx.get(server.url + asset).status_code == 200, asset
+    assert re.findall(r'src="(/[^"]+\.js)"', docs.text)
 
 
 def test_unknown_route_and_method(admin) -> None:

@@ -102,9 +102,9 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
                ingest_batch_size: int = 32) -> FastAPI:
     """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP)."""
     from .. import __version__
-    app = FastAPI(title="lookalike", version=__version__, openapi_tags=TAGS,
-                  description="Self-hosted visual similarity search: HTTP API v1. Send "
-                              "`Authorization: Bearer KEY` when the server has keys.")
+    app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
+                   description="Self-hosted visual similarity search: HTTP API v1. Send "
+                               "`Authorization: Bearer KEY` when the server has keys.")
     app.state.db = db
     app.state.max_body_bytes = max_body_bytes
     app.state.ingest_batch_size = ingest_batch_size
@@ -121,6 +121,15 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
     return app
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """FastAPI whose /docs and /redoc pages use bundled assets, not a CDN (self-hosted, offline)."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**kwargs)
+    return FastAPIOffline(**kwargs)
 
 
 def _mount_web(app: FastAPI, db: Database) -> None:
