@@ -43,8 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
+# bench/http.py would shadow the standard library's `http` package: keep this folder off sys.path.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 
 DIM = 16
 ADMIN = "crash-admin-key"
@@ -96,10 +100,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`lookalike serve` on a loopback port, killed with SIGKILL (never stopped politely)."""
+    """`lookalike serve` on a loopback port; `kill()` is SIGKILL, `stop()` a clean SIGTERM."""
 
-    def __init__(self, data: Path, log: Path) -> None:
+    def __init__(self, data: Path, log: Path, admin_key: str = ADMIN, search_key: str | None = None) -> None:
         self.data, self.log = data, log
+        self.keys = ["--admin-key", admin_key] + (["--search-key", search_key] if search_key else [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -107,7 +112,7 @@ class Server:
     def start(self, timeout: float = 120.0) -> "Server":
         env = {k: v for k, v in os.environ.items() if k not in ("LOOKALIKE_ADMIN_KEY", "LOOKALIKE_SEARCH_KEY")}
         cmd = [sys.executable, "-m", "lookalike.cli", "serve", "--data", str(self.data), "--port", str(self.port),
-               "--admin-key", ADMIN, "--no-access-log", "--log-level", "warning"]
+               *self.keys, "--no-access-log", "--log-level", "warning"]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -122,6 +127,14 @@ class Server:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server did not start within {timeout}s; log: {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
