@@ -10,9 +10,10 @@ code as the single-process pipeline (`lookalike.ingest`), so the vectors are the
 driver writes the actors' output to the store in order, batch by batch, through the store
 interface (the embedded store or Milvus).
 
-Restartable: a record whose content hash (metadata + image bytes + model) is already stored is
-`unchanged` and skipped before any decoding, so re-running an interrupted ingest only does the
-rest. Fault tolerant: a killed actor is restarted by Ray and its batch retried; the driver sees
+Restartable: for records already stored, the driver hashes the source (reads the file, no
+decoding); one whose content hash (metadata + image bytes + model) is unchanged is answered
+`unchanged` there and never reaches an actor, so re-running an interrupted ingest only sends
+the rest. Fault tolerant: a killed actor is restarted by Ray and its batch retried; the driver sees
 each record's output once, and writes are upserts by id, so nothing is lost or duplicated.
 
 On a cluster, image files must be readable at the same path on every node (a shared file
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .errors import BadRequest, LookalikeError
+from .fetch import read_file
 from .records import ValidRecord, content_hash, digest, parse_vector, validate_record
 from .store.base import StoredRecord
 
@@ -63,7 +65,7 @@ class _Task:
     vector: list | None = None
     known_content: str = ""
     known_source: str = ""
-    source_hash: str = ""  # already known (from the file digest cache), else computed by the actor
+    source_hash: str = ""  # computed by the driver for stored records, else by the actor
 
 
 class Embedder:
@@ -108,7 +110,7 @@ class Embedder:
 
     def _load(self, row: dict) -> dict:
         """Read, hash and decode one record; mirrors `Ingestor._load`."""
-        from .fetch import fetch_url, read_file
+        from .fetch import fetch_url
         from .ingest import make_thumbnail
         from .models.colors import dominant_colors
         from .models.images import fit_square, open_image
@@ -217,8 +219,6 @@ def _tasks(col, records: Iterable[Any], base_dir: Path | None) -> tuple[list[_Ta
             task = _Task(pos, rec.id, json.dumps(rec.doc, ensure_ascii=False), kind)
             if kind == "file":
                 task.ref = str(Path(rec.source.value).absolute())
-                if col.file_digests is not None:
-                    task.source_hash = col.file_digests.lookup(Path(task.ref)) or ""
             elif kind == "url":
                 task.ref = rec.source.value
             elif kind == "base64":
@@ -236,14 +236,65 @@ def _tasks(col, records: Iterable[Any], base_dir: Path | None) -> tuple[list[_Ta
         for t in chunk:
             if t.id in known:
                 t.known_content, t.known_source = known[t.id]
-    return tasks, errors
+    for t in tasks:
+        if t.kind == "none" and not t.known_content:
+            errors[t.pos] = {"_id": t.id, "status": "error", "error": f"record {t.id!r} is new and has no image "
+                             "source (_file, _url, _base64 or _vector)"}
+    return [t for t in tasks if t.pos not in errors], errors
 
 
-def _skip_in_driver(col, task: _Task) -> bool:
-    """True when the file digest cache already proves the record unchanged (no actor needed)."""
-    if not (task.kind == "file" and task.source_hash and task.known_content):
-        return False
-    return content_hash(json.loads(task.doc), task.source_hash, col.settings.model) == task.known_content
+def _triage(col, tasks: list[_Task]) -> dict[int, str]:
+    """Stored records settled here by hashing their source (no decoding): `unchanged` or `reuse`.
+
+    Reading a file to hash it costs far less than starting an actor and decoding it, so a
+    re-run or a resumed run only sends new and changed images to the actors, and a
+    metadata-only update (same image: `reuse` the stored vector) never reaches them. Files
+    go through the digest cache (size + mtime) when the database has one.
+    """
+    cache = getattr(col, "file_digests", None)
+    settings = col.settings
+
+    def source_hash(t: _Task) -> str:
+        if t.kind == "file":
+            path = Path(t.ref)
+            found = cache.lookup(path) if cache is not None else None
+            if found:
+                return found
+            data = read_file(path)
+            return cache.record(path, data) if cache is not None else digest(data)
+        if t.kind == "url":
+            return digest(t.ref.encode())
+        if t.kind == "base64":
+            return digest(t.data)
+        if t.kind == "vector":
+            return digest(np.asarray(_normalise(np.asarray(t.vector, dtype=np.float32), settings.metric),
+                                     dtype=np.float32).tobytes())
+        return t.known_source
+
+    def check(t: _Task) -> str:
+        try:
+            t.source_hash = source_hash(t)
+        except (LookalikeError, OSError):
+            return ""  # the actor reports it
+        if content_hash(json.loads(t.doc), t.source_hash, settings.model) == t.known_content:
+            return "unchanged"
+        return "reuse" if t.source_hash == t.known_source else ""
+
+    known = [t for t in tasks if t.known_content]
+    with ThreadPoolExecutor(8) as pool:  # file reads wait on the disk, not the CPU
+        verdicts = list(pool.map(check, known))
+    return {t.pos: v for t, v in zip(known, verdicts) if v}
+
+
+def _reuse_batch(tasks: list[_Task], dim: int, model: str) -> dict[str, np.ndarray]:
+    """Records settled as `reuse` by the driver, in the shape of an actor's output batch."""
+    n = len(tasks)
+    column = lambda values: np.array(values, dtype=object)  # noqa: E731
+    return {"pos": np.array([t.pos for t in tasks], dtype=np.int64), "status": column(["reuse"] * n),
+            "error": column([""] * n), "vector": np.zeros((n, dim), dtype=np.float32), "computed": column(["{}"] * n),
+            "source_hash": column([t.source_hash for t in tasks]),
+            "content_hash": column([content_hash(json.loads(t.doc), t.source_hash, model) for t in tasks]),
+            "thumbnail": column([b""] * n), "thumb": column(["keep"] * n)}
 
 
 def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = None, address: str | None = None,
@@ -265,22 +316,26 @@ def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = Non
         results[pos] = err
     if errors and on_batch is not None:
         on_batch(list(errors.values()))
-    pending: list[_Task] = []
-    skipped: list[dict] = []
+    verdicts = _triage(col, tasks)
+    settled: list[dict] = []
     for t in tasks:
-        if _skip_in_driver(col, t):
+        if verdicts.get(t.pos) == "unchanged":
             results[t.pos] = {"_id": t.id, "status": "unchanged"}
-            skipped.append(results[t.pos])
-        else:
-            pending.append(t)
-    if skipped and on_batch is not None:
-        on_batch(skipped)
+            settled.append(results[t.pos])
+    reused = [t for t in tasks if verdicts.get(t.pos) == "reuse"]
+    by_pos = {t.pos: t for t in tasks}
+    if reused:
+        for res in _write(col, _reuse_batch(reused, col.settings.dim, col.settings.model), by_pos, write_batch):
+            results[res.pop("pos")] = res
+            settled.append(res)
+    if settled and on_batch is not None:
+        on_batch(settled)
+    pending = [t for t in tasks if t.pos not in verdicts]
     if not pending:
         return results  # type: ignore[return-value]
 
     started = _init_ray(ray, address, num_cpus)
     try:
-        by_pos = {t.pos: t for t in pending}
         for batch in _run_actors(ray, col, pending, workers, batch_size):
             written = _write(col, batch, by_pos, write_batch)
             for res in written:
@@ -323,12 +378,13 @@ def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: i
     cpus = max(1, int(resources.get("CPU", 1)))
     if workers is None:
         workers = gpus if gpus else cpus
-    workers = max(1, min(workers, len(tasks)))
+    blocks = max(1, -(-len(tasks) // batch_size))
+    workers = max(1, min(workers, blocks))  # an actor without a block to work on would only cost a start
     threads = max(1, cpus // workers)
     settings = col.settings
     items = [t.__dict__ for t in tasks]
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
-    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch_size)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(
         Embedder, batch_size=batch_size, batch_format="numpy",
         fn_constructor_kwargs={"model": settings.model, "metric": settings.metric, "dim": settings.dim,

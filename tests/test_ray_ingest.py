@@ -5,6 +5,7 @@ skipped); a worker process killed mid-run loses and duplicates nothing.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from lookalike.sample import COLORS, draw_item
 ray = pytest.importorskip("ray")
 from lookalike.distributed import ray_ingest  # noqa: E402
 
-N = 24
+N = 16
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +86,31 @@ def test_same_vectors_as_single_process_and_unchanged_rerun(ray_local, catalog, 
     with lookalike.connect(tmp_path / "data") as db:
         col = db.collection("items", create=True)
         seen: list[dict] = []
-        results = ray_ingest(col, records(catalog), base_dir=catalog.parent, batch_size=4, on_batch=seen.extend)
+        image = (catalog.parent / "img" / "item00.jpg").read_bytes()
+        recs = records(catalog) + [{"_id": "b64", "_base64": base64.b64encode(image).decode(), "n": 0}]
+        results = ray_ingest(col, recs, base_dir=catalog.parent, batch_size=4, on_batch=seen.extend)
         assert [r["_id"] for r in results[:N]] == [f"item{i:02d}" for i in range(N)]
         assert [r["status"] for r in results[:N]] == ["inserted"] * N
         assert results[N]["status"] == "error" and "not found" in results[N]["error"]
         assert results[N + 1] == {"_id": None, "status": "error", "error": "record has no '_id'"}
+        assert results[N + 2] == {"_id": "b64", "status": "inserted"}
         assert sorted(r["status"] for r in seen) == sorted(r["status"] for r in results)  # progress saw each once
-        assert col.count() == N
+        assert col.count() == N + 1
         check_against_reference(col, reference)
-        # a metadata-only change keeps the vector; everything else is skipped as unchanged
-        again = records(catalog)
+        np.testing.assert_allclose(col._store.vectors(["b64"])["b64"], reference["vectors"]["item00"], atol=2e-5)
+        # metadata-only changes keep the vector (settled without an actor); the rest is unchanged
+        again = records(catalog)[:N]
         again[3]["n"] = 333
+        again[5] = {"_id": "item05", "n": 55}  # no image source: update the metadata only
         results = ray_ingest(col, again, base_dir=catalog.parent, batch_size=4)
-        statuses = [r["status"] for r in results[:N]]
-        assert statuses[3] == "updated" and statuses.count("unchanged") == N - 1
+        statuses = [r["status"] for r in results]
+        assert statuses[3] == statuses[5] == "updated" and statuses.count("unchanged") == N - 2
         assert col.get("item03")["n"] == 333
-        np.testing.assert_allclose(col._store.vectors(["item03"])["item03"], reference["vectors"]["item03"], atol=2e-5)
+        assert col.get("item05")["n"] == 55 and col.get("item05")["_colors"] == reference["docs"]["item05"]["_colors"]
+        for rid in ("item03", "item05"):
+            np.testing.assert_allclose(col._store.vectors([rid])[rid], reference["vectors"][rid], atol=2e-5)
+        results = ray_ingest(col, [{"_id": "new-without-image", "n": 1}])
+        assert results[0]["status"] == "error" and "no image source" in results[0]["error"]
 
 
 def test_interrupted_run_resumes_without_redoing_work(ray_local, catalog, reference, tmp_path):
