@@ -193,8 +193,8 @@ def test_deeply_nested_json_records_is_400(admin, body) -> None:
 
 @pytest.mark.parametrize("route", ["search", "recommend", "rerank", "records/delete"])
 def test_deeply_nested_json_on_other_routes_is_400(admin, route) -> None:
-    error_of(post_raw(admin, f"/collections/vec/{route}", b'{"query": ' + DEEP_OBJECT + b"}"), 400)
-    error_of(post_raw(admin, f"/collections/vec/{route}", DEEP_ARRAY), 400)
+    for body in (b'{"query": ' + DEEP_OBJECT + b"}", DEEP_ARRAY):
+        assert "nested too deeply" in error_of(post_raw(admin, f"/collections/vec/{route}", body), 400)
 
 
 def test_deep_filters_and_metadata_that_do_parse_are_refused(admin) -> None:
@@ -202,8 +202,7 @@ def test_deep_filters_and_metadata_that_do_parse_are_refused(admin) -> None:
     for depth in (200, 500):  # 200 parses (the filter parser refuses it), 500 is too deep for JSON itself
         deep_filter = '{"$and": [' * depth + '{"x": 1}' + "]}" * depth
         r = post_raw(admin, "/collections/vec/search", ('{"query": {"id": "keep"}, "filter": ' + deep_filter + "}").encode())
-        message = error_of(r, 400)
-        assert depth == 500 or "nested too deeply" in message, message
+        assert "nested too deeply" in error_of(r, 400)
         r = post_raw(admin, "/collections/vec/records/delete", ('{"filter": ' + deep_filter + "}").encode())
         error_of(r, 400)
     nested: object = 1

@@ -88,6 +88,8 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONRe
         message = f"no route {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI's own body parsing
+        message = "request body is not valid JSON: JSON is nested too deeply"
     return error_response(exc.status_code, CODES.get(exc.status_code, "error"), message)
 
 
