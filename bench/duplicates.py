@@ -14,7 +14,13 @@ originals plus one copy of some of them: pairwise precision and recall of its cl
 """
 from __future__ import annotations
 
-import argparse
+import os
+import sys
+
+# bench/http.py would shadow the standard library's `http` (httpx needs http.client)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
 import base64
 import itertools
 import tempfile

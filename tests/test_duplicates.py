@@ -114,3 +114,28 @@ def test_duplicates_clusters_copies_and_nothing_else(tmp_path):
         assert c.duplicates()["clusters"] == [["red", "red-again", "red-grey"], ["photo", "photo-mirror"]]
         assert c.match({"id": "red"})["hits"][0] == {**c.match({"id": "red"})["hits"][0],
                                                      "_id": "red-again", "_match": "exact"}
+
+
+def test_cli_match_and_duplicates(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    photo = ORIGINALS["photo-a"]
+    with lookalike.connect(data) as db:
+        db.collection("c", create=True).upsert([
+            {"_id": "photo", "_base64": b64(encode(photo))},
+            {"_id": "photo-grey", "_base64": b64(encode(TRANSFORMS["grey"](photo, 0)))},
+            {"_id": "other", "_base64": b64(encode(ORIGINALS["green-dots"]))}])
+    query = tmp_path / "q.jpg"
+    query.write_bytes(encode(TRANSFORMS["border"](photo, 0)))
+
+    def cli(*args: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "lookalike.cli", *args, "-c", "c", "--json", "--data", str(data)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert [h["_id"] for h in cli("match", "--image", str(query))["hits"]] == ["photo", "photo-grey"]
+    assert cli("duplicates")["clusters"] == [["photo", "photo-grey"]]

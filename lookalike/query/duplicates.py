@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 FINGERPRINT = "_fingerprint"
 PIXEL_HASH = "_pixel_hash"
-#: Computed fields this module adds at ingest (hidden from hits and `get`? no: shown, read-only).
+#: Computed fields added at ingest: `_pixel_hash` is shown with the record, `_fingerprint`
+#: stays internal (left out of hits and `get`, see `project` and `Collection.get`).
 FIELDS = (FINGERPRINT, PIXEL_HASH)
 
 HASH_SIDE = 16                  # 16 x 16 DCT coefficients -> 256 bits (DC bit always 0)
@@ -66,7 +67,7 @@ N_HASHES = 1 + GRID * GRID
 CENTRE = 1 + GRID * GRID // 2    # the centred window's position in a fingerprint
 ROTATIONS = (0.0, -5.0, 5.0, -10.0, 10.0)
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
-DEFAULT_MATCH_THRESHOLD = 0.5
+DEFAULT_MATCH_THRESHOLD = 0.55
 DEFAULT_DUPLICATE_THRESHOLD = 0.6
 _CANVAS = 128                   # side of the greyscale image everything is hashed from
 

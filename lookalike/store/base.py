@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import BadRequest, NotImplementedYet
 from ..index.settings import normalize_compression, normalize_index
 from ..query.filters import MATCH_ALL, Node
+from ..records import COMPUTED
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 METRICS = ("cosine", "dot")
@@ -168,7 +169,7 @@ class CollectionStore(ABC):
             for rid, doc, vec in zip(chunk, docs, matrix[start:start + batch_size]):
                 if doc is None or rid not in hashes:
                     continue  # deleted meanwhile
-                computed = {k: doc.pop(k) for k in ("_labels", "_colors") if k in doc}
+                computed = {k: doc.pop(k) for k in COMPUTED if k in doc}
                 batch.append(StoredRecord(rid, doc, computed, np.asarray(vec), hashes[rid][1], hashes[rid][0]))
             yield batch
 
