@@ -276,3 +276,38 @@ def test_drop_removes_index_files(db, data_dir):
     assert index_files(data_dir, "faiss")
     db.drop("v")
     assert not list((data_dir / "index").glob("v.*"))
+
+
+def test_searches_while_writing_see_consistent_results(db):
+    """The graph grows under a write lock while searches run; nothing crashes or leaks dead ids."""
+    import threading
+    col = make(db)
+    extra = clustered(1000, seed=11)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for start in range(0, 1000, 100):
+                col.upsert(records(extra[start:start + 100], start=N + start), batch_size=100)
+                col.delete([f"r{start}"])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    searched = 0
+    while not done.is_set() or searched < 20:
+        hits = col.search({"vector": QUERIES[searched % len(QUERIES)].tolist()}, k=K)["hits"]
+        assert len(hits) == K
+        searched += 1
+    thread.join()
+    assert not errors
+    deleted = {f"r{s}" for s in range(0, 1000, 100)}
+    assert col.info()["index"]["indexed_rows"] == N + 1000
+    for q in (VECTORS[0], VECTORS[100], *QUERIES[:5]):
+        assert not set(search_ids(col, q, k=20)) & deleted
+    for i in (0, 555, 999):
+        assert search_ids(col, extra[i], k=1) == [f"r{N + i}"]
