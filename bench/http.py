@@ -147,7 +147,7 @@ def main() -> None:
                 assert [h["_id"] for h in a["hits"]] == [h["_id"] for h in b["hits"]]
             rows = []
             for kind, searches in kinds.items():
-                for name, workers, fn in ((f"in-process, 1 thread", 1, local),
+                for name, workers, fn in (("in-process, 1 thread", 1, local),
                                           (f"in-process, {args.clients} threads", args.clients, local),
                                           (f"HTTP, {args.clients} clients", args.clients, remote)):
                     rate, lat = run(searches, workers, fn)

@@ -102,7 +102,8 @@ def test_openapi_documents_every_route_and_its_errors(server) -> None:
                 assert op["security"] == [{"HTTPBearer": []}]
     assert {"application/json", "application/x-ndjson"} <= set(
         doc["paths"]["/v1/collections/{name}/records"]["post"]["requestBody"]["content"])
-    assert "multipart/form-data" in doc["paths"]["/v1/collections/{name}/search/image"]["post"]["requestBody"]["content"]
+    upload = doc["paths"]["/v1/collections/{name}/search/image"]["post"]
+    assert "multipart/form-data" in upload["requestBody"]["content"]
     assert "501" in doc["paths"]["/v1/collections/{name}/match"]["post"]["responses"]
     assert "409" in doc["paths"]["/v1/collections/{name}"]["put"]["responses"]
     docs = httpx.get(server.url + "/docs")
@@ -144,7 +145,8 @@ def test_search_key_reads_but_cannot_write(admin, reader) -> None:
     assert reader.post("/collections/keys/search/image", files=files).status_code == 400  # model none, not 403
     writes = [("PUT", "/collections/keys", {"model": "none", "dim": 3}), ("DELETE", "/collections/keys", None),
               ("POST", "/collections/keys/records", {"records": []}), ("DELETE", "/collections/keys/records/r1", None),
-              ("POST", "/collections/keys/records/delete", {"ids": ["r1"]}), ("POST", "/collections/keys/duplicates", {})]
+              ("POST", "/collections/keys/records/delete", {"ids": ["r1"]}),
+              ("POST", "/collections/keys/duplicates", {})]
     for method, path, body in writes:
         r = reader.request(method, path, json=body) if body is not None else reader.request(method, path)
         assert "admin key" in error_of(r, 403, "forbidden"), (method, path)
@@ -214,7 +216,8 @@ def test_batch_ingest_bad_records_fail_alone(admin) -> None:
 
 def test_ingest_request_errors(admin) -> None:
     admin.put("/collections/reqerr", json={"model": "none", "dim": 3})
-    bad_json = admin.post("/collections/reqerr/records", content=b'{"records": [', headers={"Content-Type": "application/json"})
+    bad_json = admin.post("/collections/reqerr/records", content=b'{"records": [',
+                          headers={"Content-Type": "application/json"})
     assert "not valid JSON" in error_of(bad_json, 400, "bad_request")
     error_of(admin.post("/collections/reqerr/records", json={"records": 5}), 422, "validation_error")
     error_of(admin.post("/collections/reqerr/records", json={"rows": []}), 422, "validation_error")

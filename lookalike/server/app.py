@@ -8,15 +8,14 @@ contract's `{"error": {"code", "message"}}` body.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 import anyio.from_thread
-from fastapi import APIRouter, FastAPI, File, Form, Request, Security, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Path, Request, Security, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +28,10 @@ from .guard import Guard, Keys, is_ndjson
 from .ndjson import iter_records, loads
 
 log = logging.getLogger("lookalike.server")
+
+CollectionName = Annotated[str, Path(description="The collection: 1-64 of a-z, 0-9, '_' and '-', starting with "
+                                                 "a letter or digit.", examples=["products"])]
+RecordId = Annotated[str, Path(description="A record's `_id`, URL-encoded (it may contain '/').", examples=["sku-1"])]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -222,19 +225,20 @@ def collections_routes(router: APIRouter) -> None:
                 responses={200: {"model": S.CollectionInfo, "description": "Already existed (settings updated)"},
                            **errors(400, 403, 409)},
                 summary="Create a collection (201) or return the existing one (200)")
-    def put_collection(request: Request, name: str, body: S.CollectionSettingsBody | None = None) -> JSONResponse:
+    def put_collection(request: Request, name: CollectionName,
+                       body: S.CollectionSettingsBody | None = None) -> JSONResponse:
         settings = {k: v for k, v in (_dump(body) if body else {}).items() if v is not None}
         col, created = _db(request).ensure_collection(name, **settings)
         return ok(col.info(), 201 if created else 200)
 
     @router.get("/collections/{name}", tags=tag, response_model=S.CollectionInfo, responses=errors(400),
                 summary="Settings and stats of a collection")
-    def get_collection(request: Request, name: str) -> JSONResponse:
+    def get_collection(request: Request, name: CollectionName) -> JSONResponse:
         return ok(_col(request, name).info())
 
     @router.delete("/collections/{name}", tags=tag, response_model=S.Dropped, responses=errors(400, 403),
                    summary="Drop a collection and all its records")
-    def drop_collection(request: Request, name: str) -> JSONResponse:
+    def drop_collection(request: Request, name: CollectionName) -> JSONResponse:
         db = _db(request)
         db.collection(name)  # NotFound / bad name before anything is touched
         db.drop(name)
@@ -251,7 +255,7 @@ def records_routes(router: APIRouter) -> None:
     @router.post("/collections/{name}/records", tags=tag, response_model=S.UpsertResponse,
                  responses=errors(400, 403, 415), openapi_extra=upsert_body,
                  summary="Insert or update records: one result per record, in order")
-    async def upsert(request: Request, name: str) -> JSONResponse:
+    async def upsert(request: Request, name: CollectionName) -> JSONResponse:
         col = await run_in_threadpool(_col, request, name)
         batch = request.app.state.ingest_batch_size
         if is_ndjson(request.scope):
@@ -269,12 +273,12 @@ def records_routes(router: APIRouter) -> None:
 
     @router.get("/collections/{name}/records/{record_id:path}", tags=tag, response_model=S.Record,
                 responses=errors(400), summary="A stored record with its computed _labels and _colors")
-    def get_record(request: Request, name: str, record_id: str) -> JSONResponse:
+    def get_record(request: Request, name: CollectionName, record_id: RecordId) -> JSONResponse:
         return ok(_col(request, name).get(record_id))
 
     @router.delete("/collections/{name}/records/{record_id:path}", tags=tag, response_model=S.Deleted,
                    responses=errors(400, 403), summary="Delete one record (404 if it does not exist)")
-    def delete_record(request: Request, name: str, record_id: str) -> JSONResponse:
+    def delete_record(request: Request, name: CollectionName, record_id: RecordId) -> JSONResponse:
         col = _col(request, name)
         if col.delete([record_id]) == 0:
             raise NotFound(f"record {record_id!r} not found in collection {name!r}")
@@ -282,7 +286,7 @@ def records_routes(router: APIRouter) -> None:
 
     @router.post("/collections/{name}/records/delete", tags=tag, response_model=S.Deleted,
                  responses=errors(400, 403), summary="Delete records by ids or by filter")
-    def delete_records(request: Request, name: str, body: S.DeleteBody) -> JSONResponse:
+    def delete_records(request: Request, name: CollectionName, body: S.DeleteBody) -> JSONResponse:
         return ok({"deleted": _col(request, name).delete(body.ids, filter=body.filter)})
 
 
@@ -302,7 +306,8 @@ def _parse_upsert(raw: bytes) -> list[Any]:
     try:
         return S.UpsertBody.model_validate(data).records
     except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
+        problems = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(problems) from None
 
 
 async def _upsert_ndjson(request: Request, col: Collection, batch: int) -> list[dict]:
@@ -330,40 +335,41 @@ def search_routes(router: APIRouter) -> None:
 
     @router.post("/collections/{name}/search", tags=tag, response_model=S.SearchResponse,
                  responses=errors(400, 415, 501), summary="Records most similar to a query, best first")
-    def search(request: Request, name: str, body: S.SearchBody) -> JSONResponse:
+    def search(request: Request, name: CollectionName, body: S.SearchBody) -> JSONResponse:
         params = _dump(body)
         return ok(_col(request, name).search(params.pop("query"), **params))
 
     @router.post("/collections/{name}/search/image", tags=tag, response_model=S.SearchResponse,
                  responses=errors(400, 415, 501), summary="Search by an uploaded image (multipart)")
-    def search_image(request: Request, name: str,
+    def search_image(request: Request, name: CollectionName,
                      image: UploadFile = File(description="The image file."),
                      params: str | None = Form(None, description="The other search parameters as JSON "
-                                                                 "(k, filter, group_by, ...; no 'query').")) -> JSONResponse:
+                                               "(k, filter, group_by, ...; no 'query').")
+                     ) -> JSONResponse:
         options = _parse_params(params)
         data = image.file.read()
         return ok(_col(request, name).search({"image": data}, **options))
 
     @router.post("/collections/{name}/recommend", tags=tag, response_model=S.SearchResponse,
                  responses=errors(400, 501), summary="Items like one record, excluding its group")
-    def recommend(request: Request, name: str, body: S.RecommendBody) -> JSONResponse:
+    def recommend(request: Request, name: CollectionName, body: S.RecommendBody) -> JSONResponse:
         params = _dump(body)
         return ok(_col(request, name).recommend(params.pop("id"), **params))
 
     @router.post("/collections/{name}/rerank", tags=tag, response_model=S.RerankResponse,
                  responses=errors(400, 415, 501), summary="Sort given ids by similarity to a query")
-    def rerank(request: Request, name: str, body: S.RerankBody) -> JSONResponse:
+    def rerank(request: Request, name: CollectionName, body: S.RerankBody) -> JSONResponse:
         return ok(_col(request, name).rerank(body.ids, body.query, fields=body.fields))
 
     @router.post("/collections/{name}/match", tags=tag, response_model=S.MatchResponse,
                  responses=errors(400, 415, 501), summary="Near-duplicates of an image")
-    def match(request: Request, name: str, body: S.MatchBody) -> JSONResponse:
+    def match(request: Request, name: CollectionName, body: S.MatchBody) -> JSONResponse:
         params = _dump(body)
         return ok(_col(request, name).match(params.pop("query"), **params))
 
     @router.post("/collections/{name}/duplicates", tags=tag, response_model=S.Clusters,
                  responses=errors(400, 403, 501), summary="Clusters of records that are copies of each other")
-    def duplicates(request: Request, name: str, body: S.DuplicatesBody | None = None) -> JSONResponse:
+    def duplicates(request: Request, name: CollectionName, body: S.DuplicatesBody | None = None) -> JSONResponse:
         return ok(_col(request, name).duplicates(threshold=body.threshold if body else None))
 
 

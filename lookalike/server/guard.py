@@ -123,7 +123,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         length = header(scope, b"content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_body_bytes and not is_ndjson(scope):
+        declared = int(length) if length is not None and length.strip().isdigit() else None
+        if declared is not None and declared > self.max_body_bytes and not is_ndjson(scope):
             await self._too_large(send)
             return
         if is_ndjson(scope):

@@ -46,7 +46,8 @@ class CollectionSettingsBody(BaseModel):
     metric: str | None = Field(None, description="'cosine' (default) or 'dot'.", examples=["cosine"])
     group_field: str | None = Field(None, description="Field whose value groups records (at most one hit per value).")
     text_fields: list[str] | None = Field(None, description="Metadata fields used by text queries.")
-    boosts: list[dict[str, Any]] | None = Field(None, description="Standing boost rules: [{\"filter\": ..., \"weight\": 0.2}].")
+    boosts: list[dict[str, Any]] | None = Field(
+        None, description="Standing boost rules: [{\"filter\": ..., \"weight\": 0.2}].")
     index: Any = Field(None, description="Index settings, e.g. \"exact\" or {\"type\": \"hnsw\", ...}.")
     compression: Any = Field(None, description="Vector compression settings.")
     thumbnails: bool | None = Field(None, description="Keep a small JPEG per record for the web page (default true).")
@@ -113,7 +114,8 @@ class Deleted(BaseModel):
 
 # -- search -------------------------------------------------------------------------------
 class SearchOptions(_Body):
-    negative: list[dict[str, Any]] | None = Field(None, description="Anchors to move away from, e.g. [{\"id\": \"z\"}].")
+    negative: list[dict[str, Any]] | None = Field(
+        None, description="Anchors to move away from, e.g. [{\"id\": \"z\"}].")
     k: int = Field(10, ge=1, le=MAX_K, description="How many hits.")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Paging: hits to skip.")
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
