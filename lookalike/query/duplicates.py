@@ -63,8 +63,12 @@ BITS = HASH_SIDE * HASH_SIDE
 WORDS = BITS // 64
 GRID = 3                        # 3 x 3 windows
 WINDOW = 0.6                    # of the width and height
-N_HASHES = 1 + GRID * GRID
 CENTRE = 1 + GRID * GRID // 2    # the centred window's position in a fingerprint
+CROP_WINDOW, CROP_GRID = 0.4, 5  # small windows a crop of the image still contains whole
+CROP_SCALE, CROP_QUERY_GRID = 0.6, 9  # crops found: about this share of each side; query positions
+CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
+FIRST_CROP = 1 + GRID * GRID
+N_HASHES = FIRST_CROP + CROP_GRID * CROP_GRID
 ROTATIONS = (0.0, -5.0, 5.0, -10.0, 10.0)
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
 DEFAULT_MATCH_THRESHOLD = 0.55
@@ -96,17 +100,19 @@ def _dct_bits(grey: np.ndarray) -> np.ndarray:
     return bits.ravel()
 
 
-def _windows(grey: np.ndarray) -> list[np.ndarray]:
+def _windows(grey: np.ndarray, fraction: float = WINDOW, grid: int = GRID) -> list[np.ndarray]:
+    """Square windows of `fraction` of the side, on a grid x grid lattice from corner to corner."""
     side = grey.shape[0]
-    size = round(side * WINDOW)
-    starts = np.linspace(0, side - size, GRID).round().astype(int)
+    size = round(side * fraction)
+    starts = np.linspace(0, side - size, grid).round().astype(int)
     return [grey[y:y + size, x:x + size] for y in starts for x in starts]
 
 
 def fingerprint(image: Image.Image) -> dict:
     """The computed fields stored at ingest: `{"_fingerprint": base64, "_pixel_hash": hex}`."""
     grey = _canvas(image)
-    bits = np.stack([_dct_bits(grey)] + [_dct_bits(w) for w in _windows(grey)])
+    windows = _windows(grey) + _windows(grey, CROP_WINDOW, CROP_GRID)
+    bits = np.stack([_dct_bits(grey)] + [_dct_bits(w) for w in windows])
     return {FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
             PIXEL_HASH: pixel_hash(image)}
 
@@ -158,6 +164,7 @@ class QueryHashes:
     plain: np.ndarray    # uint64 (P, 4): compared with every stored hash
     rotated: np.ndarray  # uint64 (R, 4): centre windows of rotated versions, vs the stored centre window
     aligned: np.ndarray  # uint64 (B, GRID*GRID, 4): windows, each vs the stored window at its place
+    crop: np.ndarray     # uint64 (C, 4): sub-windows the size a stored crop window has in a crop
 
 
 def query_hashes(image: Image.Image) -> QueryHashes:
@@ -167,6 +174,9 @@ def query_hashes(image: Image.Image) -> QueryHashes:
     if trimmed is not None:
         bases.append(trimmed)
     plain, rotated, aligned = [], [], []
+    # if the query is a crop of CROP_SCALE of a stored image, some of these sub-windows are
+    # (nearly) one of its stored CROP_WINDOW windows
+    crop = [_dct_bits(w) for w in _windows(_canvas(image), CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID)]
     for base in bases:
         grey = _canvas(base)
         aligned.append([_dct_bits(w) for w in _windows(grey)])  # survives a caption over one part
@@ -177,14 +187,16 @@ def query_hashes(image: Image.Image) -> QueryHashes:
                 turned = np.asarray(Image.fromarray(grey, "F").rotate(angle, Image.Resampling.BILINEAR))
                 bits = _dct_bits(_windows(turned)[CENTRE - 1])
             (plain if angle == 0 else rotated).extend([bits, bits ^ MIRROR])
-    return QueryHashes(_as_words(np.array(plain)), _as_words(np.array(rotated)), _as_words(np.array(aligned)))
+    return QueryHashes(_as_words(np.array(plain)), _as_words(np.array(rotated)), _as_words(np.array(aligned)),
+                       _as_words(np.array(crop)))
 
 
 def stored_query_hashes(fp: np.ndarray) -> QueryHashes:
     """For a query by a stored record's id: its whole-image hash and its mirror."""
     bits = np.unpackbits(fp[:1].astype(">u8").view(np.uint8), axis=-1).astype(bool)[:, :BITS]
     none = np.zeros((0, WORDS), dtype=np.uint64)
-    return QueryHashes(_as_words(np.concatenate([bits, bits ^ MIRROR])), none, none.reshape(0, GRID * GRID, WORDS))
+    return QueryHashes(_as_words(np.concatenate([bits, bits ^ MIRROR])), none, none.reshape(0, GRID * GRID, WORDS),
+                       none)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -193,18 +205,22 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int32)
 
 
-def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 20_000) -> np.ndarray:
+def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000) -> np.ndarray:
     """Best similarity of each stored fingerprint (N, N_HASHES, 4) to the query versions."""
     out = np.empty(len(stored), dtype=np.float32)
     for start in range(0, len(stored), chunk):
         part = stored[start:start + chunk]
-        best = _hamming(part[:, :, None, :], query.plain[None, None]).min(axis=(1, 2))
+        best = _hamming(part[:, :FIRST_CROP, None, :], query.plain[None, None]).min(axis=(1, 2))
         if len(query.rotated):
             centre = part[:, CENTRE:CENTRE + 1, None, :]
             best = np.minimum(best, _hamming(centre, query.rotated[None, None]).min(axis=(1, 2)))
         if len(query.aligned):
-            best = np.minimum(best, _hamming(part[:, None, 1:], query.aligned[None]).min(axis=(1, 2)))
-        out[start:start + len(part)] = 1.0 - 2.0 * best / BITS
+            best = np.minimum(best, _hamming(part[:, None, 1:FIRST_CROP], query.aligned[None]).min(axis=(1, 2)))
+        sims = 1.0 - 2.0 * best / BITS
+        if len(query.crop):
+            cropped = _hamming(part[:, FIRST_CROP:, None, :], query.crop[None, None]).min(axis=(1, 2))
+            sims = np.maximum(sims, 1.0 - 2.0 * cropped / BITS - CROP_PENALTY)
+        out[start:start + len(part)] = sims
     return out
 
 
