@@ -15,7 +15,7 @@ import pytest
 
 from lookalike.errors import BadRequest
 from lookalike.records import InvalidRecord
-from lookalike.server.guard import Keys, required_role, role_of
+from lookalike.server.guard import Guard, Keys, required_role, role_of
 from lookalike.server.ndjson import iter_records
 from lookalike.server.run import check_keys, is_loopback
 
@@ -188,3 +188,26 @@ def test_ndjson_lines_split_anywhere() -> None:
 def test_ndjson_refuses_nan() -> None:
     out = list(iter_records([b'{"_id": "a", "x": NaN}\n'], 100))
     assert isinstance(out[0], InvalidRecord) and "NaN" in out[0].reason
+
+
+def test_serve_passes_its_options_on(tmp_path: Path, monkeypatch) -> None:
+    """serve() opens the data without `_file` access and hands the options to the app and uvicorn."""
+    import uvicorn
+
+    from lookalike.server import serve
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.delenv("LOOKALIKE_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("LOOKALIKE_SEARCH_KEY", "from-env")
+    serve(str(tmp_path / "d"), "127.0.0.1", 9, "adm", None, cors_origins=["https://a.example"],
+          max_body_bytes=4096, max_pixels=1234, log_level="warning", access_log=False)
+    app = seen["app"]
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 9 and seen["log_level"] == "warning"
+    assert seen["access_log"] is False
+    assert app.state.max_body_bytes == 4096
+    assert app.state.db.max_pixels == 1234 and app.state.db.allow_file is False
+    guard = next(m for m in app.user_middleware if m.cls is Guard)
+    assert guard.kwargs["keys"] == Keys("adm", "from-env")
+    assert any(m.kwargs.get("allow_origins") == ["https://a.example"] for m in app.user_middleware)
+    with pytest.raises(BadRequest, match="at least 1024"):
+        serve(str(tmp_path / "d"), "127.0.0.1", 9, "adm", None, max_body_bytes=10)
