@@ -56,6 +56,17 @@ def test_match_finds_most_crops_and_never_a_wrong_original(col):
     assert found >= 6, found  # of 12 (8 today; the benchmark finds about 70 %)
 
 
+def test_crop_check_is_skipped_beyond_its_collection_size_limit(col, monkeypatch):
+    import lookalike.query.duplicates as dup
+
+    crop = b64(encode(TRANSFORMS["crop60"](ORIGINALS["red-stripes"], 0)))
+    grey = b64(encode(TRANSFORMS["grey"](ORIGINALS["red-stripes"], 0)))
+    assert col.match({"base64": crop})["hits"][0]["_id"] == "red-stripes"
+    monkeypatch.setattr(dup, "CROP_SCAN_MAX", 1)
+    assert col.match({"base64": crop})["hits"] == []
+    assert col.match({"base64": grey})["hits"][0]["_id"] == "red-stripes"
+
+
 def test_exact_for_the_same_bytes_and_for_the_same_pixels(col, tmp_path):
     im = ORIGINALS["photo-a"]
     same_bytes = col.match({"base64": b64(encode(im))})["hits"]
