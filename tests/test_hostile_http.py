@@ -157,9 +157,10 @@ def test_bomb_in_an_ndjson_stream_fails_its_line_only(admin) -> None:
     assert count(admin, "img") == before + 1
 
 
-def test_pixel_limit_setting() -> None:
+def test_pixel_limit_setting(monkeypatch) -> None:
+    monkeypatch.delenv("LOOKALIKE_MAX_PIXELS", raising=False)
     assert _max_pixels(5000, 64) == 5000
-    assert _max_pixels(None, 64) in (64, int(__import__("os").environ.get("LOOKALIKE_MAX_PIXELS", 64)))
+    assert _max_pixels(None, 64) == 64
     for bad in (0, -1, "many"):
         with pytest.raises(BadRequest, match="max-pixels"):
             _max_pixels(bad, 64)
@@ -300,3 +301,12 @@ def test_infinite_metadata_is_refused_per_record(admin) -> None:
     result = post_raw(admin, "/collections/vec/records", body).json()["results"][0]
     assert result["status"] == "error" and "NaN or infinite" in result["error"]
     error_of(admin.get("/collections/vec/records/infmeta"), 404)
+
+
+def test_connect_passes_the_pixel_limit_to_every_collection(tmp_path: Path) -> None:
+    import lookalike
+    with lookalike.connect(tmp_path / "d", max_pixels=4321) as db:
+        assert db.collection("made", create=True, model="none", dim=2).max_pixels == 4321
+    with lookalike.connect(tmp_path / "d", max_pixels=99) as db:
+        assert db.collection("made").max_pixels == 99
+        assert db.ensure_collection("other", model="none", dim=2)[0].max_pixels == 99
