@@ -23,6 +23,7 @@ SOURCES = ("_file", "_url", "_base64", "_vector")
 COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash")  # written by the engine only
 MAX_ID_LENGTH = 256
 MAX_DEPTH = 32
+MAX_VECTOR_NORM = 1e18
 
 
 @dataclass
@@ -137,6 +138,8 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
         raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {dim}")
     if not np.any(vec):
         raise BadRequest("'_vector' is all zeros")
+    if not np.linalg.norm(vec) <= MAX_VECTOR_NORM:  # float32 scores of such vectors overflow to inf/NaN
+        raise BadRequest(f"'_vector' is too long (its length must be at most {MAX_VECTOR_NORM:g})")
     return vec.astype(np.float32)
 
 

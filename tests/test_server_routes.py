@@ -380,6 +380,8 @@ def test_search_errors(admin) -> None:
     assert "only accepted by the CLI" in error_of(post({"query": {"file": "/etc/passwd"}}), 400, "bad_request")
     error_of(post({"query": {"id": "r1", "ids": ["r2"]}}), 400, "bad_request")
     error_of(post({"query": {"vector": [1, 0]}}), 400, "bad_request")
+    for huge in ([1e39, 1, 1], [3e38, 3e38, 0]):  # beyond float32, or scores that would overflow: 400, never NaN
+        assert "too long" in error_of(post({"query": {"vector": huge}}), 400, "bad_request")
     error_of(post({"query": {"base64": "%%%"}}), 400, "bad_request")
     assert "$near" in error_of(post({"query": {"id": "r1"}, "filter": {"x": {"$near": 1}}}), 400, "bad_request")
     error_of(post({"query": {"id": "nope"}}), 404, "not_found")
