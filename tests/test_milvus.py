@@ -118,7 +118,9 @@ def test_recommend_rerank_get_like_embedded(pair):
     assert milvus.count() == embedded.count() == 240
     for spec in (None, {"price": {"$lt": 40}}):
         assert milvus.facets(filter=spec) == embedded.facets(filter=spec)
-    assert milvus.info()["count"] == 240 and milvus.info()["dim"] == DIM
+    info = milvus.info()
+    assert info["count"] == 240 and info["dim"] == DIM and info["bytes_per_vector"] == 4 * DIM
+    assert info["index"]["active"] == "milvus-flat" and info["index"]["indexed_rows"] == 240
 
 
 def test_statuses_updates_and_deletes(tmp_path):

@@ -171,8 +171,9 @@ class MilvusCollection(CollectionStore):
 
     def stats(self) -> dict:
         row_bytes = 4 * (self.settings.dim or 0)
-        return {"index": "milvus-flat", "bytes": self.count() * row_bytes, "bytes_per_vector": row_bytes,
-                "backend": "milvus"}
+        index = {**self.settings.index, "active": "milvus-flat", "state": "ready", "library": "milvus",
+                 "indexed_rows": self.count(), "memory_bytes": 0}
+        return {"index": index, "bytes": index["indexed_rows"] * row_bytes, "bytes_per_vector": row_bytes}
 
     # -- search --------------------------------------------------------------------------
     def _nearest(self, vector: np.ndarray, limit: int, expr: str, with_docs: bool) -> list["_Candidate"]:
