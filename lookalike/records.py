@@ -102,6 +102,8 @@ def check_value(path: str, value: Any, depth: int) -> None:
         raise BadRequest(f"metadata '{path}' is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRequest(f"metadata '{path}' is NaN or infinite")
+    if isinstance(value, int) and abs(value) > 1e308:  # no float can hold it (JSON allows any integer)
+        raise BadRequest(f"metadata '{path}' is a number too large to index")
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or not k or "." in k:
@@ -131,7 +133,10 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
         raise BadRequest("'_vector' must be a non-empty list of numbers")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
         raise BadRequest("'_vector' must contain only numbers")
-    vec = np.asarray(value, dtype=np.float64)
+    try:
+        vec = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond any float
+        raise BadRequest("'_vector' contains a number too large for a float") from None
     if not np.all(np.isfinite(vec)):
         raise BadRequest("'_vector' contains NaN or infinite values")
     if dim is not None and len(vec) != dim:

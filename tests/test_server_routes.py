@@ -382,6 +382,17 @@ def test_search_errors(admin) -> None:
     error_of(post({"query": {"vector": [1, 0]}}), 400, "bad_request")
     for huge in ([1e39, 1, 1], [3e38, 3e38, 0]):  # beyond float32, or scores that would overflow: 400, never NaN
         assert "too long" in error_of(post({"query": {"vector": huge}}), 400, "bad_request")
+    big = "9" * 400  # JSON allows integers no float can hold
+    for body in (f'{{"query": {{"vector": [{big}, 1, 1]}}}}',
+                 f'{{"query": {{"id": "r1"}}, "filter": {{"price": {big}}}}}',
+                 f'{{"query": {{"id": "r1"}}, "boost": [{{"filter": {{"price": 1}}, "weight": {big}}}]}}',
+                 '{"query": {"id": "r1"}, "boost": [{"filter": {"price": 10}, "weight": 1e39}]}'):
+        r = admin.post("/collections/serr/search", content=body.encode(), headers={"Content-Type": "application/json"})
+        error_of(r, 400, "bad_request")
+    records = (f'{{"records": [{{"_id": "z", "_vector": [1, 1, 1], "n": {big}}}, '
+               f'{{"_id": "y", "_vector": [{big}, 1, 1]}}]}}')
+    r = admin.post("/collections/serr/records", content=records.encode(), headers={"Content-Type": "application/json"})
+    assert [x["status"] for x in r.json()["results"]] == ["error", "error"]
     error_of(post({"query": {"base64": "%%%"}}), 400, "bad_request")
     assert "$near" in error_of(post({"query": {"id": "r1"}, "filter": {"x": {"$near": 1}}}), 400, "bad_request")
     error_of(post({"query": {"id": "nope"}}), 404, "not_found")

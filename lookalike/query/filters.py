@@ -120,6 +120,8 @@ def _scalar(path: str, op: str, value: Any) -> Scalar:
                          + ("; use $in for several values" if isinstance(value, list) else ""))
     if isinstance(value, float) and not math.isfinite(value):
         raise BadRequest(f"'{op}' on '{path}': NaN and infinity are not valid values")
+    if isinstance(value, int) and abs(value) > 1e308:  # no float can hold it (JSON allows any integer)
+        raise BadRequest(f"'{op}' on '{path}': the number is too large")
     if not isinstance(value, (str, int, float, bool)) and value is not None:
         raise BadRequest(f"'{op}' on '{path}': unsupported value type {type(value).__name__}")
     return value

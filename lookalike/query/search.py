@@ -18,6 +18,7 @@ from .filters import MATCH_ALL, Node, parse_filter
 MAX_K = 1000
 MAX_OFFSET = 100_000
 DEFAULT_NEGATIVE_WEIGHT = 0.5
+MAX_BOOST = 1e6  # larger weights overflow float32 scores
 QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "color", "text", "file", "image")
 
 
@@ -62,8 +63,8 @@ def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
         if not isinstance(rule, dict) or set(rule) - {"filter", "weight"} or "filter" not in rule:
             raise BadRequest("each boost rule is {\"filter\": {...}, \"weight\": number}")
         weight = rule.get("weight", 0.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not np.isfinite(weight):
-            raise BadRequest("a boost rule's 'weight' must be a finite number")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not -MAX_BOOST <= weight <= MAX_BOOST:
+            raise BadRequest(f"a boost rule's 'weight' must be a number from -{MAX_BOOST:g} to {MAX_BOOST:g}")
         out.append((parse_filter(rule["filter"]), float(weight)))
     return out
 
