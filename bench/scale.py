@@ -109,7 +109,8 @@ def search_rows(n: int, dim: int, queries: int, work: Path) -> list[tuple[str, s
             if hasattr(col._store, "flush"):
                 col._store.flush()  # seal the bulk load into a segment, as a server would soon do itself
             load = time.perf_counter() - start
-            for label, flt in (("no filter", None), ("price < 10 and color = red", {"price": {"$lt": 10}, "color": "red"})):
+            queries = (("no filter", None), ("price < 10 and color = red", {"price": {"$lt": 10}, "color": "red"}))
+            for label, flt in queries:
                 col.search({"vector": qs[0]}, k=10, filter=flt)  # warm up
                 times, hits = [], []
                 for q in qs:
@@ -154,7 +155,8 @@ def main() -> None:
         if args.skip_search:
             return
         print(f"\nSearch: {args.vectors} random {args.dim}-d vectors, k=10, {args.queries} queries, Python API\n")
-        print(f"| {'store':<12} | {'query':<27} | {'p50 ms':>7} | {'p95 ms':>7} | {'upserts/s':>9} | hits vs embedded |")
+        print(f"| {'store':<12} | {'query':<27} | {'p50 ms':>7} | {'p95 ms':>7} | {'upserts/s':>9} "
+              "| hits vs embedded |")
         print(f"|{'-' * 14}|{'-' * 29}|{'-' * 9}|{'-' * 9}|{'-' * 11}|------------------|")
         for name, label, p50, p95, rate, note in search_rows(args.vectors, args.dim, args.queries, work):
             print(f"| {name:<12} | {label:<27} | {p50:7.2f} | {p95:7.2f} | {rate:9.0f} | {note} |")

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -63,7 +62,8 @@ FILTERS = [
     {"$or": [{"price": {"$gte": 90}}, {"tags": {"$in": [1]}}]}, {"color": {"$gt": "c"}}, {"_id": "r005"},
     {"$and": [{}]}, {"attrs.w": {"$gt": 10.5}}, {"on_sale": True}, {"on_sale": 1}, {"odd key/é": "x"},
     {"tags": {"$in": []}}, {"color": {"$not": {"$in": ["red", "blue"]}}}, {"attrs": {"$exists": True}},
-    {"missing.path": {"$exists": False}}, {"price": 12.0}, {"$not": {"opt": {"$gt": 50}}}, {"$not": {"odd key/é": "x"}},
+    {"missing.path": {"$exists": False}}, {"price": 12.0}, {"$not": {"opt": {"$gt": 50}}},
+    {"$not": {"odd key/é": "x"}},
 ]
 
 

@@ -230,7 +230,8 @@ class MilvusCollection(CollectionStore):
             if key in seen:
                 continue
             seen.add(key)
-            hits.append(Hit(cands[i].id, float(scores[i]), fields.value_of(request.group_by, vid) if vid >= 0 else None))
+            group = fields.value_of(request.group_by, vid) if vid >= 0 else None
+            hits.append(Hit(cands[i].id, float(scores[i]), group))
             if rank < certain_rows:
                 certain += 1
         return hits, certain
@@ -258,7 +259,8 @@ class MilvusCollection(CollectionStore):
     def _row(self, rec: StoredRecord) -> dict:
         vector = np.asarray(rec.vector, dtype=np.float32).reshape(-1)
         if len(vector) != self.settings.dim:
-            raise BadRequest(f"record {rec.id!r} has a {len(vector)}-d vector, the collection expects {self.settings.dim}")
+            raise BadRequest(f"record {rec.id!r} has a {len(vector)}-d vector, "
+                             f"the collection expects {self.settings.dim}")
         row = {"id": rec.id, "vector": vector.tolist(), "doc": rec.doc, "computed": rec.computed,
                COLUMN: filter_view({**rec.doc, **rec.computed}), "content_hash": rec.content_hash,
                "source_hash": rec.source_hash, "updated": time.time()}
