@@ -159,16 +159,14 @@ def _query_from_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    text = None  # --text beside an image anchor: mixed in as text (see query/text_search.py)
-    if args.text is not None and any(v is not None for v in (args.id, args.image, args.url, args.color)):
-        text, args.text = args.text, None
     query = _query_from_args(args)
     with _db(args) as db:
         result = db.collection(args.collection).search(
             query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
             group_by=args.group_by, negative=[{"id": n} for n in args.negative_id] or None,
             boost=_parse_json_arg("--boost", args.boost),
-            fields=args.fields.split(",") if args.fields else None, text=text, hybrid=getattr(args, "hybrid", None))
+            fields=args.fields.split(",") if args.fields else None, text=getattr(args, "with_text", None),
+            hybrid=getattr(args, "hybrid", None))
     _print_json(result) if args.json else _print_hits(result)
     return 0
 
@@ -307,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--id")
         s.add_argument("--image")
         s.add_argument("--url")
-        s.add_argument("--text", help="search by text; beside --id/--image/--url: mixed in with --hybrid")
+        s.add_argument("--text", help="search by text (metadata and labels; pixels with a CLIP-like model)")
+        s.add_argument("--with-text", help="text mixed into an image query's ranking (needs text_fields)")
         s.add_argument("--hybrid", type=float, help="0..1: weight of text similarity against looks (default 0.5)")
         s.add_argument("--color")
         s.add_argument("-k", type=int, default=10)

@@ -303,3 +303,16 @@ def test_text_tower_problems_are_clear(tmp_path, clip_model):
     plain = TorchScriptEncoder(str(folder / "m.pt"))
     with pytest.raises(BadRequest, match="no text tower"):
         plain.embed_text(["red"])
+
+
+def test_cli_text_and_hybrid(data_dir, hybrid_col, capsys):
+    from lookalike.cli import main
+    assert main(["search", "-c", "hy", "--text", "physics", "-k", "1", "--json", "--data", str(data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["_id"] == "a"
+    assert main(["search", "-c", "hy", "--id", "q", "--hybrid", "1", "-k", "1", "--json", "--data", str(data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["_id"] == "c"
+    assert main(["search", "-c", "hy", "--id", "q", "--with-text", "kitchen", "--hybrid", "0.9", "-k", "1", "--json",
+                 "--data", str(data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["_id"] == "b"
+    assert main(["search", "-c", "hy", "--id", "q", "--hybrid", "7", "--data", str(data_dir)]) == 2
+    assert "'hybrid' must be a number" in capsys.readouterr().err

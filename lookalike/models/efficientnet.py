@@ -53,8 +53,40 @@ def default_device() -> str:
     return os.environ.get("LOOKALIKE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _embedder_module(net):
-    """The torch module that maps normalised pixels to (embedding, class probabilities)."""
+#: GeM exponent: p=3 is the value Radenovic et al. found best for retrieval (p=1 is average pooling).
+GEM_P = 3.0
+#: Per variant, the blocks whose channel statistics form the "style" part (the last block of
+#: the stride-16 stage), and that part's weight relative to the content part (cosine =
+#: (content + w^2 style) / (1 + w^2)). Chosen in bench/relevance.py: block statistics of this
+#: stage alone find same-pattern/same-texture items best; earlier stages add colour, which
+#: hurts "same look in another colour"; w = 2 keeps the category signal of the content part.
+_STYLE_BLOCKS = {"efficientnet-lite0": (10,), "efficientnet-lite1": (14,), "efficientnet-lite2": (14,)}
+STYLE_WEIGHT = 2.0
+EMBEDDINGS = ("gem", "style")
+
+
+def parse_variant(name: str) -> tuple[str, str, bool]:
+    """`efficientnet-lite0[-gem][-style]` -> (backbone, pooling "gap"|"gem", style features?)."""
+    parts = name.split("-")
+    base, extra = "-".join(parts[:2]), parts[2:]
+    if base not in _SIZES or len(set(extra)) != len(extra) or any(e not in EMBEDDINGS for e in extra) \
+            or extra != sorted(extra, key=EMBEDDINGS.index):
+        raise BadRequest(f"unknown EfficientNet-Lite variant {name!r}: use efficientnet-liteN "
+                         "optionally followed by -gem and/or -style")
+    return base, "gem" if "gem" in extra else "gap", "style" in extra
+
+
+def _embedder_module(net, pooling: str = "gap", style_blocks: tuple[int, ...] = (), style_weight: float = STYLE_WEIGHT):
+    """The torch module that maps normalised pixels to (embedding, class probabilities).
+
+    The embedding is the final feature map pooled by global average (`gap`) or generalised
+    mean (`gem`, which weights strong local activations more: better for objects that fill
+    part of the picture). With `style_blocks` it also carries, per listed block, the
+    per-channel mean and standard deviation of that block's output (texture and colour
+    statistics, as in style transfer), each part L2-normalised and weighted, so that
+    "looks like" covers pattern and material and not only the object's category.
+    Labels always come from the classifier on the average-pooled features it was trained on.
+    """
     import torch
 
     class Embedder(torch.nn.Module):
@@ -63,9 +95,29 @@ def _embedder_module(net):
             self.net = net
 
         def forward(self, x):
-            fmap = self.net.extract_features(x)
+            net = self.net
+            if style_blocks:
+                x = net._swish(net._bn0(net._conv_stem(x)))
+                styles = []
+                for idx, block in enumerate(net._blocks):
+                    x = block(x)
+                    if idx in style_blocks:
+                        flat = x.flatten(2)
+                        stats = torch.cat([flat.mean(dim=2), flat.std(dim=2)], dim=1)
+                        styles.append(torch.nn.functional.normalize(stats, dim=1) * style_weight)
+                fmap = net._swish(net._bn1(net._conv_head(x)))
+            else:
+                styles = []
+                fmap = net.extract_features(x)
             pooled = fmap.mean(dim=(2, 3))
-            return pooled, self.net._fc(pooled).softmax(dim=1)
+            probs = net._fc(pooled).softmax(dim=1)
+            if pooling == "gem":
+                vector = fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+            else:
+                vector = pooled
+            if styles:
+                vector = torch.cat([torch.nn.functional.normalize(vector, dim=1), *styles], dim=1)
+            return vector, probs
 
     return Embedder(net).eval()
 
@@ -82,18 +134,20 @@ class EfficientNetLiteEncoder:
 
         from . import onnx_backend
 
-        if model_name not in _SIZES:
-            raise BadRequest(f"unknown EfficientNet-Lite variant {model_name!r}; known: {sorted(_SIZES)}")
+        backbone, pooling, style = parse_variant(model_name)
         self.name = model_name
-        self.input_size = _SIZES[model_name]
-        self.dim = 1280
+        self.input_size = _SIZES[backbone]
         self.device = torch.device(device or default_device())
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-        net = EfficientNet.from_name(model_name, num_classes=1000)
-        net.load_state_dict(torch.load(weights_path or shipped_weights(model_name), map_location="cpu",
+        net = EfficientNet.from_name(backbone, num_classes=1000)
+        net.load_state_dict(torch.load(weights_path or shipped_weights(backbone), map_location="cpu",
                                        weights_only=True))
-        net.set_swish(memory_efficient=False)  # the autograd-saving Swish only matters for training
-        self._module = _embedder_module(net).to(self.device)
+        # No `net.set_swish(...)`: Lite models use ReLU6, and set_swish would replace it by Swish,
+        # silently computing another network (measured in bench/relevance.py: P@5 0.42 -> 0.86).
+        self._module = _embedder_module(net, pooling, _STYLE_BLOCKS[backbone] if style else ()).to(self.device)
+        with torch.inference_mode():  # 1280 plus, with style features, two statistics per channel of each block
+            probe = self._module(torch.zeros(1, 3, self.input_size, self.input_size, device=self.device))[0]
+        self.dim = int(probe.shape[1])
         self._torch = torch
         self._onnx = None
         self.backend = "torch"

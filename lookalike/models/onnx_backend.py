@@ -35,6 +35,7 @@ def cache_dir() -> Path:
 def weights_key(module, input_size: int, tag: str) -> str:
     """A short digest of the module's weights, so a changed model never reuses an old export."""
     h = hashlib.sha256(f"{tag}:{input_size}".encode())
+    h.update(repr(module).encode())  # the layer structure (activations included), not only the weights
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().numpy().tobytes()[:4096])

@@ -1,8 +1,9 @@
 """Which model names exist, and one loaded instance of each per process.
 
 Built in: `efficientnet-lite0` (default), `-lite1`, `-lite2` (their weights packages must be
-installed), `none` (precomputed vectors only) and `torchscript:/path/model.pt` for a
-user-supplied model. `register_model` adds more (a plugin seam, as in Datasette).
+installed), each also as `...-gem`, `...-style` and `...-gem-style` (other pooling/features),
+`none` (precomputed vectors only) and `torchscript:/path/model.pt` for a user-supplied model
+(with `model.text.pt` beside it, a CLIP-like text tower for text-to-image search). `register_model` adds more (a plugin seam, as in Datasette).
 """
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ def _efficientnet(name: str) -> ImageEncoder:
     return EfficientNetLiteEncoder(name)
 
 
-for _variant in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
-    register_model(_variant, _efficientnet)
+for _backbone in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    # Pooling/feature options (see efficientnet._embedder_module and bench/relevance.py):
+    # -gem generalised-mean pooling, -style adds mid-layer channel statistics (pattern, material).
+    for _suffix in ("", "-gem", "-style", "-gem-style"):
+        register_model(_backbone + _suffix, _efficientnet)
 
 
 def known_model(name: str) -> bool:
