@@ -91,34 +91,36 @@ def pixel_hash(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-def _canvas(image: Image.Image) -> np.ndarray:
+def _canvas(image: Image.Image) -> Image.Image:
+    """The greyscale square (mode F, _CANVAS pixels a side) every hash is computed from."""
     grey = image.convert("L").resize((_CANVAS, _CANVAS), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(grey, dtype=np.float32)
+    return grey.convert("F")
 
 
-def _dct_bits(grey: np.ndarray) -> np.ndarray:
-    """256 sign bits of the lowest DCT coefficients of a greyscale array (any size)."""
-    thumb = np.asarray(Image.fromarray(grey.astype(np.float32), "F").resize(
-        (2 * HASH_SIDE, 2 * HASH_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float64)
-    coef = dctn(thumb, norm="ortho")[:HASH_SIDE, :HASH_SIDE]
+def _boxes(fraction: float = WINDOW, grid: int = GRID) -> list[tuple[int, int, int, int]]:
+    """Square windows of `fraction` of the canvas side, on a grid x grid lattice from corner to corner."""
+    size = round(_CANVAS * fraction)
+    starts = np.linspace(0, _CANVAS - size, grid).round().astype(int).tolist()
+    return [(x, y, x + size, y + size) for y in starts for x in starts]
+
+
+WHOLE = [(0, 0, _CANVAS, _CANVAS)]
+
+
+def _dct_bits(canvas: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Per box, 256 sign bits of the lowest DCT coefficients of that part of the canvas."""
+    side = 2 * HASH_SIDE
+    thumbs = np.stack([np.asarray(canvas.crop(box).resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0),
+                                  dtype=np.float64) for box in boxes])
+    coef = dctn(thumbs, axes=(1, 2), norm="ortho")[:, :HASH_SIDE, :HASH_SIDE]
     bits = coef > 0
-    bits[0, 0] = False  # DC: brightness, not structure
-    return bits.ravel()
-
-
-def _windows(grey: np.ndarray, fraction: float = WINDOW, grid: int = GRID) -> list[np.ndarray]:
-    """Square windows of `fraction` of the side, on a grid x grid lattice from corner to corner."""
-    side = grey.shape[0]
-    size = round(side * fraction)
-    starts = np.linspace(0, side - size, grid).round().astype(int)
-    return [grey[y:y + size, x:x + size] for y in starts for x in starts]
+    bits[:, 0, 0] = False  # DC: brightness, not structure
+    return bits.reshape(len(boxes), BITS)
 
 
 def fingerprint(image: Image.Image) -> dict:
     """The computed fields stored at ingest: `{"_fingerprint": base64, "_pixel_hash": hex}`."""
-    grey = _canvas(image)
-    windows = _windows(grey) + _windows(grey, CROP_WINDOW, CROP_GRID)
-    bits = np.stack([_dct_bits(grey)] + [_dct_bits(w) for w in windows])
+    bits = _dct_bits(_canvas(image), WHOLE + _boxes() + _boxes(CROP_WINDOW, CROP_GRID))
     return {FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
             PIXEL_HASH: pixel_hash(image)}
 
@@ -182,17 +184,16 @@ def query_hashes(image: Image.Image) -> QueryHashes:
     plain, rotated, aligned = [], [], []
     # if the query is a crop of CROP_SCALE of a stored image, some of these sub-windows are
     # (nearly) one of its stored CROP_WINDOW windows
-    crop = [_dct_bits(w) for w in _windows(_canvas(image), CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID)]
+    crop = _dct_bits(_canvas(image), _boxes(CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID))
+    centre = [_boxes()[CENTRE - 1]]
     for base in bases:
-        grey = _canvas(base)
-        aligned.append([_dct_bits(w) for w in _windows(grey)])  # survives a caption over one part
-        for angle in ROTATIONS:
-            if angle == 0:
-                bits = _dct_bits(grey)
-            else:  # rotate back and keep the centre window, which has no lost corners
-                turned = np.asarray(Image.fromarray(grey, "F").rotate(angle, Image.Resampling.BILINEAR))
-                bits = _dct_bits(_windows(turned)[CENTRE - 1])
-            (plain if angle == 0 else rotated).extend([bits, bits ^ MIRROR])
+        canvas = _canvas(base)
+        aligned.append(_dct_bits(canvas, _boxes()))  # survives a caption over one part
+        whole = _dct_bits(canvas, WHOLE)[0]
+        plain.extend([whole, whole ^ MIRROR])
+        for angle in ROTATIONS[1:]:  # rotate back and keep the centre window, which has no lost corners
+            bits = _dct_bits(canvas.rotate(angle, Image.Resampling.BILINEAR), centre)[0]
+            rotated.extend([bits, bits ^ MIRROR])
     return QueryHashes(_as_words(np.array(plain)), _as_words(np.array(rotated)), _as_words(np.array(aligned)),
                        _as_words(np.array(crop)))
 
