@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import BadRequest, LookalikeError
 from .fetch import read_file
-from .records import ValidRecord, content_hash, digest, parse_vector, validate_record
+from .records import COMPUTED, ValidRecord, content_hash, digest, parse_vector, validate_record
 from .store.base import StoredRecord
 
 #: Records per actor call (one encoder batch).
@@ -114,6 +114,7 @@ class Embedder:
         from .ingest import make_thumbnail
         from .models.colors import dominant_colors
         from .models.images import fit_square, open_image
+        from .query.duplicates import fingerprint
 
         out: dict[str, Any] = {"pos": int(row["pos"]), "status": "", "error": "", "vector": None,
                                "computed": "{}", "source_hash": "", "content_hash": "", "thumbnail": b"",
@@ -157,7 +158,7 @@ class Embedder:
             elif kind == "file" and data is None:
                 data = read_file(Path(row["ref"]))
             image = open_image(data, max_pixels=self.max_pixels, draft_size=self.encoder.input_size)
-            computed = {"_colors": dominant_colors(image)}
+            computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # as Ingestor._decode
             out["computed"] = json.dumps(computed)
             if self.thumbnails and kind in ("file", "base64"):
                 out["thumbnail"], out["thumb"] = make_thumbnail(image), "set"
@@ -422,7 +423,7 @@ def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_ba
             if vector is None or stored is None:
                 res.update(status="error", error=f"record {task.id!r} was deleted while being updated")
                 continue
-            computed = {k: stored[k] for k in ("_labels", "_colors") if k in stored}
+            computed = {k: stored[k] for k in COMPUTED if k in stored}
             thumbnail = None
         rec = StoredRecord(task.id, json.loads(task.doc), computed, np.asarray(vector, dtype=np.float32),
                            str(batch["source_hash"][i]), str(batch["content_hash"][i]))

@@ -77,6 +77,8 @@ def check_against_reference(col, reference: dict) -> None:
     docs = dict(zip(ids, col._store.get(ids)))
     for i in ids:
         assert docs[i]["_colors"] == reference["docs"][i]["_colors"]
+        for key in ("_fingerprint", "_pixel_hash"):  # near-duplicate matching works on Ray-ingested records
+            assert docs[i][key] == reference["docs"][i][key]
         assert [lab["label"] for lab in docs[i]["_labels"]] == [lab["label"] for lab in reference["docs"][i]["_labels"]]
         assert {k: v for k, v in docs[i].items() if not k.startswith("_")} == \
             {k: v for k, v in reference["docs"][i].items() if not k.startswith("_")}
