@@ -100,3 +100,21 @@ def test_cli_color_option(pattern_db_dir):
     bad = subprocess.run([sys.executable, "-m", "lookalike.cli", "search", "-c", "patterns", "--color", "#nothex",
                           "--data", str(pattern_db_dir)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "#nothex" in bad.stderr
+
+
+def test_colour_scores_stay_right_after_compaction(tmp_path):
+    solid = {"teal": (0, 128, 128), "yellow": (255, 220, 0), "pink": (240, 120, 180)}
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("k", create=True)
+        def put(name):
+            c.upsert([{"_id": name, "_base64": base64.b64encode(encode(Image.new("RGB", (64, 64), solid[name]), "PNG")).decode()}])
+        put("teal")
+        put("yellow")
+        assert c.search({"color": "#008080"}, k=1)["hits"][0]["_id"] == "teal"
+        c.delete(["teal"])
+        c._store.compact()  # the field index is rebuilt: distinct colours get new ids
+        put("pink")
+        put("teal")
+        for name, hexa in (("teal", "#008080"), ("yellow", "#ffdc00"), ("pink", "#f078b4")):
+            hits = c.search({"color": hexa}, k=3)["hits"]
+            assert hits[0]["_id"] == name and hits[0]["_score"] == pytest.approx(1.0, abs=0.01), (name, hits)

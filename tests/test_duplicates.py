@@ -160,3 +160,17 @@ def test_cli_match_and_duplicates(tmp_path):
 
     assert sorted(h["_id"] for h in cli("match", "--image", str(query))["hits"]) == ["photo", "photo-grey"]
     assert cli("duplicates")["clusters"] == [["photo", "photo-grey"]]
+
+
+def test_match_stays_right_after_compaction_and_more_writes(tmp_path):
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("k", create=True)
+        ims = [photo_like(300 + i, size=200) for i in range(6)]
+        c.upsert([{"_id": f"p{i}", "_base64": b64(encode(im))} for i, im in enumerate(ims[:4])])
+        assert c.match({"base64": b64(encode(TRANSFORMS["grey"](ims[2], 0)))})["hits"][0]["_id"] == "p2"
+        c.delete(["p0", "p1"])
+        c._store.compact()  # slots and the field index are rebuilt
+        c.upsert([{"_id": f"p{i}", "_base64": b64(encode(im))} for i, im in enumerate(ims) if i not in (2, 3)])
+        for i in range(6):
+            hits = c.match({"base64": b64(encode(TRANSFORMS["blur"](ims[i], 0)))})["hits"]
+            assert [h["_id"] for h in hits[:1]] == [f"p{i}"], (i, hits)

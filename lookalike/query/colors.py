@@ -80,9 +80,12 @@ class _Values:
 
     def __init__(self, convert) -> None:
         self._convert = convert
+        self._keys: list | None = None
         self.table = np.empty(0)
 
     def update(self, keys: list) -> np.ndarray:
+        if keys is not self._keys:  # a rebuilt field index (compaction): its value ids changed
+            self._keys, self.table = keys, np.empty(0)
         if len(keys) > len(self.table):
             new = self._convert(keys[len(self.table):])
             self.table = np.concatenate([self.table, new]) if len(self.table) else new

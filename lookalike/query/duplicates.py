@@ -233,30 +233,35 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000) -> 
 
 
 class FingerprintCache:
-    """Per-collection packed fingerprints by slot, grown from the field index's postings."""
+    """Per-collection packed fingerprints by slot, grown from the field index's postings.
+
+    Postings only grow, so each update decodes just the new ones; a rebuilt field index
+    (compaction, reopening) is recognised by its new list of distinct values, and read anew.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._decoded: list[np.ndarray | None] = []   # per distinct value id
-        self._seen = 0                                 # postings consumed
+        self._reset(None)
+
+    def _reset(self, keys: list | None) -> None:
+        self._keys = keys      # the field index's distinct values list these postings index into
+        self._seen = 0         # postings consumed
         self.slots = np.empty(0, dtype=np.int64)
         self.hashes = np.empty((0, N_HASHES, WORDS), dtype=np.uint64)
 
     def update(self, rows: np.ndarray, vids: np.ndarray, keys: list) -> tuple[np.ndarray, np.ndarray]:
         """(slots, hashes) of every posting so far; only new postings are decoded."""
         with self._lock:
-            if len(rows) < self._seen:  # the index was rebuilt (compaction): start over
-                self.__init__()
+            if keys is not self._keys or len(rows) < self._seen:
+                self._reset(keys)
             if len(rows) > self._seen:
-                new_rows, new_vids = rows[self._seen:], vids[self._seen:]
-                while len(self._decoded) < len(keys):
-                    tag, value = keys[len(self._decoded)]
-                    self._decoded.append(decode_fingerprint(value) if tag == "s" else None)
-                keep = [i for i, v in enumerate(new_vids.tolist()) if self._decoded[v] is not None]
+                new_rows = rows[self._seen:]
+                decoded = [decode_fingerprint(keys[v][1]) if keys[v][0] == "s" else None
+                           for v in vids[self._seen:len(rows)].tolist()]
+                keep = [i for i, fp in enumerate(decoded) if fp is not None]
                 if keep:
-                    add = np.stack([self._decoded[new_vids[i]] for i in keep])
                     self.slots = np.concatenate([self.slots, new_rows[keep]])
-                    self.hashes = np.concatenate([self.hashes, add])
+                    self.hashes = np.concatenate([self.hashes, np.stack([decoded[i] for i in keep])])
                 self._seen = len(rows)
             return self.slots, self.hashes
 
