@@ -27,7 +27,7 @@ from .store import CollectionSettings, CollectionStore, SearchRequest, Store, op
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
-                "thumbnails")
+                "thumbnails", "compound")
 
 
 class Collection:
@@ -150,7 +150,7 @@ class Collection:
             from .query.labels import restrict_to_same_label
             restrict_to_same_label(self, params)
         from .query.text_search import run_text_search, wants_text
-        if wants_text(params.query, text, hybrid):
+        if wants_text(params.query, text, hybrid) or self.settings.compound:
             hits = run_text_search(self, params, text, hybrid)
         else:
             hits = self._run(params)
@@ -392,6 +392,9 @@ def _check_settings(s: dict) -> None:
         raise BadRequest("'text_fields' must be a list of field names")
     if "boosts" in s:
         parse_boosts(s["boosts"])
+    if "compound" in s:
+        from .query.text_search import check_compound
+        s["compound"] = check_compound(s["compound"])
     if "thumbnails" in s and not isinstance(s["thumbnails"], bool):
         raise BadRequest("'thumbnails' must be true or false")
     if "index" in s:

@@ -316,3 +316,41 @@ def test_cli_text_and_hybrid(data_dir, hybrid_col, capsys):
     assert json.loads(capsys.readouterr().out)["hits"][0]["_id"] == "b"
     assert main(["search", "-c", "hy", "--id", "q", "--hybrid", "7", "--data", str(data_dir)]) == 2
     assert "'hybrid' must be a number" in capsys.readouterr().err
+
+
+# -- compound similarity (image + text + one-hot attributes) --------------------------------------------
+def test_compound_setting_mixes_looks_words_and_attributes(db, encoder):
+    spec = {"image": 1.0, "text": 0.5, "attributes": {"fields": ["category", "brand.name"], "weight": 1.0}}
+    col = db.collection("cmp", create=True, model="none", dim=2, text_fields=["title"], compound=spec)
+    col.upsert([{"_id": "q", "_vector": [1, 0], "title": "wooden chair", "category": "furniture", "brand": {"name": "A"}},
+                {"_id": "a", "_vector": [0.95, 0.31], "title": "toy car", "category": "toys", "brand": {"name": "B"}},
+                {"_id": "b", "_vector": [0.6, 0.8], "title": "oak chair", "category": "furniture", "brand": {"name": "B"}},
+                {"_id": "c", "_vector": [0.2, 0.98], "title": "oak stool", "category": "furniture", "brand": {"name": "A"}}])
+    vis = {"a": 0.95 / np.hypot(0.95, 0.31), "b": 0.6, "c": 0.2 / np.hypot(0.2, 0.98)}
+    titles = {"a": "toy car", "b": "oak chair", "c": "oak stool"}
+    matches = {"a": 0, "b": 1, "c": 2}  # of the 2 attribute fields, equal to q's
+    tq = encoder.embed(["wooden chair"])[0]
+    hits = col.search({"id": "q"}, k=3)["hits"]
+    for hit in hits:
+        rid = hit["_id"]
+        text = float(encoder.embed([titles[rid]])[0] @ tq)
+        expected = (1.0 * vis[rid] + 0.5 * text + 1.0 * matches[rid] / 2) / 2.5
+        assert hit["_score"] == pytest.approx(expected, abs=1e-4), rid
+    assert [h["_id"] for h in hits][0] != "a"  # the visually closest has nothing else in common
+    # explicit hybrid parameters override the setting: pure looks again
+    assert top(col.search({"id": "q"}, k=3, hybrid=0)) == ["a", "b", "c"]
+    # the setting is stored and validated
+    assert db.collection("cmp").settings.compound == {"image": 1.0, "text": 0.5, **{"attributes": spec["attributes"]}}
+
+
+@pytest.mark.parametrize("compound, message", [
+    ("yes", "'compound' must be an object"),
+    ({"image": 1, "colour": 2}, "unknown 'compound' part"),
+    ({"image": -1}, "'compound.image' must be a weight"),
+    ({"attributes": {"fields": []}}, "non-empty list of field names"),
+    ({"attributes": {"fields": ["a"], "weight": "x"}}, "'compound.attributes.weight'"),
+    ({"image": 0, "text": 0}, "at least one positive weight"),
+])
+def test_bad_compound_settings(db, compound, message):
+    with pytest.raises(BadRequest, match=message):
+        db.collection("bad", create=True, model="none", dim=2, compound=compound)

@@ -13,6 +13,15 @@ Defaults: h = 0.5 when both parts exist; with one part, that part alone. So
 and labels; on a CLIP collection it searches pixels (mixed with metadata if it has
 `text_fields`); `{"id": "x"}` with `"text": "on sale"` or `"hybrid": 0.3` is a tags-enhanced
 visual kNN ("looks like x, and is described alike").
+
+Compound similarity, for catalogues where looks are not everything: the collection setting
+`compound: {"image": 1.0, "text": 0.5, "attributes": {"fields": ["category"], "weight": 0.3}}`
+ranks by the cosine of a concatenated vector [sqrt(w_i) image, sqrt(w_t) text,
+sqrt(w_a / F) one-hot(attribute values)], which equals the weighted mean
+(w_i * visual + w_t * text + w_a * share of the F attributes equal to the anchor's) / (w_i + w_t + w_a).
+It is computed from the parts at query time (no third vector store): the attribute part is
+one boost per field and anchor. It applies to queries by `id`/`ids` (whose attribute values
+and text are known); `text`/`hybrid` given with a query override it.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..models.base import l2_normalize
 from ..store.base import SearchRequest
+from .filters import Cond
 from .search import SearchParams, combine_anchors, parse_boosts, project
 
 if TYPE_CHECKING:
@@ -30,6 +40,68 @@ if TYPE_CHECKING:
 
 MAX_TEXT = 2000
 DEFAULT_HYBRID = 0.5
+
+
+def check_compound(value: Any) -> dict:
+    """Validate the `compound` collection setting; returns it normalised ({} turns it off)."""
+    if not isinstance(value, dict):
+        raise BadRequest("'compound' must be an object such as {\"image\": 1, \"text\": 0.5, "
+                         "\"attributes\": {\"fields\": [\"category\"], \"weight\": 0.3}}")
+    unknown = set(value) - {"image", "text", "attributes"}
+    if unknown:
+        raise BadRequest(f"unknown 'compound' part(s): {', '.join(sorted(unknown))}; use image, text, attributes")
+    if not value:
+        return {}
+    out: dict = {}
+    for part in ("image", "text"):
+        w = value.get(part, 1.0 if part == "image" else 0.0)
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 100:
+            raise BadRequest(f"'compound.{part}' must be a weight from 0 to 100")
+        out[part] = float(w)
+    attrs = value.get("attributes")
+    if attrs is not None:
+        if not isinstance(attrs, dict) or set(attrs) - {"fields", "weight"}:
+            raise BadRequest("'compound.attributes' must be {\"fields\": [...], \"weight\": number}")
+        fields = attrs.get("fields")
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+            raise BadRequest("'compound.attributes.fields' must be a non-empty list of field names")
+        w = attrs.get("weight", 1.0)
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 100:
+            raise BadRequest("'compound.attributes.weight' must be a weight from 0 to 100")
+        out["attributes"] = {"fields": list(fields), "weight": float(w)}
+    if out["image"] + out["text"] + out.get("attributes", {}).get("weight", 0.0) <= 0:
+        raise BadRequest("'compound' needs at least one positive weight")
+    return out
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not np.isfinite(value))
+
+
+def compound_parts(col: "Collection", params: SearchParams, exclude: list[str]) -> tuple[float, float, list]:
+    """(w_image, w_text, attribute boosts) of the collection's compound setting for an id query,
+    all divided by the total weight so scores stay in the cosine range."""
+    spec = col.settings.compound
+    w_i, w_t = spec.get("image", 1.0), spec.get("text", 0.0)
+    if not col.settings.text_fields:
+        w_t = 0.0  # no text vectors to compare
+    attrs = spec.get("attributes") or {}
+    w_a = attrs.get("weight", 0.0)
+    total = w_i + w_t + w_a
+    if total <= 0:
+        return 1.0, 0.0, []
+    boosts = []
+    if w_a and exclude:
+        docs = [d for d in col._store.get(exclude) if d is not None]
+        share = w_a / total / len(attrs["fields"]) / max(1, len(docs))
+        for doc in docs:
+            for path in attrs["fields"]:
+                value: Any = doc
+                for key in path.split("."):
+                    value = value.get(key) if isinstance(value, dict) else None
+                if _scalar(value):
+                    boosts.append((Cond(path, "$eq", value), share))
+    return w_i / total, w_t / total, boosts
 
 
 def check_text(text: Any, what: str = "text") -> str:
@@ -121,15 +193,41 @@ def resolve(col: "Collection", params: SearchParams, text: Any, hybrid: Any
     return vector, text_query, h, exclude
 
 
+def _visual_anchors(col: "Collection", params: SearchParams) -> tuple[list, list, float]:
+    positives, _ = col._anchors(params.query)
+    negatives: list = []
+    for anchor in params.negative:
+        negatives += col._anchors(anchor)[0]
+    return positives, negatives, params.negative_weight
+
+
 def run_text_search(col: "Collection", params: SearchParams, text: Any = None, hybrid: Any = None) -> list[dict]:
     """Hits for a text / hybrid search, shaped like `Collection.search` hits."""
-    vector, text_query, h, exclude = resolve(col, params, text, hybrid)
-    if text_query is None:  # visual only (h = 0, or a CLIP text query without text_fields)
-        slot_scores = None
+    kind = next(iter(params.query))
+    compound = bool(col.settings.compound) and text is None and hybrid is None and kind in ("id", "ids")
+    extra: list = []
+    if compound:
+        ids = [params.query[kind]] if kind == "id" else list(params.query[kind])
+        positives, negatives, weight = _visual_anchors(col, params)
+        vector = combine_anchors(positives, negatives, weight)
+        exclude = ids + [i for a in params.negative if next(iter(a)) in ("id", "ids")
+                         for i in ([a["id"]] if "id" in a else a["ids"])]
+        w_i, w_t, extra = compound_parts(col, params, ids)
+        own = col._store.text_vectors(ids) if w_t else np.zeros((0, 0), np.float32)
+        text_query = l2_normalize(own.mean(axis=0)) if len(own) else None
+        if text_query is None:  # anchors without text: their share goes to looks
+            w_i, w_t = w_i + w_t, 0.0
+        # hybrid_scores gives (1 - h) * visual + h * text; scaled by w_i + w_t the weights are w_i, w_t
+        scale = w_i + w_t
+        slot_scores = col._store.hybrid_scores(vector, text_query, w_t / scale if scale else 0.0) * np.float32(scale)
     else:
-        slot_scores = col._store.hybrid_scores(vector if h < 1 else None, text_query, h)
+        vector, text_query, h, exclude = resolve(col, params, text, hybrid)
+        if text_query is None:  # visual only (h = 0, or a CLIP text query without text_fields)
+            slot_scores = None
+        else:
+            slot_scores = col._store.hybrid_scores(vector if h < 1 else None, text_query, h)
     group_by = None if params.group_by is False else (params.group_by or col.settings.group_field)
-    boosts = parse_boosts(col.settings.boosts) + params.boosts
+    boosts = parse_boosts(col.settings.boosts) + params.boosts + extra
     request = SearchRequest(vector=vector if vector is not None else np.zeros(col.settings.dim, np.float32),
                             k=params.k, offset=params.offset, where=params.where, group_by=group_by,
                             exclude=exclude, boosts=boosts, slot_scores=slot_scores)

@@ -46,6 +46,7 @@ class CollectionSettings:
     index: dict = field(default_factory=dict)  # see lookalike.index.settings (defaults filled in)
     compression: dict = field(default_factory=dict)
     thumbnails: bool = True  # keep a small JPEG per record made from a file/base64 (for the web page)
+    compound: dict = field(default_factory=dict)  # per-part weights of image/text/attributes (query/text_search.py)
 
     def __post_init__(self) -> None:
         self.index = normalize_index(self.index)
