@@ -311,3 +311,16 @@ def test_searches_while_writing_see_consistent_results(db):
         assert not set(search_ids(col, q, k=20)) & deleted
     for i in (0, 555, 999):
         assert search_ids(col, extra[i], k=1) == [f"r{N + i}"]
+
+
+def test_cached_filter_masks_never_hide_new_or_changed_records(db):
+    col = make(db)
+    flt = {"c": 3}
+    q = VECTORS[4]  # r4 has c=4
+    assert "r4" not in search_ids(col, q, filter=flt)  # mask now cached
+    col.upsert([{"_id": "r4", "_vector": q.tolist(), "c": 3}])  # update moves r4 into the filter
+    col.upsert([{"_id": "new", "_vector": q.tolist(), "c": 3}])
+    assert set(search_ids(col, q, k=2, filter=flt)) == {"r4", "new"}
+    col.upsert([{"_id": "new", "_vector": q.tolist(), "c": 5}])  # and out again
+    assert "new" not in search_ids(col, q, k=K, filter=flt)
+    assert search_ids(col, q, k=1, filter={"c": 5}) == ["new"]

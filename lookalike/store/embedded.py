@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..index.exact import ExactIndex, top_k
 from ..index.manager import CollectionIndex
+from ..index.masks import MaskCache
 from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
@@ -111,6 +112,7 @@ class EmbeddedCollection(CollectionStore):
             docs.append(indexed_view(json.loads(doc), json.loads(computed)))
         self._fields.add(slots, docs)
         self._text = TextMatrix.load(self._store.reader(), self.name, self._slot_of, self._vectors.rows)
+        self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
         self._index = CollectionIndex(self._store.path / "index", self.name, self._generation, dim,
                                       self.settings.index, self.settings.compression,
@@ -208,7 +210,8 @@ class EmbeddedCollection(CollectionStore):
         n = self.n_slots
         allowed = self._alive[:n].copy()
         if where is not MATCH_ALL:
-            allowed &= self._fields.mask(where, n)
+            version = self._fields_version  # read before computing: a newer mask never hides under it
+            allowed &= self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
         for rid in exclude:
             slot = self._slot_of.get(rid)
             if slot is not None and slot < n:
@@ -378,6 +381,7 @@ class EmbeddedCollection(CollectionStore):
         """Make committed rows visible: fields first, then liveness, so readers never see half."""
         slots = list(range(first, first + len(records)))
         self._fields.add(slots, [indexed_view(r.doc, r.computed) for r in records])
+        self._fields_version += 1
         texts = [(s, r.text_vector) for s, r in zip(slots, records) if getattr(r, "text_vector", None) is not None]
         if texts:
             self._text.set([s for s, _ in texts], np.stack([v for _, v in texts]), first + len(records))
