@@ -44,18 +44,27 @@ def _parse_json_arg(name: str, text: str | None) -> Any:
 
 
 def _print_hits(result: dict) -> None:
+    """A compact table: one line per hit, metadata summarised to fit the terminal."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_header=True, header_style="bold")
-    for col in ("#", "_id", "score", "group", "labels", "fields"):
-        table.add_column(col)
+    table = Table(show_header=True, header_style="bold", expand=False)
+    table.add_column("#", justify="right", min_width=2)
+    table.add_column("_id", no_wrap=True, overflow="ellipsis", min_width=12, max_width=32)
+    table.add_column("score", justify="right", min_width=6)
+    if any("_group" in h for h in result.get("hits", [])):
+        table.add_column("group", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("label", no_wrap=True, overflow="ellipsis", min_width=8, max_width=18)
+    table.add_column("metadata", no_wrap=True, overflow="ellipsis", max_width=48)
     for i, hit in enumerate(result.get("hits", []), 1):
-        meta = {k: v for k, v in hit.items() if not k.startswith("_")}
-        labels = ", ".join(lab["label"] for lab in hit.get("_labels", [])[:2])
-        table.add_row(str(i), hit["_id"], f"{hit['_score']:.4f}", str(hit.get("_group", "")), labels,
-                      json.dumps(meta, ensure_ascii=False)[:60])
-    Console().print(table)
+        meta = ", ".join(f"{k}={v}" for k, v in hit.items() if not k.startswith("_"))
+        labels = hit.get("_labels") or [{}]
+        row = [str(i), hit["_id"], f"{hit['_score']:.4f}"]
+        if "_group" in hit or len(table.columns) == 6:
+            row.append(str(hit.get("_group", "")))
+        table.add_row(*row, str(labels[0].get("label", "")), meta)
+    import shutil
+    Console(width=max(120, shutil.get_terminal_size((120, 24)).columns)).print(table)
     if result.get("missing"):
         print(f"missing: {', '.join(result['missing'])}")
     print(f"{len(result.get('hits', []))} hits in {result.get('took_ms', 0):.1f} ms")
