@@ -9,7 +9,7 @@ starts `lookalike serve` on a loopback port, and runs the same searches:
 Two kinds of query: `{"id": ...}` (a small body) and `{"vector": [256 floats]}` with a
 filter (a ~5 KB body). Prints searches/s and client-side p50/p99 latency per row.
 
-    python bench/http.py [--records 10000] [--searches 2000] [--clients 8]
+    python bench/http_search.py [--records 10000] [--searches 2000] [--clients 8]
 """
 from __future__ import annotations
 
