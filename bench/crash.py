@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# bench/http_search.py would shadow the standard library's `http` package: keep this folder off sys.path.
+# a script here named like a standard module would shadow the standard library's `http` package: keep this folder off sys.path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

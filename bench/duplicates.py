@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-# bench/http_search.py would shadow the standard library's `http` (httpx needs http.client)
+# a script here named like a standard module would shadow the standard library's `http` (httpx needs http.client)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import argparse  # noqa: E402

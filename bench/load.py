@@ -28,7 +28,7 @@ from collections import defaultdict
 import importlib.util
 from pathlib import Path
 
-# bench/http_search.py would shadow the standard library's `http` package: keep this folder off sys.path.
+# a script here named like a standard module would shadow the standard library's `http` package: keep this folder off sys.path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-# This folder holds scripts named like standard modules (bench/http_search.py): keep it off the import path.
+# This folder holds scripts that could be named like standard modules: keep it off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# Python puts this folder first on sys.path; other scripts here (bench/http_search.py) would shadow
+# Python puts this folder first on sys.path; other scripts here named like standard modules would shadow
 # the standard library, so import the package from the repository root and our helper by path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
