@@ -20,7 +20,7 @@ from .models.images import DEFAULT_MAX_PIXELS, load_pixels
 from .models.registry import check_model_name
 from .query.filters import And, Cond, Not, parse_filter
 from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
-                           project)
+                           format_hits, project)
 from .index.settings import normalize_compression, normalize_index
 from .records import decode_base64, parse_vector
 from .store import CollectionSettings, CollectionStore, SearchRequest, Store, open_store
@@ -221,15 +221,7 @@ class Collection:
         boosts = parse_boosts(self.settings.boosts) + params.boosts
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-        hits = self._store.search(request)
-        docs = self._store.get([h.id for h in hits])
-        out = []
-        for hit, doc in zip(hits, docs):
-            item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc or {}, params.fields)}
-            if group_by:
-                item["_group"] = hit.group
-            out.append(item)
-        return out
+        return format_hits(self._store, self._store.search(request), params.fields, group_by)
 
     def _anchors(self, query: dict) -> tuple[list[np.ndarray], list[str]]:
         """Vectors of one anchor object, and the stored ids it names (to exclude from hits)."""

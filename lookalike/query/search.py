@@ -102,6 +102,18 @@ def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndar
     return q.astype(np.float32)
 
 
+def format_hits(store, hits: list, fields: list[str] | None, group_by: str | None) -> list[dict]:
+    """Hits as the contract returns them: `_id`, `_score`, projected fields, `_group` when grouped."""
+    docs = store.get([hit.id for hit in hits])
+    out = []
+    for hit, doc in zip(hits, docs):
+        item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc or {}, fields)}
+        if group_by:
+            item["_group"] = hit.group
+        out.append(item)
+    return out
+
+
 def project(doc: dict, fields: list[str] | None) -> dict:
     """The record's fields for a hit: all, or only those asked for (dotted paths allowed)."""
     if fields is None:

@@ -33,7 +33,7 @@ from ..errors import BadRequest
 from ..models.base import l2_normalize
 from ..store.base import SearchRequest
 from .filters import Cond
-from .search import SearchParams, combine_anchors, parse_boosts, project
+from .search import SearchParams, combine_anchors, format_hits, parse_boosts
 
 if TYPE_CHECKING:
     from ..collection import Collection
@@ -231,12 +231,4 @@ def run_text_search(col: "Collection", params: SearchParams, text: Any = None, h
     request = SearchRequest(vector=vector if vector is not None else np.zeros(col.settings.dim, np.float32),
                             k=params.k, offset=params.offset, where=params.where, group_by=group_by,
                             exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-    hits = col._store.search(request)
-    docs = col._store.get([hit.id for hit in hits])
-    out = []
-    for hit, doc in zip(hits, docs):
-        item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc or {}, params.fields)}
-        if group_by:
-            item["_group"] = hit.group
-        out.append(item)
-    return out
+    return format_hits(col._store, col._store.search(request), params.fields, group_by)

@@ -98,6 +98,27 @@ class SearchRequest:
     slot_scores: np.ndarray | None = None
 
 
+def plan_write(records: Sequence[StoredRecord], current: dict[str, tuple[str, str]]
+               ) -> tuple[list[str], list[StoredRecord]]:
+    """Statuses per record and the records to write, given the stored `{id: (content_hash, ...)}`.
+
+    Unchanged content is skipped; the last write of an id in a batch wins.
+    """
+    statuses: list[str] = []
+    changed: dict[str, StoredRecord] = {}
+    for rec in records:
+        old = current.get(rec.id)
+        if rec.id in changed:
+            statuses.append("updated")
+        elif old is not None and old[0] == rec.content_hash:
+            statuses.append("unchanged")
+            continue
+        else:
+            statuses.append("updated" if old is not None else "inserted")
+        changed[rec.id] = rec
+    return statuses, list(changed.values())
+
+
 class CollectionStore(ABC):
     """Records, metadata and vectors of one collection."""
 

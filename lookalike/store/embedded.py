@@ -27,7 +27,7 @@ from ..index.masks import MaskCache
 from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
-                   check_collection_name)
+                   check_collection_name, plan_write)
 from .text_vectors import TextMatrix, delete_text_vectors, ensure_schema, write_text_vectors
 from .vectors import VectorFile
 
@@ -340,21 +340,9 @@ class EmbeddedCollection(CollectionStore):
     # -- writes --------------------------------------------------------------------------
     def write(self, records: Sequence[StoredRecord]) -> list[str]:
         with self._lock:
-            current = self.hashes([r.id for r in records])
-            statuses: list[str] = []
-            changed: dict[str, StoredRecord] = {}  # the last write of an id in a batch wins
-            for rec in records:
-                old = current.get(rec.id)
-                if rec.id in changed:
-                    statuses.append("updated")
-                elif old is not None and old[0] == rec.content_hash:
-                    statuses.append("unchanged")
-                    continue
-                else:
-                    statuses.append("updated" if old is not None else "inserted")
-                changed[rec.id] = rec
+            statuses, changed = plan_write(records, self.hashes([r.id for r in records]))
             if changed:
-                self._commit(list(changed.values()))
+                self._commit(changed)
             return statuses
 
     def _commit(self, records: list[StoredRecord]) -> None:

@@ -33,7 +33,7 @@ from ..index.exact import top_k
 from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
-                   check_collection_name)
+                   check_collection_name, plan_write)
 from .milvus_filters import COLUMN, filter_view, to_expression
 
 SETTINGS_COLLECTION = "lookalike_settings"
@@ -238,20 +238,8 @@ class MilvusCollection(CollectionStore):
 
     # -- writes --------------------------------------------------------------------------
     def write(self, records: Sequence[StoredRecord]) -> list[str]:
-        current = self.hashes([r.id for r in records])
-        statuses: list[str] = []
-        changed: dict[str, StoredRecord] = {}  # the last write of an id in a batch wins
-        for rec in records:
-            old = current.get(rec.id)
-            if rec.id in changed:
-                statuses.append("updated")
-            elif old is not None and old[0] == rec.content_hash:
-                statuses.append("unchanged")
-                continue
-            else:
-                statuses.append("updated" if old is not None else "inserted")
-            changed[rec.id] = rec
-        rows = [self._row(r) for r in changed.values()]
+        statuses, changed = plan_write(records, self.hashes([r.id for r in records]))
+        rows = [self._row(r) for r in changed]
         for start in range(0, len(rows), CHUNK):
             self._store.call(self._client.upsert, self._mname, rows[start:start + CHUNK])
         return statuses
