@@ -17,7 +17,7 @@ from .filecache import FileDigests, for_data_dir
 from .ingest import Ingestor
 from .models import get_encoder, l2_normalize
 from .models.images import DEFAULT_MAX_PIXELS, load_pixels
-from .models.registry import check_model_name
+from .models.registry import DEFAULT_MODEL, check_model_name
 from .query.filters import And, Cond, Not, parse_filter
 from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
                            format_hits, project)
@@ -316,7 +316,7 @@ class Database:
         try:
             col = self._open(name)
         except NotFound:
-            model = given.get("model", "efficientnet-lite0")
+            model = given.get("model", DEFAULT_MODEL)
             dim = given.get("dim")
             if model == "none" and dim is None:
                 raise BadRequest("a collection with model 'none' needs 'dim'") from None

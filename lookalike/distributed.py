@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import BadRequest, LookalikeError
 from .fetch import read_file
-from .records import COMPUTED, ValidRecord, content_hash, digest, parse_vector, validate_record
+from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
 from .store.base import StoredRecord
 
 #: Records per actor call (one encoder batch).
@@ -71,8 +71,10 @@ class _Task:
 class Embedder:
     """A Ray actor: one encoder, turning batches of tasks into vectors and computed fields."""
 
-    def __init__(self, model: str, metric: str, dim: int, max_pixels: int, thumbnails: bool, threads: int) -> None:
+    def __init__(self, model: str, metric: str, dim: int, max_pixels: int, thumbnails: bool, threads: int,
+                 identity: str | None = None) -> None:
         self.model, self.metric, self.dim = model, metric, dim
+        self.identity = identity or model  # see records.content_identity
         self.max_pixels, self.thumbnails, self.threads = max_pixels, thumbnails, threads
         self._encoder = None
         self._lock = threading.Lock()
@@ -142,7 +144,7 @@ class Embedder:
                 data = bytes(row["data"])
                 source_hash = digest(data)
             out["source_hash"] = source_hash
-            out["content_hash"] = content_hash(json.loads(row["doc"]), source_hash, self.model)
+            out["content_hash"] = content_hash(json.loads(row["doc"]), source_hash, self.identity)
             if row["known_content"] == out["content_hash"]:
                 out["status"] = "unchanged"
                 return out
@@ -254,6 +256,7 @@ def _triage(col, tasks: list[_Task]) -> dict[int, str]:
     """
     cache = getattr(col, "file_digests", None)
     settings = col.settings
+    identity = _identity(settings)
 
     def source_hash(t: _Task) -> str:
         if t.kind == "file":
@@ -277,7 +280,7 @@ def _triage(col, tasks: list[_Task]) -> dict[int, str]:
             t.source_hash = source_hash(t)
         except (LookalikeError, OSError):
             return ""  # the actor reports it
-        if content_hash(json.loads(t.doc), t.source_hash, settings.model) == t.known_content:
+        if content_hash(json.loads(t.doc), t.source_hash, identity) == t.known_content:
             return "unchanged"
         return "reuse" if t.source_hash == t.known_source else ""
 
@@ -287,14 +290,18 @@ def _triage(col, tasks: list[_Task]) -> dict[int, str]:
     return {t.pos: v for t, v in zip(known, verdicts) if v}
 
 
-def _reuse_batch(tasks: list[_Task], dim: int, model: str) -> dict[str, np.ndarray]:
+def _identity(settings) -> str:
+    return content_identity(settings.model, settings.text_fields or ())
+
+
+def _reuse_batch(tasks: list[_Task], dim: int, identity: str) -> dict[str, np.ndarray]:
     """Records settled as `reuse` by the driver, in the shape of an actor's output batch."""
     n = len(tasks)
     column = lambda values: np.array(values, dtype=object)  # noqa: E731
     return {"pos": np.array([t.pos for t in tasks], dtype=np.int64), "status": column(["reuse"] * n),
             "error": column([""] * n), "vector": np.zeros((n, dim), dtype=np.float32), "computed": column(["{}"] * n),
             "source_hash": column([t.source_hash for t in tasks]),
-            "content_hash": column([content_hash(json.loads(t.doc), t.source_hash, model) for t in tasks]),
+            "content_hash": column([content_hash(json.loads(t.doc), t.source_hash, identity) for t in tasks]),
             "thumbnail": column([b""] * n), "thumb": column(["keep"] * n)}
 
 
@@ -326,7 +333,7 @@ def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = Non
     reused = [t for t in tasks if verdicts.get(t.pos) == "reuse"]
     by_pos = {t.pos: t for t in tasks}
     if reused:
-        for res in _write(col, _reuse_batch(reused, col.settings.dim, col.settings.model), by_pos, write_batch):
+        for res in _write(col, _reuse_batch(reused, col.settings.dim, _identity(col.settings)), by_pos, write_batch):
             results[res.pop("pos")] = res
             settled.append(res)
     if settled and on_batch is not None:
@@ -390,7 +397,8 @@ def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: i
         Embedder, batch_size=batch_size, batch_format="numpy",
         fn_constructor_kwargs={"model": settings.model, "metric": settings.metric, "dim": settings.dim,
                                "max_pixels": getattr(col, "max_pixels", 64_000_000),
-                               "thumbnails": bool(getattr(settings, "thumbnails", True)), "threads": threads},
+                               "thumbnails": bool(getattr(settings, "thumbnails", True)), "threads": threads,
+                               "identity": _identity(settings)},
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1 if gpus else min(threads, cpus), num_gpus=1 if gpus else 0,  # Ray Data restarts dead actors
         **({"runtime_env": {"env_vars": env}} if env else {}))
@@ -430,6 +438,7 @@ def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_ba
         if thumbnail is not None and "thumbnail" in StoredRecord.__dataclass_fields__:
             rec.thumbnail = bytes(thumbnail)
         writable.append((res, rec))
+    writable = _with_text_vectors(col.settings, writable)
     for start in range(0, len(writable), write_batch):
         chunk = writable[start:start + write_batch]
         try:
@@ -440,6 +449,25 @@ def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_ba
             for res, _ in chunk:
                 res.update(status="error", error=exc.message)
     return out
+
+
+def _with_text_vectors(settings, writable: list[tuple[dict, StoredRecord]]) -> list[tuple[dict, StoredRecord]]:
+    """Sentence vectors for collections with `text_fields`, made on the driver as the single-process
+    ingest makes them; if the text model fails, these records fail with its error (none half-written)."""
+    if not writable or not settings.text_fields:
+        return writable
+    from .models.text import get_text_encoder, record_text
+    try:
+        vectors = get_text_encoder().embed([record_text(rec.doc, rec.computed, settings.text_fields)
+                                            for _, rec in writable])
+    except Exception as exc:  # noqa: BLE001 - the model failing is these records' error, not a crash
+        message = exc.message if isinstance(exc, LookalikeError) else f"text encoding failed: {exc}"
+        for res, _ in writable:
+            res.update(status="error", error=message)
+        return []
+    for (_, rec), vec in zip(writable, vectors):
+        rec.text_vector = vec
+    return writable
 
 
 __all__ = ["DEFAULT_BATCH", "Embedder", "ray_ingest"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -23,10 +23,10 @@ from .errors import BadRequest, LookalikeError
 from .fetch import URL_CONNECTIONS, fetch_url, http_client, read_file
 from .filecache import FileDigests
 from .models.base import ImageEncoder, l2_normalize
-from .models.colors import dominant_colors
-from .models.images import DEFAULT_MAX_PIXELS, fit_square, open_image
-from .query.duplicates import fingerprint
-from .records import COMPUTED, ValidRecord, content_hash, digest, parse_vector, validate_record
+from . import decode as decoding
+from .decode import DECODE_MODES, DEFAULT_DECODE, RESIZE_MODES, Decoded, check_mode, decode_image
+from .models.images import DEFAULT_MAX_PIXELS
+from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
 from .store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
@@ -48,6 +48,7 @@ class _Item:
     computed: dict = field(default_factory=dict)
     thumbnail: bytes | None = None  # None: keep the stored one; b"": remove it
     wants_thumbnail: bool = False
+    decoding: Future | None = None  # decode="processes": the worker's Decoded
     status: str | None = None
     error: str | None = None
 
@@ -63,7 +64,11 @@ class Ingestor:
 
     def __init__(self, store: CollectionStore, encoder: ImageEncoder | None, *, allow_file: bool = True,
                  base_dir: Path | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, file_digests: FileDigests | None = None) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, file_digests: FileDigests | None = None,
+                 decode: str | None = None, resize: str | None = None) -> None:
+        """`decode`: "threads" or "processes" (where images are decoded; env LOOKALIKE_DECODE, see
+        decode.DEFAULT_DECODE); `resize`: "host" (Pillow), "device" (on the encoder's device, see
+        models/gpu_preprocess.py) or "auto" (device when the encoder prefers it: CUDA); env LOOKALIKE_RESIZE."""
         self.store = store
         self.settings = store.settings
         self.encoder = encoder
@@ -73,6 +78,13 @@ class Ingestor:
         self.workers = workers or max(2, len(os.sched_getaffinity(0)))
         self.max_pixels = max_pixels
         self.file_digests = file_digests or FileDigests.in_memory()
+        self.decode = check_mode(decode or os.environ.get("LOOKALIKE_DECODE") or DEFAULT_DECODE, DECODE_MODES, "decode")
+        resize = check_mode(resize or os.environ.get("LOOKALIKE_RESIZE") or "auto", RESIZE_MODES, "resize")
+        self.device_resize = encoder is not None and (
+            resize == "device" or (resize == "auto" and getattr(encoder, "resizes_on_device", False)))
+        if self.device_resize and not hasattr(encoder, "embed_images"):
+            raise BadRequest(f"model {encoder.name!r} cannot resize on its device: use resize 'host'")
+        self.identity = content_identity(self.settings.model, self.settings.text_fields or ())
 
     def run(self, records: Iterable[Any], on_batch: Callable[[list[dict]], None] | None = None) -> Iterator[dict]:
         """Yield one result per input record, in order."""
@@ -105,6 +117,9 @@ class Ingestor:
         list(pool.map(load, [it for it in live if it.rec.source.kind != "url"]))
         for future in fetching:
             future.result()
+        for it in live:
+            if it.decoding is not None:
+                _guard(it, lambda it=it: self._apply(it, self._collect(it)))
         return items
 
     def _validate(self, item: _Item, raw: Any) -> None:
@@ -136,7 +151,7 @@ class Ingestor:
         else:
             data = source.value
             item.source_hash = digest(data)
-        item.content_hash = content_hash(item.rec.doc, item.source_hash, self.settings.model)
+        item.content_hash = content_hash(item.rec.doc, item.source_hash, self.identity)
         old = known.get(item.rec.id)
         if old is not None and old[0] == item.content_hash:
             item.status = "unchanged"
@@ -164,20 +179,37 @@ class Ingestor:
     def _decode(self, item: _Item, data: bytes) -> None:
         if self.encoder is None:
             raise BadRequest("this collection has no image model")
-        size = self.encoder.input_size
-        image = open_image(data, max_pixels=self.max_pixels, draft_size=size)
-        item.computed["_colors"] = dominant_colors(image)
-        item.computed.update(fingerprint(image))  # near-duplicate matching (query/duplicates.py)
+        job = dict(data=data, size=self.encoder.input_size, fit=self.encoder.fit, max_pixels=self.max_pixels,
+                   thumbnail=item.wants_thumbnail, host_resize=not self.device_resize)
+        if self.decode == "processes":
+            item.decoding = decoding.submit(self.workers, **job)  # collected at the end of _prepare
+        else:
+            self._apply(item, decode_image(**job))
+
+    def _collect(self, item: _Item) -> Decoded:
+        future, item.decoding = item.decoding, None
+        try:
+            return future.result()
+        except BrokenExecutor as exc:  # a worker died (killed, out of memory): start a new pool next time
+            decoding.discard_pool(self.workers)
+            raise LookalikeError(f"decode worker process stopped: {exc}") from None
+
+    @staticmethod
+    def _apply(item: _Item, decoded: Decoded) -> None:
+        item.computed.update(decoded.computed)  # colours, near-duplicate fingerprint (query/duplicates.py)
         if item.wants_thumbnail:
-            item.thumbnail = make_thumbnail(image)
-        item.pixels = fit_square(image, size, mode=self.encoder.fit)
+            item.thumbnail = decoded.thumbnail
+        item.pixels = decoded.pixels
 
     # -- stage 2: embed and write (main thread) ------------------------------------------
     def _finish(self, items: list[_Item], on_batch: Callable[[list[dict]], None] | None) -> list[dict]:
         to_embed = [it for it in items if it.error is None and it.status is None and it.pixels is not None]
         if to_embed:
             try:
-                emb = self.encoder.embed(np.stack([it.pixels for it in to_embed]))
+                if self.device_resize:  # decoded sizes vary: the encoder resizes them on its device
+                    emb = self.encoder.embed_images([it.pixels for it in to_embed])
+                else:
+                    emb = self.encoder.embed(np.stack([it.pixels for it in to_embed]))
                 for it, vec, labels in zip(to_embed, emb.vectors, emb.labels or [[]] * len(to_embed)):
                     it.vector = vec
                     if labels:

@@ -152,7 +152,22 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def content_hash(doc: dict, source_hash: str, model: str) -> str:
-    """Identity of a record's content: unchanged records are skipped on re-ingest."""
+def content_identity(model: str, text_fields: Sequence[str] = ()) -> str:
+    """What besides a record's own content decides what is stored for it: the model (name and
+    version) and the collection's `text_fields`. Part of the content hash, so that changing
+    either and re-ingesting re-embeds instead of reporting `unchanged`."""
+    from .models.registry import model_version
+    identity = model
+    version = model_version(model)
+    if version:
+        identity += "@" + version
+    if text_fields:
+        identity += "\0text:" + json.dumps(list(text_fields))
+    return identity
+
+
+def content_hash(doc: dict, source_hash: str, identity: str) -> str:
+    """Identity of a record's content (`identity` from content_identity): unchanged records are
+    skipped on re-ingest."""
     canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return digest(f"{model}\0{source_hash}\0{canonical}".encode())
+    return digest(f"{identity}\0{source_hash}\0{canonical}".encode())

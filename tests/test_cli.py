@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.models import DEFAULT_MODEL
 from lookalike.sample import COLORS, draw_item
 
 
@@ -70,7 +71,7 @@ def test_get_delete_collections(ingested):
     got = json.loads(run("get", "-c", "shop", "dots-red-square", data=data).stdout)
     assert got["_id"] == "dots-red-square" and got["_labels"]
     cols = json.loads(run("collections", "--json", data=data).stdout)
-    assert cols == {"collections": [{"name": "shop", "count": 24, "model": "efficientnet-lite0"}]}
+    assert cols == {"collections": [{"name": "shop", "count": 24, "model": DEFAULT_MODEL}]}
 
 
 def test_usage_errors_exit_2(ingested):

@@ -77,7 +77,7 @@ def test_colours_follow_upserts_and_deletes(tmp_path):
         half.paste(Image.new("RGB", (96, 48), (0, 128, 128)), (0, 0))
         c.upsert([{"_id": "red", "_base64": base64.b64encode(encode(draw_item("dots", COLORS["red"], seed=1))).decode()},
                   {"_id": "half-teal", "_base64": base64.b64encode(encode(half, "PNG")).decode()},
-                  {"_id": "vector-only", "_vector": [0.1] * 1280}])
+                  {"_id": "vector-only", "_vector": [0.1] * c.settings.dim}])
         hits = c.search({"color": "#008080"}, k=5)["hits"]
         assert [h["_id"] for h in hits] == ["half-teal", "red"]  # no colours: never a colour hit
         assert hits[0]["_score"] == pytest.approx(0.5, abs=0.05)

@@ -125,3 +125,21 @@ def test_onnx_and_torch_backends_agree():
     a, b = onnx.embed(pixels), torch_enc.embed(pixels)
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-4)
     assert [x[0]["label"] for x in a.labels] == [x[0]["label"] for x in b.labels]
+
+
+def test_content_hash_follows_model_version_and_text_fields(tmp_path, monkeypatch):
+    """A model computing other vectors (new version, new checkpoint) or new text_fields re-embed on re-ingest."""
+    from lookalike.models import registry
+    from lookalike.records import content_identity
+
+    base = content_identity("efficientnet-lite0-style")
+    assert base.startswith("efficientnet-lite0-style@")
+    assert content_identity("efficientnet-lite0-style", ["title"]) != base
+    assert content_identity("none") == "none"  # precomputed vectors: nothing but the vector decides
+    monkeypatch.setitem(registry._VERSIONS, "efficientnet-lite0-style", "other")
+    assert content_identity("efficientnet-lite0-style") != base
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"one")
+    first = content_identity(f"torchscript:{weights}")
+    weights.write_bytes(b"other checkpoint")
+    assert content_identity(f"torchscript:{weights}") != first

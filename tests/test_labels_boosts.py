@@ -88,7 +88,7 @@ def test_same_label_by_image_classifies_the_query(col):
     docs = all_docs(col)
     image = draw_item("dots", COLORS["blue"], seed=4242, size=300, shape="circle")
     data = encode(image)
-    encoder = get_encoder("efficientnet-lite0")
+    encoder = get_encoder(col.settings.model)
     top = encoder.embed(load_pixels(data, encoder.input_size, fit=encoder.fit)[None]).labels[0][0]["label"]
     hits = col.search({"base64": __import__("base64").b64encode(data).decode()}, k=100, same_label=True)["hits"]
     assert {h["_id"] for h in hits} == {i for i, d in docs.items() if top in labels_of(d)}
@@ -104,7 +104,7 @@ def test_same_label_bad_input(col):
     with pytest.raises(BadRequest, match="same_label"):
         col.search({"color": "#ff0000"}, same_label=True)
     with pytest.raises(BadRequest, match="same_label"):
-        col.search({"vector": [0.1] * 1280}, same_label=True)
+        col.search({"vector": [0.1] * col.settings.dim}, same_label=True)
     with pytest.raises(NotFound, match="ghost"):
         col.search({"id": "ghost"}, same_label=True)
 

@@ -194,3 +194,14 @@ def test_cli_ingest_ray_with_store_flag(ray_local, catalog, reference, tmp_path,
     with lookalike.connect(store) as db:
         check_against_reference(db.collection("items"), reference)
     assert main(["ingest", str(catalog), "-c", "items", "--store", str(store), "--ray", "--workers", "0"]) == 2
+
+
+def test_text_fields_get_text_vectors_and_the_same_hashes(ray_local, catalog, tmp_path):
+    """A Ray ingest makes the text vectors the single-process one makes, and the same content hashes."""
+    with lookalike.connect(tmp_path / "data") as db:
+        col = db.collection("texts", create=True, text_fields=["kind"])
+        recs = records(catalog)[:N]
+        assert {r["status"] for r in ray_ingest(col, recs, base_dir=catalog.parent, batch_size=8)} == {"inserted"}
+        hits = col.search({"text": "stripes"}, k=N // 2)["hits"]
+        assert {h["_id"] for h in hits} == {f"item{i:02d}" for i in range(0, N, 2)}  # the striped half
+        assert {r["status"] for r in col.upsert(recs, base_dir=catalog.parent)} == {"unchanged"}

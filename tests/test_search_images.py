@@ -95,7 +95,7 @@ def test_several_anchors_and_errors(col):
         col.search({"id": "a", "url": "http://x"})
     with pytest.raises(NotAnImage, match="not an image"):
         col.search({"base64": base64.b64encode(b"plain text").decode()})
-    with pytest.raises(BadRequest, match="expects 1280"):
+    with pytest.raises(BadRequest, match=f"expects {col.settings.dim}"):
         col.search({"vector": [1.0, 2.0]})
 
 

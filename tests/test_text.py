@@ -106,6 +106,19 @@ def test_records_written_before_text_fields_are_no_text_hits(db):
     assert "old" in top(col.search({"vector": [1, 0]}, k=5, text="red dress", hybrid=0.5))
 
 
+def test_reingest_after_text_fields_change_embeds_the_text(db):
+    col = db.collection("later", create=True, model="none", dim=2)
+    rec = {"_id": "old", "_vector": [1, 0], "title": "red dress"}
+    assert col.upsert([rec])[0]["status"] == "inserted"
+    assert col.upsert([rec])[0]["status"] == "unchanged"
+    db.collection("later", create=True, text_fields=["title"])
+    col = db.collection("later")
+    assert col.upsert([rec])[0]["status"] == "updated"  # same record, but now it has text to embed
+    assert top(col.search({"text": "red dress"}, k=5)) == ["old"]
+    assert col.upsert([rec])[0]["status"] == "unchanged"
+    assert col.get("old")["title"] == "red dress"
+
+
 # -- hybrid --------------------------------------------------------------------------------------
 @pytest.fixture
 def hybrid_col(db):

@@ -39,9 +39,9 @@ class CollectionSettingsBody(BaseModel):
     """Known settings are typed here; others pass through to the engine, which names unknown ones (400)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    model: str | None = Field(None, description="Image model (default efficientnet-lite0), or 'none' for "
+    model: str | None = Field(None, description="Image model (default efficientnet-lite0-style), or 'none' for "
                                                 "precomputed vectors only (then 'dim' is required).",
-                              examples=["efficientnet-lite0", "none"])
+                              examples=["efficientnet-lite0-style", "efficientnet-lite0", "none"])
     dim: int | None = Field(None, ge=1, le=65536, description="Vector dimension (model 'none').")
     metric: str | None = Field(None, description="'cosine' (default) or 'dot'.", examples=["cosine"])
     group_field: str | None = Field(None, description="Field whose value groups records (at most one hit per value).")

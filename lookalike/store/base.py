@@ -17,11 +17,15 @@ import numpy as np
 from ..errors import BadRequest, NotImplementedYet
 from ..index.settings import normalize_compression, normalize_index
 from ..query.filters import MATCH_ALL, Node
+from ..models.registry import DEFAULT_MODEL
 from ..records import COMPUTED
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 METRICS = ("cosine", "dot")
-KNOWN_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280}
+# Widths known without loading the model (1280 pooled features, plus with -style two statistics per
+# channel of one mid block: 112 channels in Lite0, 120 in Lite2); other models are asked.
+KNOWN_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280,
+              "efficientnet-lite0-gem": 1280, "efficientnet-lite0-style": 1504, "efficientnet-lite0-gem-style": 1504}
 
 
 def check_collection_name(name: Any) -> str:
@@ -36,7 +40,7 @@ class CollectionSettings:
     """What `PUT /v1/collections/{name}` sets; stored with the collection."""
 
     name: str
-    model: str = "efficientnet-lite0"
+    model: str = DEFAULT_MODEL
     dim: int | None = None
     metric: str = "cosine"
     group_field: str | None = None
