@@ -111,8 +111,14 @@ def iter_source(path: Path) -> tuple[Iterator[dict], Path, int | None]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.device == "cuda":  # a clear error now, not a torch assertion once the model loads
+        from .models.efficientnet import check_device
+        check_device("cuda")
     if args.device != "auto":
         os.environ["LOOKALIKE_DEVICE"] = args.device  # read when the encoder loads
+    for flag, env in ((args.decode, "LOOKALIKE_DECODE"), (args.resize, "LOOKALIKE_RESIZE")):
+        if flag:
+            os.environ[env] = flag  # read by the Ingestor (lookalike/ingest.py)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
 
@@ -304,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
+    s.add_argument("--decode", choices=("threads", "processes"),
+                   help="decode images in threads (default) or worker processes")
+    s.add_argument("--resize", choices=("auto", "host", "device"),
+                   help="resize for the model with Pillow (host) or on the model's device (auto: device on CUDA)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="decode and embed on Ray Data actors: a local Ray instance, or the cluster at ADDRESS")

@@ -12,6 +12,7 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -137,7 +138,7 @@ class EfficientNetLiteEncoder:
         backbone, pooling, style = parse_variant(model_name)
         self.name = model_name
         self.input_size = _SIZES[backbone]
-        self.device = torch.device(device or default_device())
+        self.device = check_device(device or default_device())
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
         net = EfficientNet.from_name(backbone, num_classes=1000)
         net.load_state_dict(torch.load(weights_path or shipped_weights(backbone), map_location="cpu",
@@ -151,6 +152,8 @@ class EfficientNetLiteEncoder:
         self._torch = torch
         self._onnx = None
         self.backend = "torch"
+        #: Resize and normalise on the device (`embed_images`) when it is a GPU: the CPU only decodes.
+        self.resizes_on_device = self.device.type == "cuda"
         if self.device.type == "cuda":
             self._module = self._module.half()
             self.backend = "torch-cuda-fp16"
@@ -166,18 +169,54 @@ class EfficientNetLiteEncoder:
         return (x - _MEAN) / _STD
 
     def embed(self, pixels: np.ndarray) -> Embeddings:
+        """Embed uint8 N x input_size x input_size x 3 pixels (resized on the host)."""
         if self._onnx is not None:
-            pooled, probs = self._onnx(self._normalise(pixels))
-        else:
-            torch = self._torch
-            with torch.inference_mode():
-                x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().sub_(_MEAN).div_(_STD)
-                if self.device.type == "cuda":
-                    x = x.half()
-                pooled_t, probs_t = self._module(x)
-                pooled, probs = pooled_t.float().cpu().numpy(), probs_t.float().cpu().numpy()
+            return self._outputs(*self._onnx(self._normalise(pixels)))
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])).to(self.device)
+            return self._forward(x.permute(0, 3, 1, 2).float().sub_(_MEAN).div_(_STD))
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> Embeddings:
+        """Embed decoded uint8 HxWx3 images of any sizes, resized and normalised on the model's device.
+
+        On CUDA this takes the bicubic resize off the CPU (models/gpu_preprocess.py); on CPU it
+        runs the same tensor code (tests), with ONNX Runtime for the model when it is in use.
+        """
+        from .gpu_preprocess import prepare_batch
+
+        torch = self._torch
+        with torch.inference_mode():
+            x = prepare_batch(images, self.input_size, mode=self.fit, device=self.device, mean=_MEAN, std=_STD)
+            if self._onnx is not None:
+                return self._outputs(*self._onnx(x.numpy()))
+            return self._forward(x)
+
+    def _forward(self, x) -> Embeddings:
+        """Normalised N x 3 x S x S float tensor on the device -> embeddings (fp16 on CUDA)."""
+        if self.device.type == "cuda":
+            x = x.half()
+        pooled, probs = self._module(x)
+        return self._outputs(pooled.float().cpu().numpy(), probs.float().cpu().numpy())
+
+    @staticmethod
+    def _outputs(pooled: np.ndarray, probs: np.ndarray) -> Embeddings:
         return Embeddings(vectors=l2_normalize(pooled), labels=top_labels(probs))
+
+
+def check_device(name: str):
+    """`name` as a torch.device; BadRequest with the reason when it asks for CUDA that is not there."""
+    import torch
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise BadRequest(f"unknown device {name!r} ({exc}): use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadRequest(f"device {name!r} asked for (--device / LOOKALIKE_DEVICE) but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise BadRequest(f"device {name!r} is not supported: use cpu, cuda or cuda:N")
+    return device
 
 
 def top_labels(probs: np.ndarray) -> list[list[dict]]:

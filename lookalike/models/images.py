@@ -20,6 +20,9 @@ from ..errors import NotAnImage, TooLarge
 DEFAULT_MAX_PIXELS = 64_000_000
 
 _WHITE = (255, 255, 255)
+#: Pillow's `reducing_gap` for our resizes: shrink by whole factors (cheap box filter) while the
+#: remaining bicubic step is still at least this many times down (same result, much faster).
+REDUCING_GAP = 3.0
 
 
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
@@ -77,19 +80,12 @@ def fit_square(im: Image.Image, size: int, *, mode: str = "crop") -> np.ndarray:
     Returns uint8 HxWx3. `crop` matches how ImageNet models were evaluated; `pad` keeps
     the whole object, better for long products (dresses, skis).
     """
-    width, height = im.size
+    new = target_size(*im.size, size, mode)
+    im = im.resize(new, Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
     if mode == "pad":
-        scale = size / max(width, height)
-        new = (max(1, round(width * scale)), max(1, round(height * scale)))
-        im = im.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
         canvas = Image.new("RGB", (size, size), _WHITE)
         canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
         return np.asarray(canvas)
-    if mode != "crop":
-        raise ValueError(f"unknown fit mode {mode!r}: use 'crop' or 'pad'")
-    scale = size / min(width, height)
-    new = (max(size, round(width * scale)), max(size, round(height * scale)))
-    im = im.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return np.asarray(im.crop((left, top, left + size, top + size)))
 
@@ -97,3 +93,29 @@ def fit_square(im: Image.Image, size: int, *, mode: str = "crop") -> np.ndarray:
 def load_pixels(data: bytes, size: int, *, fit: str = "crop", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes of an image file -> uint8 size x size x 3, ready for an encoder."""
     return fit_square(open_image(data, max_pixels=max_pixels, draft_size=size), size, mode=fit)
+
+
+def target_size(width: int, height: int, size: int, mode: str = "crop") -> tuple[int, int]:
+    """(width, height) that `fit_square` resizes to before cropping or padding to size x size."""
+    if mode == "pad":
+        scale = size / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+    if mode != "crop":
+        raise ValueError(f"unknown fit mode {mode!r}: use 'crop' or 'pad'")
+    scale = size / min(width, height)
+    return max(size, round(width * scale)), max(size, round(height * scale))
+
+
+def device_pixels(im: Image.Image, size: int, *, mode: str = "crop") -> np.ndarray:
+    """uint8 HxWx3 for an encoder that resizes on its own device (models/gpu_preprocess.py).
+
+    Keeps the decoded (JPEG: draft) size, except that images far larger than the model needs are
+    first reduced by a whole factor, as Pillow's resize with `reducing_gap` does: fewer bytes to
+    ship to the device, and the same pixels `fit_square` starts its bicubic step from.
+    """
+    width, height = im.size
+    new_w, new_h = target_size(width, height, size, mode)
+    factor = (int(width / new_w / REDUCING_GAP) or 1, int(height / new_h / REDUCING_GAP) or 1)
+    if factor != (1, 1):
+        im = im.reduce(factor)
+    return np.asarray(im)

@@ -1,0 +1,92 @@
+"""Decode one image for ingest: the model's pixels plus the computed fields, in a thread or a process.
+
+`decode_image` is a pure function of the image bytes, so the ingest pipeline can run it in
+its pool of threads (Pillow releases the GIL while decoding and resizing) or in a pool of
+worker processes (`decode="processes"`: bytes go in, uint8 pixels, colours, fingerprint and
+thumbnail come out; uint8 HxWx3 costs a quarter of float32 to pickle). Errors raised in a
+worker (NotAnImage, TooLarge, OSError...) pickle back unchanged, so one bad record gives the
+same per-record error in both modes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BadRequest
+from .models.colors import dominant_colors
+from .models.images import device_pixels, fit_square, open_image
+from .query.duplicates import fingerprint
+
+DECODE_MODES = ("threads", "processes")
+#: Threads by default: Pillow and the colour/fingerprint NumPy code release the GIL for most of their
+#: time, so threads use every core without pickling pixels or starting interpreters. Measured side by
+#: side against processes in bench/ingest.py (figures in bench/README.md).
+DEFAULT_DECODE = "threads"
+RESIZE_MODES = ("auto", "host", "device")
+
+
+@dataclass
+class Decoded:
+    """What decoding one image gives the pipeline."""
+
+    pixels: np.ndarray  # uint8: size x size x 3 (host resize), or the draft-decoded image (device resize)
+    computed: dict  # _colors and the near-duplicate fingerprint
+    thumbnail: bytes | None = None
+
+
+def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail: bool,
+                 host_resize: bool = True) -> Decoded:
+    """Decode `data` (JPEG at draft size), compute colours and fingerprint, resize for the model.
+
+    With `host_resize=False` the pixels stay at (about) draft size, for encoders that resize on
+    their own device (see models/gpu_preprocess.py).
+    """
+    from .ingest import make_thumbnail  # ingest imports this module
+
+    image = open_image(data, max_pixels=max_pixels, draft_size=size)
+    computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # query/duplicates.py
+    thumb = make_thumbnail(image) if thumbnail else None
+    pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
+    return Decoded(pixels, computed, thumb)
+
+
+def check_mode(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise BadRequest(f"unknown {what} mode {value!r}: use {' or '.join(repr(a) for a in allowed)}")
+    return value
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_LOCK = threading.Lock()
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A shared pool of `workers` decode processes, started once per process and reused.
+
+    Spawned (not forked): the parent holds model threads and open stores that a fork would copy
+    in an undefined state. Starting a worker imports lookalike (about a second), so pools outlive
+    one ingest run; the server's many small upserts would otherwise pay it every time.
+    """
+    with _LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            _POOLS[workers] = pool
+        return pool
+
+
+def submit(workers: int, **job) -> Future:
+    """Run `decode_image(**job)` in the shared process pool."""
+    return process_pool(workers).submit(decode_image, **job)
+
+
+def discard_pool(workers: int) -> None:
+    """Forget a broken pool (a worker died); the next `process_pool` call starts a new one."""
+    with _LOCK:
+        pool = _POOLS.pop(workers, None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
