@@ -10,25 +10,36 @@ written `_d`, as Milvus allows only letters, digits and `_`), with fields `id` (
 `vector` (FLOAT_VECTOR, a FLAT index with metric IP: exact search, the same hits as the embedded
 store), `doc` and `computed` (JSON: the record as stored), `filter_view` (JSON, see `milvus_filters`),
 `content_hash`, `source_hash` (skip unchanged records) and `updated`. Collection settings live in
-one more collection, `lookalike_settings`.
+one more collection, `lookalike_settings`. Records' text vectors (collections with `text_fields`)
+live in a second Milvus collection per lookalike collection, `lk_NAME_text` (see `text_collection_name`).
 
 Search: the filter is translated to a Milvus expression and Milvus returns the nearest vectors;
 grouping and boosts are applied here to a widened candidate set (widened until the answer is
 provably the exact one, up to Milvus's window of 16384 candidates), evaluated with the same field
 index code as the embedded store, so results match it.
+
+Text, hybrid and colour search rank by scores computed here, the embedded store's way, over a
+*scan*: one pass over the live records (`query_iterator`, only the fields needed), numbered in
+write order. Those numbers are this backend's "slots" for `postings`, `hybrid_scores` and
+`SearchRequest.slot_scores`; the scan is kept per thread between those calls and the `search`
+that uses their scores (see `_Scan`). Filters still run in Milvus (the same expression as a
+vector search), boosts and grouping on the best candidates as above. Each such query reads the
+whole collection once: exact, and fine up to some 100k records; not a cluster-scale path.
 """
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 from ..errors import BadRequest, Conflict, LookalikeError, NotFound
+from ..records import COMPUTED
 from ..index.exact import top_k
 from ..query.field_index import FieldIndex
 from ..query.filters import MATCH_ALL, Node
@@ -44,11 +55,29 @@ CHUNK = 256
 #: Milvus's limit on one JSON value.
 MAX_JSON_BYTES = 65_536
 _FIELDS = ("doc", "computed")
+#: A scan left unused this long (seconds) is not reused by a later `postings` call of the thread.
+SCAN_REUSE_S = 30.0
 
 
 def milvus_name(name: str) -> str:
     """A lookalike collection name as a Milvus one (reversible, no collisions)."""
     return "lk_" + name.replace("_", "__").replace("-", "_d")
+
+
+def text_collection_name(name: str) -> str:
+    """The Milvus collection of a collection's text vectors: `milvus_name(name) + "_text"`.
+
+    `milvus_name` writes every `_` of a name as `__` or `_d`, so read left to right its `_`s come
+    in pairs; a lone `_t` never occurs in one, and this name is never another collection's.
+
+    Why a second collection rather than a second vector field: the text model and its width
+    are known only when the first text vector is written (`text_fields` may be set long after
+    the collection was created), Milvus cannot add a vector field to an existing collection,
+    and records without a text vector (written before `text_fields` was set) would need a
+    placeholder vector, as Milvus Lite (and servers before 2.6) have no nullable vector fields.
+    A collection `(id, vector)` works the same on Milvus Lite and on a server.
+    """
+    return milvus_name(name) + "_text"
 
 
 def _import_pymilvus():
@@ -90,6 +119,7 @@ class MilvusCollection(CollectionStore):
         self.settings = settings
         self.name = settings.name
         self._mname = milvus_name(settings.name)
+        self._local = threading.local()  # .scan: this thread's current _Scan
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:
@@ -117,8 +147,8 @@ class MilvusCollection(CollectionStore):
         rows = self._rows(ids, ["vector"])
         return {i: np.asarray(r["vector"], dtype=np.float32) for i, r in rows.items()}
 
-    def _iterate(self, expr: str, fields: list[str], batch: int = 1000) -> Iterator[dict]:
-        it = self._store.call(self._client.query_iterator, self._mname, batch_size=batch, filter=expr,
+    def _iterate(self, expr: str, fields: list[str], batch: int = 1000, mname: str | None = None) -> Iterator[dict]:
+        it = self._store.call(self._client.query_iterator, mname or self._mname, batch_size=batch, filter=expr,
                               output_fields=fields)
         try:
             while True:
@@ -175,6 +205,84 @@ class MilvusCollection(CollectionStore):
                  "indexed_rows": self.count(), "memory_bytes": 0}
         return {"index": index, "bytes": index["indexed_rows"] * row_bytes, "bytes_per_vector": row_bytes}
 
+    # -- scans: text, hybrid and colour scores -------------------------------------------
+    def _take_scan(self, fields: set[str]) -> "_Scan":
+        """A fresh pass over the live records, in write order (as the embedded store's slots, so
+        equal scores rank alike), made this thread's current scan."""
+        rows = list(self._iterate("", ["id", "updated", *sorted(fields)]))
+        rows.sort(key=lambda r: (r["updated"], r["id"]))
+        scan = _Scan([r["id"] for r in rows], rows, frozenset(fields), time.monotonic())
+        self._local.scan = scan
+        return scan
+
+    def _drop_scan(self) -> "_Scan | None":
+        scan, self._local.scan = getattr(self._local, "scan", None), None
+        return scan
+
+    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
+        """Postings of one field path over a scan's slots (see `_Scan`).
+
+        A scan serves each path once: the paths one query reads (colour and weight) share a
+        scan, the next query's first path takes a fresh one.
+        """
+        top = path.split(".", 1)[0]
+        fields = {"computed"} if top in COMPUTED else set(_FIELDS)
+        scan = getattr(self._local, "scan", None)
+        if (scan is None or path in scan.served or not fields <= scan.fields
+                or time.monotonic() - scan.taken > SCAN_REUSE_S):
+            scan = self._take_scan(fields)
+        scan.served.add(path)
+        post = scan.index(top).paths.get(path)
+        if post is None:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
+        return post.rows.view(), post.vids.view(), post.keys
+
+    def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
+        """Per scan slot: (1 - w) * visual + w * text similarity, as the embedded store computes it
+        (NaN text score where a record has no text vector: never a text-only hit)."""
+        scan = self._take_scan({"vector"} if vector is not None else set())
+        visual = None
+        if vector is not None:
+            matrix = np.asarray([r["vector"] for r in scan.rows], dtype=np.float32)
+            matrix = matrix.reshape(len(scan.rows), self.settings.dim)
+            visual = np.asarray(matrix @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        if text is None:
+            return visual
+        text_scores = self._text_scores(scan, np.asarray(text, dtype=np.float32))
+        if visual is None:
+            return text_scores
+        return (1 - text_weight) * visual + text_weight * np.nan_to_num(text_scores, nan=0.0)  # no text: looks only
+
+    def _text_scores(self, scan: "_Scan", query: np.ndarray) -> np.ndarray:
+        out = np.full(len(scan.ids), np.nan, dtype=np.float32)
+        dim = self._store.text_dim(self.name)
+        if dim is None or len(query) != dim:
+            return out
+        position = {rid: i for i, rid in enumerate(scan.ids)}
+        slots, vecs = [], []
+        for row in self._iterate("", ["id", "vector"], mname=text_collection_name(self.name)):
+            slot = position.get(row["id"])
+            if slot is not None:  # a text row whose record is gone (crash between deletes) is ignored
+                slots.append(slot)
+                vecs.append(row["vector"])
+        if slots:
+            out[np.array(slots)] = np.asarray(vecs, dtype=np.float32) @ query
+        return out
+
+    def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The text vectors of the live ids that have one, stacked in the order given (0 rows if none)."""
+        if not ids or self._store.text_dim(self.name) is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        live = self._rows(ids, ["id"])
+        found: dict[str, list] = {}
+        unique = [i for i in dict.fromkeys(ids) if i in live]
+        for start in range(0, len(unique), CHUNK):
+            for row in self._store.call(self._client.get, text_collection_name(self.name),
+                                        ids=unique[start:start + CHUNK], output_fields=["vector"]):
+                found[row["id"]] = row["vector"]
+        rows = [found[i] for i in ids if i in found]
+        return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+
     # -- search --------------------------------------------------------------------------
     def _nearest(self, vector: np.ndarray, limit: int, expr: str, with_docs: bool) -> list["_Candidate"]:
         fields = list(_FIELDS) if with_docs else ["id"]
@@ -185,6 +293,8 @@ class MilvusCollection(CollectionStore):
                 for h in result[0]]
 
     def search(self, request: SearchRequest) -> list[Hit]:
+        if request.slot_scores is not None:
+            return self._search_scores(request)
         need = request.k + request.offset
         excluded = set(request.exclude)
         if need + len(excluded) > MAX_WINDOW:
@@ -207,6 +317,42 @@ class MilvusCollection(CollectionStore):
             if certain >= need or exhausted or pool >= MAX_WINDOW:
                 return hits[request.offset:need]
             pool = min(MAX_WINDOW, pool * 4)
+
+    def _search_scores(self, request: SearchRequest) -> list[Hit]:
+        """Rank by scores per slot of this thread's scan (text, hybrid, colour), with the filter
+        (run in Milvus), exclusions, boosts and grouping, as the embedded store ranks them."""
+        scan = self._drop_scan()
+        if scan is None:
+            raise LookalikeError("scores by slot need a scan of this collection first "
+                                 "(postings or hybrid_scores, in the same thread)")
+        given = np.asarray(request.slot_scores, dtype=np.float32)
+        n = min(len(scan.ids), len(given))
+        allowed = np.isfinite(given[:n])
+        if request.where is not MATCH_ALL:
+            matching = set(self.ids_where(request.where))
+            allowed &= np.fromiter((rid in matching for rid in scan.ids[:n]), dtype=bool, count=n)
+        if request.exclude:
+            excluded = set(request.exclude)
+            allowed &= np.fromiter((rid not in excluded for rid in scan.ids[:n]), dtype=bool, count=n)
+        slots = np.flatnonzero(allowed)
+        scores = given[slots]
+        need = request.k + request.offset
+        if not request.boosts and not request.group_by:
+            return [Hit(scan.ids[slots[b]], float(scores[b])) for b in top_k(scores, need)[request.offset:]]
+        order = top_k(scores, len(scores))
+        headroom = sum(max(0.0, float(w)) for _, w in request.boosts)
+        pool = min(len(order), max(64, 4 * need))
+        while True:
+            best = order[:pool]
+            ids = [scan.ids[slots[b]] for b in best]
+            cands = [_Candidate(rid, float(scores[b]), doc)
+                     for rid, b, doc in zip(ids, best, self.get(ids)) if doc is not None]  # None: deleted since
+            exhausted = pool >= len(order)
+            floor = -np.inf if exhausted else float(scores[order[pool]]) + headroom
+            hits, certain = self._rank(cands, request, floor)
+            if certain >= need or exhausted:
+                return hits[request.offset:need]
+            pool = min(len(order), pool * 4)
 
     def _rank(self, cands: list["_Candidate"], request: SearchRequest, floor: float) -> tuple[list[Hit], int]:
         """Boosted, grouped hits of the candidates, and how many of them are certainly final."""
@@ -238,20 +384,50 @@ class MilvusCollection(CollectionStore):
 
     # -- writes --------------------------------------------------------------------------
     def write(self, records: Sequence[StoredRecord]) -> list[str]:
+        """Upsert. Text vectors go first: the main row, holding the content hash, is the commit
+        point, so an interrupted write is redone by the next upsert of the same record."""
         statuses, changed = plan_write(records, self.hashes([r.id for r in records]))
-        rows = [self._row(r) for r in changed]
+        now = time.time()
+        rows = [self._row(r, now + i * 1e-6) for i, r in enumerate(changed)]  # `updated` orders the scans
+        texts = self._text_rows(changed)
+        self._drop_scan()
+        self._write_text(texts, [r.id for r in changed if r.text_vector is None])
         for start in range(0, len(rows), CHUNK):
             self._store.call(self._client.upsert, self._mname, rows[start:start + CHUNK])
         return statuses
 
-    def _row(self, rec: StoredRecord) -> dict:
+    def _text_rows(self, records: Sequence[StoredRecord]) -> list[dict]:
+        """Rows of the records' text vectors, checked against the stored text vectors' width."""
+        rows = [{"id": r.id, "vector": np.asarray(r.text_vector, dtype=np.float32).reshape(-1).tolist()}
+                for r in records if r.text_vector is not None]
+        dims = sorted({len(r["vector"]) for r in rows})
+        if len(dims) > 1:
+            raise BadRequest(f"text vectors of different widths in one write: {dims}")
+        stored = self._store.text_dim(self.name) if rows else None
+        if stored is not None and dims != [stored]:
+            raise BadRequest(f"a {dims[0]}-d text vector for collection {self.name!r}, whose text vectors "
+                             f"are {stored}-d")
+        return rows
+
+    def _write_text(self, rows: list[dict], without: list[str]) -> None:
+        """Store text vectors; drop those of records rewritten without one (as no text, like embedded)."""
+        if rows:
+            tname = self._store.text_collection(self.name, len(rows[0]["vector"]))
+            for start in range(0, len(rows), CHUNK):
+                self._store.call(self._client.upsert, tname, rows[start:start + CHUNK])
+        if without and self._store.text_dim(self.name) is not None:
+            for start in range(0, len(without), CHUNK):
+                self._store.call(self._client.delete, text_collection_name(self.name),
+                                 ids=without[start:start + CHUNK])
+
+    def _row(self, rec: StoredRecord, updated: float | None = None) -> dict:
         vector = np.asarray(rec.vector, dtype=np.float32).reshape(-1)
         if len(vector) != self.settings.dim:
             raise BadRequest(f"record {rec.id!r} has a {len(vector)}-d vector, "
                              f"the collection expects {self.settings.dim}")
         row = {"id": rec.id, "vector": vector.tolist(), "doc": rec.doc, "computed": rec.computed,
                COLUMN: filter_view({**rec.doc, **rec.computed}), "content_hash": rec.content_hash,
-               "source_hash": rec.source_hash, "updated": time.time()}
+               "source_hash": rec.source_hash, "updated": time.time() if updated is None else updated}
         for name in ("doc", "computed", COLUMN):
             size = len(json.dumps(row[name], ensure_ascii=False).encode())
             if size > MAX_JSON_BYTES:
@@ -260,9 +436,17 @@ class MilvusCollection(CollectionStore):
         return row
 
     def delete(self, ids: Sequence[str]) -> int:
+        """Delete records, then their text vectors (all ids asked: also clears rows left behind
+        by an interrupted delete; a text row without its record is never read)."""
         present = list(self.hashes(list(ids)))
+        self._drop_scan()
         for start in range(0, len(present), CHUNK):
             self._store.call(self._client.delete, self._mname, ids=present[start:start + CHUNK])
+        unique = list(dict.fromkeys(ids))
+        if unique and self._store.text_dim(self.name) is not None:
+            for start in range(0, len(unique), CHUNK):
+                self._store.call(self._client.delete, text_collection_name(self.name),
+                                 ids=unique[start:start + CHUNK])
         return len(present)
 
     def flush(self) -> None:
@@ -287,6 +471,32 @@ def _stored(row: dict) -> dict:
     return {**(row.get("doc") or {}), **(row.get("computed") or {})}
 
 
+@dataclass
+class _Scan:
+    """One pass over a collection's live records; record i of `ids` is slot i.
+
+    Milvus has no slots, and the store interface speaks of them between calls (`postings` or
+    `hybrid_scores`, then `search` with `slot_scores`), so a scan is kept per thread from the
+    call that made it to the search that uses it (which drops it, as do writes and deletes).
+    """
+
+    ids: list[str]
+    rows: list[dict]
+    fields: frozenset
+    taken: float
+    served: set = field(default_factory=set)  # paths whose postings it gave
+    indexes: dict = field(default_factory=dict)  # top-level key -> FieldIndex of that key alone
+
+    def index(self, top: str) -> FieldIndex:
+        """A field index of one top-level key of the records (what `postings` reads)."""
+        index = self.indexes.get(top)
+        if index is None:
+            index = self.indexes[top] = FieldIndex()
+            views = [_stored(r) for r in self.rows]
+            index.add(list(range(len(views))), [{top: v[top]} if top in v else {} for v in views])
+        return index
+
+
 class MilvusStore(Store):
     """Collections in a Milvus server (`milvus://host:port`) or a Milvus Lite file (`./file.db`)."""
 
@@ -303,6 +513,7 @@ class MilvusStore(Store):
         except Exception as exc:  # grpc/connection errors come in several types
             raise LookalikeError(f"cannot connect to Milvus at {location}: {exc}") from None
         self._loaded: set[str] = set()
+        self._text_dims: dict[str, int] = {}  # text collection name -> width of its vectors
         self._ensure_settings_collection()
 
     def call(self, fn, *args: Any, **kwargs: Any) -> Any:
@@ -350,6 +561,38 @@ class MilvusStore(Store):
         self.call(self.client.upsert, SETTINGS_COLLECTION,
                   [{"name": settings.name, "settings": json.dumps(settings.to_dict()), "vector": [1.0, 0.0]}])
 
+    # -- text vectors --------------------------------------------------------------------
+    def text_dim(self, name: str) -> int | None:
+        """Width of the text vectors kept for a collection; None while it has none."""
+        tname = text_collection_name(name)
+        dim = self._text_dims.get(tname)
+        if dim is None and self.call(self.client.has_collection, tname):
+            info = self.call(self.client.describe_collection, tname)
+            dim = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector")
+            self._load(tname)
+            self._text_dims[tname] = dim
+        return dim
+
+    def text_collection(self, name: str, dim: int) -> str:
+        """The Milvus collection of a collection's text vectors, created (with `dim`) if missing."""
+        tname = text_collection_name(name)
+        if self.text_dim(name) is None:
+            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", self._types.VARCHAR, is_primary=True, max_length=1024)
+            schema.add_field("vector", self._types.FLOAT_VECTOR, dim=dim)
+            self._create(tname, schema, "vector")
+            self._text_dims.pop(tname, None)
+            if self.text_dim(name) != dim:  # created concurrently with another width
+                raise Conflict(f"collection {name!r} already keeps {self.text_dim(name)}-d text vectors, not {dim}")
+        return tname
+
+    def _drop_text(self, name: str) -> None:
+        tname = text_collection_name(name)
+        if self.call(self.client.has_collection, tname):
+            self.call(self.client.drop_collection, tname)
+        self._loaded.discard(tname)
+        self._text_dims.pop(tname, None)
+
     # -- collections ---------------------------------------------------------------------
     def list_collections(self) -> list[CollectionSettings]:
         rows = self.call(self.client.query, SETTINGS_COLLECTION, filter='name != ""', output_fields=["settings"],
@@ -370,6 +613,7 @@ class MilvusStore(Store):
         if self.call(self.client.has_collection, mname):  # left over from an interrupted create or drop
             self.call(self.client.drop_collection, mname)
             self._loaded.discard(mname)
+        self._drop_text(settings.name)
         t = self._types
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", t.VARCHAR, is_primary=True, max_length=1024)
@@ -395,6 +639,7 @@ class MilvusStore(Store):
         self.call(self.client.delete, SETTINGS_COLLECTION, ids=[name])
         self.call(self.client.drop_collection, milvus_name(name))
         self._loaded.discard(milvus_name(name))
+        self._drop_text(name)
 
     def close(self) -> None:
         try:
@@ -403,4 +648,4 @@ class MilvusStore(Store):
             pass
 
 
-__all__ = ["MAX_WINDOW", "MilvusCollection", "MilvusStore", "milvus_name", "parse_location"]
+__all__ = ["MAX_WINDOW", "MilvusCollection", "MilvusStore", "milvus_name", "parse_location", "text_collection_name"]
