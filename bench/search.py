@@ -1,21 +1,33 @@
-"""Search at scale: lookalike (exact/HNSW planner) against the raw FAISS index on the same data.
+"""Search at scale: lookalike (exact/HNSW/IVF planner) against the raw FAISS index on the same data.
 
     python bench/search.py                                  # 100k, clustered + real, int8 (~5 min)
-    python bench/search.py --sizes 100000,1000000 --data clustered --dtype i8
-    python bench/search.py --sizes 5000000 --data clustered --queries 200   # if memory allows
+    python bench/search.py --sizes 100000,1000000 --data clustered --dtype i8 --index hnsw,ivf
+    python bench/search.py --sizes 5000000 --data clustered --queries 200 --index ivf,hnsw \
+        --raw-same-graph --keep /big/disk/bench5m    # if memory allows; --keep reuses the written rows
 
 For each data set and size it writes the vectors (with two metadata flags: `p10` true on
 10 % of records, `p01` on 0.1 %) into a fresh collection through the store API, builds
-its HNSW index (timed), builds the same FAISS index directly from the NumPy array (the
-"raw" rows: same M, ef, int8 scalar quantiser, filter by `IDSelectorBitmap`), and then
-runs the same queries against both, interleaved query by query so that a busy shared
-machine slows both alike. Reported per row:
+its index (timed; each of `--index` in turn on the same records), builds the same FAISS
+index directly from the NumPy array (the "raw" rows: same M, ef, int8 scalar quantiser,
+filter by `IDSelectorBitmap`; IVF and `--raw-same-graph` search lookalike's own index),
+and then runs the same queries against all, interleaved query by query so that a busy
+shared machine slows all alike. Rows per case:
+
+- `raw`: the library at its default width (efSearch / nprobe), top 10 of its 2k int8 candidates
+- `raw@same`: the library doing exactly the work lookalike's planner chose for that query
+  (`CollectionIndex.last_plan()`: the same efSearch/nprobe sequence, candidate count and
+  bitmap selector, or the same exact scan), plus the same float32 re-scoring of the
+  candidates from the in-memory array: what the planner's choice costs without lookalike
+- `store`, `api`: lookalike's engine, and the Python API on top of it
+
+Reported per row:
 
 - build s: index build (lookalike: from its vector file, in the background thread)
 - index MB: codes + graph links held in memory; x f32 / x i8: that over the raw vector bytes
 - recall@10 against exact search over the same records (for filters: over the matching ones)
 - p50/p99 ms: one query at a time; `store` is the engine (filter, plan, HNSW, exact re-score),
   `api` adds `Collection.search` (query parsing, documents from SQLite, projection)
+- p50/raw, p50/raw@same: p50 over the `raw` and the `raw@same` row's p50
 - qps: queries per second with 2 threads on the 2 cores
 """
 from __future__ import annotations
@@ -39,6 +51,7 @@ sys.path.insert(0, str(HERE.parent))
 import importlib.util  # noqa: E402
 
 import lookalike  # noqa: E402
+from lookalike.index.exact import top_k  # noqa: E402
 from lookalike.query.filters import parse_filter  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 
@@ -59,35 +72,54 @@ def rss_anon_mb() -> float:
     return 0.0
 
 
-def exact_truth(data: np.ndarray, queries: np.ndarray, mask: np.ndarray | None) -> list[set[int]]:
-    out = []
+def exact_truth(data: np.ndarray, queries: np.ndarray,
+                masks: dict[str, np.ndarray | None]) -> dict[str, list[set[int]]]:
+    """Exact top 10 per query for every filter (one pass over the scores per chunk of queries)."""
+    out: dict[str, list[set[int]]] = {name: [] for name in masks}
     for start in range(0, len(queries), 50):
         scores = queries[start:start + 50] @ data.T
-        if mask is not None:
-            scores[:, ~mask] = -np.inf
-        part = np.argpartition(-scores, K, axis=1)[:, :K]
-        out += [set(map(int, row)) for row in part]
+        for name, mask in masks.items():
+            part = np.where(mask, scores, -np.inf) if mask is not None else scores
+            best = np.argpartition(-part, K, axis=1)[:, :K]
+            out[name] += [set(map(int, row)) for row in best]
     return out
 
 
-def load_collection(db, name: str, data: np.ndarray, masks: dict[str, np.ndarray],
-                    args) -> tuple[object, float, float]:
-    """Write every vector through the store API (exact while loading), then build HNSW; (col, secs, anon MB)."""
+def load_collection(db, name: str, data: np.ndarray, masks: dict[str, np.ndarray], args):
+    """The collection with every vector written through the store API (exact while loading).
+
+    With `--keep`, a collection already holding these rows (same size, same seed) is reused.
+    """
+    existing = [c["name"] for c in db.collections()]
+    if name in existing:
+        col = db.collection(name)
+        if col._store.count() == len(data):
+            print(f"# reusing the {len(data):,} records kept in {args.keep}", flush=True)
+            return col
+        db.drop(name)
     col = db.collection(name, create=True, model="none", dim=data.shape[1], index={"type": "exact"},
                         compression={"dtype": args.dtype, "pca_dim": args.pca})
     store = col._store
     for start in range(0, len(data), 50_000):
         batch = [StoredRecord(id=f"r{i}", doc={"p10": bool(masks["10%"][i]), "p01": bool(masks["0.1%"][i])},
-                              computed={}, vector=data[i], source_hash="", content_hash=f"h{i}")
+                              computed={}, vector=data[i], source_hash="", content_hash=f"{i:016x}")
                  for i in range(start, min(start + 50_000, len(data)))]
         store.write(batch)
+    return col
+
+
+def build_index(db, col, name: str, kind: str, args) -> tuple[float, float]:
+    """Switch the collection to `kind` (hnsw or ivf) and wait for its build; (secs, anon MB grown)."""
     before = rss_anon_mb()
     t = time.perf_counter()
-    db.ensure_collection(name, index={"type": "auto", "connectivity": args.m, "expansion_add": args.ef_add,
-                                      "expansion_search": args.ef_search, "threshold": args.threshold,
-                                      "filter_threshold": args.filter_threshold})
-    store.wait_index()
-    return col, time.perf_counter() - t, rss_anon_mb() - before
+    settings = {"type": "auto" if kind == "hnsw" else kind, "connectivity": args.m, "expansion_add": args.ef_add,
+                "expansion_search": args.ef_search, "threshold": args.threshold,
+                "filter_threshold": args.filter_threshold, "nprobe": args.nprobe, "nlist": args.nlist}
+    db.ensure_collection(name, index=settings, compression={"dtype": args.dtype, "pca_dim": args.pca})
+    col._store.wait_index()
+    info = col.info()["index"]
+    assert info["active"] == kind, info
+    return time.perf_counter() - t, rss_anon_mb() - before
 
 
 def reload_secs(store) -> float:
@@ -121,20 +153,67 @@ def build_raw(data: np.ndarray, args):
     return index, time.perf_counter() - t, rss_anon_mb() - before
 
 
-def raw_searcher(index, mask: np.ndarray | None, args):
+def search_params(index, width: int, k: int, selector):
+    """FAISS parameters for an HNSW (efSearch) or IVF (nprobe; HNSW quantizer beam) index."""
     import faiss
-    params = faiss.SearchParametersHNSW()
-    params.efSearch = args.ef_search
+    if hasattr(index, "hnsw"):
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(width, k)
+    else:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = width
+        quantizer = faiss.SearchParametersHNSW()
+        quantizer.efSearch = max(128, 2 * width)  # as lookalike's IvfIndex
+        params.quantizer_params = quantizer
+        params._keep = quantizer
+    if selector is not None:
+        params.sel = selector
+    return params
+
+
+def raw_searcher(index, mask: np.ndarray | None, args):
+    """The library at its default width: top 10 of its 2k best codes, no re-scoring."""
+    import faiss
     bits = None
+    selector = None
     if mask is not None:
         bits = np.packbits(mask, bitorder="little")
-        params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
     pool = 2 * K if args.dtype != "f32" else K
+    width = args.ef_search if hasattr(index, "hnsw") else args.nprobe
+    params = search_params(index, width, pool, selector)
 
     def search(q: np.ndarray) -> set[int]:
         _, ids = index.search(q[None], pool, params=params)
         found = ids[0][ids[0] >= 0]
         return set(map(int, found[:K])), bits  # keep the bitmap alive with the closure
+    return search
+
+
+def same_searcher(index, data: np.ndarray, mask: np.ndarray | None):
+    """The library replaying lookalike's plan for a query: same widths, pool, selector or
+    exact scan, then the same float32 re-scoring (from the in-memory array)."""
+    import faiss
+    bits = np.packbits(mask, bitorder="little") if mask is not None else None
+    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    slots = np.flatnonzero(mask) if mask is not None else None
+    cache: dict[tuple, object] = {}
+
+    def search(q: np.ndarray, plan) -> set[int]:
+        for width in plan.widths:  # none for an exact plan
+            key = (width, plan.pool, plan.filtered)
+            params = cache.get(key)
+            if params is None:
+                params = cache[key] = search_params(index, width, plan.pool, selector if plan.filtered else None)
+            _, ids = index.search(q[None], plan.pool, params=params)
+        if plan.kind == "exact" or plan.fallback:
+            cand = slots if slots is not None else np.arange(len(data))
+            scores = np.einsum("ij,j->i", data[cand], q) if slots is not None else np.einsum("ij,j->i", data, q)
+        else:
+            cand = ids[0][ids[0] >= 0]
+            scores = np.einsum("ij,j->i", data[cand], q)
+        best = top_k(scores, K)
+        return set(map(int, cand[best])), bits
     return search
 
 
@@ -154,25 +233,44 @@ def run_case(label: str, data: np.ndarray, queries: np.ndarray, args, rows: list
     n = len(data)
     rng = np.random.default_rng(5)
     masks = {"10%": rng.random(n) < 0.10, "0.1%": rng.random(n) < 0.001}
-    folder = tempfile.mkdtemp(prefix="lookalike-bench-", dir=args.tmp)
+    folder = args.keep or tempfile.mkdtemp(prefix="lookalike-bench-", dir=args.tmp)
     db = lookalike.connect(folder)
-    col, build_s, ours_anon = load_collection(db, "bench", data, masks, args)
+    col = load_collection(db, "bench", data, masks, args)
+    t = time.perf_counter()
+    truth = exact_truth(data, queries, {name: masks.get(name) for name in FILTERS})
+    print(f"# exact truth {time.perf_counter() - t:.0f}s", flush=True)
+    for kind in args.index.split(","):
+        build_s, ours_anon = build_index(db, col, "bench", kind, args)
+        measure(label, kind, col, data, queries, masks, truth, build_s, ours_anon, args, rows)
+    db.close()
+    if not args.keep:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, masks: dict, truth: dict,
+            build_s: float, ours_anon: float, args, rows: list[str]) -> None:
+    """Rows raw, raw@same, store, api for each filter, with the collection's index of `kind`."""
+    import faiss
+    n = len(data)
     reload_s = reload_secs(col._store)
     info = col.info()
     ours_mb = info["index"]["memory_bytes"] / 2**20
-    import faiss
-    if args.raw_same_graph:  # the raw library searching lookalike's own graph: isolates the overhead
-        raw, raw_build_s, raw_anon = col._store._index._ann.raw, float("nan"), 0.0
+    ann = col._store._index._ann
+    same_graph = args.raw_same_graph or kind == "ivf"
+    if same_graph:  # the raw library searching lookalike's own index: isolates the overhead
+        raw, raw_build_s, raw_anon, raw_mb = ann.raw, float("nan"), 0.0, ours_mb
     else:
         raw, raw_build_s, raw_anon = build_raw(data, args)
-    raw_mb = (raw.ntotal * faiss.downcast_index(raw.storage).code_size + raw.hnsw.neighbors.size() * 4) / 2**20
+        raw_mb = (raw.ntotal * faiss.downcast_index(raw.storage).code_size + raw.hnsw.neighbors.size() * 4) / 2**20
     f32_mb, i8_mb = n * data.shape[1] * 4 / 2**20, n * data.shape[1] / 2**20
     store = col._store
+    lists = f" nlist {info['index']['lists']} nprobe {args.nprobe}" if kind == "ivf" else ""
     for fname, flt in FILTERS.items():
         mask = masks.get(fname)
-        truth = exact_truth(data, queries, mask)
         where = parse_filter(flt)
         raw_fn = raw_searcher(raw, mask, args)
+        same_fn = same_searcher(ann.raw, data, mask)  # lookalike's index: the plan's widths refer to it
 
         def ours_store(q: np.ndarray) -> set[int]:
             return {int(h.id[1:]) for h in store.search(SearchRequest(vector=q, k=K, where=where))}
@@ -180,34 +278,52 @@ def run_case(label: str, data: np.ndarray, queries: np.ndarray, args, rows: list
         def ours_api(q: np.ndarray) -> set[int]:
             return {int(h["_id"][1:]) for h in col.search({"vector": q.tolist()}, k=K, filter=flt)["hits"]}
 
-        lat = {"raw": [], "store": [], "api": []}
-        got = {"raw": [], "store": [], "api": []}
-        fns = {"raw": lambda q: raw_fn(q)[0], "store": ours_store, "api": ours_api}
+        names = ("raw", "store", "raw@same", "api")  # raw@same replays the plan store just made
+        lat: dict[str, list[float]] = {name: [] for name in names}
+        got: dict[str, list[set[int]]] = {name: [] for name in names}
+        plans = []
         for q in queries[:20]:  # warm caches and page-ins for everyone
-            for fn in fns.values():
-                fn(q)
-        for q in queries:  # interleaved: the same moment of a shared machine for all three
-            for name, fn in fns.items():
+            raw_fn(q)
+            ours_store(q)
+            same_fn(q, store._index.last_plan())
+            ours_api(q)
+        for q in queries:  # interleaved: the same moment of a shared machine for all
+            for name in names:
                 t = time.perf_counter()
-                got[name].append(fn(q))
+                if name == "raw":
+                    result = raw_fn(q)[0]
+                elif name == "raw@same":
+                    result = same_fn(q, plans[-1])[0]
+                elif name == "store":
+                    result = ours_store(q)
+                else:
+                    result = ours_api(q)
                 lat[name].append(time.perf_counter() - t)
-        for name in fns:
-            rec = float(np.mean([len(g & t) / K for g, t in zip(got[name], truth)]))
+                got[name].append(result)
+                if name == "store":
+                    plans.append(store._index.last_plan())
+        fns = {"raw": lambda q: raw_fn(q[1]), "raw@same": lambda q: same_fn(q[1], plans[q[0]]),
+               "store": lambda q: ours_store(q[1]), "api": lambda q: ours_api(q[1])}
+        widths = sorted({p.widths[-1] for p in plans if p.widths})
+        plan_note = f"plan {plans[0].kind} width {widths[0]}-{widths[-1]} pool {plans[0].pool}" if widths \
+            else f"plan {plans[0].kind}"
+        for name in names:
+            rec = float(np.mean([len(g & t) / K for g, t in zip(got[name], truth[fname])]))
             p50, p99 = percentiles(lat[name])
-            rate = qps(fns[name], queries)
-            if name == "raw":
+            rate = qps(fns[name], list(enumerate(queries)))
+            if name in ("raw", "raw@same"):
                 build, mem = raw_build_s, raw_mb
-                extra = "same graph as lookalike" if args.raw_same_graph else f"anon+{raw_anon:.0f}MB"
+                extra = f"same {kind} as lookalike" if same_graph else f"anon+{raw_anon:.0f}MB"
+                if name == "raw@same":
+                    extra = f"same {kind} as lookalike, {plan_note}"
             else:
                 build, mem, extra = build_s, ours_mb, f"anon+{ours_anon:.0f}MB reload {reload_s:.2f}s"
             ratio = p50 / percentiles(lat["raw"])[0]
-            rows.append(f"| {label} | {n:>9,} | {fname:>4} | {name:5} | {build:7.1f} | {mem:8.1f} | "
+            same = p50 / percentiles(lat["raw@same"])[0]
+            rows.append(f"| {label} | {kind} | {n:>9,} | {fname:>4} | {name:8} | {build:7.1f} | {mem:8.1f} | "
                         f"{mem / f32_mb:5.2f} | {mem / i8_mb:5.2f} | {rec:6.3f} | {p50:6.2f} | {p99:6.2f} | "
-                        f"{ratio:5.2f} | {rate:7.0f} | {extra}")
+                        f"{ratio:5.2f} | {same:5.2f} | {rate:7.0f} | {extra}{lists if name == 'store' else ''}")
             print(rows[-1], flush=True)
-    db.close()
-    import shutil
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -224,6 +340,10 @@ def main() -> None:
     ap.add_argument("--threshold", type=int, default=20_000)
     ap.add_argument("--filter-threshold", type=int, default=4096)
     ap.add_argument("--real-images", type=int, default=2000, help="images drawn and embedded for 'real'")
+    ap.add_argument("--index", default="hnsw", help="comma-separated index types measured in turn: hnsw, ivf")
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: 4 sqrt(n))")
+    ap.add_argument("--nprobe", type=int, default=32, help="IVF lists scanned per query")
+    ap.add_argument("--keep", default=None, help="data folder kept (and reused when it holds the same rows)")
     ap.add_argument("--raw-same-graph", action="store_true",
                     help="raw FAISS rows search lookalike's graph instead of building their own (halves build time)")
     ap.add_argument("--tmp", default=None, help="folder for the temporary data folders")
@@ -236,11 +356,12 @@ def main() -> None:
     print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (shared machine: "
           f"latencies are noisy; raw/store/api are interleaved per query so ratios are fair)")
     print(f"# dtype={args.dtype} pca={args.pca} M={args.m} ef_add={args.ef_add} ef_search={args.ef_search} "
-          f"threshold={args.threshold} filter_threshold={args.filter_threshold} k={K} queries={args.queries}")
-    head = ("| data | n | filter | who | build s | index MB | x f32 | x i8 | recall | p50 ms | p99 ms | "
-            "p50/raw | qps (2 thr) | note |")
+          f"threshold={args.threshold} filter_threshold={args.filter_threshold} nlist={args.nlist} "
+          f"nprobe={args.nprobe} k={K} queries={args.queries}")
+    head = ("| data | index | n | filter | who | build s | index MB | x f32 | x i8 | recall | p50 ms | p99 ms | "
+            "p50/raw | p50/raw@same | qps (2 thr) | note |")
     print(head)
-    print("|" + "---|" * 14)
+    print("|" + "---|" * 16)
     rows: list[str] = []
     for size in (int(s) for s in args.sizes.split(",")):
         for kind in args.data.split(","):

@@ -224,7 +224,7 @@ def test_settings_change_rebuilds_without_losing_data(db):
 
 
 BAD_SETTINGS = [
-    ({"index": {"type": "ivf"}}, "unknown index type"),
+    ({"index": {"type": "annoy"}}, "unknown index type"),
     ({"index": {"connectivity": 1}}, "connectivity"),
     ({"index": {"threshold": "big"}}, "threshold"),
     ({"index": {"filter_threshold": -1}}, "filter_threshold"),

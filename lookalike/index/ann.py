@@ -1,20 +1,32 @@
-"""Approximate nearest neighbours: an HNSW graph from FAISS, keyed by the store's slots.
+"""Approximate nearest neighbours from FAISS, keyed by the store's slots: HNSW or IVF.
 
 Why FAISS (measured with `bench/ann_libs.py`, 100k x 256-d, same M/ef everywhere, see
 docs/index.md): recall and unfiltered latency were a tie between FAISS, usearch and hnswlib,
-but only FAISS filters *inside* the graph walk in native code (`IDSelectorBitmap`), which is
+but only FAISS filters *inside* the search in native code (`IDSelectorBitmap`), which is
 what keeps filtered search both fast and complete; hnswlib's filter is a Python callback
 run for every visited node (5x slower at 10 %), usearch's Python API has no filter at all
 (we must oversample and widen). FAISS also brings int8/half-precision storage (scalar
 quantiser) and memory-mapped loading, and numbers its vectors 0..n-1 in insertion order,
 which is exactly the store's slot numbering, so no id map is needed.
 
-Deletes and updates never touch the graph: an update writes a new slot and the old one
+Two structures behind one interface (`search(query, k, width, selector)`):
+
+- **HNSW** (`IndexHNSWSQ`): a graph; fastest and most accurate per query, but its links
+  cost 2 x M x 4 bytes per vector (1.5x the int8 codes at M=16).
+- **IVF** (`IndexIVFScalarQuantizer`): k-means lists; a query scans the `nprobe` lists
+  nearest to it. Memory is the codes plus an 8-byte id per vector (~1.03x the int8
+  codes); queries scan more codes than a graph walk visits, so they are slower. The
+  coarse quantizer over the list centroids is itself a small HNSW graph, so assigning
+  millions of vectors to thousands of lists stays fast. (k-means itself assigns with a
+  flat index: rebuilding a graph every iteration was 4x slower.)
+
+Deletes and updates never touch the index: an update writes a new slot and the old one
 dies; every search passes the live-slot bitmap as the FAISS selector, so dead slots can
-never come back. Compaction (which renumbers slots) rebuilds the graph.
+never come back. Compaction (which renumbers slots) rebuilds the index.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -23,37 +35,42 @@ import numpy as np
 from .compress import PCA
 from .settings import code_bytes
 
+#: Training points per IVF list: k-means cost grows with it (10 iterations over 30 x nlist
+#: points take ~1 min for 4000 lists of 256-d on 2 cores); 30 places centroids well enough.
+IVF_TRAIN_PER_LIST = 30
+#: Links per centroid in the IVF coarse quantizer graph, and its beam (at least 2 x nprobe).
+IVF_QUANTIZER_M = 32
+IVF_QUANTIZER_EF = 128
+#: The quantizer's beam when assigning added vectors to lists (one nearest list each: a
+#: narrow beam suffices and keeps adding millions of vectors quick).
+IVF_ADD_EF = 48
+
 
 def _faiss():
     import faiss  # optional dependency (the `ann` extra); exact search works without it
     return faiss
 
 
-class HnswIndex:
-    """A FAISS HNSW graph over (optionally PCA-reduced, quantised) vectors of slots 0..ntotal-1."""
+def _qtype(faiss, dtype: str):
+    return {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit}[dtype]
+
+
+def ivf_lists(rows: int, wanted: int | None) -> int:
+    """Lists for an IVF over `rows` vectors: `wanted` (default 4 sqrt(rows)), at most what trains well."""
+    target = wanted if wanted else int(round(4 * math.sqrt(max(rows, 1))))
+    return max(1, min(target, rows // IVF_TRAIN_PER_LIST))
+
+
+class FaissIndex:
+    """A FAISS index over (optionally PCA-reduced, quantised) vectors of slots 0..ntotal-1."""
+
+    kind = "?"
 
     def __init__(self, raw, dim: int, compression: dict, pca: PCA | None) -> None:
         self.raw = raw
         self.dim = dim
         self.compression = compression
         self.pca = pca
-
-    @classmethod
-    def create(cls, dim: int, index: dict, compression: dict, sample: np.ndarray) -> "HnswIndex":
-        """An empty graph; `sample` (stored vectors) fits the PCA and the int8 ranges."""
-        faiss = _faiss()
-        pca = PCA.fit(sample, compression["pca_dim"]) if compression["pca_dim"] else None
-        width = pca.dim if pca else dim
-        m = index["connectivity"]
-        if compression["dtype"] == "f32":
-            raw = faiss.IndexHNSWFlat(width, m, faiss.METRIC_INNER_PRODUCT)
-        else:
-            qtype = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit}[compression["dtype"]]
-            raw = faiss.IndexHNSWSQ(width, qtype, m, faiss.METRIC_INNER_PRODUCT)
-            train = pca.records(sample) if pca else np.ascontiguousarray(sample, dtype=np.float32)
-            raw.train(train)  # per-dimension value ranges for int8
-        raw.hnsw.efConstruction = index["expansion_add"]
-        return cls(raw, dim, compression, pca)
 
     @property
     def ntotal(self) -> int:
@@ -63,31 +80,39 @@ class HnswIndex:
     def compressed(self) -> bool:
         return self.pca is not None or self.compression["dtype"] != "f32"
 
+    @property
+    def max_width(self) -> int:
+        """The widest search (efSearch or nprobe) worth trying before exact search."""
+        raise NotImplementedError
+
+    def params(self, k: int, width: int, selector):
+        """FAISS search parameters for this width and selector (None: every row)."""
+        raise NotImplementedError
+
     def add(self, vectors: np.ndarray) -> None:
         """Append rows for the next slots (callers add in slot order, nothing skipped)."""
         rows = np.ascontiguousarray(vectors, dtype=np.float32)
         self.raw.add(self.pca.records(rows) if self.pca else rows)
 
-    def search(self, query: np.ndarray, k: int, ef: int, allowed: np.ndarray | None) -> np.ndarray:
-        """Up to k slots, best first by the index's (approximate) score; `allowed` filters in-walk."""
-        faiss = _faiss()
+    def search(self, query: np.ndarray, k: int, width: int, selector=None) -> np.ndarray:
+        """Up to k slots, best first by the index's (approximate) score.
+
+        `selector` is a FAISS `IDSelector` over slots (the caller keeps its bitmap alive).
+        """
         q = self.pca.query(query) if self.pca else np.ascontiguousarray(query, dtype=np.float32)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(ef, k)
-        bits = None
-        if allowed is not None:
-            bits = np.packbits(allowed, bitorder="little")  # kept alive: FAISS holds a raw pointer
-            params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-        _, ids = self.raw.search(q[None], k, params=params)
-        del bits
+        _, ids = self.raw.search(q[None], k, params=self.params(k, width, selector))
         found = ids[0]
         return found[found >= 0]
 
     def memory_bytes(self) -> int:
-        """Codes plus graph links, as held in memory."""
-        per_link = 4
-        links = int(self.raw.hnsw.neighbors.size()) * per_link if hasattr(self.raw.hnsw.neighbors, "size") else 0
-        return self.ntotal * code_bytes(self.dim, self.compression) + links
+        raise NotImplementedError
+
+    def stale(self, rows: int) -> bool:
+        """Whether the structure no longer suits `rows` vectors and should be rebuilt."""
+        return False
+
+    def info(self) -> dict:
+        return {}
 
     # -- files ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -99,9 +124,128 @@ class HnswIndex:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+
+class HnswIndex(FaissIndex):
+    """A FAISS HNSW graph; ids are slots."""
+
+    kind = "hnsw"
+    #: Widest beam tried before falling back to exact search.
+    EF_MAX = 4096
+
     @classmethod
-    def load(cls, path: Path, dim: int, index: dict, compression: dict, pca: PCA | None) -> "HnswIndex":
+    def create(cls, dim: int, index: dict, compression: dict, sample: np.ndarray, rows: int = 0) -> "HnswIndex":
+        """An empty graph; `sample` (stored vectors) fits the PCA and the int8 ranges."""
+        faiss = _faiss()
+        pca = PCA.fit(sample, compression["pca_dim"]) if compression["pca_dim"] else None
+        width = pca.dim if pca else dim
+        m = index["connectivity"]
+        if compression["dtype"] == "f32":
+            raw = faiss.IndexHNSWFlat(width, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raw = faiss.IndexHNSWSQ(width, _qtype(faiss, compression["dtype"]), m, faiss.METRIC_INNER_PRODUCT)
+            train = pca.records(sample) if pca else np.ascontiguousarray(sample, dtype=np.float32)
+            raw.train(train)  # per-dimension value ranges for int8
+        raw.hnsw.efConstruction = index["expansion_add"]
+        return cls(raw, dim, compression, pca)
+
+    @property
+    def max_width(self) -> int:
+        return self.EF_MAX
+
+    def params(self, k: int, width: int, selector):
+        params = _faiss().SearchParametersHNSW()
+        params.efSearch = max(width, k)
+        if selector is not None:
+            params.sel = selector
+        return params
+
+    def memory_bytes(self) -> int:
+        """Codes plus graph links, as held in memory."""
+        neighbors = self.raw.hnsw.neighbors
+        links = int(neighbors.size()) * 4 if hasattr(neighbors, "size") else 0
+        return self.ntotal * code_bytes(self.dim, self.compression) + links
+
+    @classmethod
+    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None) -> "HnswIndex":
         """Memory-map a saved graph (pages load lazily; FAISS copies on the first add)."""
         faiss = _faiss()
-        raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
-        return cls(raw, dim, compression, pca)
+        return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP), dim, compression, pca)
+
+
+class IvfIndex(FaissIndex):
+    """A FAISS inverted-file index with scalar-quantised codes; ids are slots."""
+
+    kind = "ivf"
+
+    def __init__(self, raw, dim: int, compression: dict, pca: PCA | None, wanted_lists: int | None) -> None:
+        super().__init__(raw, dim, compression, pca)
+        self.wanted_lists = wanted_lists
+        faiss = _faiss()
+        self._ivf = faiss.extract_index_ivf(raw)
+        quantizer = faiss.downcast_index(self._ivf.quantizer)
+        if hasattr(quantizer, "hnsw"):
+            quantizer.hnsw.efSearch = IVF_ADD_EF  # for adds; searches pass their own beam
+
+    @classmethod
+    def create(cls, dim: int, index: dict, compression: dict, sample: np.ndarray, rows: int = 0) -> "IvfIndex":
+        """An IVF trained on `sample` (k-means centroids, int8 ranges, PCA), sized for `rows`."""
+        faiss = _faiss()
+        pca = PCA.fit(sample, compression["pca_dim"]) if compression["pca_dim"] else None
+        width = pca.dim if pca else dim
+        nlist = ivf_lists(max(rows, len(sample)), index["nlist"])
+        quantizer = faiss.IndexHNSWFlat(width, IVF_QUANTIZER_M, faiss.METRIC_INNER_PRODUCT)
+        if compression["dtype"] == "f32":
+            raw = faiss.IndexIVFFlat(quantizer, width, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raw = faiss.IndexIVFScalarQuantizer(quantizer, width, nlist, _qtype(faiss, compression["dtype"]),
+                                                faiss.METRIC_INNER_PRODUCT)
+        train = pca.records(sample) if pca else np.ascontiguousarray(sample, dtype=np.float32)
+        raw.cp.seed = 1234
+        raw.cp.min_points_per_centroid = IVF_TRAIN_PER_LIST // 2  # our sample is deliberate: no warning
+        clustering = faiss.IndexFlatIP(width)
+        raw.clustering_index = clustering
+        raw.train(train)  # k-means centroids (then put in the quantizer graph), int8 ranges
+        raw.clustering_index = None  # only needed while training; not saved
+        return cls(raw, dim, compression, pca, index["nlist"])
+
+    @property
+    def nlist(self) -> int:
+        return int(self._ivf.nlist)
+
+    @property
+    def max_width(self) -> int:
+        return self.nlist
+
+    def params(self, k: int, width: int, selector):
+        faiss = _faiss()
+        params = faiss.SearchParametersIVF()
+        params.nprobe = max(1, min(width, self.nlist))
+        quantizer = faiss.SearchParametersHNSW()
+        quantizer.efSearch = max(IVF_QUANTIZER_EF, 2 * params.nprobe)
+        params.quantizer_params = quantizer
+        if selector is not None:
+            params.sel = selector
+        params._keep = quantizer  # the SWIG struct holds a raw pointer to it
+        return params
+
+    def memory_bytes(self) -> int:
+        """Codes and ids in the lists, plus the centroids and their small graph."""
+        quantizer = self._ivf.quantizer
+        centroids = self.nlist * self._ivf.d * 4 + self.nlist * IVF_QUANTIZER_M * 2 * 4
+        return self.ntotal * (self._ivf.code_size + 8) + (centroids if quantizer is not None else 0)
+
+    def stale(self, rows: int) -> bool:
+        """Rebuild once the collection deserves twice as many lists (it grew 4x, or was small)."""
+        return ivf_lists(rows, self.wanted_lists) >= 2 * self.nlist
+
+    def info(self) -> dict:
+        return {"lists": self.nlist}
+
+    @classmethod
+    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None,
+             wanted_lists: int | None) -> "IvfIndex":
+        """Read a saved IVF into memory (lists grow on add, so it is not memory-mapped)."""
+        return cls(_faiss().read_index(str(path)), dim, compression, pca, wanted_lists)
+
+
+KINDS = {"hnsw": HnswIndex, "ivf": IvfIndex}

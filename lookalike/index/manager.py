@@ -1,10 +1,10 @@
-"""One collection's search index: exact or HNSW, kept in step with the vector file, on disk.
+"""One collection's search index: exact, HNSW or IVF, kept in step with the vector file, on disk.
 
-The vector file is append-only and its row numbers ("slots") are the graph's ids, so the
-graph always covers a *prefix* of the file: rows 0..ntotal-1. That makes the index pure
+The vector file is append-only and its row numbers ("slots") are the index's ids, so the
+index always covers a *prefix* of the file: rows 0..ntotal-1. That makes the index pure
 derived data with one number of state. Files in `DIR/index/`:
 
-    NAME.GEN.faiss     the graph (FAISS format, memory-mapped on load)
+    NAME.GEN.faiss     the graph or inverted lists (FAISS format; a graph is memory-mapped on load)
     NAME.GEN.json      what it was built with, how many rows it covers, a checksum of its last row
     NAME.GEN.pca.npz   the PCA projection, when compression asks for one
 
@@ -16,7 +16,9 @@ means a rebuild from the vectors, so a crash can cost time but never wrong answe
 Planning: exact search (the reference) whenever the live or matching records number at
 most `threshold`, so selective filters scan just their matches; otherwise HNSW with the
 filter applied inside the graph walk, widening its beam until k matches are found, and
-falling back to exact search if the graph still cannot produce them.
+falling back to exact search if the graph still cannot produce them. IVF is planned the
+same way, with `nprobe` (lists scanned) in place of the beam width. What was chosen for the
+last search on this thread is in `last_plan()` (benchmarks replay it on the raw library).
 """
 from __future__ import annotations
 
@@ -25,14 +27,16 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .compress import PCA
-from .exact import ExactIndex, dot, top_k
-from .settings import build_key, code_bytes
+from .exact import ExactIndex, dot, score_all, score_slots, top_k
+from .masks import MaskInfo, MaskInfos
+from .settings import ann_kind, build_key, code_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,20 @@ INLINE_BUILD_ROWS = 50_000
 BUILD_CHUNK = 100_000
 #: Widest beam tried before falling back to exact search.
 EF_MAX = 4096
+
+
+@dataclass
+class Plan:
+    """How one search was answered: `exact`, `hnsw` or `ivf`; for the index, the widths
+    tried (efSearch or nprobe, the last one answered), the candidates asked for, whether a
+    filter selector was passed; `matching` allowed slots; `fallback` when the index fell
+    short and exact search answered."""
+    kind: str = "exact"
+    widths: list[int] = field(default_factory=list)
+    pool: int = 0
+    filtered: bool = False
+    matching: int = 0
+    fallback: bool = False
 
 
 class RWLock:
@@ -94,13 +112,15 @@ class CollectionIndex:
         self.compression = compression
         self._matrix = matrix
         self._live_count = live_count
-        self._ann = None  # an HnswIndex once built
+        self._ann = None  # a FaissIndex (ann.HnswIndex or ann.IvfIndex) once built
         self._rw = RWLock()
         self._state = threading.Lock()  # guards _ann/_builder swaps and catch-up adds
         self._builder: threading.Thread | None = None
         self._build_error: str | None = None
         self._saved_rows = 0
         self._cancel = False
+        self._infos = MaskInfos()
+        self._plans = threading.local()
 
     # -- files ---------------------------------------------------------------------------
     def _path(self, suffix: str) -> Path:
@@ -152,7 +172,7 @@ class CollectionIndex:
 
     def _load_saved(self):
         """The saved graph if it provably matches the vector file, else None (reason logged)."""
-        from .ann import HnswIndex
+        from .ann import KINDS
         meta_path, graph_path = self._path("json"), self._path("faiss")
         if not meta_path.exists() or not graph_path.exists():
             return None
@@ -167,7 +187,11 @@ class CollectionIndex:
             pca = PCA.load(self._path("pca.npz")) if self.compression["pca_dim"] else None
             if pca is not None and (pca.dim != self.compression["pca_dim"] or pca.components.shape[1] != self.dim):
                 raise ValueError("PCA file has the wrong shape")
-            ann = HnswIndex.load(graph_path, self.dim, self.settings, self.compression, pca)
+            kind = ann_kind(self.settings)
+            if kind == "ivf":
+                ann = KINDS[kind].load(graph_path, self.dim, self.compression, pca, self.settings["nlist"])
+            else:
+                ann = KINDS[kind].load(graph_path, self.dim, self.compression, pca)
             width = pca.dim if pca else self.dim
             if ann.ntotal != rows or ann.raw.d != width:
                 raise ValueError(f"graph holds {ann.ntotal} rows of {ann.raw.d}-d, meta says {rows} of {width}-d")
@@ -179,9 +203,9 @@ class CollectionIndex:
 
     # -- lifecycle -----------------------------------------------------------------------
     def wanted(self) -> bool:
-        """Whether this collection should have a graph now (by type and live count)."""
+        """Whether this collection should have a graph (or IVF) now (by type and live count)."""
         kind = self.settings["type"]
-        return kind == "hnsw" or (kind == "auto" and self._live_count() > self.settings["threshold"])
+        return kind in ("hnsw", "ivf") or (kind == "auto" and self._live_count() > self.settings["threshold"])
 
     def open(self) -> None:
         """Load the saved graph and catch up, or build one if wanted; drop files if not wanted."""
@@ -203,6 +227,9 @@ class CollectionIndex:
             return
         self._catch_up()
         ann = self._ann
+        if ann is not None and self._builder is None and ann.stale(ann.ntotal):
+            self._start_build()  # e.g. an IVF trained when small: more lists now; the old one serves meanwhile
+            ann = self._ann
         if ann is not None and ann.ntotal - self._saved_rows > max(50_000, ann.ntotal // 4):
             self.save()
 
@@ -234,13 +261,15 @@ class CollectionIndex:
 
     def _build(self) -> None:
         """Build a graph over the current rows, catch up, publish, save. Exact search serves meanwhile."""
-        from .ann import HnswIndex
+        from .ann import KINDS
         try:
             matrix = self._matrix()
             if len(matrix) == 0:
                 return
-            sample = matrix[np.linspace(0, len(matrix) - 1, min(len(matrix), 100_000)).astype(np.int64)]
-            ann = HnswIndex.create(self.dim, self.settings, self.compression, sample)
+            sample = matrix[np.linspace(0, len(matrix) - 1, min(len(matrix), self._sample_rows(len(matrix))))
+                            .astype(np.int64)]
+            ann = KINDS[ann_kind(self.settings)].create(self.dim, self.settings, self.compression, sample,
+                                                         len(matrix))
             for start in range(0, len(matrix), BUILD_CHUNK):
                 if self._cancel:
                     return
@@ -260,6 +289,13 @@ class CollectionIndex:
             self._build_error = f"{type(exc).__name__}: {exc}"
         finally:
             self._builder = None
+
+    def _sample_rows(self, rows: int) -> int:
+        """Rows to train on: 100k for PCA/int8 ranges; an IVF wants 40 per list for k-means."""
+        if ann_kind(self.settings) == "ivf":
+            from .ann import IVF_TRAIN_PER_LIST, ivf_lists
+            return max(100_000, IVF_TRAIN_PER_LIST * ivf_lists(rows, self.settings["nlist"]))
+        return 100_000
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a background build finishes; True if none is running afterwards."""
@@ -295,8 +331,12 @@ class CollectionIndex:
     def active(self) -> bool:
         return self._ann is not None
 
+    def last_plan(self) -> Plan | None:
+        """How the last `search` on this thread was answered (for benchmarks and debugging)."""
+        return getattr(self._plans, "plan", None)
+
     def uses_ann(self, matching: int) -> bool:
-        """HNSW for this many candidate records? (Otherwise exact is as fast, and exact.)
+        """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
 
         A filter (fewer matches than live records) is scanned exactly up to the smaller of
         `filter_threshold` and `threshold`; the whole collection up to `threshold`.
@@ -313,59 +353,82 @@ class CollectionIndex:
         """(slots, exact scores) of the best k allowed slots, best first.
 
         `matching` is the number of allowed slots when the caller knows it (it must never
-        exceed the true count); otherwise it is counted.
+        exceed the true count); otherwise it is counted. A read-only `allowed` (the store's
+        cached masks) has its count, FAISS selector and slot list computed once and reused.
         """
-        matrix = self._matrix()
+        info = self._infos.get(allowed)
         if matching is None:
-            matching = int(np.count_nonzero(allowed))
-        if k <= 0 or not self.uses_ann(matching):
-            return ExactIndex(matrix).search(query, k, allowed)
-        found = self._ann_candidates(query, k, allowed, matching)
-        if found is None:
-            return ExactIndex(matrix).search(query, k, allowed)
-        scores = dot(matrix[found], np.asarray(query, dtype=np.float32)) if len(found) else np.empty(0, np.float32)
-        best = top_k(scores, k)
-        return found[best], scores[best]
+            matching = info.count(allowed)
+        plan = Plan(matching=matching)
+        self._plans.plan = plan
+        if k > 0 and self.uses_ann(matching):
+            found = self._ann_candidates(query, k, allowed, info, plan)
+            if found is not None:
+                matrix = self._matrix()
+                scores = dot(matrix[found], np.asarray(query, dtype=np.float32)) if len(found) \
+                    else np.empty(0, np.float32)
+                best = top_k(scores, k)
+                return found[best], scores[best]
+            plan.fallback = True
+        return self._exact(query, k, allowed, info, matching)
 
-    def _ann_candidates(self, query: np.ndarray, k: int, allowed: np.ndarray, matching: int) -> np.ndarray | None:
-        """Candidate slots from the graph (plus unindexed tail rows), or None to go exact."""
+    def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
+               matching: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the allowed slots (their list reused from `info` when cached)."""
         matrix = self._matrix()
+        n = min(len(allowed), len(matrix))
+        if allowed.flags.writeable or n != len(allowed) or matching == n:
+            return ExactIndex(matrix).search(query, k, allowed)
+        slots = info.slots(allowed)
+        scores = score_slots(matrix, query, slots) if len(slots) < n else score_all(matrix[:n], query)
+        best = top_k(scores, k)
+        return slots[best], scores[best]
+
+    def _ann_candidates(self, query: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
+                        plan: Plan) -> np.ndarray | None:
+        """Candidate slots from the index (plus unindexed tail rows), or None to go exact."""
         self._rw.acquire_read()
         try:
             ann = self._ann
             if ann is None:
                 return None
             covered = min(ann.ntotal, len(allowed))
-            inside = allowed[:covered]
-            in_count = matching if covered == len(allowed) else int(np.count_nonzero(inside))
+            in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
             want = min(k, in_count)
             pool = self._pool(ann, k)
-            # every indexed row allowed (no filter, no deletes): no selector, the fastest walk
-            selector = None if in_count == ann.ntotal else self._padded(inside, ann.ntotal)
-            ef = max(self._beam(in_count, ann.ntotal), pool)
+            # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
+            # else a bitmap over `allowed` (slots past the index's end never come up in it)
+            selector = None if in_count == ann.ntotal else info.selector(allowed)
+            width = self._width(ann, in_count, pool)
+            plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
             while True:
-                found = ann.search(query, pool, ef, selector)
-                if len(found) >= want or ef >= EF_MAX:
+                plan.widths.append(width)
+                found = ann.search(query, pool, width, selector)
+                if len(found) >= want or width >= ann.max_width:
                     break
-                ef *= 4  # the filter left the beam short: widen it
+                width = min(width * 4, ann.max_width)  # the filter left the search short: widen it
         finally:
             self._rw.release_read()
         if len(found) < want:
             return None  # never fewer than k hits when k exist: exact search guarantees it
-        tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the graph's last add
+        tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the index's last add
         return np.concatenate([found.astype(np.int64), tail]) if len(tail) else found.astype(np.int64)
 
-    def _beam(self, in_count: int, total: int) -> int:
-        """efSearch for a walk where `in_count` of `total` nodes may be returned.
+    def _width(self, ann, in_count: int, pool: int) -> int:
+        """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.
 
-        Non-matching nodes still fill the beam, so a filter keeping a share s of the graph
+        Non-matching nodes still fill an HNSW beam, so a filter keeping a share s of the graph
         gets a beam sqrt(1/s) times wider (at most 8x): measured on 10 % filters, recall@10
-        goes from 0.89 at the plain width to 0.99.
+        goes from 0.89 at the plain width to 0.99. In an IVF a filter's best matches lie
+        further out, among more lists: nprobe widens by the same factor.
         """
-        ef = self.settings["expansion_search"]
+        total = ann.ntotal
+        width = self.settings["nprobe" if ann.kind == "ivf" else "expansion_search"]
         if 0 < in_count < total:
-            ef = int(ef * min(8.0, (total / in_count) ** 0.5))
-        return ef
+            width = int(width * min(8.0, (total / in_count) ** 0.5))
+        if ann.kind == "hnsw":
+            width = max(width, pool)
+        return min(width, ann.max_width)
 
     @staticmethod
     def _pool(ann, k: int) -> int:
@@ -374,22 +437,16 @@ class CollectionIndex:
             return max(4 * k, 40)  # reduced dimensions blur near ties most
         return 2 * k if ann.compressed else k
 
-    @staticmethod
-    def _padded(mask: np.ndarray, size: int) -> np.ndarray:
-        if len(mask) == size:
-            return mask
-        out = np.zeros(size, dtype=bool)
-        out[: len(mask)] = mask
-        return out
-
     # -- stats ---------------------------------------------------------------------------
     def stats(self) -> dict:
         ann = self._ann
         state = "ready" if ann is not None else ("building" if self._builder is not None else "none")
-        info = {**self.settings, "active": "hnsw" if ann is not None else "exact", "state": state,
+        info = {**self.settings, "active": ann.kind if ann is not None else "exact", "state": state,
                 "library": "faiss" if ann is not None else None,
                 "indexed_rows": ann.ntotal if ann is not None else 0,
                 "memory_bytes": ann.memory_bytes() if ann is not None else 0}
+        if ann is not None:
+            info.update(ann.info())
         if self._build_error:
             info["error"] = self._build_error
         return info

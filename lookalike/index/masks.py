@@ -10,6 +10,7 @@ filter, the slot count and a version the store bumps whenever it indexes new rec
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Callable, Hashable
 
@@ -46,3 +47,67 @@ class MaskCache:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
         return mask
+
+
+class MaskInfo:
+    """What searches derive from one read-only allowed-slots mask, computed once and reused:
+    its population count, its FAISS bitmap selector (bits packed little-endian, kept alive
+    here because FAISS holds a raw pointer) and its slot list (for exact scans)."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self._ref = weakref.ref(mask)
+        self._lock = threading.Lock()
+        self._count: int | None = None
+        self._bits: np.ndarray | None = None
+        self._selector = None
+        self._slots: np.ndarray | None = None
+
+    def alive(self, mask: np.ndarray) -> bool:
+        return self._ref() is mask
+
+    def count(self, mask: np.ndarray) -> int:
+        if self._count is None:
+            self._count = int(np.count_nonzero(mask))
+        return self._count
+
+    def selector(self, mask: np.ndarray):
+        """An `IDSelectorBitmap` over the mask's slots (ids past its end are never selected)."""
+        with self._lock:
+            if self._selector is None:
+                import faiss
+                self._bits = np.packbits(mask, bitorder="little")
+                self._selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+            return self._selector
+
+    def slots(self, mask: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if self._slots is None:
+                self._slots = np.flatnonzero(mask)
+            return self._slots
+
+
+class MaskInfos:
+    """`MaskInfo` per mask object, for read-only masks only (a writable one may change
+    under us, so its facts are recomputed every time); a few recent ones are kept."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: OrderedDict[int, MaskInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, mask: np.ndarray) -> MaskInfo:
+        if mask.flags.writeable:
+            return MaskInfo(mask)
+        key = id(mask)
+        with self._lock:
+            info = self._items.get(key)
+            if info is not None and info.alive(mask):
+                self._items.move_to_end(key)
+                return info
+        info = MaskInfo(mask)
+        with self._lock:
+            self._items[key] = info
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return info
