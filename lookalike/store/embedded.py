@@ -113,6 +113,7 @@ class EmbeddedCollection(CollectionStore):
         self._fields.add(slots, docs)
         self._text = TextMatrix.load(self._store.reader(), self.name, self._slot_of, self._vectors.rows)
         self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
+        self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
         self._index = CollectionIndex(self._store.path / "index", self.name, self._generation, dim,
                                       self.settings.index, self.settings.compression,
@@ -208,14 +209,28 @@ class EmbeddedCollection(CollectionStore):
     # -- search --------------------------------------------------------------------------
     def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
         n = self.n_slots
+        if not exclude:  # live & filter, cached read-only (the index reuses its count and bitmap)
+            key = ("allowed", repr(where), n, self._fields_version, self._alive_version)
+            return self._masks.get(key, lambda: self._live_matching(where, n))
         allowed = self._alive[:n].copy()
         if where is not MATCH_ALL:
-            version = self._fields_version  # read before computing: a newer mask never hides under it
-            allowed &= self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
+            allowed &= self._filter_mask(where, n)
         for rid in exclude:
             slot = self._slot_of.get(rid)
             if slot is not None and slot < n:
                 allowed[slot] = False
+        return allowed
+
+    def _filter_mask(self, where: Node, n: int) -> np.ndarray:
+        version = self._fields_version  # read before computing: a newer mask never hides under it
+        return self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
+
+    def _live_matching(self, where: Node, n: int) -> np.ndarray:
+        """Live slots matching `where`, as a new read-only mask."""
+        allowed = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            allowed &= self._filter_mask(where, n)
+        allowed.flags.writeable = False
         return allowed
 
     def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
@@ -387,6 +402,7 @@ class EmbeddedCollection(CollectionStore):
                 self._alive[old] = False
                 self._slot_ids[old] = None
             self._slot_of[rec.id] = slot
+        self._alive_version += 1
         self._index.sync()  # add the new rows to the ANN graph (or build one past the threshold)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -412,6 +428,7 @@ class EmbeddedCollection(CollectionStore):
                 slot = self._slot_of.pop(rid)
                 self._alive[slot] = False
                 self._slot_ids[slot] = None
+            self._alive_version += 1
             return len(present)
 
     def update_settings(self, **changes: Any) -> CollectionSettings:
