@@ -117,6 +117,16 @@ def test_same_hits_as_embedded(pair, spec):
     same(a, b)
 
 
+def test_large_collections_read_the_vectors_instead(pair, monkeypatch):
+    """Past one search's window, text and visual scores come from reading the vectors: same hits."""
+    import lookalike.store.milvus as milvus_store
+    monkeypatch.setattr(milvus_store, "SCORE_WINDOW", 5)
+    milvus, embedded = pair
+    for query, kwargs in [({"text": "kitchen things"}, {"filter": {"kind": "home"}}),
+                          ({"id": "r05"}, {"text": "winter", "hybrid": 0.4, "group_by": "product_id"})]:
+        same(milvus.search(query, k=7, **kwargs), embedded.search(query, k=7, **kwargs))
+
+
 def test_text_ranking_is_semantic_and_text_vectors_alike(pair):
     milvus, embedded = pair
     assert ids(milvus.search({"text": "boots for hiking"}, k=2))[0] == "r00"
