@@ -9,7 +9,9 @@ element, so equality on a list field means "contains", as in MongoDB.
 """
 from __future__ import annotations
 
+import json
 import math
+import threading
 from typing import Any, Iterable
 
 import numpy as np
@@ -40,6 +42,14 @@ class _Growable:
         self._buf = np.empty(capacity, dtype=dtype)
         self.size = 0
 
+    @classmethod
+    def of(cls, values: np.ndarray, dtype: type) -> "_Growable":
+        """A buffer holding `values` (copied: the next extend must not write into a caller's array)."""
+        out = cls(dtype, max(256, len(values)))
+        out._buf[: len(values)] = values
+        out.size = len(values)
+        return out
+
     def extend(self, values: Iterable[int]) -> None:
         arr = np.fromiter(values, dtype=self._buf.dtype)
         need = self.size + len(arr)
@@ -54,21 +64,52 @@ class _Growable:
         return self._buf[: self.size]
 
 
+_MATERIALIZE = threading.Lock()
+
+
 class Postings:
     """All (slot, value) pairs of one path."""
 
-    def __init__(self) -> None:
+    def __init__(self, saved_keys: str | None = None) -> None:
         self.rows = _Growable(np.int64)
         self.vids = _Growable(np.int32)
-        self.keys: list[tuple[str, Any]] = []
-        self.vid_of: dict[tuple[str, Any], int] = {}
+        # Distinct values; from a snapshot they stay JSON until first used, because decoding the
+        # keys of paths nobody filters on (titles, SKUs: one value per record) was most of a load.
+        self._saved = saved_keys
+        self._keys: list[tuple[str, Any]] | None = None if saved_keys is not None else []
+        self._vid_of: dict[tuple[str, Any], int] = {}
         self._numbers: np.ndarray | None = None
 
+    def _materialize(self) -> None:
+        with _MATERIALIZE:  # a reader and a writer may both get here first: build it once
+            if self._keys is None:
+                keys = [(k[0], k[1]) for k in json.loads(self._saved)]
+                self._vid_of = {key: vid for vid, key in enumerate(keys)}
+                self._keys, self._saved = keys, None  # set last: readers test _keys
+
+    @property
+    def keys(self) -> list[tuple[str, Any]]:
+        if self._keys is None:
+            self._materialize()
+        return self._keys
+
+    @property
+    def vid_of(self) -> dict[tuple[str, Any], int]:
+        if self._keys is None:
+            self._materialize()
+        return self._vid_of
+
+    def keys_json(self) -> str:
+        """The distinct values as JSON (as saved; not decoded if they never were)."""
+        saved = self._saved
+        return saved if saved is not None else json.dumps([list(k) for k in self.keys])
+
     def vid(self, key: tuple[str, Any]) -> int:
-        vid = self.vid_of.get(key)
+        vid_of = self.vid_of
+        vid = vid_of.get(key)
         if vid is None:
-            vid = self.vid_of[key] = len(self.keys)
-            self.keys.append(key)
+            vid = vid_of[key] = len(self._keys)
+            self._keys.append(key)
             self._numbers = None
         return vid
 
@@ -123,6 +164,35 @@ class FieldIndex:
         for path, pairs in by_path.items():
             self.paths.setdefault(path, Postings()).add(pairs)
         self._first.clear()
+
+    # -- persistence (see store/field_snapshot.py) ------------------------------------------
+    def to_arrays(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(paths, JSON of the distinct values per path, concatenated rows, concatenated vids, offsets).
+
+        A consistent copy while writers append: each path's arrays are sliced at one size, and
+        keys are copied after, so every vid in the slice has its key."""
+        paths = list(self.paths)
+        posts = [self.paths[p] for p in paths]
+        sizes = [min(post.rows.size, post.vids.size) for post in posts]  # rows grow first
+        rows = [post.rows.view()[:n] for post, n in zip(posts, sizes)]
+        vids = [post.vids.view()[:n] for post, n in zip(posts, sizes)]
+        keys = [post.keys_json() for post in posts]
+        offsets = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
+        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.empty(0, dt))  # noqa: E731
+        return paths, keys, cat(rows, np.int64), cat(vids, np.int32), offsets
+
+    @classmethod
+    def from_arrays(cls, paths: list[str], keys: list[str], rows: np.ndarray, vids: np.ndarray,
+                    offsets: np.ndarray) -> "FieldIndex":
+        """The index `to_arrays` described."""
+        index = cls()
+        for i, path in enumerate(paths):
+            post = Postings(saved_keys=keys[i])
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            post.rows = _Growable.of(rows[lo:hi], np.int64)
+            post.vids = _Growable.of(vids[lo:hi], np.int32)
+            index.paths[path] = post
+        return index
 
     # -- evaluation -----------------------------------------------------------------------
     def mask(self, node: Node, n_slots: int) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""The field index is saved beside the vectors and reused on open, never when it does not match."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import lookalike
+from lookalike.query.field_index import FieldIndex
+from lookalike.store import embedded
+
+
+@pytest.fixture(autouse=True)
+def small_threshold(monkeypatch):
+    monkeypatch.setattr(embedded, "FIELDS_SAVE_MIN", 5)
+
+
+def recs(lo: int, hi: int, colour: str = "red") -> list[dict]:
+    return [{"_id": f"r{i}", "_vector": [1.0, i / 100], "colour": colour if i % 2 else "blue", "n": i,
+             "tags": ["a", "b"][: i % 3]} for i in range(lo, hi)]
+
+
+def matching(col, flt: dict) -> set[str]:
+    return {h["_id"] for h in col.search({"vector": [1, 0]}, k=1000, filter=flt)["hits"]}
+
+
+FILTERS = [{"colour": "red"}, {"n": {"$gte": 30}}, {"tags": "b"}, {"$or": [{"colour": "green"}, {"n": 3}]}]
+
+
+def snapshot_files(data_dir) -> list[str]:
+    return sorted(p.name for p in (data_dir / "fields").glob("*"))
+
+
+def answers(col) -> list[set[str]]:
+    return [matching(col, f) for f in FILTERS]
+
+
+def reopen(data_dir, monkeypatch) -> tuple[object, list[int]]:
+    """A fresh database, and how many records each FieldIndex.add call indexed while opening it."""
+    added: list[int] = []
+    original = FieldIndex.add
+
+    def spy(self, slots, docs):
+        added.append(len(slots))
+        return original(self, slots, docs)
+    monkeypatch.setattr(FieldIndex, "add", spy)
+    db = lookalike.connect(data_dir)
+    db.collection("c").count()  # opens it
+    monkeypatch.setattr(FieldIndex, "add", original)
+    return db, added
+
+
+def test_reopen_reads_only_records_written_after_the_snapshot(data_dir, monkeypatch):
+    with lookalike.connect(data_dir) as db:
+        col = db.collection("c", create=True, model="none", dim=2)
+        col.upsert(recs(0, 40))
+        want = answers(col)
+    assert snapshot_files(data_dir) == ["c.0.npz"]
+    db, added = reopen(data_dir, monkeypatch)
+    try:
+        assert added == [0]  # everything came from the snapshot
+        col = db.collection("c")
+        assert answers(col) == want
+        # changes after the snapshot: updates move records, deletes, new records
+        col.upsert([{**r, "colour": "green"} for r in recs(0, 4)] + recs(40, 43))
+        col.delete(["r5", "r7"])
+        want = answers(col)
+        assert "r5" not in want[0] and {"r0", "r1", "r2", "r3"} <= matching(col, {"colour": "green"})
+    finally:
+        db.close()
+    db, added = reopen(data_dir, monkeypatch)
+    try:
+        assert added == [0]  # closing saved the 7 new slots (over the threshold of 5)
+        assert answers(db.collection("c")) == want
+    finally:
+        db.close()
+
+
+def test_snapshot_of_another_collection_is_not_used(data_dir, tmp_path, monkeypatch):
+    with lookalike.connect(data_dir) as db:
+        db.collection("c", create=True, model="none", dim=2).upsert(recs(0, 40))
+    stolen = tmp_path / "stolen.npz"
+    shutil.copy(data_dir / "fields" / "c.0.npz", stolen)
+    with lookalike.connect(data_dir) as db:  # drop and re-create: same name, same generation, other records
+        db.drop("c")
+        assert snapshot_files(data_dir) == []
+        col = db.collection("c", create=True, model="none", dim=2)
+        col.upsert(recs(0, 40, colour="green"))
+        want = answers(col)
+    shutil.copy(stolen, data_dir / "fields" / "c.0.npz")
+    db, added = reopen(data_dir, monkeypatch)
+    try:
+        assert added == [40]  # rebuilt from the records
+        assert answers(db.collection("c")) == want and want[0] == set()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a zip file", None])
+def test_torn_or_foreign_snapshot_is_rebuilt(data_dir, monkeypatch, damage):
+    with lookalike.connect(data_dir) as db:
+        col = db.collection("c", create=True, model="none", dim=2)
+        col.upsert(recs(0, 40))
+        want = answers(col)
+    path = data_dir / "fields" / "c.0.npz"
+    if damage is None:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # torn
+    else:
+        path.write_bytes(damage)
+    db, added = reopen(data_dir, monkeypatch)
+    try:
+        assert added == [40]
+        assert answers(db.collection("c")) == want
+    finally:
+        db.close()
+    db, added = reopen(data_dir, monkeypatch)  # and saved again
+    db.close()
+    assert added == [0]
+
+
+def test_compaction_moves_the_snapshot_to_the_new_generation(data_dir, monkeypatch):
+    with lookalike.connect(data_dir) as db:
+        col = db.collection("c", create=True, model="none", dim=2)
+        col.upsert(recs(0, 40))
+        col.delete([f"r{i}" for i in range(0, 40, 3)])
+        col._store.compact()
+        want = answers(col)
+    assert snapshot_files(data_dir) == ["c.1.npz"]
+    db, added = reopen(data_dir, monkeypatch)
+    try:
+        assert added == [0]
+        assert answers(db.collection("c")) == want
+    finally:
+        db.close()
