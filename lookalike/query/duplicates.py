@@ -74,8 +74,19 @@ CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: disc
 FIRST_CROP = 1 + GRID * GRID
 #: Crops are looked for in collections of up to this many fingerprints (about 0.1 ms a record).
 CROP_SCAN_MAX = 20_000
-N_HASHES = FIRST_CROP + CROP_GRID * CROP_GRID
 ROTATIONS = (0.0, -5.0, 5.0, -10.0, 10.0)
+#: Stored part (what a query is compared with): whole image, 3 x 3 windows, 5 x 5 small windows.
+N_STORED = FIRST_CROP + CROP_GRID * CROP_GRID
+#: Copy side (the record hashed as a query would be, so that records can be compared with each
+#: other in `duplicates` and `match` by id): border-trimmed whole image, the centre window of
+#: that rotated back by ±5 and ±10 degrees, and COPY_GRID x COPY_GRID sub-windows
+#: of the size a stored small window has in a 60 % crop. Fingerprints written before it existed
+#: have only the stored part (N_STORED hashes) and are still read.
+COPY_GRID = 7
+CANON = N_STORED                               # trimmed whole image (the whole one if no border)
+ROTATED = CANON + 1                            # centre window rotated back, one per ROTATIONS[1:]
+COPY_CROPS = ROTATED + len(ROTATIONS) - 1      # crop sub-windows
+N_HASHES = COPY_CROPS + COPY_GRID * COPY_GRID
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
 DEFAULT_MATCH_THRESHOLD = 0.55
 DEFAULT_DUPLICATE_THRESHOLD = 0.6
@@ -119,10 +130,27 @@ def _dct_bits(canvas: Image.Image, boxes: list[tuple[int, int, int, int]]) -> np
 
 
 def fingerprint(image: Image.Image) -> dict:
-    """The computed fields stored at ingest: `{"_fingerprint": base64, "_pixel_hash": hex}`."""
-    bits = _dct_bits(_canvas(image), WHOLE + _boxes() + _boxes(CROP_WINDOW, CROP_GRID))
+    """The computed fields stored at ingest: `{"_fingerprint": base64, "_pixel_hash": hex}`.
+
+    The fingerprint holds N_HASHES hashes: the stored part a query is compared with, then the
+    copy side (the record hashed as a query would be, see N_STORED)."""
+    canvas = _canvas(image)
+    trimmed = trim_border(image)
+    canon = canvas if trimmed is None else _canvas(trimmed)
+    bits = np.concatenate([
+        _dct_bits(canvas, WHOLE + _boxes() + _boxes(CROP_WINDOW, CROP_GRID)),
+        _dct_bits(canon, WHOLE),
+        _rotated_centres(canon),
+        _dct_bits(canvas, _boxes(CROP_WINDOW / CROP_SCALE, COPY_GRID))])
     return {FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
             PIXEL_HASH: pixel_hash(image)}
+
+
+def _rotated_centres(canvas: Image.Image) -> np.ndarray:
+    """The centre window of the canvas rotated by each of ROTATIONS[1:] (the corners are lost)."""
+    centre = [_boxes()[CENTRE - 1]]
+    return np.concatenate([_dct_bits(canvas.rotate(angle, Image.Resampling.BILINEAR), centre)
+                           for angle in ROTATIONS[1:]])
 
 
 def _mirror_mask() -> np.ndarray:
@@ -141,19 +169,39 @@ def _as_words(bits: np.ndarray) -> np.ndarray:
 
 
 def decode_fingerprint(value: str) -> np.ndarray | None:
-    """Base64 fingerprint -> uint64 (N_HASHES, 4); None if it is not one of ours."""
+    """Base64 fingerprint -> uint64 (N_STORED or N_HASHES, 4); None if it is not one of ours."""
     try:
         raw = np.frombuffer(base64.b64decode(value, validate=True), dtype=np.uint8)
     except (ValueError, TypeError):
         return None
-    if raw.size != N_HASHES * BITS // 8:
+    if raw.size not in (N_STORED * BITS // 8, N_HASHES * BITS // 8):
         return None
-    return raw.reshape(N_HASHES, BITS // 8).view(">u8").astype(np.uint64)
+    return raw.reshape(-1, BITS // 8).view(">u8").astype(np.uint64)
 
 
-def trim_border(image: Image.Image, tolerance: int = 24) -> Image.Image | None:
-    """The image without a uniform frame of its corner colour; None when there is none."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.int16)
+def full_width(fp: np.ndarray) -> np.ndarray:
+    """A fingerprint padded to N_HASHES: an old one (stored part only) gets its whole image as
+    the trimmed one, its centre as the rotated centres and zero crop hashes (see `has_copy_side`)."""
+    if len(fp) == N_HASHES:
+        return fp
+    centre = np.repeat(fp[CENTRE:CENTRE + 1], len(ROTATIONS) - 1, axis=0)
+    crops = np.zeros((COPY_GRID * COPY_GRID, WORDS), dtype=np.uint64)
+    return np.concatenate([fp, fp[:1], centre, crops])
+
+
+def has_copy_side(hashes: np.ndarray) -> np.ndarray:
+    """Per fingerprint (N, N_HASHES, 4): whether its crop sub-windows are real (not padding)."""
+    return hashes[:, COPY_CROPS:].any(axis=(1, 2))
+
+
+def trim_border(image: Image.Image, tolerance: int = 24, side: int = 256) -> Image.Image | None:
+    """The image without a uniform frame of its corner colour; None when there is none.
+
+    The frame is found on a copy reduced to about `side` pixels (a box filter: fast, and a
+    frame's edge moves by at most one reduced pixel)."""
+    factor = max(1, min(image.size) // side)
+    small = image.convert("RGB").reduce(factor) if factor > 1 else image.convert("RGB")
+    arr = np.asarray(small, dtype=np.int16)
     h, w = arr.shape[:2]
     content = np.abs(arr - arr[0, 0]).max(axis=-1) > tolerance
     rows, cols = np.flatnonzero(content.any(1)), np.flatnonzero(content.any(0))
@@ -162,7 +210,8 @@ def trim_border(image: Image.Image, tolerance: int = 24) -> Image.Image | None:
     box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
     if (box[2] - box[0]) * (box[3] - box[1]) > 0.95 * w * h:
         return None
-    return image.crop(box)
+    sx, sy = image.size[0] / w, image.size[1] / h
+    return image.crop((round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)))
 
 
 @dataclass
@@ -171,7 +220,7 @@ class QueryHashes:
 
     plain: np.ndarray    # uint64 (P, 4): compared with every stored hash
     rotated: np.ndarray  # uint64 (R, 4): centre windows of rotated versions, vs the stored centre window
-    aligned: np.ndarray  # uint64 (B, GRID*GRID, 4): windows, each vs the stored window at its place
+    aligned: np.ndarray  # uint64 (B, N_SMALL, 4): small windows, each vs the stored one at its place
     crop: np.ndarray     # uint64 (C, 4): sub-windows the size a stored crop window has in a crop
 
 
@@ -188,7 +237,7 @@ def query_hashes(image: Image.Image) -> QueryHashes:
     centre = [_boxes()[CENTRE - 1]]
     for base in bases:
         canvas = _canvas(base)
-        aligned.append(_dct_bits(canvas, _boxes()))  # survives a caption over one part
+        aligned.append(_dct_bits(canvas, _boxes(CROP_WINDOW, CROP_GRID)))  # survives a caption over some
         whole = _dct_bits(canvas, WHOLE)[0]
         plain.extend([whole, whole ^ MIRROR])
         for angle in ROTATIONS[1:]:  # rotate back and keep the centre window, which has no lost corners
@@ -199,11 +248,22 @@ def query_hashes(image: Image.Image) -> QueryHashes:
 
 
 def stored_query_hashes(fp: np.ndarray) -> QueryHashes:
-    """For a query by a stored record's id: its whole-image hash and its mirror."""
-    bits = np.unpackbits(fp[:1].astype(">u8").view(np.uint8), axis=-1).astype(bool)[:, :BITS]
-    none = np.zeros((0, WORDS), dtype=np.uint64)
-    return QueryHashes(_as_words(np.concatenate([bits, bits ^ MIRROR])), none, none.reshape(0, GRID * GRID, WORDS),
-                       none)
+    """For a query by a stored record's id: its copy side (or, for an old fingerprint, its whole
+    image hash), each also mirrored."""
+    bits = _as_bits(full_width(fp))
+    whole = np.unique(bits[[0, CANON]], axis=0)
+    rotated = bits[ROTATED:COPY_CROPS]
+    crop = bits[COPY_CROPS:] if len(fp) == N_HASHES else bits[:0]
+    if len(fp) != N_HASHES:
+        rotated = bits[:0]
+    aligned = bits[None, FIRST_CROP:N_STORED]
+    return QueryHashes(_as_words(np.concatenate([whole, whole ^ MIRROR])),
+                       _as_words(np.concatenate([rotated, rotated ^ MIRROR])), _as_words(aligned), _as_words(crop))
+
+
+def _as_bits(words: np.ndarray) -> np.ndarray:
+    """uint64 (..., 4) -> bool (..., 256)."""
+    return np.unpackbits(np.ascontiguousarray(words.astype(">u8")).view(np.uint8), axis=-1).astype(bool)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -219,14 +279,17 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000) -> 
     for start in range(0, len(stored), chunk):
         part = stored[start:start + chunk]
         best = _hamming(part[:, :FIRST_CROP, None, :], query.plain[None, None]).min(axis=(1, 2))
+        sims = 1.0 - 2.0 * best / BITS
         if len(query.rotated):
             centre = part[:, CENTRE:CENTRE + 1, None, :]
-            best = np.minimum(best, _hamming(centre, query.rotated[None, None]).min(axis=(1, 2)))
-        if len(query.aligned):
-            best = np.minimum(best, _hamming(part[:, None, 1:FIRST_CROP], query.aligned[None]).min(axis=(1, 2)))
-        sims = 1.0 - 2.0 * best / BITS
+            rotated = _hamming(centre, query.rotated[None, None]).min(axis=(1, 2))
+            sims = np.maximum(sims, 1.0 - 2.0 * rotated / BITS - ROTATED_PENALTY)
+        if len(query.aligned):  # mean of the ALIGNED_TOP best windows at the same place, per version
+            dist = _hamming(part[:, None, FIRST_CROP:N_STORED], query.aligned[None])
+            top = np.partition(dist, ALIGNED_TOP - 1, axis=2)[:, :, :ALIGNED_TOP].mean(axis=2).min(axis=1)
+            sims = np.maximum(sims, 1.0 - 2.0 * top / BITS - ALIGNED_PENALTY)
         if crop.size:  # ~2000 pairs per record: one BLAS product of ±1 forms (a.b / 256 = 1 - 2 h / 256)
-            dots = _signs(part[:, FIRST_CROP:]).reshape(-1, BITS) @ crop
+            dots = _signs(part[:, FIRST_CROP:N_STORED]).reshape(-1, BITS) @ crop
             sims = np.maximum(sims, dots.reshape(len(part), -1).max(axis=1) / BITS - CROP_PENALTY)
         out[start:start + len(part)] = sims
     return out
@@ -261,7 +324,7 @@ class FingerprintCache:
                 keep = [i for i, fp in enumerate(decoded) if fp is not None]
                 if keep:
                     self.slots = np.concatenate([self.slots, new_rows[keep]])
-                    self.hashes = np.concatenate([self.hashes, np.stack([decoded[i] for i in keep])])
+                    self.hashes = np.concatenate([self.hashes, np.stack([full_width(decoded[i]) for i in keep])])
                 self._seen = len(rows)
             return self.slots, self.hashes
 
@@ -298,15 +361,152 @@ def similar_pairs(words: np.ndarray, threshold: float, block: int = 4096) -> tup
             np.concatenate(cols) if cols else np.empty(0, np.int64))
 
 
-def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
-    """Connected components of size >= 2 of the graph with these edges, as index arrays."""
+#: Floats one block of dot products may hold (bounds the memory of `copy_scores`).
+_BLOCK_CELLS = 1 << 23
+#: `duplicates` compares rotated centres and captioned windows in collections of up to this
+#: many fingerprints, and crops in collections of up to CLUSTER_CROP_MAX (their cost grows
+#: with the square of the collection: about 26 and 1,225 hash comparisons a pair).
+CLUSTER_FULL_MAX = 5_000
+CLUSTER_CROP_MAX = 1_000
+
+
+def _max_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (n, p, BITS), b (m, t, BITS) of ±1 -> (n, m): best dot product over the p x t pairs."""
+    n, p, _ = a.shape
+    m, t, _ = b.shape
+    flat_b = b.reshape(m * t, BITS).T.copy()
+    out = np.empty((n, m), dtype=np.float32)
+    rows = max(1, _BLOCK_CELLS // max(1, p * m * t))
+    for start in range(0, n, rows):
+        part = a[start:start + rows]
+        dots = (part.reshape(-1, BITS) @ flat_b).reshape(len(part), p, m, t)
+        out[start:start + len(part)] = dots.max(axis=(1, 3))
+    return out
+
+
+#: Small windows at the same place are scored by the mean of the best ALIGNED_TOP of the 25:
+#: a caption spoils some (a band across the image crosses two or three rows of these overlapping
+#: windows), and fewer would let two different images with the same caption look alike
+#: (bench/duplicates.py: captioned copies 0.63-1 against their originals; distinct images up
+#: to 0.58, that with the same caption at the same place).
+ALIGNED_TOP = 12
+N_SMALL = CROP_GRID * CROP_GRID
+
+
+def _aligned_dots(a: np.ndarray, b: np.ndarray, top: int = ALIGNED_TOP) -> np.ndarray:
+    """a (n, v, w, BITS) (v versions), b (m, w, BITS) of ±1 -> (n, m): over versions, the best
+    mean of the `top` best dot products of windows at the same place."""
+    n, versions, windows, _ = a.shape
+    m = len(b)
+    out = np.empty((n, m), dtype=np.float32)
+    rows = max(1, _BLOCK_CELLS // max(1, versions * windows * m))
+    for start in range(0, n, rows):
+        part = a[start:start + rows]
+        dots = np.einsum("nvwk,mwk->wnvm", part, b, optimize=True)       # (9, rows, v, m)
+        best = np.partition(dots, windows - top, axis=0)[windows - top:].mean(axis=0)
+        out[start:start + len(part)] = best.max(axis=1)
+    return out
+
+
+#: What is taken off the rotated-centre and same-place-window scores: the rotated centre is one
+#: window (bench/duplicates.py: up to 0.70 between distinct originals, against 0.54 for whole
+#: images; rotated copies score 0.85-1); ALIGNED_TOP already makes the windows' mean robust.
+ROTATED_PENALTY, ALIGNED_PENALTY = 0.15, 0.0
+#: A crop is clustered with the record its sub-windows match best when that score is at least
+#: the threshold less CROP_SLACK and beats every record outside that record's cluster by CROP_MARGIN
+#: (a relative rule: the best of ~1,200 comparisons is high for many unrelated pairs, a clear
+#: winner is not).
+CROP_SLACK, CROP_MARGIN = 0.1, 0.1
+
+
+def copy_scores(hashes: np.ndarray, full: bool = True) -> np.ndarray:
+    """(N, N) symmetric similarity of records as copies of each other (crops aside).
+
+    Entry (i, j) is the better of record i hashed as a query (its copy side) against record
+    j's stored part, and the reverse: whole images (plain and border-trimmed, and their
+    mirrors); with `full`, also rotated centre windows against the centre window and windows
+    at the same place (mean of the best ALIGNED_TOP), less their penalties. Blocked matrix
+    products of ±1 forms: O(N^2) arithmetic, no Python loop over records or pairs.
+    """
+    flip = np.where(MIRROR, -1.0, 1.0).astype(np.float32)
+    plain = _signs(hashes[:, [0, CANON]])
+    best = _max_dots(np.concatenate([plain, plain * flip], axis=1), plain[:, :1]) / BITS
+    if full:
+        rotated = _max_dots(_signs(hashes[:, ROTATED:COPY_CROPS]), _signs(hashes[:, CENTRE:CENTRE + 1]))
+        np.maximum(best, rotated / BITS - ROTATED_PENALTY, out=best)
+        small = _signs(hashes[:, FIRST_CROP:N_STORED])
+        windows = _aligned_dots(small[:, None], small)
+        np.maximum(best, windows / BITS - ALIGNED_PENALTY, out=best)
+    np.maximum(best, best.T, out=best)
+    return best
+
+
+def crop_edges(hashes: np.ndarray, labels: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (copy, original) for records whose crop sub-windows clearly match one record best.
+
+    `labels` are the clusters found without crops: the runner-up is the best record outside
+    the winner's cluster, so that other copies of the same original do not hide a crop.
+    """
+    n = len(hashes)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    crop = _max_dots(_signs(hashes[:, COPY_CROPS:]), _signs(hashes[:, FIRST_CROP:N_STORED])) / BITS - CROP_PENALTY
+    crop[~has_copy_side(hashes)] = -1.0  # old fingerprints: no crop sub-windows
+    np.fill_diagonal(crop, -1.0)
+    best = crop.argmax(axis=1)
+    top = crop[np.arange(n), best]
+    others = np.where(labels[None, :] == labels[best][:, None], -1.0, crop)
+    others[np.arange(n), np.arange(n)] = -1.0
+    keep = (top >= limit - CROP_SLACK) & (top - others.max(axis=1) >= CROP_MARGIN)
+    return np.flatnonzero(keep), best[keep]
+
+
+#: A crop's dominant colours (`_colors`) must lie within this CIEDE2000 difference of one of
+#: its original's colours, for at least COLOUR_COVER of their weight: greyscale hashes cannot
+#: tell a zoomed-in green checkerboard from an orange one, colours can.
+COLOUR_DELTA, COLOUR_COVER = 15.0, 0.8
+
+
+def colours_cover(copies: list[dict | None], originals: list[dict | None]) -> np.ndarray:
+    """Per (copy, original) record pair: are the copy's dominant colours found in the original?
+
+    Pairs where either record has no colours (a `_vector` record) are not checked (True)."""
+    from ..models.colors import hex_to_rgb, srgb_to_lab
+    from .colors import ciede2000
+
+    def labs(doc: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+        colours = (doc or {}).get("_colors") or []
+        try:
+            rgb = np.array([hex_to_rgb(c["color"]) for c in colours], dtype=np.float64)
+            weights = np.array([float(c["weight"]) for c in colours])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return (srgb_to_lab(rgb), weights) if len(colours) else None
+
+    out = np.ones(len(copies), dtype=bool)
+    for n, (copy, original) in enumerate(zip(copies, originals)):  # one per crop edge: a few per collection
+        a, b = labs(copy), labs(original)
+        if a is None or b is None:
+            continue
+        near = ciede2000(a[0][:, None], b[0][None]).min(axis=1) <= COLOUR_DELTA
+        out[n] = a[1][near].sum() >= COLOUR_COVER * a[1].sum()
+    return out
+
+
+def components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n nodes of the undirected graph with these edges."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Connected components of size >= 2 of the graph with these edges, as index arrays."""
     if n == 0 or len(rows) == 0:
         return []
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+    labels = components(n, rows, cols)
     order = np.argsort(labels, kind="stable")
     sizes = np.bincount(labels)
     groups = np.split(order, np.cumsum(sizes)[:-1])
@@ -427,8 +627,15 @@ def duplicates(col: "Collection", threshold: float | None = None) -> dict:
     position[slots] = np.arange(len(slots))
     have = position[live_slots] >= 0
     ids = [i for i, ok in zip(live_ids, have) if ok]
-    words = hashes[position[live_slots[have]], 0]
-    rows, cols = similar_pairs(words, limit)
+    chosen = hashes[position[live_slots[have]]]
+    if len(chosen) > CLUSTER_FULL_MAX:  # whole images only, thresholded block by block
+        rows, cols = similar_pairs(chosen[:, 0], limit)
+    else:
+        rows, cols = np.nonzero(np.triu(copy_scores(chosen) >= limit - 1e-6, k=1))
+        if 1 < len(chosen) <= CLUSTER_CROP_MAX:
+            crop_rows, crop_cols = crop_edges(chosen, components(len(chosen), rows, cols), limit)
+            same = colours_cover(store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols]))
+            rows, cols = np.concatenate([rows, crop_rows[same]]), np.concatenate([cols, crop_cols[same]])
     groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
     groups.sort(key=lambda g: (-len(g), g[0]))
     return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

@@ -1,0 +1,107 @@
+"""Geometric copies: a rotated, framed or cropped copy is matched and clustered with its
+original; another drawing of the same pattern family is not (query/duplicates.py copy side)."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+import lookalike
+from lookalike.copies import TRANSFORMS, encode
+from lookalike.models.colors import dominant_colors
+from lookalike.query import duplicates as dup
+from lookalike.sample import COLORS, draw_item, photo_like
+
+
+def b64(im) -> str:
+    return base64.b64encode(encode(im)).decode()
+
+
+RED = draw_item("stripes", COLORS["red"], seed=1, size=288)
+COPIES = {
+    "red-rotated": TRANSFORMS["rotate10"](RED, 0),
+    "red-framed": TRANSFORMS["border"](RED, 0),
+    "red-crop": TRANSFORMS["crop60"](RED, 3),
+}
+OTHERS = {
+    "red-stripes-2": draw_item("stripes", COLORS["red"], seed=77, size=288),   # same family, other drawing
+    "blue-stripes": draw_item("stripes", COLORS["blue"], seed=2, size=288),
+    "green-dots": draw_item("dots", COLORS["green"], seed=3, size=288, shape="circle"),
+    "orange-checks": draw_item("checks", COLORS["orange"], seed=4, size=288, shape="shirt"),
+    "photo": photo_like(12, size=288),
+}
+
+
+@pytest.fixture(scope="module")
+def col(tmp_path_factory):
+    db = lookalike.connect(tmp_path_factory.mktemp("copies"))
+    c = db.collection("copies", create=True)
+    records = [{"_id": rid, "_base64": b64(im)} for rid, im in {"red": RED, **COPIES, **OTHERS}.items()]
+    assert all(r["status"] == "inserted" for r in c.upsert(records))
+    yield c
+    db.close()
+
+
+def test_duplicates_clusters_rotated_framed_and_cropped_copies_only(col):
+    assert col.duplicates()["clusters"] == [["red", "red-crop", "red-framed", "red-rotated"]]
+
+
+@pytest.mark.parametrize("name", list(COPIES))
+def test_match_finds_the_original_of_each_geometric_copy_and_not_the_look_alike(col, name):
+    hits = col.match({"base64": b64(COPIES[name])})["hits"]
+    ids = [h["_id"] for h in hits]
+    assert ids[0] in ("red", name) and "red" in ids, (name, hits[:3])
+    assert not set(ids) & set(OTHERS), (name, hits)
+    by_id = [h["_id"] for h in col.match({"id": name})["hits"]]   # the stored copy side, no image needed
+    assert "red" in by_id and not set(by_id) & set(OTHERS), (name, by_id)
+
+
+def test_the_look_alike_matches_no_copy(col):
+    hits = col.match({"base64": b64(OTHERS["red-stripes-2"])})["hits"]
+    assert [h["_id"] for h in hits] == ["red-stripes-2"] and hits[0]["_match"] == "exact"
+    assert col.match({"id": "red-stripes-2"})["hits"] == []
+
+
+def test_crop_of_a_look_alike_is_not_clustered_with_the_original(tmp_path):
+    """A crop of the look-alike is added: it joins the look-alike's cluster, never the original's."""
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("c", create=True)
+        other = OTHERS["red-stripes-2"]
+        c.upsert([{"_id": "red", "_base64": b64(RED)}, {"_id": "red-crop", "_base64": b64(COPIES["red-crop"])},
+                  {"_id": "other", "_base64": b64(other)},
+                  {"_id": "other-crop", "_base64": b64(TRANSFORMS["crop60"](other, 3))}])
+        assert c.duplicates()["clusters"] == [["other", "other-crop"], ["red", "red-crop"]]
+
+
+def test_colours_refuse_a_crop_edge_between_differently_coloured_look_alikes():
+    green = draw_item("checks", COLORS["green"], seed=5, size=288)
+    orange = draw_item("checks", COLORS["orange"], seed=6, size=288)
+    docs = {name: {"_colors": dominant_colors(im)}
+            for name, im in {"green": green, "orange": orange, "crop": TRANSFORMS["crop60"](green, 1)}.items()}
+    ok = dup.colours_cover([docs["crop"], docs["orange"], docs["crop"], {}], [docs["green"], docs["green"],
+                                                                             docs["orange"], docs["green"]])
+    assert ok.tolist() == [True, False, False, True]  # no colours (a `_vector` record): not checked
+
+
+def test_old_fingerprints_without_copy_side_still_cluster_whole_image_copies():
+    """Fingerprints written before the copy side existed (35 hashes) decode, pad and compare."""
+    grey = TRANSFORMS["grey"](RED, 0)
+    new = [dup.decode_fingerprint(dup.fingerprint(im)[dup.FINGERPRINT]) for im in (RED, grey, COPIES["red-crop"])]
+    assert all(fp.shape == (dup.N_HASHES, dup.WORDS) for fp in new)
+    old = [base64.b64encode(np.ascontiguousarray(fp[:dup.N_STORED].astype(">u8")).tobytes()).decode() for fp in new]
+    decoded = [dup.decode_fingerprint(v) for v in old]
+    assert all(fp is not None and fp.shape == (dup.N_STORED, dup.WORDS) for fp in decoded)
+    assert dup.decode_fingerprint(old[0][:-8]) is None  # neither size: not ours
+    hashes = np.stack([dup.full_width(fp) for fp in decoded])
+    assert not dup.has_copy_side(hashes).any() and dup.has_copy_side(np.stack(new)).all()
+    scores = dup.copy_scores(hashes)
+    assert scores[0, 1] >= dup.DEFAULT_DUPLICATE_THRESHOLD > scores[0, 2]
+    rows, _ = dup.crop_edges(hashes, np.arange(3), dup.DEFAULT_DUPLICATE_THRESHOLD)
+    assert len(rows) == 0  # no crop sub-windows: crops are not looked for
+    # with the copy side, the crop is linked to the cluster of its original and greyscale copy; it
+    # is not when they are told apart (the runner-up, the grey copy, is then as good: no margin)
+    rows, cols = dup.crop_edges(np.stack(new), np.array([0, 0, 1]), dup.DEFAULT_DUPLICATE_THRESHOLD)
+    assert list(zip(rows.tolist(), np.array([0, 0, 1])[cols].tolist())) == [(2, 0)]
+    rows, _ = dup.crop_edges(np.stack(new), np.arange(3), dup.DEFAULT_DUPLICATE_THRESHOLD)
+    assert len(rows) == 0
