@@ -170,7 +170,7 @@ class MilvusCollection(CollectionStore):
             it.close()
 
     def ids_where(self, where: Node) -> list[str]:
-        return [row["id"] for row in self._iterate(to_expression(where), ["id"])]
+        return [row["id"] for row in self._iterate(to_expression(where), ["id"], batch=scan_batch(128))]
 
     def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
         ids = sorted(self.ids_where(where))
