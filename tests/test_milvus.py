@@ -16,6 +16,7 @@ import lookalike
 from lookalike.cli import main
 from lookalike.errors import BadRequest, Conflict, LookalikeError, NotFound
 from lookalike.query.filters import And, Cond, Not, Or, parse_filter
+from lookalike.store.base import StoredRecord
 
 pytest.importorskip("pymilvus")
 from lookalike.store.milvus import MilvusStore, milvus_name, parse_location  # noqa: E402
@@ -253,6 +254,12 @@ def test_two_stateless_servers_on_one_milvus(tmp_path):
                 time.sleep(0.5)
         with db:
             db.collection("shared", create=True, model="none", dim=DIM).upsert(make_records(60))
+            # records with engine-computed colours, as an image ingest writes them
+            paints = db.collection("paints", create=True, model="none", dim=DIM)
+            palette = {"red": "#c82828", "blue": "#2846c8", "pink": "#e07090"}
+            paints._store.write([StoredRecord(name, {"_id": name}, {"_colors": [{"color": hex_, "weight": 1.0}]},
+                                              np.eye(DIM, dtype=np.float32)[i], "0" * 64, f"{i:064x}")
+                                 for i, (name, hex_) in enumerate(palette.items())])
         ports = [_free_port(), _free_port()]
         for port in ports:
             servers.append(subprocess.Popen(
@@ -267,6 +274,12 @@ def test_two_stateless_servers_on_one_milvus(tmp_path):
                               timeout=30).json() for p in ports]
         assert len(answers[0]["hits"]) == 5
         assert [h["_id"] for h in answers[0]["hits"]] == [h["_id"] for h in answers[1]["hits"]]
+        # colour search over HTTP, on a Milvus server: both API servers rank red, pink, blue
+        for port in ports:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/collections/paints/search", headers=headers, timeout=30,
+                           json={"query": {"color": "#c0392b"}, "k": 3})
+            assert r.status_code == 200, r.text
+            assert [h["_id"] for h in r.json()["hits"]] == ["red", "pink", "blue"]
         # a write through one server is seen by the other at once
         admin = {"Authorization": "Bearer adm"}
         r = httpx.post(f"http://127.0.0.1:{ports[0]}/v1/collections/shared/records", headers=admin, timeout=30,
