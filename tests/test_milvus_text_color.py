@@ -202,6 +202,20 @@ def test_equal_scores_rank_in_write_order(tmp_path, encoder):
         db.close()
 
 
+def test_a_scan_left_by_duplicates_is_not_reused_after_a_write(tmp_path, encoder):
+    """`duplicates` reads postings without a search; a colour query after a write elsewhere
+    (another collection object of the process) still sees the new record."""
+    with lookalike.connect(str(tmp_path / "d.db")) as db:
+        one = db.collection("c", create=True, model="none", dim=DIM, text_fields=["title"])
+        other = db.collection("c")
+        other._store.write(stored_records(encoder, [("a", TITLES[0]), ("b", TITLES[1])], seed=1))
+        assert one.duplicates()["clusters"] == []
+        red = stored_records(encoder, [("red", "x")], seed=2)[0]
+        red.computed = {"_colors": [{"color": "#c82828", "weight": 1.0}]}
+        other._store.write([red])
+        assert ids(one.search({"color": "#c82828"}, k=1)) == ["red"]
+
+
 def test_text_vectors_persist_and_go_with_the_collection(tmp_path, encoder):
     path = str(tmp_path / "p.db")
     with lookalike.connect(path) as db:

@@ -58,7 +58,7 @@ CHUNK = 256
 MAX_JSON_BYTES = 65_536
 _FIELDS = ("doc", "computed")
 #: A scan left unused this long (seconds) is not reused by a later `postings` call of the thread.
-SCAN_REUSE_S = 30.0
+SCAN_REUSE_S = 10.0
 #: Bytes of one scan batch, roughly (fewer round trips than the default 1000 rows, messages well
 #: under gRPC's 64 MB); a batch holds at most 16384 rows (Milvus's limit).
 SCAN_BATCH_BYTES = 16 << 20
@@ -222,7 +222,7 @@ class MilvusCollection(CollectionStore):
         row_bytes = 128 + 4 * (self.settings.dim or 0) * ("vector" in fields) + 2048 * len(fields - {"vector"})
         rows = list(self._iterate("", ["id", "updated", *sorted(fields)], batch=scan_batch(row_bytes)))
         rows.sort(key=lambda r: (r["updated"], r["id"]))
-        scan = _Scan([r["id"] for r in rows], rows, frozenset(fields), time.monotonic())
+        scan = _Scan([r["id"] for r in rows], rows, frozenset(fields), time.monotonic(), self._store.writes(self.name))
         self._local.scan = scan
         return scan
 
@@ -240,9 +240,10 @@ class MilvusCollection(CollectionStore):
         fields = {"computed"} if top in COMPUTED else set(_FIELDS)
         scan = getattr(self._local, "scan", None)
         if (scan is None or path in scan.served or not fields <= scan.fields
-                or time.monotonic() - scan.taken > SCAN_REUSE_S):
+                or time.monotonic() - scan.used > SCAN_REUSE_S or scan.writes != self._store.writes(self.name)):
             scan = self._take_scan(fields)
         scan.served.add(path)
+        scan.used = time.monotonic()
         post = scan.index(top).paths.get(path)
         if post is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
@@ -417,8 +418,11 @@ class MilvusCollection(CollectionStore):
         texts = self._text_rows(changed)
         self._drop_scan()
         self._write_text(texts, [r.id for r in changed if r.text_vector is None])
-        for start in range(0, len(rows), CHUNK):
-            self._store.call(self._client.upsert, self._mname, rows[start:start + CHUNK])
+        try:
+            for start in range(0, len(rows), CHUNK):
+                self._store.call(self._client.upsert, self._mname, rows[start:start + CHUNK])
+        finally:
+            self._store.wrote(self.name)
         return statuses
 
     def _text_rows(self, records: Sequence[StoredRecord]) -> list[dict]:
@@ -465,8 +469,11 @@ class MilvusCollection(CollectionStore):
         by an interrupted delete; a text row without its record is never read)."""
         present = list(self.hashes(list(ids)))
         self._drop_scan()
-        for start in range(0, len(present), CHUNK):
-            self._store.call(self._client.delete, self._mname, ids=present[start:start + CHUNK])
+        try:
+            for start in range(0, len(present), CHUNK):
+                self._store.call(self._client.delete, self._mname, ids=present[start:start + CHUNK])
+        finally:
+            self._store.wrote(self.name)
         unique = list(dict.fromkeys(ids))
         if unique and self._store.text_dim(self.name) is not None:
             for start in range(0, len(unique), CHUNK):
@@ -503,12 +510,17 @@ class _Scan:
     Milvus has no slots, and the store interface speaks of them between calls (`postings` or
     `hybrid_scores`, then `search` with `slot_scores`), so a scan is kept per thread from the
     call that made it to the search that uses it (which drops it, as do writes and deletes).
+    Operations without a search (`duplicates`) leave theirs behind: a later `postings` call
+    reuses it only for a path it has not served yet, within SCAN_REUSE_S of its last use, and
+    if no write or delete went through this process since (other processes' writes may be
+    missed for those seconds).
     """
 
     ids: list[str]
     rows: list[dict]
     fields: frozenset
-    taken: float
+    used: float  # time.monotonic() when made or last served postings
+    writes: int  # the store's count of writes to the collection when made (MilvusStore.writes)
     served: set = field(default_factory=set)  # paths whose postings it gave
     indexes: dict = field(default_factory=dict)  # top-level key -> FieldIndex of that key alone
 
@@ -539,6 +551,7 @@ class MilvusStore(Store):
             raise LookalikeError(f"cannot connect to Milvus at {location}: {exc}") from None
         self._loaded: set[str] = set()
         self._text_dims: dict[str, int] = {}  # text collection name -> width of its vectors
+        self._writes: dict[str, int] = {}  # collection name -> writes and deletes through this process
         self._ensure_settings_collection()
 
     def call(self, fn, *args: Any, **kwargs: Any) -> Any:
@@ -585,6 +598,14 @@ class MilvusStore(Store):
     def _save_settings(self, settings: CollectionSettings) -> None:
         self.call(self.client.upsert, SETTINGS_COLLECTION,
                   [{"name": settings.name, "settings": json.dumps(settings.to_dict()), "vector": [1.0, 0.0]}])
+
+    def writes(self, name: str) -> int:
+        """How many writes and deletes of a collection went through this process (scans made
+        before the last one are not reused)."""
+        return self._writes.get(name, 0)
+
+    def wrote(self, name: str) -> None:
+        self._writes[name] = self._writes.get(name, 0) + 1
 
     # -- text vectors --------------------------------------------------------------------
     def text_dim(self, name: str) -> int | None:
