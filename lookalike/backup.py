@@ -56,6 +56,8 @@ def restore(db, path: str | Path, name: str | None = None, replace: bool = False
     header = _verify(path)
     settings = CollectionSettings.from_dict(header["settings"])
     settings.name = check_collection_name(name or settings.name)
+    for _ in _records(path, settings.dim):  # every record readable before anything is replaced
+        pass
     try:
         db.store.collection(settings.name)
         if not replace:
@@ -86,6 +88,8 @@ def _encode(rec: StoredRecord) -> dict:
            "vector": base64.b64encode(np.asarray(rec.vector, dtype="<f4").tobytes()).decode("ascii")}
     if getattr(rec, "thumbnail", None):
         out["thumbnail"] = base64.b64encode(rec.thumbnail).decode("ascii")
+    if rec.text_vector is not None:  # collections with text_fields: text search works after a restore
+        out["text_vector"] = base64.b64encode(np.asarray(rec.text_vector, dtype="<f4").tobytes()).decode("ascii")
     return out
 
 
@@ -125,13 +129,36 @@ def _verify(path: Path) -> dict:
 def _records(path: Path, dim: int) -> Iterator[StoredRecord]:
     lines = _lines(path)
     next(lines)
-    for line in lines:
+    text_dim: int | None = None
+    for n, line in enumerate(lines, start=1):
         if line.startswith('{"end"'):
             return
-        raw = json.loads(line)
-        vector = np.frombuffer(base64.b64decode(raw["vector"]), dtype="<f4")
-        if len(vector) != dim:
-            raise BadRequest(f"record {raw['id']!r} in the backup has a {len(vector)}-d vector, expected {dim}")
-        thumb = base64.b64decode(raw["thumbnail"]) if raw.get("thumbnail") else None
-        yield StoredRecord(raw["id"], raw["doc"], raw["computed"], vector.astype(np.float32), raw["source_hash"],
-                           raw["content_hash"], thumbnail=thumb)
+        try:
+            rec = _decode(json.loads(line), dim)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # binascii.Error is a ValueError
+            raise BadRequest(f"record {n} of the backup is unreadable: {exc}") from None
+        if rec.text_vector is not None:
+            if text_dim is not None and len(rec.text_vector) != text_dim:
+                raise BadRequest(f"record {rec.id!r} in the backup has a {len(rec.text_vector)}-d text vector, "
+                                 f"expected {text_dim} like the records before it")
+            text_dim = len(rec.text_vector)
+        yield rec
+
+
+def _decode(raw: dict, dim: int) -> StoredRecord:
+    vector = _floats(raw["vector"])
+    if len(vector) != dim:
+        raise BadRequest(f"record {raw['id']!r} in the backup has a {len(vector)}-d vector, expected {dim}")
+    thumb = base64.b64decode(raw["thumbnail"], validate=True) if raw.get("thumbnail") else None
+    text = _floats(raw["text_vector"]) if raw.get("text_vector") else None
+    if not isinstance(raw["id"], str) or not isinstance(raw["doc"], dict) or not isinstance(raw["computed"], dict):
+        raise ValueError("id, doc or computed has the wrong type")
+    return StoredRecord(raw["id"], raw["doc"], raw["computed"], vector, str(raw["source_hash"]),
+                        str(raw["content_hash"]), thumbnail=thumb, text_vector=text)
+
+
+def _floats(b64: str) -> np.ndarray:
+    data = base64.b64decode(b64, validate=True)
+    if len(data) % 4:
+        raise ValueError(f"a vector of {len(data)} bytes is not float32")
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)

@@ -1,7 +1,9 @@
 """Backup and restore: round trip, consistency under concurrent writes, damaged files."""
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import subprocess
 import sys
@@ -89,6 +91,36 @@ def test_damaged_or_foreign_files_write_nothing(db, col, tmp_path):
             restore(db, path, name="bad")
         with pytest.raises(NotFound):
             db.collection("bad")
+
+
+def test_bad_record_in_a_checksummed_file_keeps_the_collection_it_would_replace(db, col, tmp_path):
+    good = tmp_path / "good.lab"
+    backup(db, "src", good)
+    lines = gzip.open(good, "rt").read().splitlines(keepends=True)
+    rec = json.loads(lines[-2])
+    for value, needle in ((base64.b64encode(np.zeros(2, "<f4").tobytes()).decode(), "2-d vector, expected 8"),
+                          (rec["vector"][:12], "record 300 of the backup is unreadable: a vector of 9 bytes"),
+                          ("%%%", "record 300 of the backup is unreadable")):
+        rec["vector"] = value  # a bad last record in a file whose checksum matches
+        body = lines[1:-2] + [json.dumps(rec) + "\n"]
+        digest = hashlib.sha256("".join(body).encode()).hexdigest()
+        bad = tmp_path / "bad.lab"
+        with gzip.open(bad, "wt") as fh:
+            fh.writelines([lines[0]] + body + [json.dumps({"end": True, "records": len(body), "sha256": digest}) + "\n"])
+        with pytest.raises(BadRequest, match=needle):
+            restore(db, bad, name="src", replace=True)
+        assert db.collection("src").count() == 300 and db.collection("src").get("r5")["g"] == 2
+
+
+def test_text_vectors_survive_a_round_trip(db, tmp_path):
+    c = db.collection("words", create=True, model="none", dim=2, text_fields=["title"])
+    c.upsert([{"_id": "a", "_vector": [1, 0], "title": "red silk dress"},
+              {"_id": "b", "_vector": [0, 1], "title": "brass desk lamp"}])
+    want = c.search({"text": "a lamp for the desk"}, k=2)["hits"]
+    assert want[0]["_id"] == "b"
+    backup(db, "words", tmp_path / "w.lab")
+    restore(db, tmp_path / "w.lab", name="words-copy")
+    assert db.collection("words-copy").search({"text": "a lamp for the desk"}, k=2)["hits"] == want
 
 
 def test_cli_backup_and_restore(data_dir, tmp_path, db, col):

@@ -263,3 +263,19 @@ def test_drawn_images_end_to_end(tmp_path):
         a, b = cols[0].match({"id": "dots-red"}), cols[1].match({"id": "dots-red"})
         assert ids(a) == ids(b) == ["copy"]
         assert cols[0].duplicates()["clusters"] == cols[1].duplicates()["clusters"] == [["copy", "dots-red"]]
+
+
+def test_backup_from_milvus_restores_text_search_into_embedded(pair, tmp_path):
+    """A backup keeps text vectors, so a Milvus collection moves to the embedded store with text search intact."""
+    from lookalike.backup import backup, restore
+    milvus_col, embedded_col = pair
+
+    class Db:  # backup() needs only the database's store: the pair fixture keeps its databases
+        store = milvus_col._store._store
+    info = backup(Db(), "shop", tmp_path / "shop.lab")
+    assert info["records"] == len(TITLES)
+    with lookalike.connect(tmp_path / "moved") as db:
+        restore(db, tmp_path / "shop.lab")
+        moved = db.collection("shop")
+        for search in SEARCHES[:3]:
+            same(moved.search(**search), embedded_col.search(**search))

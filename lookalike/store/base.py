@@ -181,6 +181,15 @@ class CollectionStore(ABC):
         """Stacked text vectors of those ids that have one."""
         raise NotImplementedYet(f"text search is not available for the {type(self).__name__} backend")
 
+    def text_vector_map(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """{id: text vector} for the ids that have one (exports keep them; backends batch this)."""
+        out = {}
+        for rid in ids:
+            found = self.text_vectors([rid])
+            if len(found):
+                out[rid] = found[0]
+        return out
+
     def stats(self) -> dict:
         """Backend-specific figures for `GET /v1/collections/{name}`."""
         return {}
@@ -191,12 +200,14 @@ class CollectionStore(ABC):
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             docs, hashes = self.get(chunk), self.hashes(chunk)
+            texts = self.text_vector_map(chunk) if self.settings.text_fields else {}
             batch = []
             for rid, doc, vec in zip(chunk, docs, matrix[start:start + batch_size]):
                 if doc is None or rid not in hashes:
                     continue  # deleted meanwhile
                 computed = {k: doc.pop(k) for k in COMPUTED if k in doc}
-                batch.append(StoredRecord(rid, doc, computed, np.asarray(vec), hashes[rid][1], hashes[rid][0]))
+                batch.append(StoredRecord(rid, doc, computed, np.asarray(vec), hashes[rid][1], hashes[rid][0],
+                                          text_vector=texts.get(rid)))
             yield batch
 
     def thumbnail(self, id: str) -> bytes | None:

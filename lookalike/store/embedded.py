@@ -543,13 +543,16 @@ class EmbeddedCollection(CollectionStore):
                 matrix = self._vectors.matrix
                 con.execute("BEGIN")
                 cursor = con.execute(
-                    "SELECT r.id, r.slot, r.content_hash, r.source_hash, r.doc, r.computed, t.data FROM records r "
-                    "LEFT JOIN thumbnails t ON t.collection = r.collection AND t.id = r.id "
+                    "SELECT r.id, r.slot, r.content_hash, r.source_hash, r.doc, r.computed, t.data, tv.vec "
+                    "FROM records r LEFT JOIN thumbnails t ON t.collection = r.collection AND t.id = r.id "
+                    "LEFT JOIN text_vectors tv ON tv.collection = r.collection AND tv.id = r.id "
                     "WHERE r.collection=? ORDER BY r.slot", (self.name,))
                 rows = cursor.fetchmany(batch_size)
             while rows:
                 yield [StoredRecord(rid, json.loads(doc), json.loads(computed), np.array(matrix[slot]), sh, ch,
-                                    thumbnail=thumb) for rid, slot, ch, sh, doc, computed, thumb in rows]
+                                    thumbnail=thumb,
+                                    text_vector=None if text is None else np.frombuffer(text, dtype=np.float32).copy())
+                       for rid, slot, ch, sh, doc, computed, thumb, text in rows]
                 rows = cursor.fetchmany(batch_size)
             con.execute("COMMIT")
         finally:

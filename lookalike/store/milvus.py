@@ -297,17 +297,22 @@ class MilvusCollection(CollectionStore):
 
     def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
         """The text vectors of the live ids that have one, stacked in the order given (0 rows if none)."""
+        found = self.text_vector_map(ids)
+        rows = [found[i] for i in ids if i in found]
+        return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def text_vector_map(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """{id: text vector} for the live ids that have one."""
         if not ids or self._store.text_dim(self.name) is None:
-            return np.zeros((0, 0), dtype=np.float32)
+            return {}
         live = self._rows(ids, ["id"])
-        found: dict[str, list] = {}
+        found: dict[str, np.ndarray] = {}
         unique = [i for i in dict.fromkeys(ids) if i in live]
         for start in range(0, len(unique), CHUNK):
             for row in self._store.call(self._client.get, text_collection_name(self.name),
                                         ids=unique[start:start + CHUNK], output_fields=["vector"]):
-                found[row["id"]] = row["vector"]
-        rows = [found[i] for i in ids if i in found]
-        return np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+                found[row["id"]] = np.asarray(row["vector"], dtype=np.float32)
+        return found
 
     # -- search --------------------------------------------------------------------------
     def _nearest(self, vector: np.ndarray, limit: int, expr: str, with_docs: bool) -> list["_Candidate"]:
