@@ -42,10 +42,11 @@ class TextMatrix:
     def load(cls, con: sqlite3.Connection, collection: str, slot_of: dict[str, int], n_slots: int) -> "TextMatrix":
         out = cls()
         rows = con.execute("SELECT id, vec FROM text_vectors WHERE collection=?", (collection,)).fetchall()
-        for rid, blob in rows:
-            slot = slot_of.get(rid)
-            if slot is not None:
-                out.set([slot], np.frombuffer(blob, dtype=np.float32)[None], n_slots)
+        found = [(slot_of[rid], blob) for rid, blob in rows if rid in slot_of]
+        if found:  # one matrix write, not one per record
+            out.set([slot for slot, _ in found],
+                    np.frombuffer(b"".join(blob for _, blob in found), dtype=np.float32).reshape(len(found), -1),
+                    n_slots)
         return out
 
     @property
