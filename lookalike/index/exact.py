@@ -9,6 +9,14 @@ import numpy as np
 
 #: Rows scored per matrix product; bounds the temporary memory for huge collections.
 CHUNK = 262_144
+#: Up to this many scores `top_k` sorts them all instead of partitioning first.
+SMALL = 256
+
+
+def plain(matrix: np.ndarray) -> np.ndarray:
+    """The same memory as a plain ndarray: `np.memmap.__getitem__` is Python code, costing
+    about 10 us per gather, which is a tenth of a whole filtered graph search."""
+    return matrix.view(np.ndarray) if type(matrix) is not np.ndarray else matrix
 
 
 def dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -22,6 +30,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k largest scores, best first (ties broken by position)."""
     if k <= 0 or len(scores) == 0:
         return np.empty(0, dtype=np.int64)
+    if len(scores) <= SMALL:  # a few candidates (re-scoring): one stable sort is quicker, same order
+        return np.argsort(-scores, kind="stable")[:k]
     if k < len(scores):
         part = np.argpartition(-scores, k - 1)[:k]
     else:
@@ -34,6 +44,7 @@ def score_slots(vectors: np.ndarray, query: np.ndarray, slots: np.ndarray) -> np
     """Inner products of `query` with `vectors[slots]`, chunked to bound memory."""
     out = np.empty(len(slots), dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
+    vectors = plain(vectors)
     for start in range(0, len(slots), CHUNK):
         part = slots[start:start + CHUNK]
         out[start:start + len(part)] = dot(vectors[part], q)
@@ -44,6 +55,7 @@ def score_all(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Inner products with every row, chunked (contiguous rows need no gather)."""
     out = np.empty(len(vectors), dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
+    vectors = plain(vectors)
     for start in range(0, len(vectors), CHUNK):
         out[start:start + CHUNK] = dot(vectors[start:start + CHUNK], q)
     return out

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from .compress import PCA
-from .exact import ExactIndex, dot, score_all, score_slots, top_k
+from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
 from .masks import MaskInfo, MaskInfos
 from .settings import ann_kind, build_key, code_bytes
 
@@ -365,7 +365,7 @@ class CollectionIndex:
             found = self._ann_candidates(query, k, allowed, info, plan)
             if found is not None:
                 matrix = self._matrix()
-                scores = dot(matrix[found], np.asarray(query, dtype=np.float32)) if len(found) \
+                scores = dot(plain(matrix)[found], np.asarray(query, dtype=np.float32)) if len(found) \
                     else np.empty(0, np.float32)
                 best = top_k(scores, k)
                 return found[best], scores[best]
