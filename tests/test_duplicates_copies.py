@@ -105,3 +105,17 @@ def test_old_fingerprints_without_copy_side_still_cluster_whole_image_copies():
     assert list(zip(rows.tolist(), np.array([0, 0, 1])[cols].tolist())) == [(2, 0)]
     rows, _ = dup.crop_edges(np.stack(new), np.arange(3), dup.DEFAULT_DUPLICATE_THRESHOLD)
     assert len(rows) == 0
+
+
+def test_crop_refinement_raises_the_original_only(col):
+    """Moving the best sub-window by a few pixels finds the crop's place: the original's crop
+    score rises over the threshold, the look-alike's stays under it."""
+    crop = TRANSFORMS["crop60"](RED, 3)
+    query = dup.query_hashes(crop)
+    stored = np.stack([dup.full_width(dup.decode_fingerprint(dup.fingerprint(im)[dup.FINGERPRINT]))
+                       for im in (RED, OTHERS["red-stripes-2"])])
+    coarse = dup.similarities(stored, query)
+    refined = dup.refine_crops(stored, query)
+    assert refined[0] >= dup.DEFAULT_MATCH_THRESHOLD > max(refined[1], coarse[1]), (coarse, refined)
+    no_canvas = dup.QueryHashes(query.plain, query.rotated, query.aligned, query.crop)
+    assert no_canvas.canvas is None  # id queries: no pixels, no refinement (match skips it)
