@@ -81,8 +81,8 @@ def main() -> None:
         step = max(1, args.originals // args.queries)
         picked = list(range(0, args.originals, step))[: args.queries]
         print(f"\n{len(picked)} queries per transform; collection of {len(images)} originals\n")
-        print(f"| transform | lookalike match | false | CNN search | pHash | dHash | match ms |")
-        print(f"|---|---|---|---|---|---|---|")
+        print("| transform | lookalike match | false | CNN search | pHash | dHash | match ms |")
+        print("|---|---|---|---|---|---|---|")
         totals = []
         for name, tf in TRANSFORMS.items():
             queries = [(i, tf(images[i], i)) for i in picked]

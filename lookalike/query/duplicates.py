@@ -431,8 +431,9 @@ def similar_pairs(words: np.ndarray, threshold: float, block: int = 4096) -> tup
 #: Floats one block of dot products may hold (bounds the memory of `copy_scores`).
 _BLOCK_CELLS = 1 << 23
 #: `duplicates` compares rotated centres and captioned windows in collections of up to this
-#: many fingerprints, and crops in collections of up to CLUSTER_CROP_MAX (their cost grows
-#: with the square of the collection: about 26 and 1,225 hash comparisons a pair).
+#: many fingerprints (beyond: whole images only), and crops in collections of up to
+#: CLUSTER_CROP_MAX. Their cost grows with the square of the collection: about 33 and 2,025
+#: hash comparisons an ordered pair (bench/duplicates.py machine: 280 records 0.8 s + 4.7 s for crops).
 CLUSTER_FULL_MAX = 5_000
 CLUSTER_CROP_MAX = 1_000
 
@@ -486,24 +487,22 @@ ROTATED_PENALTY, ALIGNED_PENALTY = 0.15, 0.0
 CROP_SLACK, CROP_MARGIN = 0.1, 0.1
 
 
-def copy_scores(hashes: np.ndarray, full: bool = True) -> np.ndarray:
+def copy_scores(hashes: np.ndarray) -> np.ndarray:
     """(N, N) symmetric similarity of records as copies of each other (crops aside).
 
     Entry (i, j) is the better of record i hashed as a query (its copy side) against record
     j's stored part, and the reverse: whole images (plain and border-trimmed, and their
-    mirrors); with `full`, also rotated centre windows against the centre window and windows
-    at the same place (mean of the best ALIGNED_TOP), less their penalties. Blocked matrix
+    mirrors), rotated centre windows against the centre window and small windows at the same
+    place (mean of the best ALIGNED_TOP), less their penalties. Blocked matrix
     products of ±1 forms: O(N^2) arithmetic, no Python loop over records or pairs.
     """
     flip = np.where(MIRROR, -1.0, 1.0).astype(np.float32)
     plain = _signs(hashes[:, [0, CANON]])
     best = _max_dots(np.concatenate([plain, plain * flip], axis=1), plain[:, :1]) / BITS
-    if full:
-        rotated = _max_dots(_signs(hashes[:, ROTATED:COPY_CROPS]), _signs(hashes[:, CENTRE:CENTRE + 1]))
-        np.maximum(best, rotated / BITS - ROTATED_PENALTY, out=best)
-        small = _signs(hashes[:, FIRST_CROP:N_STORED])
-        windows = _aligned_dots(small[:, None], small)
-        np.maximum(best, windows / BITS - ALIGNED_PENALTY, out=best)
+    rotated = _max_dots(_signs(hashes[:, ROTATED:COPY_CROPS]), _signs(hashes[:, CENTRE:CENTRE + 1]))
+    np.maximum(best, rotated / BITS - ROTATED_PENALTY, out=best)
+    small = _signs(hashes[:, FIRST_CROP:N_STORED])
+    np.maximum(best, _aligned_dots(small[:, None], small) / BITS - ALIGNED_PENALTY, out=best)
     np.maximum(best, best.T, out=best)
     return best
 
