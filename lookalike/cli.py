@@ -6,6 +6,7 @@ stdout, progress on stderr). Exit status: 0 success, 1 some records failed, 2 ba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,6 +25,21 @@ class UsageError(Exception):
 
 
 # -- helpers ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _scoped_env(values: dict[str, str | None]) -> Iterator[None]:
+    """Set environment variables (None: leave as is) for the duration of a command, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _db(args: argparse.Namespace):
     from . import connect
     return connect(args.data)
@@ -116,16 +132,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         check_device("cuda")
     if args.device != "auto":
         os.environ["LOOKALIKE_DEVICE"] = args.device  # read when the encoder loads
-    for flag, env in ((args.decode, "LOOKALIKE_DECODE"), (args.resize, "LOOKALIKE_RESIZE")):
-        if flag:
-            os.environ[env] = flag  # read by the Ingestor (lookalike/ingest.py)
+    from .decode import CLI_DEFAULT_DECODE
+    # Read by the Ingestor (lookalike/ingest.py) while this command runs; bulk ingest decodes in processes.
+    ingest_env = {"LOOKALIKE_DECODE": args.decode or os.environ.get("LOOKALIKE_DECODE") or CLI_DEFAULT_DECODE,
+                  "LOOKALIKE_RESIZE": args.resize or os.environ.get("LOOKALIKE_RESIZE")}
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
 
     records, base_dir, total = iter_source(Path(args.path))
     settings = {"model": args.model, "group_field": args.group_field,
                 "text_fields": args.text_fields.split(",") if args.text_fields else None}
-    with _db(args) as db:
+    with _db(args) as db, _scoped_env(ingest_env):
         col, _ = db.ensure_collection(args.collection, **settings)
         counts: dict[str, int] = {}
         results: list[dict] = []
@@ -311,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     s.add_argument("--decode", choices=("threads", "processes"),
-                   help="decode images in threads (default) or worker processes")
+                   help="decode images in worker processes (default for this command, measured faster:"
+                        " bench/README.md) or in threads (the Python API's and server's default)")
     s.add_argument("--resize", choices=("auto", "host", "device"),
                    help="resize for the model with Pillow (host) or on the model's device (auto: device on CUDA)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -22,10 +22,17 @@ from .models.images import device_pixels, fit_square, open_image
 from .query.duplicates import fingerprint
 
 DECODE_MODES = ("threads", "processes")
-#: Threads by default: Pillow and the colour/fingerprint NumPy code release the GIL for most of their
-#: time, so threads use every core without pickling pixels or starting interpreters. Measured side by
-#: side against processes in bench/ingest.py (figures in bench/README.md).
+#: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
+#: Processes were faster on this 2-core machine in every side-by-side run of bench/ingest.py
+#: (2026-11-27, 128 JPEGs of 512 px, efficientnet-lite0-style; table in bench/README.md):
+#: ingest XX img/s in processes vs XX in threads, decode stage XX vs XX img/s, and a little less CPU per
+#: image (XX vs XX ms). Colours and fingerprints hold the GIL for part of their time, and threads
+#: waiting on it lose most when other work shares the cores. The library default stays threads:
+#: worker processes are spawned, and spawning re-runs the caller's `__main__` module, which breaks a
+#: script that calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's
+#: small upserts gain nothing either. Set LOOKALIKE_DECODE=processes (or decode=...) to opt in.
 DEFAULT_DECODE = "threads"
+CLI_DEFAULT_DECODE = "processes"
 RESIZE_MODES = ("auto", "host", "device")
 
 

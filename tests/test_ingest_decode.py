@@ -189,17 +189,22 @@ def test_ingest_with_device_resize_on_cpu(db, tmp_path):
         assert dev.get(i)["_labels"][0]["label"] == host.get(i)["_labels"][0]["label"]
 
 
-def test_cli_forces_the_tensor_path_on_cpu(tmp_path, monkeypatch, capsys):
+def test_cli_forces_the_tensor_path_on_cpu_and_decodes_in_processes(tmp_path, monkeypatch, capsys):
     for env in ("LOOKALIKE_DEVICE", "LOOKALIKE_RESIZE", "LOOKALIKE_DECODE"):
-        monkeypatch.delenv(env, raising=False)  # restored after the test: the CLI sets them in-process
+        monkeypatch.delenv(env, raising=False)  # restored after the test: --device sets it in-process
+    jobs = []
+    real_submit = decoding.submit
+    monkeypatch.setattr(decoding, "submit", lambda workers, **job: jobs.append(job) or real_submit(workers, **job))
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, pattern in enumerate(["stripes", "dots", "checks"]):
         (folder / f"{pattern}.jpg").write_bytes(jpeg_bytes(draw_item(pattern, COLORS["red"], seed=i)))
     code = cli.main(["ingest", str(folder), "--data", str(tmp_path / "db"), "--collection", "c",
-                     "--device", "cpu", "--resize", "device", "--decode", "processes", "-q", "--json"])
+                     "--device", "cpu", "--resize", "device", "-q", "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert len(jobs) == 3 and not any(job["host_resize"] for job in jobs)  # CLI default: processes, no resize
+    assert "LOOKALIKE_DECODE" not in os.environ and "LOOKALIKE_RESIZE" not in os.environ  # scoped to the command
     results = json.loads(out)["results"]
     assert sorted(r["status"] for r in results) == ["inserted"] * 3
     with lookalike.connect(tmp_path / "db") as db:
