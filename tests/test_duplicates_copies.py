@@ -6,6 +6,7 @@ import base64
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import lookalike
 from lookalike.copies import TRANSFORMS, encode
@@ -119,3 +120,25 @@ def test_crop_refinement_raises_the_original_only(col):
     assert refined[0] >= dup.DEFAULT_MATCH_THRESHOLD > max(refined[1], coarse[1]), (coarse, refined)
     no_canvas = dup.QueryHashes(query.plain, query.rotated, query.aligned, query.crop)
     assert no_canvas.canvas is None  # id queries: no pixels, no refinement (match skips it)
+
+
+def test_small_products_on_the_same_plain_background_are_not_copies(tmp_path):
+    """Flat windows (a pure white PNG background) carry no evidence: two different small products
+    on white share most windows pixel for pixel, yet only the greyscale copy is a copy."""
+    def on_white(im):
+        page = Image.new("RGB", (400, 400), "white")
+        page.paste(im.resize((60, 60)), (170, 170))
+        return page
+
+    stripes, photo = on_white(RED), on_white(photo_like(5, size=200))
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("w", create=True)
+        c.upsert([{"_id": "stripes", "_base64": b64png(stripes)}, {"_id": "photo", "_base64": b64png(photo)},
+                  {"_id": "stripes-grey", "_base64": b64png(TRANSFORMS["grey"](stripes, 0))}])
+        assert c.duplicates()["clusters"] == [["stripes", "stripes-grey"]]
+        assert [h["_id"] for h in c.match({"base64": b64png(photo)})["hits"]] == ["photo"]
+        assert "photo" not in [h["_id"] for h in c.match({"id": "stripes"})["hits"]]
+
+
+def b64png(im) -> str:
+    return base64.b64encode(encode(im, "PNG")).decode()

@@ -18,7 +18,8 @@ Copies are found with perceptual fingerprints instead, kept per record at ingest
   and 9 x 9 sub-windows of 2/3 of its side (a stored 40 % window's size in a 60 % crop).
   Each hash is the sign of the 16 x 16 lowest DCT coefficients of a 32 x 32 greyscale
   thumbnail (DC left out): greyscale and blur/recompression/downscaling barely change it,
-  and a horizontal mirror flips exactly the odd-frequency bits. Resizing and DCT are one
+  and a horizontal mirror flips exactly the odd-frequency bits; a flat window gets random
+  bits (see FLAT_STD). Resizing and DCT are one
   precomputed matrix per window size (`_hash_operator`): about 5 ms an image. Fingerprints
   written before the copy side existed (35 hashes) are still read.
 
@@ -151,17 +152,30 @@ def _hash_operator(size: int) -> np.ndarray:
     return dct(np.eye(side), norm="ortho", axis=0)[:HASH_SIDE] @ resize
 
 
+#: A window whose thumbnail varies by less than this (grey levels, standard deviation of its
+#: low frequencies) is flat: its sign bits are rounding noise, equal for any two flat windows.
+#: It gets random bits instead, seeded by the whole canvas, so that flat windows (a plain
+#: background) match nothing: two small products on the same white background are not copies.
+FLAT_STD = 1.0
+
+
 def _dct_bits(canvas: Image.Image | np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
     """Per square box, 256 sign bits of the lowest DCT coefficients of that part of the canvas."""
     pixels = np.asarray(canvas, dtype=np.float64)
-    bits = np.empty((len(boxes), HASH_SIDE, HASH_SIDE), dtype=bool)
+    coef = np.empty((len(boxes), HASH_SIDE, HASH_SIDE))
     sizes = np.array([box[2] - box[0] for box in boxes])
     for size in np.unique(sizes).tolist():
         at = np.flatnonzero(sizes == size)
         windows = np.stack([pixels[boxes[i][1]:boxes[i][3], boxes[i][0]:boxes[i][2]] for i in at])
         op = _hash_operator(size)
-        bits[at] = (op @ windows @ op.T) > 0
-    bits[:, 0, 0] = False  # DC: brightness, not structure
+        coef[at] = op @ windows @ op.T
+    coef[:, 0, 0] = 0.0  # DC: brightness, not structure
+    bits = coef > 0
+    flat = np.sqrt((coef ** 2).sum(axis=(1, 2))) / (2 * HASH_SIDE) < FLAT_STD
+    if flat.any():
+        seed = int.from_bytes(hashlib.blake2b(pixels.tobytes(), digest_size=8).digest(), "little")
+        bits[flat] = np.random.default_rng(seed).random((int(flat.sum()), HASH_SIDE, HASH_SIDE)) < 0.5
+        bits[flat, 0, 0] = False
     return bits.reshape(len(boxes), BITS)
 
 
