@@ -147,5 +147,6 @@ def whole_only(col) -> list[list[str]]:
     rows, cols = dup.similar_pairs(words, dup.DEFAULT_DUPLICATE_THRESHOLD)
     return [[keep[i][0] for i in g] for g in dup.clusters(len(keep), rows, cols)]
 
+
 if __name__ == "__main__":
     main()
