@@ -237,7 +237,14 @@ def run_case(label: str, data: np.ndarray, queries: np.ndarray, args, rows: list
     db = lookalike.connect(folder)
     col = load_collection(db, "bench", data, masks, args)
     t = time.perf_counter()
-    truth = exact_truth(data, queries, {name: masks.get(name) for name in FILTERS})
+    cached = Path(folder) / f"truth-{n}-{len(queries)}.npz"
+    if args.keep and cached.exists():
+        with np.load(cached) as saved:
+            truth = {name: [set(map(int, row)) for row in saved[name]] for name in FILTERS}
+    else:
+        truth = exact_truth(data, queries, {name: masks.get(name) for name in FILTERS})
+        if args.keep:
+            np.savez(cached, **{name: np.array([sorted(r) for r in rows]) for name, rows in truth.items()})
     print(f"# exact truth {time.perf_counter() - t:.0f}s", flush=True)
     for kind in args.index.split(","):
         build_s, ours_anon = build_index(db, col, "bench", kind, args)
@@ -278,22 +285,25 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
         def ours_api(q: np.ndarray) -> set[int]:
             return {int(h["_id"][1:]) for h in col.search({"vector": q.tolist()}, k=K, filter=flt)["hits"]}
 
-        names = ("raw", "store", "raw@same", "api")  # raw@same replays the plan store just made
+        names = ("raw", "store", "raw@same", "api")
         lat: dict[str, list[float]] = {name: [] for name in names}
         got: dict[str, list[set[int]]] = {name: [] for name in names}
         plans = []
-        for q in queries[:20]:  # warm caches and page-ins for everyone
-            raw_fn(q)
+        for q in queries:  # each query's plan (deterministic: nothing is written meanwhile); warms page-ins
             ours_store(q)
-            same_fn(q, store._index.last_plan())
+            plans.append(store._index.last_plan())
+        for i, q in enumerate(queries[:20]):
+            raw_fn(q)
+            same_fn(q, plans[i])
             ours_api(q)
-        for q in queries:  # interleaved: the same moment of a shared machine for all
-            for name in names:
+        for i, q in enumerate(queries):  # interleaved: the same moment of a shared machine for all;
+            for j in range(len(names)):  # the order rotates, since whoever goes first warms the CPU caches
+                name = names[(i + j) % len(names)]
                 t = time.perf_counter()
                 if name == "raw":
                     result = raw_fn(q)[0]
                 elif name == "raw@same":
-                    result = same_fn(q, plans[-1])[0]
+                    result = same_fn(q, plans[i])[0]
                 elif name == "store":
                     result = ours_store(q)
                 else:
@@ -301,7 +311,7 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
                 lat[name].append(time.perf_counter() - t)
                 got[name].append(result)
                 if name == "store":
-                    plans.append(store._index.last_plan())
+                    assert store._index.last_plan() == plans[i]
         fns = {"raw": lambda q: raw_fn(q[1]), "raw@same": lambda q: same_fn(q[1], plans[q[0]]),
                "store": lambda q: ours_store(q[1]), "api": lambda q: ours_api(q[1])}
         widths = sorted({p.widths[-1] for p in plans if p.widths})

@@ -94,13 +94,17 @@ class FaissIndex:
         rows = np.ascontiguousarray(vectors, dtype=np.float32)
         self.raw.add(self.pca.records(rows) if self.pca else rows)
 
-    def search(self, query: np.ndarray, k: int, width: int, selector=None) -> np.ndarray:
+    def search(self, query: np.ndarray, k: int, width: int, selector=None, params=None) -> np.ndarray:
         """Up to k slots, best first by the index's (approximate) score.
 
-        `selector` is a FAISS `IDSelector` over slots (the caller keeps its bitmap alive).
+        `selector` is a FAISS `IDSelector` over slots (the caller keeps its bitmap alive);
+        `params`, if given, are `self.params(k, width, selector)` made earlier (they are only
+        read by FAISS, so one object may serve many searches at once).
         """
         q = self.pca.query(query) if self.pca else np.ascontiguousarray(query, dtype=np.float32)
-        _, ids = self.raw.search(q[None], k, params=self.params(k, width, selector))
+        if params is None:
+            params = self.params(k, width, selector)
+        _, ids = self.raw.search(q[None], k, params=params)
         found = ids[0]
         return found[found >= 0]
 

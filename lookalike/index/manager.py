@@ -121,6 +121,7 @@ class CollectionIndex:
         self._cancel = False
         self._infos = MaskInfos()
         self._plans = threading.local()
+        self._params: dict[tuple, object] = {}  # unfiltered FAISS search parameters by (kind, k, width)
 
     # -- files ---------------------------------------------------------------------------
     def _path(self, suffix: str) -> Path:
@@ -403,7 +404,8 @@ class CollectionIndex:
             plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
             while True:
                 plan.widths.append(width)
-                found = ann.search(query, pool, width, selector)
+                found = ann.search(query, pool, width, selector, self._search_params(ann, allowed, info, pool, width,
+                                                                                     selector is not None))
                 if len(found) >= want or width >= ann.max_width:
                     break
                 width = min(width * 4, ann.max_width)  # the filter left the search short: widen it
@@ -413,6 +415,19 @@ class CollectionIndex:
             return None  # never fewer than k hits when k exist: exact search guarantees it
         tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the index's last add
         return np.concatenate([found.astype(np.int64), tail]) if len(tail) else found.astype(np.int64)
+
+    def _search_params(self, ann, allowed: np.ndarray, info: MaskInfo, k: int, width: int, filtered: bool):
+        """FAISS parameters, reused: with a selector from the mask's cached info (a cached mask's
+        bitmap lives as long as the info), without one from this index's own small table."""
+        if filtered:
+            return info.params(ann, allowed, k, width) if not allowed.flags.writeable else None
+        key = (ann.kind, k, width)
+        params = self._params.get(key)
+        if params is None:
+            if len(self._params) >= 64:
+                self._params.clear()
+            params = self._params[key] = ann.params(k, width, None)
+        return params
 
     def _width(self, ann, in_count: int, pool: int) -> int:
         """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.

@@ -61,6 +61,7 @@ class MaskInfo:
         self._bits: np.ndarray | None = None
         self._selector = None
         self._slots: np.ndarray | None = None
+        self._params: dict[tuple, object] = {}
 
     def alive(self, mask: np.ndarray) -> bool:
         return self._ref() is mask
@@ -78,6 +79,16 @@ class MaskInfo:
                 self._bits = np.packbits(mask, bitorder="little")
                 self._selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
             return self._selector
+
+    def params(self, ann, mask: np.ndarray, k: int, width: int):
+        """The index's FAISS search parameters with this mask's selector, made once per (kind, k, width)."""
+        key = (ann.kind, k, width)
+        params = self._params.get(key)
+        if params is None:
+            if len(self._params) >= 64:
+                self._params.clear()
+            params = self._params[key] = ann.params(k, width, self.selector(mask))
+        return params
 
     def slots(self, mask: np.ndarray) -> np.ndarray:
         with self._lock:
