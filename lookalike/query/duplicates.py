@@ -453,15 +453,17 @@ CLUSTER_CROP_MAX = 1_000
 
 
 def _max_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a (n, p, BITS), b (m, t, BITS) of ±1 -> (n, m): best dot product over the p x t pairs."""
-    n, p, _ = a.shape
+    """a (n, p, d), b (m, t, d) of ±1 -> (n, m): best dot product over the p x t pairs.
+
+    The cost is the n*p x m*t products it reduces (memory-bound), not their length d."""
+    n, p, dims = a.shape
     m, t, _ = b.shape
-    flat_b = b.reshape(m * t, BITS).T.copy()
+    flat_b = b.reshape(m * t, dims).T.copy()
     out = np.empty((n, m), dtype=np.float32)
     rows = max(1, _BLOCK_CELLS // max(1, p * m * t))
     for start in range(0, n, rows):
         part = a[start:start + rows]
-        dots = (part.reshape(-1, BITS) @ flat_b).reshape(len(part), p, m, t)
+        dots = (part.reshape(-1, dims) @ flat_b).reshape(len(part), p, m, t)
         out[start:start + len(part)] = dots.max(axis=(1, 3))
     return out
 
