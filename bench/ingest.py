@@ -199,6 +199,8 @@ def main() -> None:
         ("lookalike ingest (decode in threads)", lambda: ingest(paths, b, model, enc, decode="threads")),
         ("lookalike ingest, decode in processes", lambda: ingest(paths, b, model, enc, decode="processes")),
         ("option: ingest, resize in torch (CPU)", lambda: ingest(paths, b, model, enc, resize="device")),
+        ("option: ingest, processes + resize in torch", lambda: ingest(paths, b, model, enc, decode="processes",
+                                                                     resize="device")),
         ("option: model only, torch eager", lambda: model_only(n, b, torch_enc)),
         ("option: model only, onnxruntime int8", lambda: model_only(n, b, int8)),
     ]

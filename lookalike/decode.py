@@ -23,14 +23,15 @@ from .query.duplicates import fingerprint
 
 DECODE_MODES = ("threads", "processes")
 #: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
-#: Processes were faster on this 2-core machine in every side-by-side run of bench/ingest.py
-#: (2026-11-27, 128 JPEGs of 512 px, efficientnet-lite0-style; table in bench/README.md):
-#: ingest XX img/s in processes vs XX in threads, decode stage XX vs XX img/s, and a little less CPU per
-#: image (XX vs XX ms). Colours and fingerprints hold the GIL for part of their time, and threads
-#: waiting on it lose most when other work shares the cores. The library default stays threads:
-#: worker processes are spawned, and spawning re-runs the caller's `__main__` module, which breaks a
+#: Processes were faster on this 2-core machine in side-by-side runs of bench/ingest.py (2026-11-27,
+#: 512-px JPEGs, efficientnet-lite0-style, table in bench/README.md): ingest 31.1 img/s in processes vs
+#: 21.4 in threads; over five runs processes led by 1.1-2.4x in four and tied in one. The decode stage
+#: alone and the CPU time per image are about even (32.2 vs 33.7 ms): the gain is concurrency, since
+#: decode threads share the GIL with the pipeline's own Python work (colours and fingerprints partly
+#: hold it too), and lose most when other programs also load the cores. The library default stays
+#: threads: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a
 #: script that calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's
-#: small upserts gain nothing either. Set LOOKALIKE_DECODE=processes (or decode=...) to opt in.
+#: small upserts gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.
 DEFAULT_DECODE = "threads"
 CLI_DEFAULT_DECODE = "processes"
 RESIZE_MODES = ("auto", "host", "device")

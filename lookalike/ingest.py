@@ -2,8 +2,9 @@
 
 Stages overlap so every core stays busy: while the model embeds batch i on the main
 thread, a background thread prepares batch i+1 (reads files, fetches URLs, decodes and
-resizes in a pool of threads; Pillow releases the GIL while decoding). Records whose
-content hash is unchanged are skipped before any decoding. One bad record is reported with
+resizes in a pool of threads, where Pillow releases the GIL, or with decode="processes" in
+worker processes: see decode.py; on CUDA the resize happens on the GPU, models/gpu_preprocess.py).
+Records whose content hash is unchanged are skipped before any decoding. One bad record is reported with
 its reason and never stops the others.
 """
 from __future__ import annotations
@@ -192,7 +193,8 @@ class Ingestor:
             return future.result()
         except BrokenExecutor as exc:  # a worker died (killed, out of memory): start a new pool next time
             decoding.discard_pool(self.workers)
-            raise LookalikeError(f"decode worker process stopped: {exc}") from None
+            raise LookalikeError(f"decode worker process stopped: {exc} (out of memory? killed? with decode "
+                                 "'processes' a script needs an `if __name__ == \"__main__\":` guard)") from None
 
     @staticmethod
     def _apply(item: _Item, decoded: Decoded) -> None:

@@ -149,7 +149,8 @@ def test_tensor_batch_keeps_order_across_sizes_and_refuses_bad_arrays():
 def test_device_pixels_reduce_huge_images_like_pillow():
     huge = photo_like(3, 512).resize((2400, 1800))
     px = device_pixels(huge, 224)
-    assert px.shape == (900, 1200, 3)  # 1800 -> 224 is 8x: reduced by int(8 / 3) = 2, as Pillow's reducing_gap does before its bicubic step
+    # 1800 -> 224 is 8x down: reduced by int(8 / 3) = 2, as Pillow's reducing_gap does before its bicubic step
+    assert px.shape == (900, 1200, 3)
     assert device_pixels(photo_like(3, 512), 224).shape == (512, 512, 3)  # small ones are left alone
 
 
@@ -224,7 +225,20 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(jpeg_bytes(draw_item("dots", COLORS["red"])))
-    code = cli.main(["ingest", str(folder), "--data", str(tmp_path / "db"), "--collection", "c", "--device", "cuda", "-q"])
+    code = cli.main(["ingest", str(folder), "--data", str(tmp_path / "db"), "--collection", "c",
+                     "--device", "cuda", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "no CUDA GPU" in err and "--device cpu" in err
     assert "LOOKALIKE_DEVICE" not in os.environ  # nothing was set or loaded
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a GPU machine)")
+def test_cuda_fp16_tensor_path_matches_the_cpu_pillow_path(db):
+    from lookalike.models.efficientnet import EfficientNetLiteEncoder
+    cpu = db.collection("cpu", create=True).encoder
+    gpu = EfficientNetLiteEncoder(cpu.name, device="cuda")
+    assert gpu.resizes_on_device and gpu.backend == "torch-cuda-fp16"
+    images = [open_image(jpeg_bytes(im), draft_size=224) for im in skimage_photos() + [photo_like(5, 512)]]
+    host = cpu.embed(np.stack([fit_square(im, cpu.input_size) for im in images]))
+    device = gpu.embed_images([device_pixels(im, gpu.input_size) for im in images])
+    assert np.all(cosine(host.vectors, device.vectors) > 0.99)
