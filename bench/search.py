@@ -192,8 +192,10 @@ def raw_searcher(index, mask: np.ndarray | None, args):
 
 def same_searcher(index, data: np.ndarray, mask: np.ndarray | None):
     """The library replaying lookalike's plan for a query: same widths, pool, selector or
-    exact scan, then the same float32 re-scoring (from the in-memory array)."""
+    exact scan, then the same float32 re-scoring from `data` (the collection's memory-mapped
+    vector file, as lookalike does: at 5M rows it may not all be in the page cache)."""
     import faiss
+    data = data.view(np.ndarray)
     bits = np.packbits(mask, bitorder="little") if mask is not None else None
     selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
     slots = np.flatnonzero(mask) if mask is not None else None
@@ -277,7 +279,8 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
         mask = masks.get(fname)
         where = parse_filter(flt)
         raw_fn = raw_searcher(raw, mask, args)
-        same_fn = same_searcher(ann.raw, data, mask)  # lookalike's index: the plan's widths refer to it
+        # lookalike's index (the plan's widths refer to it) and vector file
+        same_fn = same_searcher(ann.raw, store._vectors.matrix, mask)
 
         def ours_store(q: np.ndarray) -> set[int]:
             return {int(h.id[1:]) for h in store.search(SearchRequest(vector=q, k=K, where=where))}

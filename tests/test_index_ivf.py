@@ -14,6 +14,7 @@ import pytest
 import lookalike
 from lookalike.errors import BadRequest
 from lookalike.index.ann import ivf_lists
+from lookalike.index.manager import IVF_MIN_MATCHES
 
 N, DIM, K = 5000, 32, 10
 IVF = {"type": "ivf", "threshold": 500, "filter_threshold": 200}
@@ -76,7 +77,9 @@ def test_ivf_recall_against_exact_and_plan(db):
     assert N * (DIM + 8) <= info["memory_bytes"] < N * (DIM + 8) * 1.3
     assert recall(col) >= 0.95
     plan = col._store._index.last_plan()
-    assert plan.kind == "ivf" and plan.widths == [32] and plan.pool == 2 * K and not plan.filtered
+    # nprobe 32, or enough lists to scan IVF_MIN_MATCHES codes (lists hold N / lists codes)
+    width = max(32, -(-IVF_MIN_MATCHES * info["lists"] // N))
+    assert plan.kind == "ivf" and plan.widths == [width] and plan.pool == 2 * K and not plan.filtered
     # scores are exact float32 inner products, whatever the codes
     hit = col.search({"vector": QUERIES[0].tolist()}, k=1)["hits"][0]
     assert hit["_score"] == pytest.approx(float(VECTORS[int(hit["_id"][1:])] @ QUERIES[0]), abs=1e-5)
@@ -90,6 +93,8 @@ def test_filtered_queries_return_k_matching_hits(db):
         assert len(hits) == 50 and all(h["half"] for h in hits)
     plan = col._store._index.last_plan()
     assert plan.kind == "ivf" and plan.filtered and plan.widths[0] > 32  # nprobe widened for the filter
+    index = col._store._index  # a rare filter whose lists would hold 10x more codes than matches: exact
+    assert not index.uses_ann(210) and index.uses_ann(2500)
     # 1000 matches (above filter_threshold): through the lists; ask for all of them
     hits = col.search({"vector": QUERIES[1].tolist()}, k=1000, filter={"c": {"$in": [1, 2]}})["hits"]
     assert len(hits) == 1000 and {h["c"] for h in hits} == {1, 2}
