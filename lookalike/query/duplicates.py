@@ -30,8 +30,9 @@ record's whole image and 60 % windows; rotated versions by their centre window a
 stored centre window (the corners are lost in rotation), less ROTATED_PENALTY as one window
 says less than the whole image; its 25 small windows against the stored small windows at
 the same place, as the mean of the best ALIGNED_TOP (8) of them (a caption spoils some),
-averaged with the whole-image similarity (windows alone match look-alikes); and its 9 x 9 sub-windows against the stored
-small windows (crops), less 0.1 for the noise of those ~2,000 comparisons. 0 for unrelated
+averaged with the whole-image similarity (windows alone match look-alikes); and its 9 x 9
+sub-windows against the stored small windows (crops), less 0.1 for the noise of those ~2,000
+comparisons, refined for the best few candidates (`refine_crops`). 0 for unrelated
 images and 1 for identical ones. The scan is a vectorised XOR + popcount over a
 per-collection NumPy array of the packed hashes, built from the field index's postings (so
 it follows upserts and deletes without extra bookkeeping): 3.9 KB of memory per record, plus
