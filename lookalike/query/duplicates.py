@@ -356,7 +356,7 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000) -> 
 #: sub-window is moved by up to CROP_REFINE_RADIUS canvas pixels each way (the 9 x 9 grid is
 #: 5.4 pixels apart, and a pixel of shift costs finely patterned windows many bits); the extra
 #: 49 tries cost CROP_REFINE_PENALTY more (bench/duplicates.py: crops found 0.75 -> 0.97).
-CROP_REFINE, CROP_REFINE_RADIUS, CROP_REFINE_PENALTY = 5, 3, 0.06
+CROP_REFINE, CROP_REFINE_RADIUS, CROP_REFINE_PENALTY = 5, 3, 0.08
 
 
 def refine_crops(stored: np.ndarray, query: QueryHashes) -> np.ndarray:
