@@ -355,7 +355,8 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000) -> 
 #: `match` refines the crop check for its best CROP_REFINE candidates: the query's best
 #: sub-window is moved by up to CROP_REFINE_RADIUS canvas pixels each way (the 9 x 9 grid is
 #: 5.4 pixels apart, and a pixel of shift costs finely patterned windows many bits); the extra
-#: 49 tries cost CROP_REFINE_PENALTY more (bench/duplicates.py: crops found 0.75 -> 0.97).
+#: 49 tries cost CROP_REFINE_PENALTY more (bench/duplicates.py: crops found 0.75 -> 0.97;
+#: 0.08, not less, or crops of look-alike outsiders reach the threshold).
 CROP_REFINE, CROP_REFINE_RADIUS, CROP_REFINE_PENALTY = 5, 3, 0.08
 
 
