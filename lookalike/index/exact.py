@@ -42,9 +42,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 def score_slots(vectors: np.ndarray, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """Inner products of `query` with `vectors[slots]`, chunked to bound memory."""
-    out = np.empty(len(slots), dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
     vectors = plain(vectors)
+    if len(slots) <= CHUNK:
+        return dot(vectors[slots], q)
+    out = np.empty(len(slots), dtype=np.float32)
     for start in range(0, len(slots), CHUNK):
         part = slots[start:start + CHUNK]
         out[start:start + len(part)] = dot(vectors[part], q)

@@ -88,7 +88,8 @@ class RWLock:
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1
-            self._cond.notify_all()
+            if not self._readers:  # only a writer waits for readers
+                self._cond.notify_all()
 
     def acquire_write(self) -> None:
         with self._cond:
@@ -428,8 +429,11 @@ class CollectionIndex:
             self._rw.release_read()
         if len(found) < want:
             return None  # never fewer than k hits when k exist: exact search guarantees it
+        found = found.astype(np.int64, copy=False)
+        if covered == len(allowed):
+            return found
         tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the index's last add
-        return np.concatenate([found.astype(np.int64), tail]) if len(tail) else found.astype(np.int64)
+        return np.concatenate([found, tail]) if len(tail) else found
 
     def _search_params(self, ann, allowed: np.ndarray, info: MaskInfo, k: int, width: int, filtered: bool):
         """FAISS parameters, reused: with a selector from the mask's cached info (a cached mask's

@@ -73,6 +73,8 @@ class MaskInfo:
 
     def selector(self, mask: np.ndarray):
         """An `IDSelectorBitmap` over the mask's slots (ids past its end are never selected)."""
+        if self._selector is not None:
+            return self._selector
         with self._lock:
             if self._selector is None:
                 import faiss
@@ -91,6 +93,8 @@ class MaskInfo:
         return params
 
     def slots(self, mask: np.ndarray) -> np.ndarray:
+        if self._slots is not None:
+            return self._slots
         with self._lock:
             if self._slots is None:
                 self._slots = np.flatnonzero(mask)
@@ -110,11 +114,9 @@ class MaskInfos:
         if mask.flags.writeable:
             return MaskInfo(mask)
         key = id(mask)
-        with self._lock:
-            info = self._items.get(key)
-            if info is not None and info.alive(mask):
-                self._items.move_to_end(key)
-                return info
+        info = self._items.get(key)  # a plain read (atomic under the GIL); recency matters little here
+        if info is not None and info.alive(mask):
+            return info
         info = MaskInfo(mask)
         with self._lock:
             self._items[key] = info
