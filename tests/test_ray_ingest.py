@@ -188,7 +188,11 @@ def test_cli_ingest_ray_with_store_flag(ray_local, catalog, reference, tmp_path,
     store = tmp_path / "data"
     code = main(["ingest", str(catalog), "-c", "items", "--store", str(store), "--ray", "--workers", "2",
                  "--batch-size", "4", "--json"])
-    out = json.loads(capsys.readouterr().out)
+    raw = capsys.readouterr().out
+    try:
+        out = json.loads(raw)
+    except json.JSONDecodeError:  # say what else reached stdout (it must carry only the JSON)
+        pytest.fail(f"--json output is not JSON: {raw[:3000]!r}")
     assert code == 1  # the two bad records
     assert [r["status"] for r in out["results"]] == ["inserted"] * N + ["error", "error"]
     with lookalike.connect(store) as db:
