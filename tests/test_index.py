@@ -106,6 +106,18 @@ def test_filter_threshold_picks_exact_or_graph(db):
     assert recall(col, IDS % 10 == 3, filter={"c": 3}) >= 0.95  # now through the graph
 
 
+def test_rare_filter_above_filter_threshold_is_scanned_exactly(db):
+    """A filter keeping under 1/32 of the graph is answered exactly, however many rows it keeps:
+    the widened walk found too few of its matches (recall 0.53-0.79 at 1/64-1/128, measured)."""
+    col = make(db, index={"threshold": 100, "filter_threshold": 10})
+    index = col._store._index
+    rare = N // 50  # "g" == 7: 2 % of the rows, above filter_threshold
+    assert not index.uses_ann(rare) and index.uses_ann(N // 10)
+    for q in QUERIES[:10]:
+        assert search_ids(col, q, filter={"g": 7}) == exact_ids(q, K, IDS % 50 == 7)
+        assert index.last_plan().kind == "exact"
+
+
 def test_never_fewer_than_k_when_k_exist(db):
     col = make(db, index={"threshold": 100})
     # 600 matches (> threshold: ANN path) but spread over the graph; ask for all of them
