@@ -61,6 +61,11 @@ IVF_CODE_COST = 0.1
 #: share 1/10 0.999, 1/32 0.994, 1/64 0.789, 1/128 0.531, 1/300 0.275 (the 5M run's 0.1 %
 #: filter: 0.335); exact is always 1.0 and costs about 0.12 us per matching row.
 HNSW_MIN_SHARE = 1 / 32
+#: `expansion_search` is the beam for graphs up to HNSW_SCALE_ROWS nodes; bigger graphs need a
+#: wider one for the same recall. bench/hnsw_scale.py at 5M clustered rows (int8, M=16, 20
+#: candidates re-scored), recall@10 by efSearch: 64 0.837, 128 0.909, 192 0.952, 256 0.966,
+#: 384 0.981 (at 1M, 64 gives 0.977). The beam grows by (rows / 1M) ** 0.85: 251 at 5M.
+HNSW_SCALE_ROWS, HNSW_SCALE_POWER = 1_000_000, 0.85
 
 
 @dataclass
@@ -460,7 +465,8 @@ class CollectionIndex:
     def _width(self, ann, in_count: int, pool: int) -> int:
         """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.
 
-        Non-matching nodes still fill an HNSW beam, so a filter keeping a share s of the graph
+        An HNSW beam first grows with the graph past HNSW_SCALE_ROWS nodes. Non-matching
+        nodes still fill an HNSW beam, so a filter keeping a share s of the graph
         gets a beam sqrt(1/s) times wider (at most 8x): measured on 10 % filters, recall@10
         goes from 0.89 at the plain width to 0.99. In an IVF a filter's best matches lie
         further out, among more lists: nprobe widens by the same factor, and at least so far
@@ -468,6 +474,8 @@ class CollectionIndex:
         """
         total = ann.ntotal
         width = self.settings["nprobe" if ann.kind == "ivf" else "expansion_search"]
+        if ann.kind == "hnsw" and total > HNSW_SCALE_ROWS:
+            width = int(width * (total / HNSW_SCALE_ROWS) ** HNSW_SCALE_POWER)
         if 0 < in_count < total:
             width = int(width * min(8.0, (total / in_count) ** 0.5))
         if ann.kind == "hnsw":
