@@ -56,12 +56,12 @@ def restore(db, path: str | Path, name: str | None = None, replace: bool = False
     header = _verify(path)
     settings = CollectionSettings.from_dict(header["settings"])
     settings.name = check_collection_name(name or settings.name)
-    for _ in _records(path, settings.dim):  # every record readable before anything is replaced
-        pass
     try:
         db.store.collection(settings.name)
         if not replace:
             raise Conflict(f"collection {settings.name!r} already exists; restore with --replace or --as NAME")
+        for _ in _records(path, settings.dim):  # every record readable before the old collection goes
+            pass
         db.store.drop_collection(settings.name)
     except NotFound:
         pass
