@@ -75,6 +75,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _grown(array: np.ndarray, need: int) -> np.ndarray:
+    """`array` if it holds `need` slots, else a copy of at least twice its size, zero-filled."""
+    if need <= len(array):
+        return array
+    out = np.zeros(max(need, 2 * len(array)), dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
 def indexed_view(doc: dict, computed: dict) -> dict:
     """What filters see: the metadata plus engine-computed fields."""
     return {**doc, **computed}
@@ -118,7 +127,7 @@ class EmbeddedCollection(CollectionStore):
         live = np.fromiter((slot for _, slot, _ in rows), dtype=np.int64, count=len(rows))
         self._slot_hash[live] = field_snapshot.hash64([h for _, _, h in rows])
         self._load_fields(reader, live)
-        self._text = TextMatrix.load(self._store.reader(), self.name, self._slot_of, self._vectors.rows)
+        self._text = TextMatrix.load(reader, self.name, self._slot_of, self._vectors.rows)
         self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
         self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
@@ -438,14 +447,7 @@ class EmbeddedCollection(CollectionStore):
         if texts:
             self._text.set([s for s, _ in texts], np.stack([v for _, v in texts]), first + len(records))
         need = first + len(records)
-        if need > len(self._alive):
-            grown = np.zeros(max(need, 2 * len(self._alive)), dtype=bool)
-            grown[: len(self._alive)] = self._alive
-            self._alive = grown
-        if need > len(self._slot_hash):
-            hashes = np.zeros(len(self._alive), dtype=np.uint64)
-            hashes[: len(self._slot_hash)] = self._slot_hash
-            self._slot_hash = hashes
+        self._alive, self._slot_hash = _grown(self._alive, need), _grown(self._slot_hash, need)
         self._slot_hash[first:need] = field_snapshot.hash64([r.content_hash for r in records])
         self._slot_ids.extend([None] * (need - len(self._slot_ids)))
         for slot, rec in zip(slots, records):
@@ -599,7 +601,7 @@ class EmbeddedStore(Store):
             if f.name not in live:
                 f.unlink(missing_ok=True)
         for f in (self.path / "fields").glob("*.npz*") if (self.path / "fields").exists() else ():
-            if f.name.removesuffix(".tmp").removesuffix(".npz") + ".f32" not in live or f.name.endswith(".tmp"):
+            if f.suffix == ".tmp" or f.name.removesuffix(".npz") + ".f32" not in live:
                 f.unlink(missing_ok=True)
 
     def list_collections(self) -> list[CollectionSettings]:
