@@ -424,11 +424,19 @@ class MilvusCollection(CollectionStore):
         self._drop_scan()
         self._write_text(texts, [r.id for r in changed if r.text_vector is None])
         try:
-            for start in range(0, len(rows), CHUNK):
-                self._store.call(self._client.upsert, self._mname, rows[start:start + CHUNK])
+            self._chunked(self._client.upsert, self._mname, rows)
         finally:
             self._store.wrote(self.name)
         return statuses
+
+    def _chunked(self, method, mname: str, items: list, key: str | None = None) -> None:
+        """`method(mname, part)` (or with `key=part`) over CHUNK-sized parts: gRPC messages stay small."""
+        for start in range(0, len(items), CHUNK):
+            part = items[start:start + CHUNK]
+            if key is None:
+                self._store.call(method, mname, part)
+            else:
+                self._store.call(method, mname, **{key: part})
 
     def _text_rows(self, records: Sequence[StoredRecord]) -> list[dict]:
         """Rows of the records' text vectors, checked against the stored text vectors' width."""
@@ -447,12 +455,9 @@ class MilvusCollection(CollectionStore):
         """Store text vectors; drop those of records rewritten without one (as no text, like embedded)."""
         if rows:
             tname = self._store.text_collection(self.name, len(rows[0]["vector"]))
-            for start in range(0, len(rows), CHUNK):
-                self._store.call(self._client.upsert, tname, rows[start:start + CHUNK])
+            self._chunked(self._client.upsert, tname, rows)
         if without and self._store.text_dim(self.name) is not None:
-            for start in range(0, len(without), CHUNK):
-                self._store.call(self._client.delete, text_collection_name(self.name),
-                                 ids=without[start:start + CHUNK])
+            self._chunked(self._client.delete, text_collection_name(self.name), without, key="ids")
 
     def _row(self, rec: StoredRecord, updated: float | None = None) -> dict:
         vector = np.asarray(rec.vector, dtype=np.float32).reshape(-1)
@@ -475,15 +480,12 @@ class MilvusCollection(CollectionStore):
         present = list(self.hashes(list(ids)))
         self._drop_scan()
         try:
-            for start in range(0, len(present), CHUNK):
-                self._store.call(self._client.delete, self._mname, ids=present[start:start + CHUNK])
+            self._chunked(self._client.delete, self._mname, present, key="ids")
         finally:
             self._store.wrote(self.name)
         unique = list(dict.fromkeys(ids))
         if unique and self._store.text_dim(self.name) is not None:
-            for start in range(0, len(unique), CHUNK):
-                self._store.call(self._client.delete, text_collection_name(self.name),
-                                 ids=unique[start:start + CHUNK])
+            self._chunked(self._client.delete, text_collection_name(self.name), unique, key="ids")
         return len(present)
 
     def flush(self) -> None:
