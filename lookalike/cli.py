@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,8 @@ def _print_hits(result: dict) -> None:
     table.add_column("#", justify="right", min_width=2)
     table.add_column("_id", no_wrap=True, overflow="ellipsis", min_width=12, max_width=32)
     table.add_column("score", justify="right", min_width=6)
-    if any("_group" in h for h in result.get("hits", [])):
+    grouped = any("_group" in h for h in result.get("hits", []))
+    if grouped:
         table.add_column("group", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("label", no_wrap=True, overflow="ellipsis", min_width=8, max_width=18)
     table.add_column("metadata", no_wrap=True, overflow="ellipsis", max_width=48)
@@ -76,10 +78,9 @@ def _print_hits(result: dict) -> None:
         meta = ", ".join(f"{k}={v}" for k, v in hit.items() if not k.startswith("_"))
         labels = hit.get("_labels") or [{}]
         row = [str(i), hit["_id"], f"{hit['_score']:.4f}"]
-        if "_group" in hit or len(table.columns) == 6:
+        if grouped:
             row.append(str(hit.get("_group", "")))
         table.add_row(*row, str(labels[0].get("label", "")), meta)
-    import shutil
     Console(width=max(120, shutil.get_terminal_size((120, 24)).columns)).print(table)
     if result.get("missing"):
         print(f"missing: {', '.join(result['missing'])}")
