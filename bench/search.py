@@ -115,7 +115,7 @@ def build_index(db, col, name: str, kind: str, args) -> tuple[float, float]:
     """Switch the collection to `kind` (hnsw or ivf) and wait for its build; (secs, anon MB grown)."""
     before = rss_anon_mb()
     t = time.perf_counter()
-    settings = {"type": "auto" if kind == "hnsw" else kind, "connectivity": args.m, "expansion_add": args.ef_add,
+    settings = {"type": kind, "connectivity": args.m, "expansion_add": args.ef_add,
                 "expansion_search": args.ef_search, "threshold": args.threshold,
                 "filter_threshold": args.filter_threshold, "nprobe": args.nprobe, "nlist": args.nlist}
     db.ensure_collection(name, index=settings, compression={"dtype": args.dtype, "pca_dim": args.pca})

@@ -219,11 +219,11 @@ def test_settings_change_rebuilds_without_losing_data(db):
     info = col_b.info()
     assert info["count"] == N and info["compression"] == {"dtype": "i8", "pca_dim": None}
     assert info["index"]["connectivity"] == 8 and info["index"]["threshold"] == 500  # others kept
-    assert info["index"]["active"] == "hnsw" and info["bytes_per_vector"] == DIM
+    assert info["index"]["active"] == "ivf" and info["bytes_per_vector"] == DIM  # auto + int8: IVF
     assert recall(col_b) >= 0.95
     db.ensure_collection("v", compression={"dtype": "f16", "pca_dim": 24})
     info = col.info()
-    assert info["bytes_per_vector"] == 24 * 2
+    assert info["index"]["active"] == "hnsw" and info["bytes_per_vector"] == 24 * 2
     assert recall(col) >= 0.85  # candidates from 24-d (M=8), re-scored with the full vectors
     hit = col.search({"vector": VECTORS[42].tolist()}, k=1)["hits"][0]
     assert hit["_id"] == "r42" and hit["_score"] == pytest.approx(1.0, abs=1e-5)  # exact scores
@@ -233,6 +233,16 @@ def test_settings_change_rebuilds_without_losing_data(db):
     info = col.info()
     assert info["index"]["active"] == "exact" and info["index"]["expansion_search"] == 200
     assert search_ids(col, QUERIES[0]) == exact_ids(QUERIES[0], K)
+
+
+def test_auto_picks_ivf_for_int8_codes_and_hnsw_otherwise():
+    """`auto` is the memory-lean IVF when the codes are int8, HNSW for f32/f16; explicit types win."""
+    from lookalike.index.settings import ann_kind, normalize_compression, normalize_index
+    i8, f16 = normalize_compression({"dtype": "i8"}), normalize_compression({"dtype": "f16"})
+    assert ann_kind(normalize_index("auto"), i8) == "ivf"
+    assert ann_kind(normalize_index("auto"), f16) == "hnsw"
+    assert ann_kind(normalize_index("hnsw"), i8) == "hnsw"
+    assert ann_kind(normalize_index("ivf"), f16) == "ivf"
 
 
 BAD_SETTINGS = [

@@ -207,7 +207,7 @@ class CollectionIndex:
             pca = PCA.load(self._path("pca.npz")) if self.compression["pca_dim"] else None
             if pca is not None and (pca.dim != self.compression["pca_dim"] or pca.components.shape[1] != self.dim):
                 raise ValueError("PCA file has the wrong shape")
-            kind = ann_kind(self.settings)
+            kind = ann_kind(self.settings, self.compression)
             if kind == "ivf":
                 ann = KINDS[kind].load(graph_path, self.dim, self.compression, pca, self.settings["nlist"])
             else:
@@ -288,8 +288,8 @@ class CollectionIndex:
                 return
             sample = matrix[np.linspace(0, len(matrix) - 1, min(len(matrix), self._sample_rows(len(matrix))))
                             .astype(np.int64)]
-            ann = KINDS[ann_kind(self.settings)].create(self.dim, self.settings, self.compression, sample,
-                                                         len(matrix))
+            kind = ann_kind(self.settings, self.compression)
+            ann = KINDS[kind].create(self.dim, self.settings, self.compression, sample, len(matrix))
             for start in range(0, len(matrix), BUILD_CHUNK):
                 if self._cancel:
                     return
@@ -312,7 +312,7 @@ class CollectionIndex:
 
     def _sample_rows(self, rows: int) -> int:
         """Rows to train on: 100k for PCA/int8 ranges; an IVF wants 40 per list for k-means."""
-        if ann_kind(self.settings) == "ivf":
+        if ann_kind(self.settings, self.compression) == "ivf":
             from .ann import IVF_TRAIN_PER_LIST, ivf_lists
             return max(100_000, IVF_TRAIN_PER_LIST * ivf_lists(rows, self.settings["nlist"]))
         return 100_000
