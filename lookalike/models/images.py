@@ -82,10 +82,13 @@ def fit_square(im: Image.Image, size: int, *, mode: str = "crop") -> np.ndarray:
     """
     new = target_size(*im.size, size, mode)
     im = im.resize(new, Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
+    if new == (size, size):  # nothing to pad or crop (and no canvas or crop to copy through)
+        return np.asarray(im)
     if mode == "pad":
-        canvas = Image.new("RGB", (size, size), _WHITE)
-        canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
-        return np.asarray(canvas)
+        canvas = np.full((size, size, 3), 255, dtype=np.uint8)  # white, as _WHITE
+        left, top = (size - new[0]) // 2, (size - new[1]) // 2
+        canvas[top:top + new[1], left:left + new[0]] = np.asarray(im)
+        return canvas
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return np.asarray(im.crop((left, top, left + size, top + size)))
 
