@@ -58,11 +58,9 @@ def dominant_colors(im: Image.Image, k: int = 5, iterations: int = 12) -> list[d
         np.divide(sums[:, :3], sums[:, 3:], out=centers, where=sums[:, 3:] > 0)  # empty ones stay
     members = _nearest(points, centers, weights)
     counts = members.sum(axis=1)
-    means = members.astype(np.float64) @ rgb8 / np.maximum(counts, 1)[:, None]
-    out = []
-    for j in np.flatnonzero(counts):
-        r, g, b = np.clip(np.round(means[j]), 0, 255).astype(int)
-        out.append({"color": f"#{r:02x}{g:02x}{b:02x}", "weight": round(float(counts[j] / n), 4)})
+    means = np.clip(np.round(members.astype(np.float64) @ rgb8 / np.maximum(counts, 1)[:, None]), 0, 255)
+    out = [{"color": "#{:02x}{:02x}{:02x}".format(*rgb), "weight": round(count / n, 4)}
+           for rgb, count in zip(means.astype(int).tolist(), counts.tolist()) if count]
     return sorted(out, key=lambda c: -c["weight"])
 
 
