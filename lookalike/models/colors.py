@@ -90,13 +90,15 @@ _XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
 def _seed(lab: np.ndarray, k: int) -> np.ndarray:
     """Deterministic k-means++-like seeding: the pixel farthest from the mean, then each time the
     pixel farthest from every centre so far (a running minimum: one distance pass per centre).
-    Distances from the L, a, b columns one by one (a sum over a last axis of 3 is slow)."""
-    l, a, b = lab.T.copy()
+    On the L, a, b columns one by one: sums and means over a last axis of 3 are slow (the
+    column means are summed pairwise, not row by row: they may differ in the last bit)."""
+    columns = lab.T.copy()
+    l, a, b = columns
 
     def dist2(c: np.ndarray) -> np.ndarray:
         return (l - c[0]) ** 2 + (a - c[1]) ** 2 + (b - c[2]) ** 2
 
-    centers = [lab[np.argmax(dist2(lab.mean(0)))]]
+    centers = [lab[np.argmax(dist2(columns.mean(axis=1)))]]
     nearest = dist2(centers[0])
     for _ in range(1, k):
         if nearest.max() < 1e-6:

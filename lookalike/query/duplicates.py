@@ -225,12 +225,17 @@ def _sign_bits(coef: np.ndarray, pixels: Callable[[], np.ndarray]) -> np.ndarray
     seeded by the canvas they come from (`pixels()`, float64: asked for only when one is flat)."""
     coef[:, 0, 0] = 0.0  # DC: brightness, not structure
     bits = coef > 0
-    flat = np.sqrt((coef ** 2).sum(axis=(1, 2))) / (2 * HASH_SIDE) < FLAT_STD
+    flat = _flat(coef)
     if flat.any():
         seed = int.from_bytes(hashlib.blake2b(pixels().tobytes(), digest_size=8).digest(), "little")
         bits[flat] = np.random.default_rng(seed).random((int(flat.sum()), HASH_SIDE, HASH_SIDE)) < 0.5
         bits[flat, 0, 0] = False
     return bits.reshape(len(coef), BITS)
+
+
+def _flat(coef: np.ndarray) -> np.ndarray:
+    """Per window (coefficients (N, 16, 16), DC zeroed): is it flat (see FLAT_STD)?"""
+    return np.sqrt((coef ** 2).sum(axis=(1, 2))) / (2 * HASH_SIDE) < FLAT_STD
 
 
 def fingerprint(image: Image.Image) -> dict:
@@ -260,8 +265,11 @@ def _rotated_centres(canvas: Image.Image) -> np.ndarray:
     box = _boxes()[CENTRE - 1]
     op = _hash_operator(box[2] - box[0])
     angles = ROTATIONS[1:]
-    windows = np.stack([np.asarray(_rotated_window(canvas, angle, box), dtype=np.float64) for angle in angles])
-    coef = op @ windows @ op.T
+    windows = np.stack([np.asarray(_rotated_window(canvas, angle, box)) for angle in angles])
+    coef = op @ windows.astype(np.float64) @ op.T
+    coef[:, 0, 0] = 0.0
+    if not _flat(coef).any():  # the usual case: just the signs, as _sign_bits gives them
+        return (coef > 0).reshape(len(angles), BITS)
     return np.concatenate([_sign_bits(coef[n:n + 1], lambda angle=angle: np.asarray(
         canvas.rotate(angle, Image.Resampling.BILINEAR), dtype=np.float64)) for n, angle in enumerate(angles)])
 
@@ -339,14 +347,15 @@ def trim_border(image: Image.Image, tolerance: int = 24, side: int = 256,
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
         arr = np.asarray(rgb.reduce(factor) if factor > 1 else rgb)
     h, w = arr.shape[:2]
-    # content: a channel more than `tolerance` off the corner's. Compared in uint8 (no widening
-    # copy) with the corner's bounds clipped to 0..255, repeated along a row (a last axis of 3
-    # would make NumPy's inner loops 3 long); only the row and column spans are kept.
+    # content: a channel more than `tolerance` off the corner's, i.e. outside low..high (the
+    # corner's bounds clipped to 0..255). In uint8, without a widening copy: v - low wraps around
+    # below low, so one subtraction and one comparison test both bounds. The bounds repeat along
+    # a row (a last axis of 3 would make NumPy's inner loops 3 long); only the row and column
+    # spans are kept.
     corner = arr[0, 0].astype(np.int16)
-    low = np.tile(np.maximum(corner - tolerance, 0).astype(np.uint8), w)
-    high = np.tile(np.minimum(corner + tolerance, 255).astype(np.uint8), w)
-    flat = arr.reshape(h, w * 3)
-    off = (flat < low) | (flat > high)
+    low = np.maximum(corner - tolerance, 0)
+    span = np.minimum(corner + tolerance, 255) - low
+    off = arr.reshape(h, w * 3) - np.tile(low.astype(np.uint8), w) > np.tile(span.astype(np.uint8), w)
     rows, cols = np.flatnonzero(off.any(1)), np.flatnonzero(off.any(0).reshape(w, 3).any(1))
     if not len(rows):
         return None
