@@ -247,12 +247,13 @@ def fingerprint(image: Image.Image) -> dict:
     canvas = _canvas(image)
     trimmed = trim_border(image, data=data)
     canon = canvas if trimmed is None else _canvas(trimmed)
-    stored = _dct_bits(canvas, WHOLE + _boxes() + _boxes(CROP_WINDOW, CROP_GRID))
+    pixels = np.asarray(canvas, dtype=np.float64)  # what _dct_bits hashes, converted once for both calls
+    stored = _dct_bits(pixels, WHOLE + _boxes() + _boxes(CROP_WINDOW, CROP_GRID))
     bits = np.concatenate([
         stored,
         stored[:1] if trimmed is None else _dct_bits(canon, WHOLE),  # no frame: the same canvas and box
         _rotated_centres(canon),
-        _dct_bits(canvas, _boxes(CROP_WINDOW / CROP_SCALE, COPY_GRID))])
+        _dct_bits(pixels, _boxes(CROP_WINDOW / CROP_SCALE, COPY_GRID))])
     return {FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
             PIXEL_HASH: pixel_hash(image, data)}
 
