@@ -118,6 +118,22 @@ def test_fingerprint_differs_only_where_the_reference_sign_was_rounding_noise(re
     assert flipped / total < 1e-3, (flipped, total)
 
 
+def test_query_hashes_and_crop_refinement_equal_the_reference(ref, monkeypatch):
+    """`match` hashes its query with the same _dct_bits: its hashes and refined crop scores too."""
+    images = [photo_like(3, 300), draw_item("checks", COLORS["green"], seed=4, size=256),
+              ImageOps.expand(draw_item("rings", COLORS["blue"], seed=5, size=200), border=30, fill=(255, 255, 255)),
+              photo_like(6, 400).crop((40, 60, 300, 320))]
+    stored = np.stack([dup.decode_fingerprint(ref.old_fingerprint(image)[dup.FINGERPRINT]) for image in images])
+    new = [dup.query_hashes(image) for image in images]
+    refined = [dup.refine_crops(stored, q) for q in new]
+    monkeypatch.setattr(dup, "_dct_bits", ref.old_dct_bits)
+    for image, got, got_refined in zip(images, new, refined):
+        want = dup.query_hashes(image)
+        for part in ("plain", "rotated", "aligned", "crop"):
+            assert np.array_equal(getattr(got, part), getattr(want, part)), part
+        assert np.array_equal(got_refined, dup.refine_crops(stored, want))
+
+
 def test_rotated_window_equals_a_crop_of_the_whole_rotation():
     box = dup._boxes()[dup.CENTRE - 1]
     for i in range(6):
