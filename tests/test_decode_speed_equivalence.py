@@ -52,7 +52,8 @@ def natural_images() -> list[Image.Image]:
                 photo_like(i, 160 + 11 * i),
                 ImageOps.expand(draw_item(pattern, colour, seed=i, size=180), border=12 + i, fill=colours[(i + 1) % 6])]
     for i in range(5):
-        out += [jpeg_decoded(photo_like(50 + i, 512)), jpeg_decoded(draw_item(PATTERNS[i], colours[i], seed=i, size=512)),
+        out += [jpeg_decoded(photo_like(50 + i, 512)),
+                jpeg_decoded(draw_item(PATTERNS[i], colours[i], seed=i, size=512)),
                 photo_like(60 + i, 300).convert("L").convert("RGB"), photo_like(70 + i, 240).convert("L"),
                 draw_item(PATTERNS[i], colours[i], seed=i, size=256).resize((320, 140)),
                 photo_like(80 + i, 256).resize((150, 330)), photo_like(90 + i, 64).resize((9 + i, 7 + 2 * i))]
@@ -164,7 +165,8 @@ def test_trim_border_finds_the_same_frame(ref):
 
 def test_dominant_colours_match_the_reference_within_what_people_see(ref):
     images = natural_images()[:45] + flat_shapes()
-    images += [Image.new("RGB", (1, 1), (3, 200, 90)), Image.new("L", (30, 20), 77), Image.new("RGB", (40, 40), (0, 0, 0)),
+    images += [Image.new("RGB", (1, 1), (3, 200, 90)), Image.new("L", (30, 20), 77),
+               Image.new("RGB", (40, 40), (0, 0, 0)),
                draw_item("stripes", COLORS["green"], seed=2).convert("RGBA")]
     identical = 0
     for n, image in enumerate(images):
@@ -191,7 +193,8 @@ def test_thumbnail_keeps_its_size_and_looks_the_same(ref):
 
     images = [jpeg_decoded(photo_like(i, 512)) for i in range(3)]
     images += [draw_item(pattern, COLORS["red"], seed=1, size=300).resize((300, 170)) for pattern in PATTERNS]
-    images += [jpeg_decoded(draw_item("zigzag", COLORS["black"], seed=2, size=512)).resize((130, 400)), photo_like(5, 120)]
+    images += [jpeg_decoded(draw_item("zigzag", COLORS["black"], seed=2, size=512)).resize((130, 400)),
+               photo_like(5, 120)]
     for n, image in enumerate(images):
         new, old = pixels(make_thumbnail(image)), pixels(ref.old_make_thumbnail(image))
         assert new.shape == old.shape and max(new.shape[:2]) == min(THUMBNAIL_SIZE, max(image.size)), n
