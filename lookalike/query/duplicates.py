@@ -276,7 +276,8 @@ def _rotated_centres(canvas: Image.Image) -> np.ndarray:
 
 
 def _rotated_window(canvas: Image.Image, angle: float, box: tuple[int, int, int, int]) -> Image.Image:
-    """`canvas.rotate(angle, BILINEAR).crop(box)`, computing only the box's pixels.
+    """`canvas.rotate(angle, BILINEAR).crop(box)`, computing only the box's pixels (for an angle
+    that is not a multiple of 90 degrees: Pillow turns those into exact transposes).
 
     The same affine map as Pillow's `rotate` (about the canvas centre, coefficients rounded the
     same way), moved to start at the box's corner; the moved offset is rounded once more, so a
