@@ -265,7 +265,7 @@ def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int 
     (0.3 ms an image less in ingest's decode stage); its pixels differ from bicubic's by under
     one grey level on average on photos, and on sharp line drawings by about what JPEG at this
     quality changes anyway (bench/decode_stage.py, tests/test_decode_speed_equivalence.py). `optimize` (a
-    second Huffman pass) stays: 0.07 ms for 15 % fewer bytes stored per record."""
+    second Huffman pass) stays: 0.03-0.07 ms for 15 % fewer bytes stored per record."""
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
