@@ -348,6 +348,39 @@ def test_cached_filter_masks_never_hide_new_or_changed_records(db):
     assert search_ids(col, q, k=1, filter={"c": 5}) == ["new"]
 
 
+def test_selective_filter_rows_are_kept_and_follow_updates(db):
+    """A repeated selective filter's rows are kept contiguous; scores stay exact, and an update
+    (a new slot, a new mask version) is seen at once."""
+    col = make(db)
+    index = col._store._index
+    for q in QUERIES[:5]:
+        assert search_ids(col, q, filter={"c": 3}) == exact_ids(q, K, IDS % 10 == 3)
+    kept = index._infos._rows_used
+    assert kept == 300 * DIM * 4  # the 300 matching rows, once
+    hit = col.search({"vector": QUERIES[0].tolist()}, k=1, filter={"c": 3})["hits"][0]
+    assert hit["_score"] == pytest.approx(float(VECTORS[int(hit["_id"][1:])] @ QUERIES[0]), abs=1e-6)
+    col.upsert([{"_id": "r13", "_vector": QUERIES[1].tolist(), "c": 3}])
+    assert search_ids(col, QUERIES[1], k=1, filter={"c": 3}) == ["r13"]
+
+
+def test_kept_rows_respect_their_budget():
+    from lookalike.index.masks import MaskInfos
+    matrix = np.arange(1000 * 4, dtype=np.float32).reshape(1000, 4)
+    infos = MaskInfos(size=2, rows_bytes=100 * 4 * 4)  # room for 100 rows of 4 floats
+    masks = []
+    for start in (0, 500, 800):
+        mask = np.zeros(1000, bool)
+        mask[start:start + 60] = True
+        mask.flags.writeable = False
+        masks.append(mask)
+        info = infos.get(mask)
+        rows = infos.rows(info, matrix, info.slots(mask))
+        assert np.array_equal(rows, matrix[start:start + 60])  # right rows, kept or not
+        assert infos._rows_used <= infos.rows_limit
+    assert infos._rows_used == 60 * 16  # the second did not fit beside the first; the third evicted the first
+    assert infos.get(masks[2])._rows is not None and infos.get(masks[1])._rows is None
+
+
 def test_hnsw_beam_widens_with_the_graph(db):
     """Past 1M nodes the default beam grows (measured: 5M rows need ~4x for recall@10 >= 0.95)."""
     from types import SimpleNamespace

@@ -71,10 +71,13 @@ class FaissIndex:
         self.dim = dim
         self.compression = compression
         self.pca = pca
+        self._ntotal = int(raw.ntotal)
 
     @property
     def ntotal(self) -> int:
-        return int(self.raw.ntotal)
+        """Rows indexed; kept here because reading FAISS's own counter through SWIG costs 0.5 us,
+        and a search asks several times (rows are only ever added through `add`)."""
+        return self._ntotal
 
     @property
     def compressed(self) -> bool:
@@ -93,6 +96,7 @@ class FaissIndex:
         """Append rows for the next slots (callers add in slot order, nothing skipped)."""
         rows = np.ascontiguousarray(vectors, dtype=np.float32)
         self.raw.add(self.pca.records(rows) if self.pca else rows)
+        self._ntotal = int(self.raw.ntotal)
 
     def search(self, query: np.ndarray, k: int, width: int, selector=None, params=None) -> np.ndarray:
         """Up to k slots, best first by the index's (approximate) score.

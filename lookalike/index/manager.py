@@ -411,7 +411,12 @@ class CollectionIndex:
         if allowed.flags.writeable or n != len(allowed) or matching == n:
             return ExactIndex(matrix).search(query, k, allowed)
         slots = info.slots(allowed)
-        scores = score_slots(matrix, query, slots) if len(slots) < n else score_all(matrix[:n], query)
+        if len(slots) < n:
+            rows = self._infos.rows(info, plain(matrix), slots)
+            scores = dot(rows, np.asarray(query, dtype=np.float32)) if rows is not None \
+                else score_slots(matrix, query, slots)
+        else:
+            scores = score_all(matrix[:n], query)
         best = top_k(scores, k)
         return slots[best], scores[best]
 
