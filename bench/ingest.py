@@ -120,6 +120,16 @@ class Int8Encoder:
         return l2_normalize(vec)
 
 
+def spinning_encoder(model: str):
+    """The default encoder with ONNX Runtime's own default: idle threads spin-wait (ours sleep)."""
+    from lookalike.models.efficientnet import EfficientNetLiteEncoder
+    from lookalike.models.onnx_backend import OnnxRunner
+    enc = EfficientNetLiteEncoder(model, device="cpu")
+    enc.embed(np.zeros((2, 224, 224, 3), np.uint8))
+    enc._onnx = OnnxRunner(enc._module, enc.input_size, model, spinning=True)
+    return enc
+
+
 def agreement(paths: list[Path], base, other) -> float:
     """Mean cosine between the default encoder's vectors and another encoder's, on real images."""
     px = np.stack([load_pixels(p.read_bytes(), 224) for p in paths[:32]])
@@ -168,6 +178,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each row keeps its best")
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--batch-sweep", default="8,64", type=lambda v: [int(x) for x in v.split(",") if x],
+                    help="other batch sizes measured as options (model only and ingest)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="GPU rows: auto = when CUDA is available, cuda = required, cpu = skip them")
     ap.add_argument("--only", help="comma-separated substrings: measure only rows whose name has one "
@@ -188,6 +200,7 @@ def main() -> None:
     enc.embed(np.zeros((2, 224, 224, 3), np.uint8))  # load + warm up
     torch_enc = EfficientNetLiteEncoder(model, backend="torch", device="cpu")
     int8 = Int8Encoder(enc)
+    spin_enc = spinning_encoder(model)
     warm_process_pool(paths)
 
     rows: list[tuple[str, Callable[[], float]]] = [
@@ -201,6 +214,14 @@ def main() -> None:
         ("option: ingest, resize in torch (CPU)", lambda: ingest(paths, b, model, enc, resize="device")),
         ("option: ingest, processes + resize in torch", lambda: ingest(paths, b, model, enc, decode="processes",
                                                                      resize="device")),
+        ("option: ingest, processes, ORT spin-waits", lambda: ingest(paths, b, model, spin_enc,
+                                                                      decode="processes")),
+        ("option: model only, ORT spin-waits", lambda: model_only(n, b, spin_enc)),
+        *[(f"option: model only, batch {size}", lambda size=size: model_only(max(n, 2 * size), size, enc))
+          for size in args.batch_sweep],
+        *[(f"option: ingest, processes, batch {size}", lambda size=size: ingest(paths, size, model, enc,
+                                                                                decode="processes"))
+          for size in args.batch_sweep],
         ("option: model only, torch eager", lambda: model_only(n, b, torch_enc)),
         ("option: model only, onnxruntime int8", lambda: model_only(n, b, int8)),
     ]
@@ -250,7 +271,7 @@ def main() -> None:
         lim = gpu_limits.get(name, limit)
         print(f"| {name:<44} | {rate:>9.1f} | {_ratio(rate, base)} | {_ratio(rate, lim)} | {cpu_ms[name]:>10.1f} |")
     print("\nCPU ms/img: CPU time of all threads and decode processes per image (lowest round; includes"
-          " ONNX Runtime's and torch's spin-waiting threads)")
+          " torch's spin-waiting threads)")
     print(f"limit: min(decode stage, model only), each alone; CPU rows {limit:.1f}/s (both stages share the cores:"
           f" 1/(1/decode + 1/model) = {1 / (1 / decode + 1 / model_rate):.1f}/s), GPU rows min(decode stage"
           " (without resize when the GPU resizes), GPU model only)")
