@@ -32,6 +32,10 @@ DECODE_MODES = ("threads", "processes")
 #: threads: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a
 #: script that calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's
 #: small upserts gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.
+#: Since colours, fingerprints and thumbnails became 2x cheaper (bench/decode_stage.py), a quiet 2-core
+#: machine gives threads a small lead (111.6 vs 104.3 img/s, 384 images, bench/README.md): processes
+#: cost ~1 ms more CPU per image (pickling). Processes stay the CLI default: they do not share one GIL,
+#: so they scale with more cores and held up far better under load (18.7 vs 7.8 img/s at load 11).
 DEFAULT_DECODE = "threads"
 CLI_DEFAULT_DECODE = "processes"
 RESIZE_MODES = ("auto", "host", "device")
