@@ -524,6 +524,7 @@ class EmbeddedCollection(CollectionStore):
                     fresh.close()
                     path.unlink(missing_ok=True)
                     raise
+            fresh.close()  # written and fsynced; _load below opens the new generation itself
             old = self._vectors
             self._index.close(save=False)  # slots are renumbered: the new generation gets a new graph
             self._wait_fields_saver()
