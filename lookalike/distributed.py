@@ -112,11 +112,8 @@ class Embedder:
 
     def _load(self, row: dict) -> dict:
         """Read, hash and decode one record; mirrors `Ingestor._load`."""
+        from .decode import decode_image
         from .fetch import fetch_url
-        from .ingest import make_thumbnail
-        from .models.colors import dominant_colors
-        from .models.images import fit_square, open_image
-        from .query.duplicates import fingerprint
 
         out: dict[str, Any] = {"pos": int(row["pos"]), "status": "", "error": "", "vector": None,
                                "computed": "{}", "source_hash": "", "content_hash": "", "thumbnail": b"",
@@ -159,14 +156,15 @@ class Embedder:
                 data = fetch_url(row["ref"])
             elif kind == "file" and data is None:
                 data = read_file(Path(row["ref"]))
-            image = open_image(data, max_pixels=self.max_pixels, draft_size=self.encoder.input_size)
-            computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # as Ingestor._decode
-            out["computed"] = json.dumps(computed)
-            if self.thumbnails and kind in ("file", "base64"):
-                out["thumbnail"], out["thumb"] = make_thumbnail(image), "set"
+            thumbnail = self.thumbnails and kind in ("file", "base64")
+            decoded = decode_image(data, size=self.encoder.input_size, fit=self.encoder.fit,
+                                   max_pixels=self.max_pixels, thumbnail=thumbnail)  # as Ingestor does
+            out["computed"] = json.dumps(decoded.computed)
+            if thumbnail:
+                out["thumbnail"], out["thumb"] = decoded.thumbnail, "set"
             else:
                 out["thumb"] = "clear"  # a new image source: any old thumbnail no longer shows it
-            out["pixels"] = fit_square(image, self.encoder.input_size, mode=self.encoder.fit)
+            out["pixels"] = decoded.pixels
         except LookalikeError as exc:
             out["error"] = exc.message
         except (OSError, ValueError) as exc:
