@@ -27,7 +27,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"\nlookalike search -c {COLLECTION} --id {anchor}  (one hit per product_id)")
         from .cli import _print_hits
         _print_hits(col.search({"id": anchor}, k=8))
-        print(f"\n... only items under 50 on sale or not:  --filter '{{\"price\": {{\"$lt\": 50}}}}'")
+        print("\n... only items under 50 on sale or not:  --filter '{\"price\": {\"$lt\": 50}}'")
         _print_hits(col.search({"id": anchor}, k=5, filter={"price": {"$lt": 50}}, fields=["title", "price"]))
     if getattr(args, "no_serve", False):
         return 0

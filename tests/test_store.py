@@ -1,7 +1,6 @@
 """The embedded store: statuses, reads, deletes, bad input, persistence, crashes."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
