@@ -69,7 +69,12 @@ def main() -> None:
     ap.add_argument("--originals", type=int, default=120)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--model", default=None, help="collection model (default: the collection default)")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help="only time the whole-image pair search of big collections at this many hashes")
     args = ap.parse_args()
+    if args.pairs:
+        pair_search_speed(args.pairs)
+        return
     images = originals(args.originals)
     outsiders = originals(args.queries, offset=50_000)
     with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
@@ -133,6 +138,31 @@ def main() -> None:
                   for name in names]
             print(f"| {label} | {len(clusters)} | {hit / max(1, len(pred)):.2f} | {hit / len(truth):.2f} | "
                   + " | ".join(f"{r:.2f}" for r in by) + f" | {took:.0f} |")
+
+
+def pair_search_speed(n: int) -> None:
+    """Seconds for `duplicates`' whole-image pairs at n random hashes with 5 % planted near copies
+    (a third mirrored): FAISS binary range search against the matrix products (`pairs_by_products`, used without FAISS)."""
+    from lookalike.query import duplicates as dup
+
+    rng = np.random.default_rng(0)
+    bits = rng.random((n, dup.BITS)) < 0.5
+    copies = n // 20
+    sources = rng.choice(n - copies, copies, replace=False)
+    for c, source in enumerate(sources):
+        row = bits[source] ^ (rng.random(dup.BITS) < rng.uniform(0.02, 0.18))
+        bits[n - copies + c] = row ^ dup.MIRROR if c % 3 == 0 else row
+    words = np.packbits(bits, axis=1).view(">u8").astype(np.uint64)
+    t = time.perf_counter()
+    rows, cols = dup.similar_pairs(words, dup.DEFAULT_DUPLICATE_THRESHOLD)
+    new = time.perf_counter() - t
+    t = time.perf_counter()
+    old_rows, old_cols = dup.pairs_by_products(words, dup.DEFAULT_DUPLICATE_THRESHOLD)
+    old_s = time.perf_counter() - t
+    same = set(zip(rows.tolist(), cols.tolist())) == set(zip(old_rows.tolist(), old_cols.tolist()))
+    print("| hashes | pairs | binary range search s | matrix products s | speed-up | same pairs |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {n:,} | {len(rows):,} | {new:.1f} | {old_s:.1f} | {old_s / new:.1f}x | {same} |")
 
 
 def whole_only(col) -> list[list[str]]:

@@ -137,6 +137,47 @@ def test_duplicates_clusters_copies_and_nothing_else(tmp_path):
                                                      "_id": "red-again", "_match": "exact"}
 
 
+def test_whole_image_pairs_equal_a_brute_force_reference():
+    """`similar_pairs` (the path of big collections): every pair within the threshold's Hamming
+    radius, mirrored or not, and nothing else, including pairs exactly on the radius."""
+    import numpy as np
+    from lookalike.query import duplicates as dup
+    rng = np.random.default_rng(5)
+    n = 600
+    bits = rng.random((n, dup.BITS)) < 0.5
+    for copy, (source, flips) in enumerate(zip(rng.choice(300, 150, replace=False), rng.integers(0, 70, 150))):
+        row = bits[source].copy()
+        row[rng.choice(dup.BITS, flips, replace=False)] ^= True
+        bits[300 + copy] = row ^ dup.MIRROR if copy % 3 == 0 else row  # a third are mirror images
+    words = np.packbits(bits, axis=1).view(">u8").astype(np.uint64)
+    hamming = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    mirrored = (bits[:, None, :] != (bits ^ dup.MIRROR)[None, :, :]).sum(-1)
+    for threshold in (0.6, 0.55, 0.5, 0.75):
+        sims = 1 - 2 * np.minimum(hamming, np.minimum(mirrored, mirrored.T)) / dup.BITS
+        want = set(zip(*np.nonzero(np.triu(sims >= threshold - 1e-9, k=1))))
+        rows, cols = dup.similar_pairs(words, threshold, chunk=128)
+        assert set(zip(rows.tolist(), cols.tolist())) == want and len(rows) == len(want) > 30
+        rows, cols = dup.pairs_by_products(words, threshold, block=128)  # without FAISS
+        assert set(zip(rows.tolist(), cols.tolist())) == want and len(rows) == len(want)
+
+
+def test_duplicates_of_a_big_collection_use_whole_images(tmp_path, monkeypatch):
+    from lookalike.query import duplicates as dup
+    monkeypatch.setattr(dup, "CLUSTER_FULL_MAX", 3)  # this collection counts as big
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("d", create=True)
+        red, photo = ORIGINALS["red-stripes"], ORIGINALS["photo-b"]
+        c.upsert([
+            {"_id": "red", "_base64": b64(encode(red))},
+            {"_id": "red-grey", "_base64": b64(encode(TRANSFORMS["grey"](red, 0)))},
+            {"_id": "photo", "_base64": b64(encode(photo))},
+            {"_id": "photo-mirror", "_base64": b64(encode(TRANSFORMS["mirror"](photo, 0)))},
+            {"_id": "blue", "_base64": b64(encode(ORIGINALS["blue-stripes"]))},
+            {"_id": "dots", "_base64": b64(encode(ORIGINALS["green-dots"]))},
+        ])
+        assert c.duplicates()["clusters"] == [["photo", "photo-mirror"], ["red", "red-grey"]]
+
+
 def test_cli_match_and_duplicates(tmp_path):
     import json
     import subprocess

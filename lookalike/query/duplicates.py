@@ -301,6 +301,7 @@ def _mirror_mask() -> np.ndarray:
 
 
 MIRROR = _mirror_mask()
+_MIRROR_BYTES = np.packbits(MIRROR)  # the same bits, packed as hashes are stored
 
 
 def _as_words(bits: np.ndarray) -> np.ndarray:
@@ -520,29 +521,55 @@ def _signs(words: np.ndarray) -> np.ndarray:
     return bits.astype(np.float32) * 2 - 1
 
 
-def similar_pairs(words: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def similar_pairs(words: np.ndarray, threshold: float, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i < j) whose whole-image hashes (or one's mirror) have similarity >= threshold.
 
-    With ±1 vectors, a.b = BITS - 2 * hamming, so similarity = a.b / BITS: one matrix
-    product per block pair, no Python loop over records.
+    Similarity 1 - 2 * hamming / BITS >= threshold is a Hamming radius, so this is FAISS's exact
+    binary range search (popcounts in C over packed bits, threads over queries), each record's
+    hash and its mirror against all. Still every pair, but 5x faster than the ±1 matrix products
+    it replaced (`bench/duplicates.py --pairs 100000`: 9.6 s against 51.9 s, the same pairs): this is the
+    path of collections too big for the full comparison (CLUSTER_FULL_MAX). A million hashes
+    would still take about 16 minutes on 2 cores: an approximate binary graph would be next.
     """
+    n = len(words)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    try:
+        import faiss  # the `ann` extra
+    except ImportError:
+        return pairs_by_products(words, threshold)
+    packed = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(n, BITS // 8)
+    index = faiss.IndexBinaryFlat(BITS)
+    index.add(packed)
+    radius = int(np.floor((1 - threshold) * BITS / 2 + 5e-4)) + 1  # FAISS: distance < radius
+    rows, cols = [], []
+    for queries in (packed, packed ^ _MIRROR_BYTES):
+        for start in range(0, n, chunk):
+            lims, _, found = index.range_search(queries[start:start + chunk], radius)
+            i = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims.astype(np.int64)))
+            j = found.astype(np.int64)
+            rows.append(np.minimum(i, j)[i != j])
+            cols.append(np.maximum(i, j)[i != j])
+    pairs = np.unique(np.stack([np.concatenate(rows), np.concatenate(cols)]), axis=1)
+    return pairs[0], pairs[1]
+
+
+def pairs_by_products(words: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """`similar_pairs` without FAISS: with ±1 vectors a.b = BITS - 2 * hamming, so one matrix
+    product per block pair (and one with the mirrors) finds the same pairs, 5x slower."""
     signs = _signs(words)
     mirrored = signs * np.where(MIRROR, -1.0, 1.0).astype(np.float32)
     limit = threshold * BITS - 1e-3
-    rows, cols = [], []
-    n = len(signs)
-    for start in range(0, n, block):
+    rows, cols = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for start in range(0, len(signs), block):
         a = signs[start:start + block]
-        for other in range(start, n, block):
-            b, bm = signs[other:other + block], mirrored[other:other + block]
-            sims = np.maximum(a @ b.T, a @ bm.T)
+        for other in range(start, len(signs), block):
+            sims = np.maximum(a @ signs[other:other + block].T, a @ mirrored[other:other + block].T)
             i, j = np.nonzero(sims >= limit)
             i, j = i + start, j + other
-            keep = i < j
-            rows.append(i[keep])
-            cols.append(j[keep])
-    return (np.concatenate(rows) if rows else np.empty(0, np.int64),
-            np.concatenate(cols) if cols else np.empty(0, np.int64))
+            rows.append(i[i < j])
+            cols.append(j[i < j])
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 #: Floats one block of dot products may hold (bounds the memory of `copy_scores`).
