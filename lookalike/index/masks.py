@@ -118,8 +118,8 @@ class MaskInfos:
 
     def rows(self, info: MaskInfo, matrix: np.ndarray, slots: np.ndarray) -> np.ndarray | None:
         """`matrix[slots]` for a selective filter's exact scan, kept with the mask's info while the
-        budget allows. Gathering scattered rows is a quarter of such a scan (1000 matches at 1M
-        rows: 97 us with the gather, 72 us on kept rows), and filters repeat (facets); the
+        budget allows. Gathering scattered rows is a quarter of such a scan (1000 matches among
+        200k rows: 97 us with the gather, 72 us on kept rows), and filters repeat (facets); the
         rows of written slots never change (updates take new slots, compaction makes a new index),
         so the copy stays exact for as long as its mask is current. None: more rows than
         ROWS_ENTRY_MAX (the caller scores them in chunks)."""
