@@ -89,8 +89,9 @@ def ann_kind(index: dict, compression: dict) -> str:
     `auto` builds an IVF when the codes are int8: whoever asks for int8 asks for memory, and
     next to 1-byte codes HNSW's links are half as big again (1.52x the int8 vector bytes at
     M=16), where IVF's ids add 4 % (1.04-1.05x at 1M-5M rows, bench/search.py). IVF queries
-    cost more (0.5-0.9 ms against 0.3-0.6 ms at 1M-5M) at equal or better recall, and build
-    2-6x faster; float32 and float16 codes keep HNSW, whose links add only 12-25 % to them.
+    cost more (unfiltered p50 0.5 ms against 0.15-0.2 ms at 1M, 0.9 against 0.6 at 5M) at
+    equal or better recall, and build 2.6-3.7x faster; float32 and float16 codes keep HNSW,
+    whose links add only 12-25 % to them.
     """
     if index["type"] == "ivf" or (index["type"] == "auto" and compression["dtype"] == "i8"):
         return "ivf"
