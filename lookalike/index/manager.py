@@ -35,7 +35,7 @@ import numpy as np
 
 from .compress import PCA
 from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
-from .masks import MaskInfo, MaskInfos
+from .masks import MaskInfo, MaskInfos, cached_params
 from .settings import ann_kind, build_key, code_bytes
 
 log = logging.getLogger(__name__)
@@ -459,13 +459,7 @@ class CollectionIndex:
         bitmap lives as long as the info), without one from this index's own small table."""
         if filtered:
             return info.params(ann, allowed, k, width) if not allowed.flags.writeable else None
-        key = (ann.kind, k, width)
-        params = self._params.get(key)
-        if params is None:
-            if len(self._params) >= 64:
-                self._params.clear()
-            params = self._params[key] = ann.params(k, width, None)
-        return params
+        return cached_params(self._params, ann, k, width, lambda: None)
 
     def _width(self, ann, in_count: int, pool: int) -> int:
         """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.

@@ -52,6 +52,18 @@ class MaskCache:
         return mask
 
 
+def cached_params(table: dict, ann, k: int, width: int, selector: Callable[[], object]):
+    """`ann.params(k, width, selector())` kept in `table` by (kind, k, width): FAISS only reads
+    them, so one object serves every search alike (the table is emptied past 64 entries)."""
+    key = (ann.kind, k, width)
+    params = table.get(key)
+    if params is None:
+        if len(table) >= 64:
+            table.clear()
+        params = table[key] = ann.params(k, width, selector())
+    return params
+
+
 class MaskInfo:
     """What searches derive from one read-only allowed-slots mask, computed once and reused:
     its population count, its FAISS bitmap selector (bits packed little-endian, kept alive
@@ -88,13 +100,7 @@ class MaskInfo:
 
     def params(self, ann, mask: np.ndarray, k: int, width: int):
         """The index's FAISS search parameters with this mask's selector, made once per (kind, k, width)."""
-        key = (ann.kind, k, width)
-        params = self._params.get(key)
-        if params is None:
-            if len(self._params) >= 64:
-                self._params.clear()
-            params = self._params[key] = ann.params(k, width, self.selector(mask))
-        return params
+        return cached_params(self._params, ann, k, width, lambda: self.selector(mask))
 
     def slots(self, mask: np.ndarray) -> np.ndarray:
         if self._slots is not None:
