@@ -418,9 +418,14 @@ def stored_query_hashes(fp: np.ndarray) -> QueryHashes:
                        _as_words(np.concatenate([rotated, rotated ^ MIRROR])), _as_words(aligned), _as_words(crop))
 
 
+def _as_bytes(words: np.ndarray) -> np.ndarray:
+    """uint64 (..., 4) -> uint8 (..., 32): the hash's bits packed as they are stored."""
+    return np.ascontiguousarray(words.astype(">u8")).view(np.uint8)
+
+
 def _as_bits(words: np.ndarray) -> np.ndarray:
     """uint64 (..., 4) -> bool (..., 256)."""
-    return np.unpackbits(np.ascontiguousarray(words.astype(">u8")).view(np.uint8), axis=-1).astype(bool)
+    return np.unpackbits(_as_bytes(words), axis=-1).astype(bool)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -517,8 +522,7 @@ class FingerprintCache:
 # -- duplicates ---------------------------------------------------------------------------------
 def _signs(words: np.ndarray) -> np.ndarray:
     """uint64 (..., 4) -> float32 (..., 256) of ±1."""
-    bits = np.unpackbits(np.ascontiguousarray(words.astype(">u8")).view(np.uint8), axis=-1)
-    return bits.astype(np.float32) * 2 - 1
+    return np.unpackbits(_as_bytes(words), axis=-1).astype(np.float32) * 2 - 1
 
 
 def similar_pairs(words: np.ndarray, threshold: float, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
@@ -538,7 +542,7 @@ def similar_pairs(words: np.ndarray, threshold: float, chunk: int = 16_384) -> t
         import faiss  # the `ann` extra
     except ImportError:
         return pairs_by_products(words, threshold)
-    packed = np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(n, BITS // 8)
+    packed = _as_bytes(words)
     index = faiss.IndexBinaryFlat(BITS)
     index.add(packed)
     radius = int(np.floor((1 - threshold) * BITS / 2 + 5e-4)) + 1  # FAISS: distance < radius
