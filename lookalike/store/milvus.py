@@ -219,8 +219,7 @@ class MilvusCollection(CollectionStore):
     def _take_scan(self, fields: set[str]) -> "_Scan":
         """A fresh pass over the live records, in write order (as the embedded store's slots, so
         equal scores rank alike), made this thread's current scan."""
-        row_bytes = 128 + 4 * (self.settings.dim or 0) * ("vector" in fields) + 2048 * len(fields - {"vector"})
-        rows = list(self._iterate("", ["id", "updated", *sorted(fields)], batch=scan_batch(row_bytes)))
+        rows = list(self._iterate("", ["id", "updated", *sorted(fields)], batch=scan_batch(128 + 2048 * len(fields))))
         rows.sort(key=lambda r: (r["updated"], r["id"]))
         scan = _Scan([r["id"] for r in rows], rows, frozenset(fields), time.monotonic(), self._store.writes(self.name))
         self._local.scan = scan
