@@ -23,19 +23,15 @@ from .query.duplicates import fingerprint
 
 DECODE_MODES = ("threads", "processes")
 #: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
-#: Processes were faster on this 2-core machine in side-by-side runs of bench/ingest.py (2026-11-27,
-#: 512-px JPEGs, efficientnet-lite0-style, table in bench/README.md): ingest 31.1 img/s in processes vs
-#: 21.4 in threads; over five runs processes led by 1.1-2.4x in four and tied in one. The decode stage
-#: alone and the CPU time per image are about even (32.2 vs 33.7 ms): the gain is concurrency, since
-#: decode threads share the GIL with the pipeline's own Python work (colours and fingerprints partly
-#: hold it too), and lose most when other programs also load the cores. The library default stays
-#: threads: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a
-#: script that calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's
-#: small upserts gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.
-#: Since colours, fingerprints and thumbnails became 2x cheaper (bench/decode_stage.py), a quiet 2-core
-#: machine gives threads a small lead (111.6 vs 104.3 img/s, 384 images, bench/README.md): processes
-#: cost ~1 ms more CPU per image (pickling). Processes stay the CLI default: they do not share one GIL,
-#: so they scale with more cores and held up far better under load (18.7 vs 7.8 img/s at load 11).
+#: Side by side in bench/ingest.py (2-core machine, 512-px JPEGs, tables in bench/README.md): while the
+#: decode stage was costly, processes led under load by 1.1-2.4x in four of five runs (decode threads
+#: share the GIL with the pipeline's own Python work; 18.7 vs 7.8 img/s at load 11); since colours,
+#: fingerprints and thumbnails became 2x cheaper (bench/decode_stage.py), threads lead slightly on a
+#: quiet machine (111.6 vs 104.3 img/s: processes spend ~1 ms per image pickling). Processes stay the
+#: CLI default for their scaling with more cores and under load. The library default stays threads:
+#: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a script that
+#: calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's small upserts
+#: gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.
 DEFAULT_DECODE = "threads"
 CLI_DEFAULT_DECODE = "processes"
 RESIZE_MODES = ("auto", "host", "device")
