@@ -96,7 +96,7 @@ def iter_source(path: Path) -> tuple[Iterator[dict], Path, int | None]:
         def from_folder() -> Iterator[dict]:
             for f in files:
                 rel = f.relative_to(path)
-                yield {"_id": rel.with_suffix("").as_posix(), "_file": str(f), "path": rel.as_posix()}
+                yield {"_id": rel.with_suffix("").as_posix(), "_file": rel.as_posix(), "path": rel.as_posix()}
         return from_folder(), path, len(files)
     if not path.exists():
         raise UsageError(f"no such file or folder: {path}")

@@ -101,6 +101,17 @@ def test_ingest_folder_ids_are_relative_paths(tmp_path):
     assert json.loads(gone.stdout) == {"deleted": 1}
 
 
+def test_ingest_relative_folder_from_its_parent(tmp_path):
+    """The README's first line: `lookalike ingest ./photos -c photos`, run beside the folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    draw_item("stripes", COLORS["red"], seed=1).save(folder / "brick.jpg")
+    proc = subprocess.run([sys.executable, "-m", "lookalike.cli", "ingest", "./photos", "-c", "photos", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in json.loads(proc.stdout)["results"]] == ["inserted"]
+
+
 def test_demo_runs_without_serving(tmp_path):
     proc = run("demo", "--no-serve", data=tmp_path / "demo")
     assert proc.returncode == 0, proc.stderr
