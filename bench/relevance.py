@@ -33,7 +33,8 @@ import lookalike  # noqa: E402
 from lookalike.evaluate import evaluate  # noqa: E402
 from lookalike.models import get_encoder  # noqa: E402
 from lookalike.models.images import fit_square, to_rgb  # noqa: E402
-from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item, photo_like  # noqa: E402
+from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item  # noqa: E402
+from lookalike.testing.photos import photo_like  # noqa: E402
 
 VARIANTS = ("efficientnet-lite0", "efficientnet-lite0-gem", "efficientnet-lite0-style", "efficientnet-lite0-gem-style",
             "efficientnet-lite2", "efficientnet-lite2-gem", "efficientnet-lite2-gem-style")

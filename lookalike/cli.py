@@ -133,7 +133,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         check_device("cuda")
     if args.device != "auto":
         os.environ["LOOKALIKE_DEVICE"] = args.device  # read when the encoder loads
-    from .decode import CLI_DEFAULT_DECODE
+    from .ingest.decode import CLI_DEFAULT_DECODE
     # Read by the Ingestor (lookalike/ingest.py) while this command runs; bulk ingest decodes in processes.
     ingest_env = {"LOOKALIKE_DECODE": args.decode or os.environ.get("LOOKALIKE_DECODE") or CLI_DEFAULT_DECODE,
                   "LOOKALIKE_RESIZE": args.resize or os.environ.get("LOOKALIKE_RESIZE")}
@@ -163,7 +163,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             bar.set_postfix({k: v for k, v in counts.items()}, refresh=False)
 
         if args.ray is not None:  # distributed: decode and embed in Ray actors, write here in batches
-            from .distributed import ray_ingest
+            from .ingest.ray import ray_ingest
             ray_results = ray_ingest(col, records, base_dir=base_dir, address=args.ray, workers=args.workers,
                                      batch_size=min(args.batch_size, 16), on_batch=on_batch)
             results.extend(ray_results if args.json else [])

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
-from .fetch import read_file
+from .ingest.fetch import read_file
 from .query.search import check_int, check_query, parse_search
 from .store.base import check_collection_name
 

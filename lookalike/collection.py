@@ -12,13 +12,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import BadRequest, Conflict, NotFound, NotImplementedYet
-from .fetch import fetch_url, read_file
-from .filecache import FileDigests, for_data_dir
+from .ingest.fetch import fetch_url, read_file
+from .ingest.filecache import FileDigests, for_data_dir
 from .ingest import Ingestor
 from .models import get_encoder, l2_normalize
 from .models.images import DEFAULT_MAX_PIXELS, load_pixels
 from .models.registry import DEFAULT_MODEL, check_model_name
-from .query.filters import And, Cond, Not, parse_filter
+from .store.filters import And, Cond, Not, parse_filter
 from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
                            format_hits, project)
 from .index.settings import normalize_compression, normalize_index

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import lookalike
-from lookalike.query.field_index import FieldIndex
+from lookalike.store.field_index import FieldIndex
 from lookalike.store import embedded
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lookalike
-import lookalike.ingest as ingest_mod
+import lookalike.ingest.pipeline as ingest_mod
 from lookalike.sample import COLORS, draw_item
 
 from conftest import jpeg_bytes
@@ -65,7 +65,7 @@ def server():
 
 
 def test_url_ingest_concurrent_retries_and_errors(db, server, monkeypatch):
-    monkeypatch.setattr("lookalike.fetch.BACKOFF_S", 0.01)
+    monkeypatch.setattr("lookalike.ingest.fetch.BACKOFF_S", 0.01)
     img = jpeg_bytes(draw_item("stripes", COLORS["red"], seed=3))
     for i in range(24):
         server.routes[f"/ok{i}.jpg"] = [(200, "image/jpeg", img, 0.15)]

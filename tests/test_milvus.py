@@ -15,7 +15,7 @@ import pytest
 import lookalike
 from lookalike.cli import main
 from lookalike.errors import BadRequest, Conflict, LookalikeError, NotFound
-from lookalike.query.filters import And, Cond, Not, Or, parse_filter
+from lookalike.store.filters import And, Cond, Not, Or, parse_filter
 from lookalike.store.base import StoredRecord
 
 pytest.importorskip("pymilvus")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import lookalike
-from lookalike.copies import encode
+from lookalike.testing.copies import encode
 from lookalike.errors import BadRequest, LookalikeError
 from lookalike.sample import COLORS as SAMPLE_COLORS, draw_item
 from lookalike.store.base import SearchRequest, StoredRecord

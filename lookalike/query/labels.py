@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BadRequest, NotFound
 from ..models.images import load_pixels
-from .filters import And, Cond
+from ..store.filters import And, Cond
 from .search import SearchParams
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import BadRequest
-from .filters import MATCH_ALL, Node, parse_filter
+from ..store.filters import MATCH_ALL, Node, parse_filter
 
 MAX_K = 1000
 MAX_OFFSET = 100_000

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..models.base import l2_normalize
 from ..store.base import SearchRequest
-from .filters import Cond
+from ..store.filters import Cond
 from .search import SearchParams, combine_anchors, format_hits, parse_boosts
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BadRequest, NotImplementedYet
 from ..index.settings import normalize_compression, normalize_index
-from ..query.filters import MATCH_ALL, Node
+from .filters import MATCH_ALL, Node
 from ..models.registry import DEFAULT_MODEL
 from ..records import COMPUTED
 

@@ -25,8 +25,8 @@ from ..errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..index.exact import ExactIndex, top_k
 from ..index.manager import CollectionIndex
 from ..index.masks import MaskCache
-from ..query.field_index import FieldIndex
-from ..query.filters import MATCH_ALL, Node
+from .field_index import FieldIndex
+from .filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
                    check_collection_name, plan_write)
 from . import field_snapshot

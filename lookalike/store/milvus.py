@@ -41,8 +41,8 @@ import numpy as np
 from ..errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..records import COMPUTED
 from ..index.exact import top_k
-from ..query.field_index import FieldIndex
-from ..query.filters import MATCH_ALL, Node
+from .field_index import FieldIndex
+from .filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
                    check_collection_name, plan_write)
 from .milvus_filters import COLUMN, filter_view, to_expression

@@ -25,8 +25,8 @@ import re
 from typing import Any
 
 from ..errors import BadRequest
-from ..query.field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
-from ..query.filters import And, Cond, Node, Not, Or
+from .field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
+from .filters import And, Cond, Node, Not, Or
 
 #: The JSON column holding the filter view.
 COLUMN = "filter_view"

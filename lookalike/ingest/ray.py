@@ -32,10 +32,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import BadRequest, LookalikeError
+from ..errors import BadRequest, LookalikeError
 from .fetch import read_file
-from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
-from .store.base import StoredRecord
+from ..records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
+from ..store.base import StoredRecord
 
 #: Records per actor call (one encoder batch).
 DEFAULT_BATCH = 16
@@ -84,7 +84,7 @@ class Embedder:
         """Loaded at the first image to embed: a re-run over unchanged records never pays for it."""
         with self._lock:
             if self._encoder is None and self.model != "none":
-                from .models import get_encoder
+                from ..models import get_encoder
                 encoder = get_encoder(self.model)
                 _limit_threads(encoder, self.threads)
                 self._encoder = encoder
@@ -188,7 +188,7 @@ class Embedder:
 
 
 def _normalise(vec: np.ndarray, metric: str) -> np.ndarray:
-    from .models.base import l2_normalize
+    from ..models.base import l2_normalize
     return l2_normalize(vec) if metric == "cosine" else vec
 
 
@@ -201,7 +201,7 @@ def _limit_threads(encoder: Any, threads: int) -> None:
         pass
     runner = getattr(encoder, "_onnx", None)
     if runner is not None:
-        from .models.onnx_backend import OnnxRunner
+        from ..models.onnx_backend import OnnxRunner
         encoder._onnx = OnnxRunner(encoder._module, encoder.input_size, encoder.name, threads=threads)
 
 
@@ -454,7 +454,7 @@ def _with_text_vectors(settings, writable: list[tuple[dict, StoredRecord]]) -> l
     ingest makes them; if the text model fails, these records fail with its error (none half-written)."""
     if not writable or not settings.text_fields:
         return writable
-    from .models.text import get_text_encoder, record_text
+    from ..models.text import get_text_encoder, record_text
     try:
         vectors = get_text_encoder().embed([record_text(rec.doc, rec.computed, settings.text_fields)
                                             for _, rec in writable])

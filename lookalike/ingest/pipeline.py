@@ -9,7 +9,6 @@ its reason and never stops the others.
 """
 from __future__ import annotations
 
-import io
 import os
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,21 +17,18 @@ from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from .errors import BadRequest, LookalikeError
+from ..errors import BadRequest, LookalikeError
 from .fetch import URL_CONNECTIONS, fetch_url, http_client, read_file
 from .filecache import FileDigests
-from .models.base import ImageEncoder, l2_normalize
+from ..models.base import ImageEncoder, l2_normalize
 from . import decode as decoding
 from .decode import DECODE_MODES, DEFAULT_DECODE, RESIZE_MODES, Decoded, check_mode, decode_image
-from .models.images import DEFAULT_MAX_PIXELS
-from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
-from .store.base import CollectionStore, StoredRecord
+from ..models.images import DEFAULT_MAX_PIXELS
+from ..records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
+from ..store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
-#: Longest side and JPEG quality of the thumbnail kept per record (a few KB) for the web page.
-THUMBNAIL_SIZE, THUMBNAIL_QUALITY = 160, 70
 
 
 @dataclass
@@ -243,7 +239,7 @@ class Ingestor:
         """Sentence vectors of text_fields + labels, for collections with `text_fields` (see models/text.py)."""
         if not items or not getattr(self.settings, "text_fields", None):
             return {}
-        from .models.text import get_text_encoder, record_text
+        from ..models.text import get_text_encoder, record_text
         try:
             vectors = get_text_encoder().embed([record_text(it.rec.doc, it.computed, self.settings.text_fields)
                                                 for it in items])
@@ -256,21 +252,6 @@ class Ingestor:
                 it.error = f"text encoding failed: {exc}"
             return {}
         return {id(it): vec for it, vec in zip(items, vectors)}
-
-
-def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:
-    """A small JPEG of a decoded RGB image (longest side `size`), for grids in the web page.
-
-    BILINEAR, not BICUBIC: at the usual 1.6x down from the draft decode it costs half as much
-    (0.3 ms an image less in ingest's decode stage); its pixels differ from bicubic's by under
-    one grey level on average on photos, and on sharp line drawings by about what JPEG at this
-    quality changes anyway (bench/decode_stage.py, tests/test_decode_speed_equivalence.py). `optimize` (a
-    second Huffman pass) stays: 0.03-0.07 ms for 15 % fewer bytes stored per record."""
-    thumb = image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=quality, optimize=True)
-    return buf.getvalue()
 
 
 def _guard(item: _Item, step: Callable[[], None]) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .errors import BadRequest, NotAnImage, TooLarge
+from ..errors import BadRequest, NotAnImage, TooLarge
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 URL_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
