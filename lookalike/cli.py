@@ -263,7 +263,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_file
+    from .query.evaluate import evaluate_file
     with _db(args) as db:
         result = evaluate_file(db.collection(args.collection), Path(args.truth), k=args.k)
     if args.json:

@@ -22,7 +22,8 @@ import httpx
 
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
-from .query.search import check_int, check_query, parse_search
+from .query.search import check_query, parse_search
+from .validation import check_int
 from .store.base import check_collection_name
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -291,8 +292,8 @@ class RemoteCollection:
         return self._post("duplicates", _given(threshold=threshold))
 
     def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
-        """Search quality against a golden set, the searches running on the server (see `lookalike.evaluate`)."""
-        from .evaluate import evaluate, evaluate_file
+        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`)."""
+        from .query.evaluate import evaluate, evaluate_file
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import BadRequest
+from .validation import is_number
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
 COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash")  # written by the engine only
@@ -131,7 +132,7 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
     """A list of finite numbers (of `dim` entries when given) as float32."""
     if not isinstance(value, list) or not value:
         raise BadRequest("'_vector' must be a non-empty list of numbers")
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+    if not all(is_number(x) for x in value):
         raise BadRequest("'_vector' must contain only numbers")
     try:
         vec = np.asarray(value, dtype=np.float64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +19,9 @@ from ..models.images import open_image
 from ..records import digest
 from ..store.base import CollectionStore, SearchRequest
 from ..store.filters import MATCH_ALL
-from .search import MAX_K, check_int, check_query, project
-
-if TYPE_CHECKING:
-    from ..collection import Collection
+from ..validation import check_int, check_number
+from .engine import IMAGE_KINDS, Searcher
+from .search import MAX_K, check_query, project
 
 CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
 #: Crops are looked for in collections of up to this many fingerprints (about 0.1 ms a record).
@@ -336,10 +334,9 @@ def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
     return [g for g in groups if len(g) > 1]
 
 
-# -- the operations behind Collection.match / Collection.duplicates ----------------------------
+# -- match and duplicates ---------------------------------------------------------------------
 _CACHES: "weakref.WeakKeyDictionary[object, FingerprintCache]" = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
-IMAGE_KINDS = ("url", "base64", "file", "image")
 
 
 def _cache(store: CollectionStore) -> FingerprintCache:
@@ -353,9 +350,7 @@ def _cache(store: CollectionStore) -> FingerprintCache:
 def check_threshold(value: object, default: float) -> float:
     if value is None:
         return default
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise BadRequest(f"'threshold' must be a number from 0 to 1, got {value!r}")
-    return float(value)
+    return check_number(value, 0, 1, f"'threshold' must be a number from 0 to 1, got {value!r}")
 
 
 def stored_fingerprints(store: CollectionStore) -> tuple[np.ndarray, np.ndarray]:
@@ -372,7 +367,7 @@ def _slots_with(store: CollectionStore, path: str, value: str) -> np.ndarray:
     return rows[vids == vid]
 
 
-def match(col: "Collection", query: dict, threshold: float | None = None, k: int = 10,
+def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
           fields: list[str] | None = None) -> dict:
     """Records that are copies of the query image (or of a stored record, `{"id": ...}`)."""
     start = time.perf_counter()
@@ -380,7 +375,7 @@ def match(col: "Collection", query: dict, threshold: float | None = None, k: int
     limit = check_threshold(threshold, DEFAULT_MATCH_THRESHOLD)
     k = check_int("k", k, 1, MAX_K)
     kind, value = next(iter(query.items()))
-    store = col._store
+    store = engine.store
     exclude: list[str] = []
     source = None
     if kind == "id":
@@ -388,16 +383,16 @@ def match(col: "Collection", query: dict, threshold: float | None = None, k: int
             raise BadRequest("'id' must be a string")
         doc = store.get([value])[0]
         if doc is None:
-            raise NotFound(f"record {value!r} not found in collection {col.name!r}")
+            raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
         fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
         if fp is None:
             raise BadRequest(f"record {value!r} has no image fingerprint (a '_vector' record, or ingested "
                              "before fingerprints existed: upsert its image again)")
         qhashes, pix, exclude = stored_query_hashes(fp), doc.get(PIXEL_HASH), [value]
     elif kind in IMAGE_KINDS:
-        data = col._image_bytes(kind, value)
-        encoder = col.encoder
-        image = open_image(data, max_pixels=col.max_pixels, draft_size=encoder.input_size if encoder else None)
+        data = engine.image_bytes(kind, value)
+        encoder = engine.encoder
+        image = open_image(data, max_pixels=engine.max_pixels, draft_size=encoder.input_size if encoder else None)
         qhashes, pix, source = query_hashes(image), pixel_hash(image), digest(data)
     else:
         raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
@@ -442,11 +437,10 @@ def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
     return latest[chosen], [keys[v][1] for v in chosen]
 
 
-def duplicates(col: "Collection", threshold: float | None = None) -> dict:
+def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
     """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
     start = time.perf_counter()
     limit = check_threshold(threshold, DEFAULT_DUPLICATE_THRESHOLD)
-    store = col._store
     live_slots, live_ids = _live_slots(store)
     slots, hashes = stored_fingerprints(store)
     position = np.full(int(max(slots.max(initial=-1), live_slots.max(initial=-1))) + 1, -1, dtype=np.int64)

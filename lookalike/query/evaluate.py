@@ -27,7 +27,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import BadRequest, LookalikeError
+from ..errors import BadRequest, LookalikeError
+from ..validation import check_int, is_grade
 
 METRICS = ("map", "ndcg", "precision", "recall")
 #: Search parameters a truth line may carry besides `query` and `relevant`.
@@ -122,7 +123,7 @@ def parse_truth_line(obj: Any, line: int) -> TruthQuery:
     elif isinstance(rel, dict):
         relevant = {}
         for rid, grade in rel.items():
-            if not isinstance(grade, (int, float)) or isinstance(grade, bool) or not np.isfinite(grade) or grade < 0:
+            if not is_grade(grade):
                 raise BadRequest(f"{where}: grade of {rid!r} must be a number >= 0, got {grade!r}")
             relevant[rid] = float(grade)
     else:
@@ -163,8 +164,7 @@ def evaluate(collection, truth: Iterable[TruthQuery | dict], k: int = 10) -> dic
     "per_query": [{"line", "query", "metrics"...}]}`. A query by id never finds itself, so the
     query's own id is dropped from its relevant set.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-        raise BadRequest("'k' must be an integer from 1 to 1000")
+    check_int("k", k, 1, 1000)
     items = [t if isinstance(t, TruthQuery) else parse_truth_line(t, n) for n, t in enumerate(truth, start=1)]
     rankings, truths, per_query = [], [], []
     for item in items:
