@@ -23,7 +23,7 @@ import httpx
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
 from .query.search import check_query, parse_search
-from .validation import check_int
+from .validation import check_delete, check_int
 from .store.base import check_collection_name
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -227,15 +227,10 @@ class RemoteCollection:
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if (ids is None) == (filter is None):
-            raise BadRequest("delete takes either 'ids' or 'filter'")
-        if filter is not None:
+        ids = check_delete(ids, filter)
+        if ids is None:
             return self._post("records/delete", {"filter": filter})["deleted"]
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-            raise BadRequest("'ids' must be a list of strings")
-        return self._post("records/delete", {"ids": list(ids)})["deleted"]
+        return self._post("records/delete", {"ids": ids})["deleted"]
 
     def count(self) -> int:
         return self.info()["count"]

@@ -29,7 +29,8 @@ from .query.text_search import check_compound, run_text_search, wants_text
 from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 from .store.filters import And, Cond, Not, parse_filter
-from .validation import check_bool, check_dim, check_field_name, check_field_names, check_ids, check_int
+from .validation import (check_bool, check_delete, check_dim, check_field_name, check_field_names, check_ids,
+                         check_int)
 
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
                 "thumbnails", "compound")
@@ -83,15 +84,12 @@ class Collection:
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if (ids is None) == (filter is None):
-            raise BadRequest("delete takes either 'ids' or 'filter'")
-        if filter is not None:
+        ids = check_delete(ids, filter)
+        if ids is None:
             if not filter:
                 raise BadRequest("an empty delete filter would delete everything; delete the collection instead")
             ids = self._store.ids_where(parse_filter(filter))
-        return self._store.delete(check_ids("ids", ids))
+        return self._store.delete(ids)
 
     def count(self) -> int:
         return self._store.count()
