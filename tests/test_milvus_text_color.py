@@ -119,7 +119,7 @@ def test_same_hits_as_embedded(pair, spec):
 
 def test_large_collections_read_the_vectors_instead(pair, monkeypatch):
     """Past one search's window, text and visual scores come from reading the vectors: same hits."""
-    import lookalike.store.milvus as milvus_store
+    import lookalike.store.milvus.names as milvus_store
     monkeypatch.setattr(milvus_store, "SCORE_WINDOW", 5)
     milvus, embedded = pair
     for query, kwargs in [({"text": "kitchen things"}, {"filter": {"kind": "home"}}),

@@ -33,8 +33,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..errors import BadRequest, LookalikeError
-from .fetch import read_file
-from ..records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
+from . import triage
+from .decode import decode_image
+from .fetch import fetch_url, read_file
+from ..models.base import l2_normalize
+from ..records import ValidRecord, content_hash, content_identity, parse_vector, validate_record
 from ..store.base import StoredRecord
 
 #: Records per actor call (one encoder batch).
@@ -111,42 +114,25 @@ class Embedder:
         return result
 
     def _load(self, row: dict) -> dict:
-        """Read, hash and decode one record; mirrors `Ingestor._load`."""
-        from .decode import decode_image
-        from .fetch import fetch_url
-
+        """Read, hash and decode one record, by the rules `Ingestor._load` follows (triage.py)."""
         out: dict[str, Any] = {"pos": int(row["pos"]), "status": "", "error": "", "vector": None,
                                "computed": "{}", "source_hash": "", "content_hash": "", "thumbnail": b"",
                                "thumb": "keep"}
         kind = row["kind"]
         try:
-            data: bytes | None = None
-            source_hash = row["source_hash"] or ""
-            if kind == "none":
-                if not row["known_source"]:
-                    raise BadRequest(f"record {row['id']!r} is new and has no image source "
-                                     "(_file, _url, _base64 or _vector)")
-                source_hash = row["known_source"]
-            elif kind == "vector":
-                vec = parse_vector(list(row["vector"]), self.dim)
-                out["vector"] = _normalise(vec, self.metric)
-                source_hash = digest(np.asarray(out["vector"], dtype=np.float32).tobytes())
-            elif kind == "url":
-                source_hash = digest(row["ref"].encode())
-            elif kind == "file":
-                if not source_hash:
-                    data = read_file(Path(row["ref"]))
-                    source_hash = digest(data)
+            known = (row["known_content"], row["known_source"]) if row["known_content"] else None
+            value: Any = {"file": row["ref"], "url": row["ref"], "base64": bytes(row["data"])}.get(kind)
+            if kind == "vector":
+                value = out["vector"] = _normalise(parse_vector(list(row["vector"]), self.dim), self.metric)
+            if kind == "file" and row["source_hash"]:  # hashed by the driver
+                source_hash, data = row["source_hash"], None
             else:
-                data = bytes(row["data"])
-                source_hash = digest(data)
+                source_hash, data = triage.source_hash(row["id"], kind, value, known, None)
             out["source_hash"] = source_hash
             out["content_hash"] = content_hash(json.loads(row["doc"]), source_hash, self.identity)
-            if row["known_content"] == out["content_hash"]:
-                out["status"] = "unchanged"
-                return out
-            if kind == "none" or row["known_source"] == source_hash:
-                out["status"] = "reuse"  # metadata-only change: the driver keeps the stored vector
+            action = triage.verdict(kind, known, out["content_hash"], source_hash)
+            if action != triage.DECODE:
+                out["status"] = action  # reuse: the driver keeps the stored vector and computed fields
                 return out
             if kind == "vector":
                 return out
@@ -188,7 +174,6 @@ class Embedder:
 
 
 def _normalise(vec: np.ndarray, metric: str) -> np.ndarray:
-    from ..models.base import l2_normalize
     return l2_normalize(vec) if metric == "cosine" else vec
 
 
@@ -239,8 +224,7 @@ def _tasks(col, records: Iterable[Any], base_dir: Path | None) -> tuple[list[_Ta
                 t.known_content, t.known_source = known[t.id]
     for t in tasks:
         if t.kind == "none" and not t.known_content:
-            errors[t.pos] = {"_id": t.id, "status": "error", "error": f"record {t.id!r} is new and has no image "
-                             "source (_file, _url, _base64 or _vector)"}
+            errors[t.pos] = {"_id": t.id, "status": "error", "error": triage.no_source(t.id).message}
     return [t for t in tasks if t.pos not in errors], errors
 
 
@@ -256,31 +240,17 @@ def _triage(col, tasks: list[_Task]) -> dict[int, str]:
     settings = col.settings
     identity = _identity(settings)
 
-    def source_hash(t: _Task) -> str:
-        if t.kind == "file":
-            path = Path(t.ref)
-            found = cache.lookup(path) if cache is not None else None
-            if found:
-                return found
-            data = read_file(path)
-            return cache.record(path, data) if cache is not None else digest(data)
-        if t.kind == "url":
-            return digest(t.ref.encode())
-        if t.kind == "base64":
-            return digest(t.data)
-        if t.kind == "vector":
-            return digest(np.asarray(_normalise(np.asarray(t.vector, dtype=np.float32), settings.metric),
-                                     dtype=np.float32).tobytes())
-        return t.known_source
-
     def check(t: _Task) -> str:
+        value: Any = {"file": Path(t.ref), "url": t.ref, "base64": t.data}.get(t.kind)
+        if t.kind == "vector":
+            value = _normalise(np.asarray(t.vector, dtype=np.float32), settings.metric)
+        known = (t.known_content, t.known_source)
         try:
-            t.source_hash = source_hash(t)
+            t.source_hash = triage.source_hash(t.id, t.kind, value, known, cache)[0]
         except (LookalikeError, OSError):
             return ""  # the actor reports it
-        if content_hash(json.loads(t.doc), t.source_hash, identity) == t.known_content:
-            return "unchanged"
-        return "reuse" if t.source_hash == t.known_source else ""
+        action = triage.verdict(t.kind, known, content_hash(json.loads(t.doc), t.source_hash, identity), t.source_hash)
+        return "" if action == triage.DECODE else action
 
     known = [t for t in tasks if t.known_content]
     with ThreadPoolExecutor(8) as pool:  # file reads wait on the disk, not the CPU
@@ -424,12 +394,11 @@ def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_ba
         vector = batch["vector"][i]
         thumbnail = {"set": bytes(batch["thumbnail"][i]), "clear": b""}.get(batch["thumb"][i])
         if status == "reuse":
-            vector = store.vectors([task.id]).get(task.id)
-            stored = store.get([task.id])[0]
-            if vector is None or stored is None:
-                res.update(status="error", error=f"record {task.id!r} was deleted while being updated")
+            try:
+                vector, computed = triage.stored_parts(store, task.id)
+            except LookalikeError as exc:
+                res.update(status="error", error=exc.message)
                 continue
-            computed = {k: stored[k] for k in COMPUTED if k in stored}
             thumbnail = None
         rec = StoredRecord(task.id, json.loads(task.doc), computed, np.asarray(vector, dtype=np.float32),
                            str(batch["source_hash"][i]), str(batch["content_hash"][i]))
@@ -454,14 +423,11 @@ def _with_text_vectors(settings, writable: list[tuple[dict, StoredRecord]]) -> l
     ingest makes them; if the text model fails, these records fail with its error (none half-written)."""
     if not writable or not settings.text_fields:
         return writable
-    from ..models.text import get_text_encoder, record_text
     try:
-        vectors = get_text_encoder().embed([record_text(rec.doc, rec.computed, settings.text_fields)
-                                            for _, rec in writable])
-    except Exception as exc:  # noqa: BLE001 - the model failing is these records' error, not a crash
-        message = exc.message if isinstance(exc, LookalikeError) else f"text encoding failed: {exc}"
+        vectors = triage.text_vectors(settings.text_fields, [(rec.doc, rec.computed) for _, rec in writable])
+    except LookalikeError as exc:
         for res, _ in writable:
-            res.update(status="error", error=message)
+            res.update(status="error", error=exc.message)
         return []
     for (_, rec), vec in zip(writable, vectors):
         rec.text_vector = vec

@@ -30,6 +30,7 @@ from .filters import MATCH_ALL, Node
 from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
                    check_collection_name, plan_write)
 from . import field_snapshot
+from .facets import facets_of
 from .text_vectors import TextMatrix, delete_text_vectors, ensure_schema, write_text_vectors
 from .vectors import VectorFile
 
@@ -241,14 +242,7 @@ class EmbeddedCollection(CollectionStore):
         live = self._alive[:n].copy()
         if where is not MATCH_ALL:
             live &= self._fields.mask(where, n)
-        out = []
-        for path in sorted(self._fields.paths):
-            if path.startswith("_") and path != "_labels.label":
-                continue
-            facet = _facet(path, self._fields.paths[path], live, top)
-            if facet is not None:
-                out.append(facet)
-        return out
+        return facets_of(self._fields, live, top)
 
     def thumbnail(self, id: str) -> bytes | None:
         row = self._store.reader().execute(
@@ -672,37 +666,6 @@ def _write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequenc
         con.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?,?,?)", keep)
     if drop:
         con.executemany("DELETE FROM thumbnails WHERE collection=? AND id=?", drop)
-
-
-def _facet(path: str, post, live: np.ndarray, top: int) -> dict | None:
-    """One path's facet: records having it, top string/boolean values with counts, numeric range."""
-    rows, vids = post.rows.view(), post.vids.view()
-    inside = rows < len(live)
-    rows, vids = rows[inside], vids[inside]
-    keep = live[rows]
-    rows, vids = rows[keep], vids[keep]
-    if not len(rows):
-        return None
-    pairs = np.unique(rows * len(post.keys) + vids)  # a value listed twice in one record counts once
-    counts = np.bincount(pairs % len(post.keys), minlength=len(post.keys))
-    tags = [k[0] for k in post.keys]
-    scalar = [i for i, t in enumerate(tags) if t in ("s", "b", "n") and counts[i]]
-    if not scalar:
-        return None
-    facet: dict = {"path": path, "count": int(len(np.unique(rows)))}
-    labelled = sorted((i for i in scalar if tags[i] in ("s", "b")), key=lambda i: (-counts[i], str(post.keys[i][1])))
-    if labelled:
-        facet["distinct"] = len(labelled)
-        facet["values"] = [{"value": post.keys[i][1], "count": int(counts[i])} for i in labelled[:top]]
-    numbers = [post.keys[i][1] for i in scalar if tags[i] == "n"]
-    if numbers:
-        lo, hi = min(numbers), max(numbers)
-        facet["min"] = int(lo) if float(lo).is_integer() else lo
-        facet["max"] = int(hi) if float(hi).is_integer() else hi
-    kinds = {"s": "string", "b": "boolean", "n": "number"}
-    found = {kinds[tags[i]] for i in scalar}
-    facet["type"] = found.pop() if len(found) == 1 else "mixed"
-    return facet
 
 
 def _chunks(items: list, size: int):

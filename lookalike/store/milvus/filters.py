@@ -24,9 +24,9 @@ import json
 import re
 from typing import Any
 
-from ..errors import BadRequest
-from .field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
-from .filters import And, Cond, Node, Not, Or
+from ...errors import BadRequest
+from ..field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
+from ..filters import And, Cond, Node, Not, Or
 
 #: The JSON column holding the filter view.
 COLUMN = "filter_view"
