@@ -2,7 +2,7 @@
 
 Builds a collection of drawn originals (patterned products from `draw_item`, which look
 alike on purpose, and smooth `photo_like` images), then queries with edited copies of some
-of them (lookalike/copies.py: crop to 60 %, rotate ±10°, mirror, greyscale, blur, JPEG
+of them (lookalike/testing/copies.py: crop to 60 %, rotate ±10°, mirror, greyscale, blur, JPEG
 quality 10, downscale 5x, border, text). recall@1: the original is the first hit (for
 `match`: and scores over the default threshold). Baselines rank every original by Hamming
 distance of imagehash's pHash / dHash (a tie with another original counts as a miss), and

@@ -276,7 +276,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from .backup import backup
+    from .store.backup import backup
     with _db(args) as db:
         result = backup(db, args.collection, args.file)
     _print_json(result) if args.json else print(
@@ -285,7 +285,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .backup import restore
+    from .store.backup import restore
     with _db(args) as db:
         result = restore(db, args.file, name=args.as_name, replace=args.replace)
     _print_json(result) if args.json else print(f"restored {result['records']} records into {result['collection']}")

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound, NotImplementedYet
 from .index.settings import normalize_compression, normalize_index
 from .ingest import Ingestor
 from .ingest.fetch import fetch_url, read_file
@@ -119,12 +119,28 @@ class Collection:
         total = self.count() if filter is None else len(self._store.ids_where(where))
         return {"facets": self._store.facets(where, top=top), "count": total}
 
+    def kept_thumbnail(self, id: str) -> bytes | None:
+        """The small JPEG kept for a record, or None (none kept, or a store without thumbnails)."""
+        return self._store.thumbnail(id) if self._store.capabilities.thumbnails else None
+
     def thumbnail(self, id: str) -> bytes:
         """The small JPEG kept for a record made from a file or base64 image; NotFound otherwise."""
-        data = self._store.thumbnail(id)
+        data = self.kept_thumbnail(id)
         if data is None:
             raise NotFound(f"no thumbnail kept for record {id!r} in collection {self.name!r}")
         return data
+
+    def compact(self) -> dict:
+        """Rewrite the collection's files without the rows of deleted and replaced records, which
+        stay on disk until then: `{"collection", "count", "bytes_before", "bytes"}` (see
+        docs/storage.md). NotImplementedYet for a backend that compacts on its own (Milvus)."""
+        if not self._store.capabilities.compaction:
+            raise NotImplementedYet(f"collection {self.name!r} is in a store without compaction "
+                                    "(Milvus compacts its own segments)")
+        before = self._store.stats().get("bytes", 0)
+        self._store.compact()
+        return {"collection": self.name, "count": self.count(), "bytes_before": before,
+                "bytes": self._store.stats().get("bytes", 0)}
 
     def info(self) -> dict:
         """Settings and stats, as `GET /v1/collections/{name}` returns them."""

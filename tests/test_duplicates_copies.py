@@ -1,5 +1,5 @@
 """Geometric copies: a rotated, framed or cropped copy is matched and clustered with its
-original; another drawing of the same pattern family is not (query/duplicates.py copy side)."""
+original; another drawing of the same pattern family is not (models/fingerprint.py copy side)."""
 from __future__ import annotations
 
 import base64

@@ -267,7 +267,7 @@ def test_drawn_images_end_to_end(tmp_path):
 
 def test_backup_from_milvus_restores_text_search_into_embedded(pair, tmp_path):
     """A backup keeps text vectors, so a Milvus collection moves to the embedded store with text search intact."""
-    from lookalike.backup import backup, restore
+    from lookalike.store.backup import backup, restore
     milvus_col, embedded_col = pair
 
     class Db:  # backup() needs only the database's store: the pair fixture keeps its databases

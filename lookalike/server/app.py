@@ -106,7 +106,7 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
                cors_origins: list[str] | tuple[str, ...] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                ingest_batch_size: int = 32) -> FastAPI:
     """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP)."""
-    from .. import __version__
+    from ..version import __version__
     app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
                    description="Self-hosted visual similarity search: HTTP API v1. Send "
                                "`Authorization: Bearer KEY` when the server has keys.")

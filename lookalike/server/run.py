@@ -59,7 +59,7 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     """
     import uvicorn
 
-    from .. import connect
+    from ..collection import connect
     from ..models.images import DEFAULT_MAX_PIXELS
     from .app import DEFAULT_MAX_BODY_BYTES, create_app
 

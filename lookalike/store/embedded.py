@@ -21,13 +21,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import BadRequest, Conflict, LookalikeError, NotFound
+from ..errors import Conflict, LookalikeError, NotFound
 from ..index.exact import ExactIndex, top_k
 from ..index.manager import CollectionIndex
 from ..index.masks import MaskCache
 from .field_index import FieldIndex
 from .filters import MATCH_ALL, Node
-from .base import (KNOWN_DIMS, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
+from .base import (Capabilities, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
                    check_collection_name, plan_write)
 from . import field_snapshot
 from .facets import facets_of
@@ -65,8 +65,6 @@ FACET_TOP = 20
 # 10 000 records costs about 0.3 s, rewriting the snapshot of a million about 1 s.
 FIELDS_SAVE_MIN = 10_000
 log = logging.getLogger(__name__)
-#: Compact a collection's vector file when dead rows exceed this share (and COMPACT_MIN rows).
-COMPACT_RATIO, COMPACT_MIN = 0.5, 10_000
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -90,8 +88,14 @@ def indexed_view(doc: dict, computed: dict) -> dict:
     return {**doc, **computed}
 
 
+#: The embedded store keeps thumbnails and compacts its vector file (`compact`).
+EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True)
+
+
 class EmbeddedCollection(CollectionStore):
     """One collection of the embedded store, with its slots, field index and vectors in memory."""
+
+    capabilities = EMBEDDED_CAPABILITIES
 
     def __init__(self, store: "EmbeddedStore", settings: CollectionSettings, generation: int) -> None:
         self._store = store
@@ -555,9 +559,6 @@ class EmbeddedCollection(CollectionStore):
         finally:
             con.close()
 
-    def dead_ratio(self) -> float:
-        return 1 - self.count() / self.n_slots if self.n_slots else 0.0
-
     def close(self, save: bool = True) -> None:
         with self._lock:
             if save and self._vectors.rows - self._fields_saved >= FIELDS_SAVE_MIN:
@@ -569,6 +570,9 @@ class EmbeddedCollection(CollectionStore):
 
 class EmbeddedStore(Store):
     """Collections in a local folder; safe for several threads of one process."""
+
+    capabilities = EMBEDDED_CAPABILITIES
+    backend = "the embedded"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -605,10 +609,7 @@ class EmbeddedStore(Store):
 
     def create_collection(self, settings: CollectionSettings) -> EmbeddedCollection:
         check_collection_name(settings.name)
-        if settings.dim is None:
-            settings.dim = KNOWN_DIMS.get(settings.model)
-        if not isinstance(settings.dim, int) or isinstance(settings.dim, bool) or not 1 <= settings.dim <= 65536:
-            raise BadRequest(f"collection {settings.name!r} needs a vector dimension 'dim' between 1 and 65536")
+        self.settle_dim(settings)
         with self._lock, self.write_lock:
             try:
                 self.writer.execute("INSERT INTO collections (name, settings) VALUES (?, ?)",

@@ -63,7 +63,7 @@ def browse_routes(db: Database) -> APIRouter:
                                                             "(the page asks so, to keep the console clean).")
                   ) -> Response:
         col = db.collection(name)
-        if optional and col._store.thumbnail(record_id) is None:
+        if optional and col.kept_thumbnail(record_id) is None:
             col.get(record_id)  # 404 for an unknown record all the same
             return Response(status_code=204)
         data = col.thumbnail(record_id)

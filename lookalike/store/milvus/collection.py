@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ...errors import BadRequest
-from ..base import CollectionSettings, CollectionStore, StoredRecord, plan_write
+from ..base import Capabilities, CollectionSettings, CollectionStore, StoredRecord, plan_write
 from ..facets import facets_of
 from ..field_index import FieldIndex
 from ..filters import MATCH_ALL, Node
@@ -17,14 +17,18 @@ from .filters import COLUMN, filter_view, to_expression
 from .names import CHUNK, FIELDS, MAX_JSON_BYTES, milvus_name, scan_batch, stored_view, text_collection_name
 from .search import MilvusSearch
 
-if TYPE_CHECKING:
-    from .store import MilvusStore
+
+#: Milvus keeps no thumbnails, compacts its own segments, and takes vectors up to 32768 wide.
+MILVUS_CAPABILITIES = Capabilities(max_dim=32768)
 
 
 class MilvusCollection(MilvusSearch, CollectionStore):
     """One lookalike collection in a Milvus collection; every call goes to Milvus (no local state)."""
 
-    def __init__(self, store: "MilvusStore", settings: CollectionSettings) -> None:
+    capabilities = MILVUS_CAPABILITIES
+
+    def __init__(self, store: Any, settings: CollectionSettings) -> None:
+        """`store`: the MilvusStore that opened it (its client, call wrapper and write counts)."""
         self._store = store
         self._client = store.client
         self.settings = settings

@@ -7,8 +7,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ...errors import BadRequest, Conflict, LookalikeError, NotFound
-from ..base import KNOWN_DIMS, CollectionSettings, Store, check_collection_name
-from .collection import MilvusCollection
+from ..base import CollectionSettings, Store, check_collection_name
+from .collection import MILVUS_CAPABILITIES, MilvusCollection
 from .filters import COLUMN
 from .names import FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, milvus_name, text_collection_name
 
@@ -45,6 +45,9 @@ def parse_location(location: str) -> dict:
 
 class MilvusStore(Store):
     """Collections in a Milvus server (`milvus://host:port`) or a Milvus Lite file (`./file.db`)."""
+
+    capabilities = MILVUS_CAPABILITIES
+    backend = "Milvus"
 
     def __init__(self, location: str) -> None:
         pymilvus = _import_pymilvus()
@@ -157,11 +160,7 @@ class MilvusStore(Store):
 
     def create_collection(self, settings: CollectionSettings) -> MilvusCollection:
         check_collection_name(settings.name)
-        if settings.dim is None:
-            settings.dim = KNOWN_DIMS.get(settings.model)
-        if not isinstance(settings.dim, int) or isinstance(settings.dim, bool) or not 1 <= settings.dim <= 32768:
-            raise BadRequest(f"collection {settings.name!r} needs a vector dimension 'dim' between 1 and 32768 "
-                             "(Milvus's limit)")
+        self.settle_dim(settings)
         if self._settings_row(settings.name) is not None:
             raise Conflict(f"collection {settings.name!r} already exists")
         mname = milvus_name(settings.name)
