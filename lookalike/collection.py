@@ -61,17 +61,27 @@ class Collection:
         return self._searcher.encoder
 
     # -- records -------------------------------------------------------------------------
-    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
-               batch_size: int = 32, on_batch=None) -> list[dict]:
-        """Insert or update records; one result per record, in order (see the contract)."""
-        return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch))
+    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+               on_batch=None, decode: str | None = None, resize: str | None = None,
+               device: str | None = None) -> list[dict]:
+        """Insert or update records; one result per record, in order (see the contract).
 
-    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
-                    batch_size: int = 32, on_batch=None):
+        Pipeline options: `decode` "threads" or "processes" (where images are decoded;
+        default `$LOOKALIKE_DECODE`, else threads), `resize` "auto", "host" or "device" (default
+        `$LOOKALIKE_RESIZE`, else auto), `device` where the model runs ("cpu", "cuda", "cuda:N";
+        default `$LOOKALIKE_DEVICE`, else CUDA when available). See docs/deployment.md.
+        """
+        return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch,
+                                     decode=decode, resize=resize, device=device))
+
+    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+                    on_batch=None, decode: str | None = None, resize: str | None = None, device: str | None = None):
         """Like `upsert`, yielding results as batches are written (for streaming ingest)."""
-        ingestor = Ingestor(self._store, self.encoder, allow_file=self.allow_file,
+        model = self.settings.model
+        encoder = self.encoder if device is None or model == "none" else get_encoder(model, device)
+        ingestor = Ingestor(self._store, encoder, allow_file=self.allow_file,
                             base_dir=Path(base_dir) if base_dir else None, batch_size=batch_size,
-                            max_pixels=self.max_pixels, file_digests=self.file_digests)
+                            max_pixels=self.max_pixels, file_digests=self.file_digests, decode=decode, resize=resize)
         return ingestor.run(records, on_batch=on_batch)
 
     def get(self, id: str) -> dict:

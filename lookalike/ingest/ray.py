@@ -36,6 +36,7 @@ from ..errors import BadRequest, LookalikeError
 from . import triage
 from .decode import decode_image
 from .fetch import fetch_url, read_file
+from ..models import get_encoder
 from ..models.base import l2_normalize
 from ..records import ValidRecord, content_hash, content_identity, parse_vector, validate_record
 from ..store.base import StoredRecord
@@ -75,8 +76,8 @@ class Embedder:
     """A Ray actor: one encoder, turning batches of tasks into vectors and computed fields."""
 
     def __init__(self, model: str, metric: str, dim: int, max_pixels: int, thumbnails: bool, threads: int,
-                 identity: str | None = None) -> None:
-        self.model, self.metric, self.dim = model, metric, dim
+                 identity: str | None = None, device: str | None = None) -> None:
+        self.model, self.metric, self.dim, self.device = model, metric, dim, device
         self.identity = identity or model  # see records.content_identity
         self.max_pixels, self.thumbnails, self.threads = max_pixels, thumbnails, threads
         self._encoder = None
@@ -87,8 +88,7 @@ class Embedder:
         """Loaded at the first image to embed: a re-run over unchanged records never pays for it."""
         with self._lock:
             if self._encoder is None and self.model != "none":
-                from ..models import get_encoder
-                encoder = get_encoder(self.model)
+                encoder = get_encoder(self.model, self.device)
                 _limit_threads(encoder, self.threads)
                 self._encoder = encoder
         return self._encoder
@@ -275,11 +275,13 @@ def _reuse_batch(tasks: list[_Task], dim: int, identity: str) -> dict[str, np.nd
 
 def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = None, address: str | None = None,
                workers: int | None = None, batch_size: int = DEFAULT_BATCH, write_batch: int = 64,
-               on_batch: Callable[[list[dict]], None] | None = None, num_cpus: int | None = None) -> list[dict]:
+               on_batch: Callable[[list[dict]], None] | None = None, num_cpus: int | None = None,
+               device: str | None = None) -> list[dict]:
     """Upsert `records` into the collection `col` through Ray actors; one result per record, in order.
 
     `address`: a Ray cluster (`HOST:PORT`, `ray://...`, `auto`); None or "local" start (or reuse) a
     local instance. `workers`: actors (default: one per CPU, or one per GPU when the cluster has GPUs).
+    `device`: where the actors' models run (as in `Collection.upsert`).
     """
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise BadRequest("the number of Ray workers must be at least 1")
@@ -312,7 +314,7 @@ def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = Non
 
     started = _init_ray(ray, address, num_cpus)
     try:
-        for batch in _run_actors(ray, col, pending, workers, batch_size):
+        for batch in _run_actors(ray, col, pending, workers, batch_size, device):
             written = _write(col, batch, by_pos, write_batch)
             for res in written:
                 results[res.pop("pos")] = res
@@ -341,7 +343,7 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: int):
+def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: int, device: str | None):
     """Ray Data pipeline over the tasks; yields the actors' output batches in input order."""
     import ray.data
 
@@ -366,7 +368,7 @@ def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: i
         fn_constructor_kwargs={"model": settings.model, "metric": settings.metric, "dim": settings.dim,
                                "max_pixels": getattr(col, "max_pixels", 64_000_000),
                                "thumbnails": bool(getattr(settings, "thumbnails", True)), "threads": threads,
-                               "identity": _identity(settings)},
+                               "identity": _identity(settings), "device": device},
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1 if gpus else min(threads, cpus), num_gpus=1 if gpus else 0,  # Ray Data restarts dead actors
         **({"runtime_env": {"env_vars": env}} if env else {}))

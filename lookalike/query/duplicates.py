@@ -15,11 +15,13 @@ from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_
                                      N_STORED, PIXEL_HASH, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
                                      decode_fingerprint, full_width, has_copy_side, pixel_hash,
                                      query_hashes, stored_query_hashes)
+from ..models.colors import hex_to_rgb, srgb_to_lab
 from ..models.images import open_image
 from ..records import digest
 from ..store.base import CollectionStore, SearchRequest
 from ..store.filters import MATCH_ALL
 from ..validation import check_int, check_number
+from .colors import ciede2000
 from .engine import IMAGE_KINDS, Searcher
 from .search import MAX_K, check_query, project
 
@@ -292,8 +294,6 @@ def colours_cover(copies: list[dict | None], originals: list[dict | None]) -> np
     """Per (copy, original) record pair: are the copy's dominant colours found in the original?
 
     Pairs where either record has no colours (a `_vector` record) are not checked (True)."""
-    from ..models.colors import hex_to_rgb, srgb_to_lab
-    from .colors import ciede2000
 
     def labs(doc: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
         colours = (doc or {}).get("_colors") or []

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..models.base import l2_normalize
+from ..models.text import get_text_encoder
 from ..store.filters import Cond
 from ..validation import check_number, check_weight, is_field_names
 from .engine import Searcher
@@ -123,7 +124,6 @@ def text_tower(engine: Searcher):
 
 
 def sentence_vector(text: str) -> np.ndarray:
-    from ..models.text import get_text_encoder
     return get_text_encoder().embed([text])[0]
 
 
