@@ -1,28 +1,6 @@
 """Approximate nearest neighbours from FAISS, keyed by the store's slots: HNSW or IVF.
 
-Why FAISS (measured with `bench/ann_libs.py`, 100k x 256-d, same M/ef everywhere, see
-docs/index.md): recall and unfiltered latency were a tie between FAISS, usearch and hnswlib,
-but only FAISS filters *inside* the search in native code (`IDSelectorBitmap`), which is
-what keeps filtered search both fast and complete; hnswlib's filter is a Python callback
-run for every visited node (5x slower at 10 %), usearch's Python API has no filter at all
-(we must oversample and widen). FAISS also brings int8/half-precision storage (scalar
-quantiser) and memory-mapped loading, and numbers its vectors 0..n-1 in insertion order,
-which is exactly the store's slot numbering, so no id map is needed.
-
-Two structures behind one interface (`search(query, k, width, selector)`):
-
-- **HNSW** (`IndexHNSWSQ`): a graph; fastest and most accurate per query, but its links
-  cost 2 x M x 4 bytes per vector (1.5x the int8 codes at M=16).
-- **IVF** (`IndexIVFScalarQuantizer`): k-means lists; a query scans the `nprobe` lists
-  nearest to it. Memory is the codes plus an 8-byte id per vector (~1.03x the int8
-  codes); queries scan more codes than a graph walk visits, so they are slower. The
-  coarse quantizer over the list centroids is itself a small HNSW graph, so assigning
-  millions of vectors to thousands of lists stays fast. (k-means itself assigns with a
-  flat index: rebuilding a graph every iteration was 4x slower.)
-
-Deletes and updates never touch the index: an update writes a new slot and the old one
-dies; every search passes the live-slot bitmap as the FAISS selector, so dead slots can
-never come back. Compaction (which renumbers slots) rebuilds the index.
+Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/ann.py`".
 """
 from __future__ import annotations
 

@@ -1,19 +1,6 @@
 """One collection's search index: exact, HNSW or IVF, kept in step with the vector file, on disk.
 
-The vector file is append-only and its row numbers ("slots") are the index's ids, so the
-index always covers a *prefix* of the file: rows 0..ntotal-1. That makes the index pure
-derived data with one number of state. Files in `DIR/index/`:
-
-    NAME.GEN.faiss     the graph or inverted lists (FAISS format; a graph is memory-mapped on load)
-    NAME.GEN.json      what it was built with, how many rows it covers, a checksum of its last row
-    NAME.GEN.pca.npz   the PCA projection, when compression asks for one
-
-On open the saved graph is used only if its settings, generation and row count agree with
-the meta file and the checksum of its last row matches the vector file; then the rows
-written since (after a crash, say) are added. Anything else (missing, torn, foreign file)
-means a rebuild from the vectors, so a crash can cost time but never wrong answers.
-
-Planning (exact or the index, and how wide) is in planning.py.
+Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/manager.py`".
 """
 from __future__ import annotations
 

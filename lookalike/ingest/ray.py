@@ -1,23 +1,6 @@
 """Distributed ingestion on Ray Data: decode and embed in parallel actors, write in batches.
 
-    lookalike ingest CATALOGUE -c NAME --ray            # a local Ray instance on this machine
-    lookalike ingest CATALOGUE -c NAME --ray HOST:6379  # an existing Ray cluster
-
-The driver (this process) validates the records, looks up the content hashes already stored
-and hands the rest to a pool of Ray actors; each actor loads one encoder (on a GPU when the
-cluster has them) and turns a batch of records into vectors, colours and labels with the same
-code as the single-process pipeline (`lookalike.ingest`), so the vectors are the same. The
-driver writes the actors' output to the store in order, batch by batch, through the store
-interface (the embedded store or Milvus).
-
-Restartable: for records already stored, the driver hashes the source (reads the file, no
-decoding); one whose content hash (metadata + image bytes + model) is unchanged is answered
-`unchanged` there and never reaches an actor, so re-running an interrupted ingest only sends
-the rest. Fault tolerant: a killed actor is restarted by Ray and its batch retried; the driver sees
-each record's output once, and writes are upserts by id, so nothing is lost or duplicated.
-
-On a cluster, image files must be readable at the same path on every node (a shared file
-system); URLs and base64 records need nothing.
+Design notes (how it works and why): docs/deployment.md, "Notes: `lookalike/ingest/ray.py`".
 """
 from __future__ import annotations
 

@@ -1,22 +1,6 @@
 """Search quality against a golden set: mAP@k, nDCG@k, precision@k and recall@k.
 
-A truth file is JSON lines, one query each:
-
-    {"query": {"id": "x"}, "relevant": ["a", "b"]}
-    {"query": {"id": "y"}, "relevant": {"a": 3, "b": 1}, "filter": {"in_stock": true}}
-
-`relevant` is a list (every id relevant, grade 1) or graded `{id: grade}` (grade > 0 is
-relevant; the grade is nDCG's gain). Any other key of a line is a search parameter passed
-on to `Collection.search` (`filter`, `group_by`, `negative`, `boost`, `text`, `hybrid`...).
-
-Definitions (the usual TREC/IR ones, so numbers compare with other tools):
-- precision@k: relevant hits in the top k, divided by k;
-- recall@k: relevant hits in the top k, divided by the number of relevant ids;
-- AP@k: the sum of precision@i over the ranks i <= k that hold a relevant hit, divided by
-  min(number of relevant ids, k); mAP@k is its mean over queries;
-- nDCG@k: DCG@k = sum over ranks i of grade(hit_i) / log2(i + 1), divided by the DCG@k of
-  the ideal ranking (linear gains, as scikit-learn's `ndcg_score`).
-Metrics are computed with NumPy on a queries x k matrix of grades.
+Design notes (how it works and why): docs/search.md, "Notes: `lookalike/query/evaluate.py`".
 """
 from __future__ import annotations
 

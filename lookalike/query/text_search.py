@@ -1,27 +1,6 @@
 """Text and hybrid search: `{"text": ...}` queries and the `text` / `hybrid` search parameters.
 
-Two similarity spaces can take part in one ranking:
-- visual: the collection's image vectors, queried by image anchors (`id`, `url`, ...), or by
-  the text itself when the model has a CLIP-like text tower (true text-to-image);
-- text: sentence vectors of each record's `text_fields` and label names (collections with
-  `text_fields`), queried by the text, or by the anchor records' own text vectors.
-
-    score = (1 - h) * visual + h * text,   h = `hybrid` in 0..1
-
-Defaults: h = 0.5 when both parts exist; with one part, that part alone. So
-`{"text": "red dress"}` on an EfficientNet collection with `text_fields` searches metadata
-and labels; on a CLIP collection it searches pixels (mixed with metadata if it has
-`text_fields`); `{"id": "x"}` with `"text": "on sale"` or `"hybrid": 0.3` is a tags-enhanced
-visual kNN ("looks like x, and is described alike").
-
-Compound similarity, for catalogues where looks are not everything: the collection setting
-`compound: {"image": 1.0, "text": 0.5, "attributes": {"fields": ["category"], "weight": 0.3}}`
-ranks by the cosine of a concatenated vector [sqrt(w_i) image, sqrt(w_t) text,
-sqrt(w_a / F) one-hot(attribute values)], which equals the weighted mean
-(w_i * visual + w_t * text + w_a * share of the F attributes equal to the anchor's) / (w_i + w_t + w_a).
-It is computed from the parts at query time (no third vector store): the attribute part is
-one boost per field and anchor. It applies to queries by `id`/`ids` (whose attribute values
-and text are known); `text`/`hybrid` given with a query override it.
+Design notes (how it works and why): docs/text.md, "Notes: `lookalike/query/text_search.py`".
 """
 from __future__ import annotations
 
