@@ -36,7 +36,8 @@ RecordId = Annotated[str, Path(description="A record's `_id`, URL-encoded (it ma
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented"}
+         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented",
+         503: "unavailable"}
 ERROR_DOCS = {400: "Bad input (the message names the problem)", 401: "Missing or wrong API key",
               403: "The search key cannot call this route", 404: "No such collection or record",
               409: "Conflicts with the collection's settings", 413: "Request body over the server's limit",
@@ -69,7 +70,11 @@ def error_response(status: int, code: str, message: str, details: list | None = 
 
 # -- exception handlers -------------------------------------------------------------------
 async def on_lookalike_error(request: Request, exc: LookalikeError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after", None)  # fetch.Busy: when a URL fetch slot should be free
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -187,7 +192,7 @@ def system_routes() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["system"])
 
     @router.get("/health", response_model=S.Health, responses=errors(), summary="Liveness, no key needed")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:  # on the event loop: never queued behind busy worker threads
         return ok({"status": "ok"})
     return router
 
