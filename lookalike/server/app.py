@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from ..collection import Collection, Database
 from ..errors import BadRequest, LookalikeError, NotFound
 from . import schemas as S
-from .guard import Guard, Keys, is_ndjson
+from .guard import AuthFailures, Guard, Keys, is_ndjson
 from .ndjson import iter_records, loads
 
 log = logging.getLogger("lookalike.server")
@@ -109,8 +109,10 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 # -- the app ------------------------------------------------------------------------------
 def create_app(db: Database, *, admin_key: str | None = None, search_key: str | None = None,
                cors_origins: list[str] | tuple[str, ...] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               ingest_batch_size: int = 32) -> FastAPI:
-    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP)."""
+               ingest_batch_size: int = 32, auth_failures: AuthFailures | None | bool = True) -> FastAPI:
+    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP).
+
+    `auth_failures`: the wrong-key limiter (True: 10 per minute per address and per key; False: off)."""
     from .. import __version__
     app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
                    description="Self-hosted visual similarity search: HTTP API v1. Send "
@@ -126,7 +128,9 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     app.include_router(api_routes())
     _mount_web(app, db)
     _document_errors(app)
-    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes)
+    limiter = AuthFailures() if auth_failures is True else auth_failures or None
+    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes,
+                       auth_failures=limiter)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
