@@ -67,3 +67,36 @@ def test_a_client_dripping_its_headers_is_disconnected(db):
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def _search(db, flt):
+    c = TestClient(create_app(db))
+    return c.post("/v1/collections/c/search", json={"query": {"vector": [1, 0, 0]}, "k": 5, "filter": flt})
+
+
+def test_a_filter_with_too_many_branches_is_refused_naming_the_limit(db):
+    from lookalike.query.filters import MAX_BRANCHES
+    under = _search(db, {"$or": [{"n": i} for i in range(MAX_BRANCHES)]})
+    assert under.status_code == 200 and {h["_id"] for h in under.json()["hits"]} == {"a", "b"}
+    over = _search(db, {"$or": [{"n": i} for i in range(MAX_BRANCHES + 1)]})
+    assert over.status_code == 400
+    assert f"more than {MAX_BRANCHES} branches" in over.json()["error"]["message"]
+    nested = _search(db, {"$and": [{"$or": [{"n": 1}] * 600}, {"$or": [{"n": 2}] * 600}]})
+    assert nested.status_code == 400 and "branches" in nested.json()["error"]["message"]
+
+
+def test_a_filter_with_too_many_in_values_is_refused_naming_the_limit(db):
+    from lookalike.query.filters import MAX_IN_VALUES
+    under = _search(db, {"n": {"$in": list(range(2, MAX_IN_VALUES + 2))}})
+    assert under.status_code == 200 and [h["_id"] for h in under.json()["hits"]] == ["b"]
+    over = _search(db, {"n": {"$nin": list(range(MAX_IN_VALUES + 1))}})
+    assert over.status_code == 400
+    assert f"more than {MAX_IN_VALUES} $in/$nin values" in over.json()["error"]["message"]
+
+
+def test_too_many_conditions_are_refused():
+    from lookalike.errors import BadRequest
+    from lookalike.query.filters import MAX_CONDITIONS, parse_filter
+    parse_filter({f"f{i}": i for i in range(MAX_CONDITIONS)})
+    with pytest.raises(BadRequest, match=f"more than {MAX_CONDITIONS} conditions"):
+        parse_filter({f"f{i}": i for i in range(MAX_CONDITIONS + 1)})
