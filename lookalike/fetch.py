@@ -187,10 +187,8 @@ class _DeadlineBackend(httpcore.SyncBackend):
 class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport over a connection pool whose sockets obey the fetch deadline."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        self._pool.close()
-        self._pool = httpcore.ConnectionPool(  # the same pool httpx builds, with our network backend
+    def __init__(self, limits: httpx.Limits) -> None:  # no super().__init__(): its pool would be discarded
+        self._pool = httpcore.ConnectionPool(  # the pool httpx builds by default, with our network backend
             ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=_DeadlineBackend())
