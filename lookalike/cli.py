@@ -296,7 +296,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
     serve(data=args.data, host=args.host, port=args.port, admin_key=args.admin_key, search_key=args.search_key,
           cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
-          log_level=args.log_level, access_log=not args.no_access_log)
+          log_level=args.log_level, access_log=not args.no_access_log, url_deadline=args.url_deadline,
+          max_url_fetches=args.max_url_fetches, auth_failures=args.auth_failures, auth_window=args.auth_window,
+          header_timeout=args.header_timeout, max_connections=args.max_connections)
     return 0
 
 
@@ -418,6 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image, width x height (413 beyond; default $LOOKALIKE_MAX_PIXELS or 64000000)")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    s.add_argument("--url-deadline", type=float, default=None,
+                   help="seconds per image URL fetch, retries included (default $LOOKALIKE_URL_DEADLINE or 20)")
+    s.add_argument("--max-url-fetches", type=int, default=None,
+                   help="image URL fetches at once, 503 beyond (default $LOOKALIKE_MAX_URL_FETCHES or 16)")
+    s.add_argument("--auth-failures", type=int, default=None,
+                   help="wrong API keys per address or key within --auth-window before 429; 0: no limit "
+                        "(default $LOOKALIKE_AUTH_FAILURES or 10)")
+    s.add_argument("--auth-window", type=float, default=None,
+                   help="seconds the wrong-key count covers (default $LOOKALIKE_AUTH_WINDOW or 60)")
+    s.add_argument("--header-timeout", type=float, default=None,
+                   help="seconds a client has to send its request headers (default $LOOKALIKE_HEADER_TIMEOUT or 10)")
+    s.add_argument("--max-connections", type=int, default=None,
+                   help="connections and requests at once, 503 beyond (default $LOOKALIKE_MAX_CONNECTIONS or 1000)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="build the sample collection, search it, serve it")

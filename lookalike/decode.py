@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import BadRequest
 from .models.colors import dominant_colors
-from .models.images import device_pixels, fit_square, open_image
+from .models.images import decoded, device_pixels, fit_square
 from .query.duplicates import fingerprint
 
 DECODE_MODES = ("threads", "processes")
@@ -55,10 +55,10 @@ def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail
     """
     from .ingest import make_thumbnail  # ingest imports this module
 
-    image = open_image(data, max_pixels=max_pixels, draft_size=size)
-    computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # query/duplicates.py
-    thumb = make_thumbnail(image) if thumbnail else None
-    pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
+    with decoded(data, max_pixels=max_pixels, draft_size=size) as image:  # holds its pixels of the budget
+        computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # query/duplicates.py
+        thumb = make_thumbnail(image) if thumbnail else None
+        pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
     return Decoded(pixels, computed, thumb)
 
 

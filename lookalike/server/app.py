@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from ..collection import Collection, Database
 from ..errors import BadRequest, LookalikeError, NotFound
 from . import schemas as S
-from .guard import Guard, Keys, is_ndjson
+from .guard import AuthFailures, Guard, Keys, is_ndjson
 from .ndjson import iter_records, loads
 
 log = logging.getLogger("lookalike.server")
@@ -36,7 +36,8 @@ RecordId = Annotated[str, Path(description="A record's `_id`, URL-encoded (it ma
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented"}
+         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented",
+         503: "unavailable"}
 ERROR_DOCS = {400: "Bad input (the message names the problem)", 401: "Missing or wrong API key",
               403: "The search key cannot call this route", 404: "No such collection or record",
               409: "Conflicts with the collection's settings", 413: "Request body over the server's limit",
@@ -69,7 +70,11 @@ def error_response(status: int, code: str, message: str, details: list | None = 
 
 # -- exception handlers -------------------------------------------------------------------
 async def on_lookalike_error(request: Request, exc: LookalikeError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after", None)  # fetch.Busy: when a URL fetch slot should be free
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -104,8 +109,10 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 # -- the app ------------------------------------------------------------------------------
 def create_app(db: Database, *, admin_key: str | None = None, search_key: str | None = None,
                cors_origins: list[str] | tuple[str, ...] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               ingest_batch_size: int = 32) -> FastAPI:
-    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP)."""
+               ingest_batch_size: int = 32, auth_failures: AuthFailures | None | bool = True) -> FastAPI:
+    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP).
+
+    `auth_failures`: the wrong-key limiter (True: 10 per minute per address and per key; False: off)."""
     from .. import __version__
     app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
                    description="Self-hosted visual similarity search: HTTP API v1. Send "
@@ -121,7 +128,9 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     app.include_router(api_routes())
     _mount_web(app, db)
     _document_errors(app)
-    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes)
+    limiter = AuthFailures() if auth_failures is True else auth_failures or None
+    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes,
+                       auth_failures=limiter)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
@@ -187,7 +196,7 @@ def system_routes() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["system"])
 
     @router.get("/health", response_model=S.Health, responses=errors(), summary="Liveness, no key needed")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:  # on the event loop: never queued behind busy worker threads
         return ok({"status": "ok"})
     return router
 

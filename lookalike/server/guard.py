@@ -1,14 +1,19 @@
 """An ASGI middleware in front of the API: API keys first, then the request body bound.
 
 Both run before any route code, so an unauthenticated or oversized request is answered
-(401/403/413, in the contract's error shape) without reading or parsing its body.
+(401/403/413, in the contract's error shape) without reading or parsing its body. Wrong keys
+are counted per client address and per key: past the limit (`AuthFailures`) that address or
+key gets 429 with Retry-After until its window has passed, so keys cannot be guessed at speed.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import math
 import re
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -34,6 +39,51 @@ class Keys:
     @property
     def enabled(self) -> bool:
         return bool(self.admin or self.search)
+
+
+class AuthFailures:
+    """Failed API-key attempts per client (address, or wrong key) in a sliding window.
+
+    A client with `limit` failures within the last `window_s` seconds is refused (429) until the
+    oldest of them leaves the window. `clock` is injectable for tests; at most `max_tracked`
+    clients are remembered (the least recently failing are forgotten first), so a flood of
+    addresses cannot grow memory without bound.
+    """
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_tracked: int = 100_000) -> None:
+        if limit < 1 or not window_s > 0:
+            raise ValueError("AuthFailures needs limit >= 1 and window_s > 0")
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self.max_tracked = max_tracked
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, clients: list[str]) -> int | None:
+        """Seconds until every one of `clients` may try again, or None when none is blocked."""
+        now = self.clock()
+        waits = []
+        for client in clients:
+            times = self._failures.get(client)
+            if times is None:
+                continue
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if not times:
+                del self._failures[client]
+            elif len(times) >= self.limit:
+                waits.append(times[0] + self.window_s - now)
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def record(self, clients: list[str]) -> None:
+        now = self.clock()
+        for client in clients:
+            times = self._failures.pop(client, None) or deque(maxlen=self.limit)
+            times.append(now)
+            self._failures[client] = times  # most recent last
+        while len(self._failures) > self.max_tracked:
+            self._failures.popitem(last=False)
 
 
 def required_role(method: str, path: str) -> str | None:
@@ -106,10 +156,12 @@ class Guard:
     route itself, so a catalogue of any length can be streamed in.
     """
 
-    def __init__(self, app: ASGIApp, keys: Keys, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys, max_body_bytes: int,
+                 auth_failures: AuthFailures | None = None) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
+        self.auth_failures = auth_failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,8 +190,18 @@ class Guard:
 
     async def _allowed(self, scope: Scope, role: str, send: Send) -> bool:
         token = bearer_token(scope)
+        clients = _clients(scope, token)
+        if self.auth_failures is not None:
+            wait = self.auth_failures.retry_after(clients)
+            if wait is not None:  # refused before the key is checked: no guess is answered meanwhile
+                await send_error(send, 429, "too_many_requests",
+                                 f"too many wrong API keys from this client; try again in {wait} s",
+                                 [(b"retry-after", str(wait).encode())])
+                return False
         granted = role_of(token, self.keys)
         if granted is None:
+            if token is not None and self.auth_failures is not None:
+                self.auth_failures.record(clients)
             message = ("missing API key: send 'Authorization: Bearer KEY'" if token is None
                        else "invalid API key")
             await send_error(send, 401, "unauthorized", message, [(b"www-authenticate", b"Bearer")])
@@ -170,6 +232,15 @@ class Guard:
     async def _too_large(self, send: Send) -> None:
         await send_error(send, 413, "too_large", f"request body is larger than the server's limit of "
                                                  f"{self.max_body_bytes} bytes (split the batch, or stream NDJSON)")
+
+
+def _clients(scope: Scope, token: str | None) -> list[str]:
+    """Who an attempt counts against: the client address, and the key itself when one was sent."""
+    client = scope.get("client")
+    clients = [f"addr:{client[0] if client else 'unknown'}"]
+    if token:
+        clients.append("key:" + _digest(_wire_bytes(token)).hex()[:32])
+    return clients
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
