@@ -77,6 +77,8 @@ def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None 
         raise BadRequest(f"record {rid!r} has several image sources ({', '.join(present)}); give exactly one")
     doc: dict[str, Any] = {}
     for key, value in raw.items():
+        if not isinstance(key, str):  # JSON keys always are; a Python caller's may not be
+            raise BadRequest(f"field names must be strings, got {type(key).__name__}")
         check_text(key, "a field name")
         if key.startswith("_"):
             if key in COMPUTED:

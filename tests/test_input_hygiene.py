@@ -86,6 +86,7 @@ def test_newline_ids_are_refused_the_same_way_everywhere(served) -> None:
     assert results[1]["status"] == "inserted"
     for path, body in (("search", {"query": {"id": "dd\n"}}), ("search", {"query": {"ids": ["ee", "dd\n"]}}),
                        ("rerank", {"ids": ["dd\n"], "query": {"id": "ee"}}), ("recommend", {"id": "dd\n"}),
+                       ("match", {"query": {"id": "dd\n"}}),
                        ("records/delete", {"ids": ["dd\x00"]})):
         assert "control character" in message(http.post(f"/v1/collections/c/{path}", json=body), 400), path
     assert ids_of(db) == {"dd", "ee", "ok"}
