@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import LookalikeError
-from .records import InvalidRecord
+from .records import InvalidRecord, files_anywhere
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -141,6 +141,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 1")
 
     records, base_dir, total = iter_source(Path(args.path))
+    if args.allow_outside:  # `_file`s as given, relative ones still against the catalogue's folder
+        records, base_dir = files_anywhere(records, base_dir), None
     settings = {"model": args.model, "group_field": args.group_field,
                 "text_fields": args.text_fields.split(",") if args.text_fields else None}
     with _db(args) as db, _scoped_env(ingest_env):
@@ -298,7 +300,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
           cors_origins=args.cors_origin, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
           log_level=args.log_level, access_log=not args.no_access_log, url_deadline=args.url_deadline,
           max_url_fetches=args.max_url_fetches, auth_failures=args.auth_failures, auth_window=args.auth_window,
-          header_timeout=args.header_timeout, max_connections=args.max_connections)
+          header_timeout=args.header_timeout, max_connections=args.max_connections,
+          models_dir=args.models)
     return 0
 
 
@@ -339,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="decode and embed on Ray Data actors: a local Ray instance, or the cluster at ADDRESS")
     s.add_argument("--workers", type=int, help="with --ray: number of encoder actors (default: one per CPU or GPU)")
+    s.add_argument("--allow-outside", action="store_true",
+                   help="read a catalogue's '_file's outside its folder too (absolute, '../'); refused by default")
     s.set_defaults(func=cmd_ingest)
 
     def query_args(s: argparse.ArgumentParser) -> None:
@@ -433,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a client has to send its request headers (default $LOOKALIKE_HEADER_TIMEOUT or 10)")
     s.add_argument("--max-connections", type=int, default=None,
                    help="connections and requests at once, 503 beyond (default $LOOKALIKE_MAX_CONNECTIONS or 1000)")
+    s.add_argument("--models", metavar="DIR", help="folder of user models ('torchscript:NAME.pt' over HTTP "
+                                                   "names a file in it); without it HTTP refuses user models")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", parents=[common], help="build the sample collection, search it, serve it")

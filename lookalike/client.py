@@ -23,6 +23,7 @@ import httpx
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .fetch import read_file
 from .query.search import check_int, check_query, parse_search
+from .records import check_id, check_ids, resolve_file
 from .store.base import check_collection_name
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -76,9 +77,8 @@ def wire_record(record: Any, base_dir: Path | None) -> Any:
         raise BadRequest("'_file' must be a path string")
     if any(record.get(k) is not None for k in ("_url", "_base64", "_vector")):
         return record  # several sources: let the server name the problem
-    path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
     out = {k: v for k, v in record.items() if k != "_file"}
-    out["_base64"] = _b64(read_file(path))
+    out["_base64"] = _b64(read_file(resolve_file(value, base_dir)))  # inside base_dir, as embedded
     return out
 
 
@@ -94,7 +94,11 @@ class Client:
     # -- plumbing ------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call; the decoded JSON answer, or the error's `lookalike.errors` exception."""
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in the body: no UTF-8 can carry it
+            raise BadRequest("the request holds a lone surrogate (\\ud800-\\udfff without its pair): "
+                             "not valid Unicode") from None
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
@@ -189,7 +193,12 @@ class RemoteCollection:
         """(record, its JSON) to send, or the error result of a record that cannot be sent."""
         try:
             wire = wire_record(record, base)
-            return wire, json.dumps(wire, ensure_ascii=False, allow_nan=False)
+            text = json.dumps(wire, ensure_ascii=False, allow_nan=False)
+            text.encode("utf-8")  # a lone surrogate: refused here, the rest of the batch is sent
+            return wire, text
+        except UnicodeEncodeError:
+            return _error_result(record, "record holds a lone surrogate (\\ud800-\\udfff without its pair): "
+                                         "not valid Unicode")
         except LookalikeError as exc:
             return _error_result(record, exc.message)
         except (TypeError, ValueError) as exc:
@@ -220,8 +229,7 @@ class RemoteCollection:
 
     def get(self, id: str) -> dict:
         """The stored record with its computed fields; NotFound if absent."""
-        if not isinstance(id, str) or not id:
-            raise BadRequest("a record id is a non-empty string")
+        check_id(id)
         return self.client.request("GET", f"{self._path}/records/{_segment(id)}")
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
@@ -232,9 +240,7 @@ class RemoteCollection:
             raise BadRequest("delete takes either 'ids' or 'filter'")
         if filter is not None:
             return self._post("records/delete", {"filter": filter})["deleted"]
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-            raise BadRequest("'ids' must be a list of strings")
-        return self._post("records/delete", {"ids": list(ids)})["deleted"]
+        return self._post("records/delete", {"ids": check_ids(ids)})["deleted"]
 
     def count(self) -> int:
         return self.info()["count"]
@@ -312,6 +318,7 @@ class RemoteCollection:
 
     def thumbnail(self, id: str) -> bytes:
         """The small JPEG the server kept for a record (NotFound when none was kept)."""
+        check_id(id)
         response = self.client._http.get(f"{self._path}/records/{_segment(id)}/thumbnail")
         if response.status_code >= 400:
             raise _error(response)

@@ -22,7 +22,7 @@ from .query.filters import And, Cond, Not, parse_filter
 from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
                            format_hits, project)
 from .index.settings import normalize_compression, normalize_index
-from .records import decode_base64, parse_vector
+from .records import check_id, check_ids, decode_base64, parse_vector
 from .store import CollectionSettings, CollectionStore, SearchRequest, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 
@@ -69,6 +69,7 @@ class Collection:
 
     def get(self, id: str) -> dict:
         """The stored record with its computed fields; NotFound if absent."""
+        check_id(id)
         doc = self._store.get([id])[0]
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
@@ -84,10 +85,8 @@ class Collection:
         if filter is not None:
             if not filter:
                 raise BadRequest("an empty delete filter would delete everything; delete the collection instead")
-            ids = self._store.ids_where(parse_filter(filter))
-        if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-            raise BadRequest("'ids' must be a list of strings")
-        return self._store.delete(list(ids))
+            return self._store.delete(list(self._store.ids_where(parse_filter(filter))))
+        return self._store.delete(check_ids(ids))
 
     def count(self) -> int:
         return self._store.count()
@@ -173,9 +172,10 @@ class Collection:
     def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
         """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""
         start = time.perf_counter()
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        if not isinstance(ids, list):
             raise BadRequest("'ids' must be a list of strings")
         check_int("number of ids", len(ids), 1, 10_000)
+        check_ids(ids)
         check_query(query)
         vector, _ = self._anchor_vector(query)
         scores = self._store.scores(vector, ids)
@@ -230,6 +230,7 @@ class Collection:
             ids = [value] if kind == "id" else value
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 raise BadRequest(f"'{kind}' must be {'a string' if kind == 'id' else 'a non-empty list of strings'}")
+            check_ids(ids, f"'{kind}'")
             found = self._store.vectors(ids)
             missing = [i for i in ids if i not in found]
             if missing:

@@ -156,7 +156,7 @@ class Embedder:
                 data = fetch_url(row["ref"])
             elif kind == "file" and data is None:
                 data = read_file(Path(row["ref"]))
-            thumbnail = self.thumbnails and kind in ("file", "base64")
+            thumbnail = self.thumbnails and kind in ("file", "base64", "url")
             decoded = decode_image(data, size=self.encoder.input_size, fit=self.encoder.fit,
                                    max_pixels=self.max_pixels, thumbnail=thumbnail)  # as Ingestor does
             out["computed"] = json.dumps(decoded.computed)

@@ -161,7 +161,7 @@ class Ingestor:
             self._reuse(item)  # metadata-only change: keep the stored vector and computed fields
             return
         item.thumbnail = b""  # a new image source: the old thumbnail no longer shows it
-        item.wants_thumbnail = source.kind in ("file", "base64") and getattr(self.settings, "thumbnails", True)
+        item.wants_thumbnail = source.kind in ("file", "base64", "url") and getattr(self.settings, "thumbnails", True)
         if source.kind == "url":
             data = fetch_url(source.value, http)
         elif source.kind == "file" and data is None:

@@ -30,7 +30,7 @@ from test_server_process import ServerProcess
 ADMIN = "adm-7f3c9e1b2a4d4e8f9a0b1c2d3e4f5a6b"
 SEARCH = "srch-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #: POST routes the search key may call (the contract's read routes).
-READ_POSTS = {"search", "search/image", "recommend", "rerank", "match"}
+READ_POSTS = {"search", "search/image", "recommend", "rerank", "match", "duplicates"}
 
 
 class LoudServer(ServerProcess):
@@ -131,7 +131,7 @@ def test_write_routes_are_the_expected_ones(server) -> None:
     assert set(write_routes(server)) >= {
         ("PUT", "/v1/collections/{name}"), ("DELETE", "/v1/collections/{name}"),
         ("POST", "/v1/collections/{name}/records"), ("DELETE", "/v1/collections/{name}/records/{record_id}"),
-        ("POST", "/v1/collections/{name}/records/delete"), ("POST", "/v1/collections/{name}/duplicates")}
+        ("POST", "/v1/collections/{name}/records/delete")}
 
 
 def test_search_key_gets_403_on_every_write_route_and_nothing_changes(server, admin, reader) -> None:

@@ -779,8 +779,8 @@ def match(col: "Collection", query: dict, threshold: float | None = None, k: int
     exclude: list[str] = []
     source = None
     if kind == "id":
-        if not isinstance(value, str):
-            raise BadRequest("'id' must be a string")
+        from ..records import check_id
+        check_id(value, "'id'")  # the same rule for ids as every other anchor
         doc = store.get([value])[0]
         if doc is None:
             raise NotFound(f"record {value!r} not found in collection {col.name!r}")

@@ -24,7 +24,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: POST routes that only read, so the search key may call them (the contract's read routes).
-READ_POSTS = re.compile(r"^/v1/collections/[^/]+/(search|search/image|recommend|rerank|match)/?$")
+READ_POSTS = re.compile(r"/v1/collections/[^/]+/(search|search/image|recommend|rerank|match|duplicates)/?")
+#: The one route that streams NDJSON (bounded per line there); every other body is bounded here.
+UPSERT_PATH = re.compile(r"/v1/collections/[^/]+/records/?")
 OPEN_PATHS = {"/v1/health"}
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/ndjson")
 
@@ -90,7 +92,7 @@ def required_role(method: str, path: str) -> str | None:
     """None (no key), 'search' or 'admin' for a request, by the contract's rules."""
     if not path.startswith("/v1/") or path.rstrip("/") in OPEN_PATHS:
         return None
-    if method in ("GET", "HEAD") or (method == "POST" and READ_POSTS.match(path)):
+    if method in ("GET", "HEAD") or (method == "POST" and READ_POSTS.fullmatch(path)):
         return "search"
     return "admin"
 
@@ -141,6 +143,11 @@ def is_ndjson(scope: Scope) -> bool:
     return ctype in NDJSON_TYPES
 
 
+def streams_ndjson(scope: Scope) -> bool:
+    """True for an NDJSON upload to the records route, the only body not read whole here."""
+    return scope["method"] == "POST" and bool(UPSERT_PATH.fullmatch(scope["path"])) and is_ndjson(scope)
+
+
 async def send_error(send: Send, status: int, code: str, message: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -152,8 +159,9 @@ class Guard:
     """Checks the API key of each `/v1` request and bounds request bodies.
 
     JSON and multipart bodies are read here up to `max_body_bytes` (413 beyond) and replayed
-    to the app; NDJSON streams on the records route pass through, bounded per line by the
-    route itself, so a catalogue of any length can be streamed in.
+    to the app; NDJSON streams on the records route (and only there) pass through, bounded per
+    line by the route itself, so a catalogue of any length can be streamed in. A request
+    refused for its key, or to an open page, never has its body read.
     """
 
     def __init__(self, app: ASGIApp, keys: Keys, max_body_bytes: int,
@@ -169,18 +177,21 @@ class Guard:
             return
         role = required_role(scope["method"], scope["path"])
         if role is not None and self.keys.enabled and not await self._allowed(scope, role, send):
+            return  # answered before a byte of the body is read
+        if role is None:  # open pages (health, docs, the web page) take no body: never buffer one
+            await self.app(scope, _without_body(receive), send)
             return
         if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") and not header(scope, b"content-length") \
                 and not header(scope, b"transfer-encoding"):
             await self.app(scope, receive, send)
             return
+        if streams_ndjson(scope):
+            await self.app(scope, receive, send)
+            return
         length = header(scope, b"content-length")
         declared = int(length) if length is not None and length.strip().isdigit() else None
-        if declared is not None and declared > self.max_body_bytes and not is_ndjson(scope):
+        if declared is not None and declared > self.max_body_bytes:
             await self._too_large(send)
-            return
-        if is_ndjson(scope):
-            await self.app(scope, receive, send)
             return
         body = await self._read(receive)
         if body is None:
@@ -241,6 +252,23 @@ def _clients(scope: Scope, token: str | None) -> list[str]:
     if token:
         clients.append("key:" + _digest(_wire_bytes(token)).hex()[:32])
     return clients
+
+
+def _without_body(receive: Receive) -> Receive:
+    """A receive() that hands the app an empty body at once; later calls (a streaming response
+    listening for the client to leave) drop body chunks until the disconnect."""
+    first = True
+
+    async def empty() -> Message:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+    return empty
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -135,7 +135,8 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     Keys not given fall back to `LOOKALIKE_ADMIN_KEY` / `LOOKALIKE_SEARCH_KEY`. Options:
     `cors_origins` (list of allowed origins; CORS is off without it), `max_body_bytes`,
     `log_level` (uvicorn's, default "info"), `access_log` (default True), `max_pixels` (largest
-    image, width x height, default `$LOOKALIKE_MAX_PIXELS` or 64 million; larger ones are 413).
+    image, width x height, default `$LOOKALIKE_MAX_PIXELS` or 64 million; larger ones are 413),
+    `models_dir` (the folder user models may come from over HTTP; none by default).
     Bounds against slow or hostile clients, each also read from its environment variable:
     `url_deadline` (seconds per image URL fetch, retries included; LOOKALIKE_URL_DEADLINE, 20),
     `max_url_fetches` (URL fetches at once, 503 beyond; LOOKALIKE_MAX_URL_FETCHES, 16),
@@ -178,7 +179,8 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     try:
         app = create_app(db, admin_key=admin_key, search_key=search_key,
                          cors_origins=options.get("cors_origins") or (), max_body_bytes=max_body,
-                         auth_failures=AuthFailures(failures, window) if failures else False)
+                         auth_failures=AuthFailures(failures, window) if failures else False,
+                         models_dir=options.get("models_dir"))
         print(f"lookalike: serving {data} on http://{host}:{port} (API docs at /docs)", file=sys.stderr)
         uvicorn.run(app, host=host, port=port, log_level=options.get("log_level", "info"),
                     access_log=options.get("access_log", True), http=protocol_with_header_timeout(header_timeout),

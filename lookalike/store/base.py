@@ -20,7 +20,7 @@ from ..query.filters import MATCH_ALL, Node
 from ..models.registry import DEFAULT_MODEL
 from ..records import COMPUTED
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 METRICS = ("cosine", "dot")
 # Widths known without loading the model (1280 pooled features, plus with -style two statistics per
 # channel of one mid block: 112 channels in Lite0, 120 in Lite2); other models are asked.
@@ -29,7 +29,7 @@ KNOWN_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficient
 
 
 def check_collection_name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: "$" would allow "name\n"
         raise BadRequest(f"invalid collection name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', "
                          "starting with a letter or digit")
     return name

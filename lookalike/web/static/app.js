@@ -373,7 +373,6 @@ function renderCard(item) {
   const thumb = node.querySelector(".thumb");
   thumb.setAttribute("aria-label", "More like " + id);
   thumb.title = "More like this";
-  thumb.dataset.url = typeof item._url === "string" ? item._url : "";
   thumb.addEventListener("click", () => startQuery({ label: "more like “" + id + "”", body: { id } }));
   node.querySelector(".rid").textContent = id;
   node.querySelector(".rid").title = id;
@@ -439,14 +438,14 @@ function placeholder() {
   return ph;
 }
 
-// Thumbnails kept by the engine need the key, so they are fetched and shown as blob URLs.
+// Only thumbnails kept by the server are shown, never a record's _url: a viewer's browser
+// contacts no other host. They need the key, so they are fetched and shown as blob URLs.
 async function loadThumbs(list) {
   const queue = [];
   for (const card of list.querySelectorAll(".card")) {
     const button = card.querySelector(".thumb");
     const id = card.dataset.id;
-    if (button.dataset.url) showImage(button, button.dataset.url, id);
-    else if (state.thumbs.has(id)) { if (state.thumbs.get(id)) showImage(button, state.thumbs.get(id), id); }
+    if (state.thumbs.has(id)) { if (state.thumbs.get(id)) showImage(button, state.thumbs.get(id), id); }
     else queue.push([button, id]);
   }
   const collection = state.collection;
