@@ -396,13 +396,22 @@ def _check_settings(s: dict) -> None:
 
 
 def connect(location: str | Path | None = None, *, allow_file: bool = True,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Database:
+            max_pixels: int = DEFAULT_MAX_PIXELS, read_only: bool = False) -> Database:
     """Open a data folder (created if needed) or an external store by URL.
 
-    `max_pixels` bounds width x height of every decoded image (larger ones are refused, 413).
+    A data folder has one writer at a time: opening one that another process (a running
+    `lookalike serve`, an ingest) holds raises Conflict naming that process. `read_only=True`
+    takes no lock and creates nothing (NotFound if there is no data there): for searches
+    beside a writer. `max_pixels` bounds width x height of every decoded image (larger ones
+    are refused, 413).
     """
     import os
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
-    store = open_store(location)
-    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None,
-                    max_pixels=max_pixels)
+    store = open_store(location, read_only=read_only)
+    if not allow_file:
+        digests = None
+    elif read_only:  # the folder's digest cache is written: a reader keeps its own for this run
+        digests = FileDigests.in_memory()
+    else:
+        digests = for_data_dir(location)
+    return Database(store, allow_file=allow_file, file_digests=digests, max_pixels=max_pixels)
