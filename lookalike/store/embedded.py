@@ -309,6 +309,11 @@ class EmbeddedCollection(CollectionStore):
                     out.append(facet)
             return out
 
+    def facets_and_count(self, where: Node = MATCH_ALL, *, top: int = FACET_TOP) -> tuple[list[dict], int]:
+        with self._reading():  # one state for both (the read lock is re-entrant)
+            count = self.count() if where is MATCH_ALL else len(self.ids_where(where))
+            return self.facets(where, top=top), count
+
     def thumbnail(self, id: str) -> bytes | None:
         row = self._store.reader().execute(
             "SELECT data FROM thumbnails WHERE collection=? AND id=?", (self.name, id)).fetchone()
@@ -548,26 +553,39 @@ class EmbeddedCollection(CollectionStore):
             present = [i for i in dict.fromkeys(ids) if i in self._slot_of]
             if not present:
                 return 0
-            con = self._store.writer
-            with self._store.write_lock:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    for chunk in _chunks(present, 500):
-                        con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
-                                    (self.name, *chunk))
-                        con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
-                                    (self.name, *chunk))
-                    delete_text_vectors(con, self.name, present)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+            # Hidden from searches before the rows go, so a search that starts after this delete
+            # returns never finds one of them (their metadata is about to be gone); put back if
+            # the transaction fails.
+            slots = {rid: self._slot_of[rid] for rid in present}
             with self._rw.write():
-                for rid in present:
-                    slot = self._slot_of.pop(rid)
+                for rid, slot in slots.items():
+                    del self._slot_of[rid]
                     self._alive[slot] = False
                     self._slot_ids[slot] = None
                 self._alive_version += 1
+            con = self._store.writer
+            try:
+                with self._store.write_lock:
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        for chunk in _chunks(present, 500):
+                            con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
+                                        (self.name, *chunk))
+                            con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
+                                        (self.name, *chunk))
+                        delete_text_vectors(con, self.name, present)
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+            except BaseException:
+                with self._rw.write():
+                    for rid, slot in slots.items():
+                        self._slot_of[rid] = slot
+                        self._alive[slot] = True
+                        self._slot_ids[slot] = rid
+                    self._alive_version += 1
+                raise
             return len(present)
 
     def update_settings(self, **changes: Any) -> CollectionSettings:
