@@ -514,15 +514,16 @@ def run_intruder_round(data: Path, ledgers: dict[str, Ledger], round_no: int, rn
         t.join(60)
     for c in clients:
         c.close()
-    if failures:
-        raise failures[0]
-    violation = ""
+    found = [f"server writer: {exc}" for exc in failures if isinstance(exc, CheckFailed)]
+    if len(found) < len(failures):
+        raise next(exc for exc in failures if not isinstance(exc, CheckFailed))
     try:
         check_all(data, [ledgers[n] for n in names], round_no, rng, sample)
     except CheckFailed as exc:
-        violation = str(exc)[:160]
+        found.append(f"after: {exc}")
+    violation = "; ".join(found)[:200]
     import lookalike
-    with lookalike.connect(data, allow_file=False, read_only=True) as db:
+    with lookalike.connect(data, allow_file=False) as db:  # the server is gone: nobody holds the folder
         stored = sum(d is not None for d in db.collection("exact")._store.get(intruder_ids))
     return IntruderResult(round_no, intruder.returncode, f"pid {server.proc.pid}" in intruder.stderr, reader_ok,
                           stored, violation)
