@@ -14,8 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from test_server_process import ServerProcess
 
 import lookalike
 from lookalike.store.vectors import VectorFile
@@ -149,6 +151,29 @@ def test_read_only_cli_commands_work_beside_a_writer_and_change_nothing(tmp_path
     holder.step("done")
     result = cli("collections", "--data", str(data), "--json")  # a new reader sees the holder's later write
     assert json.loads(result.stdout)["collections"][0]["count"] == 40
+
+
+def test_beside_a_running_server_cli_ingest_is_refused_and_cli_search_works(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    vectors = expected_vectors(12)
+    with ServerProcess(data) as server:
+        assert httpx.put(f"{server.url}/v1/collections/c", json={"model": "none", "dim": DIM}).status_code in (200, 201)
+        body = {"records": [{"_id": f"s{i}", "_vector": v.tolist()} for i, v in enumerate(vectors)]}
+        assert httpx.post(f"{server.url}/v1/collections/c/records", json=body).status_code == 200
+        catalogue = tmp_path / "more.jsonl"
+        catalogue.write_text(json.dumps({"_id": "x", "_vector": [1.0] * DIM}) + "\n")
+        result = cli("ingest", str(catalogue), "-c", "c", "--data", str(data), "--model", "none", "-q")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"is in use by `lookalike serve --data {data}" in result.stderr
+        assert f"pid {server.proc.pid}" in result.stderr
+        result = cli("search", "-c", "c", "--data", str(data), "--id", "s4", "-k", "2", "--json")
+        assert result.returncode == 0, result.stderr
+        ranked = [f"s{i}" for i in np.argsort(-(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ vectors[4]
+                                           / np.linalg.norm(vectors[4])) if i != 4][:2]
+        assert [h["_id"] for h in json.loads(result.stdout)["hits"]] == ranked
+        hits = httpx.post(f"{server.url}/v1/collections/c/search", json={"query": {"id": "s4"}, "k": 2}).json()["hits"]
+        assert [h["_id"] for h in hits] == ranked  # the server's view is intact, nothing slipped in
+        assert httpx.get(f"{server.url}/v1/collections/c").json()["count"] == 12
 
 
 def test_reads_never_create_the_data_folder(tmp_path: Path) -> None:

@@ -133,3 +133,28 @@ def test_a_dropped_collection_object_refuses_reads_and_writes(db) -> None:
     with pytest.raises(lookalike.NotFound, match="dropped"):
         old.delete(["r0"])
     assert new.count() == 5 and {h["tag"] for h in new.search({"vector": [1.0] * DIM}, k=5)["hits"]} == {"new"}
+
+
+def test_http_facets_never_500_while_the_collection_is_dropped_and_recreated(db) -> None:
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+    db.collection("c", create=True, model="none", dim=DIM).upsert(records(0, 40, "gen0"))
+    statuses: list[int] = []
+    with TestClient(create_app(db), raise_server_exceptions=False) as http:
+        def writer() -> None:
+            for gen in range(1, 20):
+                assert http.delete("/v1/collections/c").status_code == 200
+                assert http.put("/v1/collections/c", json={"model": "none", "dim": DIM}).status_code in (200, 201)
+                body = {"records": records(0, 40, f"gen{gen}")}
+                assert http.post("/v1/collections/c/records", json=body).status_code == 200
+
+        def reader() -> None:
+            response = http.get("/v1/collections/c/facets", params={"filter": '{"n": {"$lt": 30}}'})
+            statuses.append(response.status_code)
+            assert response.status_code in (200, 404), response.text
+            if response.status_code == 200:
+                tags = [f for f in response.json()["facets"] if f["path"] == "tag"]
+                assert not tags or len(tags[0]["values"]) == 1
+        assert race(writer, reader) == []
+    assert 200 in statuses
