@@ -135,7 +135,7 @@ def test_a_dropped_collection_object_refuses_reads_and_writes(db) -> None:
     assert new.count() == 5 and {h["tag"] for h in new.search({"vector": [1.0] * DIM}, k=5)["hits"]} == {"new"}
 
 
-def test_http_facets_never_500_while_the_collection_is_dropped_and_recreated(db) -> None:
+def test_http_facets_and_search_while_the_collection_is_dropped_and_recreated(db) -> None:
     from fastapi.testclient import TestClient
 
     from lookalike.server import create_app
@@ -154,7 +154,12 @@ def test_http_facets_never_500_while_the_collection_is_dropped_and_recreated(db)
             statuses.append(response.status_code)
             assert response.status_code in (200, 404), response.text
             if response.status_code == 200:
-                tags = [f for f in response.json()["facets"] if f["path"] == "tag"]
-                assert not tags or len(tags[0]["values"]) == 1
+                body = response.json()
+                tags = [f for f in body["facets"] if f["path"] == "tag"]
+                assert not tags or tags[0]["values"] == [{"value": tags[0]["values"][0]["value"], "count": body["count"]}]
+            response = http.post("/v1/collections/c/search", json={"query": {"vector": [1.0] * DIM}, "k": 10})
+            assert response.status_code in (200, 404), response.text
+            if response.status_code == 200:
+                assert all("tag" in h for h in response.json()["hits"]), "hits without metadata"
         assert race(writer, reader) == []
     assert 200 in statuses
