@@ -41,9 +41,13 @@ def _scoped_env(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+#: Commands that only read: they open the data folder read-only, beside a server or an ingest.
+READ_ONLY_COMMANDS = {"search", "recommend", "rerank", "match", "duplicates", "get", "collections", "eval", "backup"}
+
+
 def _db(args: argparse.Namespace):
     from . import connect
-    return connect(args.data)
+    return connect(args.data, read_only=getattr(args, "command", None) in READ_ONLY_COMMANDS)
 
 
 def _print_json(obj: Any) -> None:

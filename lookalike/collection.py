@@ -5,6 +5,7 @@ this API runs unchanged against a server through `lookalike.Client`.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -112,9 +113,8 @@ class Collection:
         the `top` most frequent string/boolean values with counts, and numeric `min`/`max`.
         """
         check_int("top", top, 1, 1000)
-        where = parse_filter(filter)
-        total = self.count() if filter is None else len(self._store.ids_where(where))
-        return {"facets": self._store.facets(where, top=top), "count": total}
+        facets, total = self._store.facets_and_count(parse_filter(filter), top=top)
+        return {"facets": facets, "count": total}
 
     def thumbnail(self, id: str) -> bytes:
         """The small JPEG kept for a record made from a file or base64 image; NotFound otherwise."""
@@ -221,7 +221,14 @@ class Collection:
         boosts = parse_boosts(self.settings.boosts) + params.boosts
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-        return format_hits(self._store, self._store.search(request), params.fields, group_by)
+        found, vanished = [], 0
+        for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
+            hits = self._store.search(dataclasses.replace(request, k=request.k + vanished))
+            found = format_hits(self._store, hits, params.fields, group_by)
+            if len(found) == len(hits) or len(found) >= request.k:
+                break
+            vanished += len(hits) - len(found)
+        return found[:request.k]
 
     def _anchors(self, query: dict) -> tuple[list[np.ndarray], list[str]]:
         """Vectors of one anchor object, and the stored ids it names (to exclude from hits)."""
@@ -397,13 +404,22 @@ def _check_settings(s: dict) -> None:
 
 
 def connect(location: str | Path | None = None, *, allow_file: bool = True,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Database:
+            max_pixels: int = DEFAULT_MAX_PIXELS, read_only: bool = False) -> Database:
     """Open a data folder (created if needed) or an external store by URL.
 
-    `max_pixels` bounds width x height of every decoded image (larger ones are refused, 413).
+    A data folder has one writer at a time: opening one that another process (a running
+    `lookalike serve`, an ingest) holds raises Conflict naming that process. `read_only=True`
+    takes no lock and creates nothing (NotFound if there is no data there): for searches
+    beside a writer. `max_pixels` bounds width x height of every decoded image (larger ones
+    are refused, 413).
     """
     import os
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
-    store = open_store(location)
-    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None,
-                    max_pixels=max_pixels)
+    store = open_store(location, read_only=read_only)
+    if not allow_file:
+        digests = None
+    elif read_only:  # the folder's digest cache is written: a reader keeps its own for this run
+        digests = FileDigests.in_memory()
+    else:
+        digests = for_data_dir(location)
+    return Database(store, allow_file=allow_file, file_digests=digests, max_pixels=max_pixels)

@@ -77,7 +77,7 @@ def test_thumbnails_off_keeps_none_and_drops_existing(db):
 
 @pytest.fixture(scope="module")
 def pattern_col(pattern_db_dir):
-    database = lookalike.connect(pattern_db_dir)
+    database = lookalike.connect(pattern_db_dir, read_only=True)
     yield database.collection("patterns")
     database.close()
 

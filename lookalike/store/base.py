@@ -226,6 +226,12 @@ class CollectionStore(ABC):
         """Per metadata path: string/boolean values with counts, numeric min/max (see Collection.facets)."""
         raise NotImplementedYet("facets are not available for this store")
 
+    def facets_and_count(self, where: Node = MATCH_ALL, *, top: int = 20) -> tuple[list[dict], int]:
+        """`facets` and how many live records match `where`; backends that can answer both from
+        one state override this, so the count never disagrees with the facets beside it."""
+        count = self.count() if where is MATCH_ALL else len(self.ids_where(where))
+        return self.facets(where, top=top), count
+
     def update_settings(self, **changes: Any) -> CollectionSettings:
         raise NotImplementedError
 
