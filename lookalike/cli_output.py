@@ -1,8 +1,8 @@
 """What the `lookalike` command prints for people: tables that fit the terminal, and JSON.
 
-Tables are drawn by rich at the terminal's width (`shutil.get_terminal_size`: `$COLUMNS`,
-else the terminal, else 100 columns when piped), so nothing wraps into garbage on 80
-columns; long values are cut with an ellipsis.
+Tables are laid out at the terminal's width (`shutil.get_terminal_size`: `$COLUMNS`, else
+the terminal, else 100 columns when piped), one line per hit, so nothing wraps into garbage
+on 80 columns; long values are cut with an ellipsis.
 """
 from __future__ import annotations
 
@@ -17,11 +17,6 @@ def terminal_width() -> int:
     return max(40, shutil.get_terminal_size((100, 24)).columns)
 
 
-def _console():
-    from rich.console import Console
-    return Console(width=terminal_width(), soft_wrap=False, highlight=False)
-
-
 def print_json(obj: Any, *, pretty: bool = False) -> None:
     """One JSON document on stdout (indented when `pretty`, for people at a terminal)."""
     json.dump(obj, sys.stdout, ensure_ascii=False, indent=2 if pretty else None)
@@ -34,40 +29,57 @@ def _summary(value: Any) -> str:
     return str(value)
 
 
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else (text[:width - 1] + "\u2026" if width > 0 else "")
+
+
+def hits_table(hits: list[dict], width: int) -> list[str]:
+    """The hits as lines of at most `width` characters: #, _id, score, [match], [group], label, metadata.
+
+    The small columns keep their full width; `_id` gets up to 40 characters and the metadata
+    what is left, both cut with an ellipsis when the terminal is narrow.
+    """
+    columns: list[tuple[str, list[str], bool]] = [  # (header, cells, right-aligned)
+        ("#", [str(i) for i in range(1, len(hits) + 1)], True),
+        ("_id", [str(h["_id"]) for h in hits], False),
+        ("score", [f"{h['_score']:.4f}" for h in hits], True)]
+    if any("_match" in h for h in hits):
+        columns.append(("match", [str(h.get("_match", "")) for h in hits], False))
+    if any("_group" in h for h in hits):
+        columns.append(("group", [_summary(h.get("_group", "")) for h in hits], False))
+    columns.append(("label", [str((h.get("_labels") or [{}])[0].get("label", "")) for h in hits], False))
+    columns.append(("metadata", [", ".join(f"{k}={_summary(v)}" for k, v in h.items() if not k.startswith("_"))
+                                 for h in hits], False))
+    caps = {"_id": 40, "group": 24, "label": 18}
+    widths = [min(max(len(head), *(len(c) for c in cells)), caps.get(head, 10 ** 6)) for head, cells, _ in columns]
+    gaps = 2 * (len(columns) - 1)
+    spare = width - gaps - sum(widths[:-1])
+    if spare < 8:  # narrow terminal: the id column gives way first, down to 12 characters
+        id_width = max(12, widths[1] - (8 - spare))
+        spare += widths[1] - id_width
+        widths[1] = id_width
+    widths[-1] = max(0, min(widths[-1], spare))
+    lines = []
+    for row in range(-1, len(hits)):
+        cells = []
+        for (head, values, right), w in zip(columns, widths):
+            text = _cut(head if row < 0 else values[row], w)
+            cells.append(text.rjust(w) if right else text.ljust(w))
+        lines.append("  ".join(cells).rstrip()[:width])
+    return lines
+
+
 def print_hits(result: dict) -> None:
     """The hits as a table (one line each) and how long the search took; "no hits" when empty."""
-    from rich.table import Table
-
     hits = result.get("hits", [])
-    if not hits:
-        print("no hits")
+    if hits:
+        print("\n".join(hits_table(hits, terminal_width())))
+        print(f"{len(hits)} hits in {result.get('took_ms', 0):.1f} ms")
     else:
-        table = Table(show_header=True, header_style="bold", expand=False, box=None, pad_edge=False)
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("_id", no_wrap=True, overflow="ellipsis", min_width=8, max_width=40)
-        table.add_column("score", justify="right", no_wrap=True)
-        matched = any("_match" in h for h in hits)
-        grouped = any("_group" in h for h in hits)
-        if matched:
-            table.add_column("match", no_wrap=True)
-        if grouped:
-            table.add_column("group", no_wrap=True, overflow="ellipsis", max_width=24)
-        table.add_column("label", no_wrap=True, overflow="ellipsis", max_width=18)
-        table.add_column("metadata", no_wrap=True, overflow="ellipsis", ratio=1)
-        for i, hit in enumerate(hits, 1):
-            meta = ", ".join(f"{k}={_summary(v)}" for k, v in hit.items() if not k.startswith("_"))
-            labels = hit.get("_labels") or [{}]
-            row = [str(i), str(hit["_id"]), f"{hit['_score']:.4f}"]
-            if matched:
-                row.append(str(hit.get("_match", "")))
-            if grouped:
-                row.append(_summary(hit.get("_group", "")))
-            table.add_row(*row, str(labels[0].get("label", "")), meta)
-        _console().print(table)
+        print("no hits")
     if result.get("missing"):
         print(f"missing: {', '.join(result['missing'])}")
-    if hits:
-        print(f"{len(hits)} hits in {result.get('took_ms', 0):.1f} ms")
 
 
 def print_collections(cols: list[dict]) -> None:
