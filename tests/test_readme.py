@@ -105,7 +105,7 @@ def check_output(command: str, out: str) -> None:
 def test_quick_start_verbatim(workdir):
     env = env_for(workdir)
     lines = quick_start_lines()
-    assert len(lines) >= 8
+    assert len(lines) >= 7
     served = [line for line in lines if shlex.split(line, comments=True)[1] == "serve"]
     assert len(served) == 1
     for line in lines:
