@@ -82,6 +82,25 @@ def wire_record(record: Any, base_dir: Path | None) -> Any:
     return out
 
 
+class Unreachable(LookalikeError):
+    """The server could not be reached (refused, timed out, name unknown): no answer at all."""
+
+    code, status = "unreachable", 503
+
+
+class _Http(httpx.Client):
+    """httpx.Client whose transport failures raise `Unreachable` naming the server's URL."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            server = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+            reason = str(exc) or type(exc).__name__
+            raise Unreachable(f"cannot reach the lookalike server at {server} ({request.method} {request.url.path}): "
+                              f"{reason}; is `lookalike serve` running there?") from exc
+
+
 class Client:
     """A lookalike server, used like `lookalike.connect()`'s Database."""
 
@@ -89,7 +108,7 @@ class Client:
                  transport: httpx.BaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url + "/v1", headers=headers, timeout=timeout, transport=transport)
+        self._http = _Http(base_url=self.url + "/v1", headers=headers, timeout=timeout, transport=transport)
 
     # -- plumbing ------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
