@@ -18,8 +18,16 @@ A batch whose request was in flight at the kill may or may not have landed: each
 records must be either in its old or its new state (never torn), and what did land is
 from then on checked like acknowledged data.
 
-    python bench/crash.py                  # 100 rounds
+    python bench/crash.py                  # 100 rounds, then 5 concurrent-writer rounds
     python bench/crash.py --rounds 10 --images-every 3 --keep /tmp/crash-data
+    python bench/crash.py --rounds 0 --intruder-rounds 3
+
+Concurrent-writer rounds: while the server's writers run, a second writer, the CLI
+`lookalike ingest`, is pointed at the same folder (the natural mistake: both default to
+./lookalike-data), and a read-only CLI `get` reads an acknowledged record beside them. The
+table says what the intruder got (exit status, whether the refusal named the server's pid)
+and whether every acknowledged record (the server's, and the intruder's if it was let in)
+is intact afterwards.
 
 `tests/test_crash_http.py` runs three rounds of the same code.
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import base64
 import logging
 import os
@@ -441,12 +450,101 @@ def table(results: list[RoundResult], wall: float) -> str:
     return "\n".join(lines)
 
 
+# -- concurrent writers ---------------------------------------------------------------------
+@dataclass
+class IntruderResult:
+    round: int
+    exit_code: int
+    named_holder: bool
+    reader_ok: bool
+    intruder_stored: int
+    violation: str
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def run_intruder_round(data: Path, ledgers: dict[str, Ledger], round_no: int, rng: random.Random,
+                       sample: int = 100) -> IntruderResult:
+    """Server writers running; a CLI ingest and a CLI get on the same folder; SIGKILL; check."""
+    names = ["exact", "ann"]
+    for name in names:
+        ledgers.setdefault(name, Ledger(name))
+    server = Server(data, data.parent / "server.log").start()
+    setup(server, names)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    clients = [httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"},
+                            timeout=httpx.Timeout(60, connect=5)) for _ in names]
+    warm = {n: threading.Event() for n in names}
+
+    def guarded(client: httpx.Client, ledger: Ledger, seed: int) -> None:
+        try:
+            writer(client, ledger, round_no, stop, random.Random(seed), (4, 24), warm[ledger.name])
+        except BaseException as exc:  # noqa: BLE001 - reported after the round
+            failures.append(exc)
+    threads = [threading.Thread(target=guarded, args=(c, ledgers[n], rng.randrange(2**32)), daemon=True)
+               for c, n in zip(clients, names)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 180
+    while not all(e.is_set() for e in warm.values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ledger = ledgers["exact"]
+    intruder_ids = [f"r{round_no}/intruder-{i}" for i in range(40)]
+    catalogue = data.parent / f"intruder-{round_no}.jsonl"
+    catalogue.write_text("".join(json.dumps({"_id": rid, "_vector": vector_for(rid, 0).tolist(),
+                                             **meta_for(rid, 0)}) + "\n" for rid in intruder_ids))
+    for rid in intruder_ids:  # in flight until the CLI says how it went
+        ledger.maybe.setdefault(rid, set()).update({None, 0})
+    intruder = cli("ingest", str(catalogue), "-c", "exact", "--data", str(data), "--model", "none", "-q")
+    if intruder.returncode == 0:
+        for rid in intruder_ids:
+            ledger.acked[rid] = 0
+            ledger.maybe.pop(rid, None)
+    known = sorted(set(ledger.acked) - set(ledger.maybe))
+    probe = rng.choice(known)
+    reader = cli("get", "-c", "exact", "--data", str(data), probe, "--json")
+    reader_ok = reader.returncode == 0 and _user_fields(json.loads(reader.stdout)) == meta_for(probe, ledger.acked[probe])
+    time.sleep(rng.uniform(0.2, 1.0))  # the server writes on after the intruder
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(60)
+    for c in clients:
+        c.close()
+    found = [f"server writer: {exc}" for exc in failures if isinstance(exc, CheckFailed)]
+    if len(found) < len(failures):
+        raise next(exc for exc in failures if not isinstance(exc, CheckFailed))
+    try:
+        check_all(data, [ledgers[n] for n in names], round_no, rng, sample)
+    except CheckFailed as exc:
+        found.append(f"after: {exc}")
+    violation = "; ".join(found)[:200]
+    import lookalike
+    with lookalike.connect(data, allow_file=False) as db:  # the server is gone: nobody holds the folder
+        stored = sum(d is not None for d in db.collection("exact")._store.get(intruder_ids))
+    return IntruderResult(round_no, intruder.returncode, f"pid {server.proc.pid}" in intruder.stderr, reader_ok,
+                          stored, violation)
+
+
+def intruder_table(results: list[IntruderResult]) -> str:
+    lines = ["| round | intruder exit | refusal names the server pid | CLI get beside the server | "
+             "intruder records stored | check after SIGKILL |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.round} | {r.exit_code} | {'yes' if r.named_holder else 'no'} | "
+                     f"{'ok' if r.reader_ok else 'FAILED'} | {r.intruder_stored} | {r.violation or 'ok'} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images-every", type=int, default=10, help="every Nth round also ingests images (0: never)")
     ap.add_argument("--sample", type=int, default=100, help="older records searched per collection per round")
+    ap.add_argument("--intruder-rounds", type=int, default=5, help="concurrent-writer rounds after the crash rounds")
     ap.add_argument("--keep", help="data folder to use (kept); default a temporary one")
     args = ap.parse_args()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lookalike-crash-"))
@@ -459,7 +557,16 @@ def main() -> int:
     except CheckFailed as exc:
         print(f"FAILED: {exc}\n(data kept in {data})", file=sys.stderr)
         return 1
-    print(table(results, time.perf_counter() - started))
+    if results:
+        print(table(results, time.perf_counter() - started))
+    rng, ledgers = random.Random(args.seed + 1), {}
+    intruders = [run_intruder_round(folder / "intruded", ledgers, i, rng, sample=args.sample)
+                 for i in range(1, args.intruder_rounds + 1)]
+    if intruders:
+        print(intruder_table(intruders))
+    if any(r.violation or r.exit_code == 0 or not r.reader_ok for r in intruders):
+        print(f"FAILED: a concurrent writer was let in or damaged data (kept in {folder})", file=sys.stderr)
+        return 1
     if not args.keep:
         import shutil
         shutil.rmtree(folder, ignore_errors=True)

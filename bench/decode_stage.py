@@ -2,7 +2,7 @@
 
 Run: python bench/decode_stage.py [--images 48] [--size 512] [--rounds 5]
 
-`lookalike.decode.decode_image` runs per image after the JPEG draft decode: dominant colours,
+`lookalike.ingest.decode.decode_image` runs per image after the JPEG draft decode: dominant colours,
 the near-duplicate fingerprint, the web thumbnail and the model's resize (fit_square). This
 script keeps the implementations those steps had before they were made cheaper (2026-11-27) as
 references (`old_*`; tests/test_decode_speed_equivalence.py checks the new ones against them),

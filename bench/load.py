@@ -11,15 +11,26 @@ there were no errors (any non-2xx answer or transport error counts) and that the
 record count equals the records the server acknowledged, both over HTTP and after a clean
 shutdown, reopening the folder with `lookalike.connect`. Exits 1 if a check fails.
 
+With `--attackers N`, a slow-URL attacker round follows (issue 18): a local host drips its
+answer one byte a second; for `--attack-duration` seconds, `--clients` normal clients search by
+vector while one poller asks `/v1/health` every 0.1 s, first without attackers, then with N
+threads searching by that dripping URL (search key) the whole time. One table compares health
+p50/p99/max, unanswered health polls (5 s timeout) and normal search throughput with and
+without the attack, and what the attackers got; health must answer throughout and normal
+searches must not fail.
+
     python bench/load.py                    # 8 clients, 60 s
     python bench/load.py --duration 600 --clients 16 --records 100000
+    python bench/load.py --duration 5 --records 2000 --attackers 45 --attack-duration 20
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -161,6 +172,147 @@ def table(stats: Stats, wall: float) -> str:
     return "\n".join(lines)
 
 
+class DrippingHost:
+    """An HTTP host on 127.0.0.1 that sends its answer one byte per `interval` seconds."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n" + b"\xff" * 1000
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/slow.jpg"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            for i in range(len(self.ANSWER)):
+                if self.stop.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(self.ANSWER[i:i + 1])
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def attack_phase(url: str, dim: int, clients: int, attackers: int, duration: float, slow_url: str) -> dict:
+    """Normal vector searches and a health poller for `duration` s, with `attackers` slow-URL searchers."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    out: dict = {"health": [], "health_missed": 0, "search": [], "search_errors": 0, "attack": defaultdict(int)}
+
+    def normal(number: int) -> None:
+        nrng = np.random.default_rng(5000 + number)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {SEARCH}"}, timeout=60) as c:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    r = c.post("/v1/collections/load/search",
+                               json={"query": {"vector": vectors(nrng, 1, dim)[0].round(6).tolist()}, "k": 10})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    out["search"].append(time.perf_counter() - started)
+                    out["search_errors"] += not ok
+
+    def health() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                ok = httpx.get(url + "/v1/health", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            with lock:
+                if ok:
+                    out["health"].append(time.perf_counter() - started)
+                else:
+                    out["health_missed"] += 1
+            stop.wait(0.1)
+
+    def attacker() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {SEARCH}"}, timeout=120) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/v1/collections/load/search", json={"query": {"url": slow_url}, "k": 10})
+                    key = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                with lock:
+                    out["attack"][key] += 1
+                if key == "503":
+                    stop.wait(0.5)  # a polite client would honour Retry-After; an attacker retries soon
+
+    threads = ([threading.Thread(target=normal, args=(i,)) for i in range(clients)] + [threading.Thread(target=health)]
+               + [threading.Thread(target=attacker, daemon=True) for _ in range(attackers)])
+    started = time.perf_counter()
+    for th in threads:
+        th.start()
+    time.sleep(duration)
+    stop.set()
+    for th in threads[:clients + 1]:
+        th.join(120)
+    out["wall"] = time.perf_counter() - started
+    after = time.perf_counter()  # the attackers' last requests may still be pending: health must answer now
+    try:
+        out["health_after"] = httpx.get(url + "/v1/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        out["health_after"] = False
+    out["health_after_ms"] = (time.perf_counter() - after) * 1000
+    give_up = time.monotonic() + 120  # a server without a fetch deadline would hold them for many minutes
+    for th in threads[clients + 1:]:
+        th.join(max(0.0, give_up - time.monotonic()))
+    out["attackers_stuck"] = sum(th.is_alive() for th in threads[clients + 1:])
+    return out
+
+
+def attack_table(rounds: list[tuple[str, dict]]) -> str:
+    def ms(values: list[float], q: float) -> str:
+        return f"{np.percentile(values, q) * 1000:.1f}" if values else "-"
+    lines = ["| round | health p50 ms | health p99 ms | health max ms | health unanswered | search req/s "
+             "| search p50 ms | search p99 ms | search errors | attacker answers |", "|---" * 10 + "|"]
+    for name, r in rounds:
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(r["attack"].items())) or "-"
+        lines.append(f"| {name} | {ms(r['health'], 50)} | {ms(r['health'], 99)} | "
+                     f"{max(r['health']) * 1000 if r['health'] else 0:.1f} | {r['health_missed']} | "
+                     f"{len(r['search']) / r['wall']:.1f} | {ms(r['search'], 50)} | {ms(r['search'], 99)} | "
+                     f"{r['search_errors']} | {answers} |")
+    return "\n".join(lines)
+
+
+def attack_round(url: str, args: argparse.Namespace, slow_url: str) -> list[str]:
+    """Run the round without and with attackers; print the table; return failed checks."""
+    rounds = [("no attack", attack_phase(url, args.dim, args.clients, 0, args.attack_duration, slow_url)),
+              (f"{args.attackers} slow-URL attackers",
+               attack_phase(url, args.dim, args.clients, args.attackers, args.attack_duration, slow_url))]
+    print("\nslow-URL attacker round\n")
+    print(attack_table(rounds))
+    attacked = rounds[1][1]
+    print(f"\nhealth right after the attack stopped: {'answered' if attacked['health_after'] else 'NO ANSWER'} "
+          f"in {attacked['health_after_ms']:.0f} ms; attacker requests still pending 120 s later: "
+          f"{attacked['attackers_stuck']}")
+    failures = []
+    if attacked["health_missed"] or not attacked["health_after"]:
+        failures.append(f"health went unanswered during the attack ({attacked['health_missed']} polls) "
+                        f"or after it ({'ok' if attacked['health_after'] else 'no answer'})")
+    if attacked["search_errors"]:
+        failures.append(f"{attacked['search_errors']} normal searches failed during the attack")
+    return failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
@@ -169,7 +321,14 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8, help="records per upsert request")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attackers", type=int, default=0, help="slow-URL attackers in the attacker round (0: no round)")
+    ap.add_argument("--attack-duration", type=float, default=30.0, help="seconds of each attacker round phase")
     args = ap.parse_args()
+
+    host = None
+    if args.attackers:
+        host = DrippingHost()
+        os.environ["LOOKALIKE_URL_ALLOW"] = "127.0.0.1"  # the dripping host is on loopback (the server inherits)
 
     folder = Path(tempfile.mkdtemp(prefix="lookalike-load-"))
     data = folder / "data"
@@ -200,8 +359,12 @@ def main() -> int:
             failures.append(f"{errors} errors, e.g. {stats.samples}")
         if over_http != expected:
             failures.append(f"count over HTTP is {over_http}, expected {expected}")
+        if host is not None:
+            failures += attack_round(server.url, args, host.url)
     finally:
         server.stop()
+        if host is not None:
+            host.close()
     import lookalike
     with lookalike.connect(data) as db:
         reopened = db.collection("load").count()

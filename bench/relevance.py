@@ -5,7 +5,7 @@ The labelled set is built from images that ship with installed packages, no down
   category = pattern (colour and shape vary inside a category: "same look, other colour");
 - `photos`: scikit-image's sample photos, each in 6 random variants (crop, flip, rotation,
   colour/contrast jitter, blur, JPEG); category = source photo (near-copy retrieval);
-- `textures`: `lookalike.sample.photo_like` scenes, 8 seeds x 5 variants; category = seed.
+- `textures`: `lookalike.testing.photos.photo_like` scenes, 8 seeds x 5 variants; category = seed.
 Every image queries the others (`{"id": ...}`); relevant = the rest of its category.
 Vectors go into `model: "none"` collections and are scored by `lookalike.query.evaluate`, so the
 numbers are exactly what `lookalike eval` reports. `+pcaw` rows add PCA-whitening fitted

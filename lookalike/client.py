@@ -23,7 +23,8 @@ import httpx
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
 from .query.search import check_query, parse_search
-from .validation import check_delete, check_int
+from .records import check_delete, check_id, resolve_file
+from .validation import check_int
 from .store.base import check_collection_name
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -77,10 +78,28 @@ def wire_record(record: Any, base_dir: Path | None) -> Any:
         raise BadRequest("'_file' must be a path string")
     if any(record.get(k) is not None for k in ("_url", "_base64", "_vector")):
         return record  # several sources: let the server name the problem
-    path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
     out = {k: v for k, v in record.items() if k != "_file"}
-    out["_base64"] = _b64(read_file(path))
+    out["_base64"] = _b64(read_file(resolve_file(value, base_dir)))  # inside base_dir, as embedded
     return out
+
+
+class Unreachable(LookalikeError):
+    """The server could not be reached (refused, timed out, name unknown): no answer at all."""
+
+    code, status = "unreachable", 503
+
+
+class _Http(httpx.Client):
+    """httpx.Client whose transport failures raise `Unreachable` naming the server's URL."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            server = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+            reason = str(exc) or type(exc).__name__
+            raise Unreachable(f"cannot reach the lookalike server at {server} ({request.method} {request.url.path}): "
+                              f"{reason}; is `lookalike serve` running there?") from exc
 
 
 class Client:
@@ -90,12 +109,16 @@ class Client:
                  transport: httpx.BaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url + "/v1", headers=headers, timeout=timeout, transport=transport)
+        self._http = _Http(base_url=self.url + "/v1", headers=headers, timeout=timeout, transport=transport)
 
     # -- plumbing ------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call; the decoded JSON answer, or the error's `lookalike.errors` exception."""
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in the body: no UTF-8 can carry it
+            raise BadRequest("the request holds a lone surrogate (\\ud800-\\udfff without its pair): "
+                             "not valid Unicode") from None
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
@@ -190,7 +213,12 @@ class RemoteCollection:
         """(record, its JSON) to send, or the error result of a record that cannot be sent."""
         try:
             wire = wire_record(record, base)
-            return wire, json.dumps(wire, ensure_ascii=False, allow_nan=False)
+            text = json.dumps(wire, ensure_ascii=False, allow_nan=False)
+            text.encode("utf-8")  # a lone surrogate: refused here, the rest of the batch is sent
+            return wire, text
+        except UnicodeEncodeError:
+            return _error_result(record, "record holds a lone surrogate (\\ud800-\\udfff without its pair): "
+                                         "not valid Unicode")
         except LookalikeError as exc:
             return _error_result(record, exc.message)
         except (TypeError, ValueError) as exc:
@@ -221,8 +249,7 @@ class RemoteCollection:
 
     def get(self, id: str) -> dict:
         """The stored record with its computed fields; NotFound if absent."""
-        if not isinstance(id, str) or not id:
-            raise BadRequest("a record id is a non-empty string")
+        check_id(id)
         return self.client.request("GET", f"{self._path}/records/{_segment(id)}")
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
@@ -308,6 +335,7 @@ class RemoteCollection:
 
     def thumbnail(self, id: str) -> bytes:
         """The small JPEG the server kept for a record (NotFound when none was kept)."""
+        check_id(id)
         response = self.client._http.get(f"{self._path}/records/{_segment(id)}/thumbnail")
         if response.status_code >= 400:
             raise _error(response)

@@ -26,11 +26,11 @@ from .query.evaluate import evaluate, evaluate_file
 from .query.labels import restrict_to_same_label
 from .query.search import check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
+from .records import check_delete, check_id, check_ids
 from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 from .store.filters import And, Cond, Not, parse_filter
-from .validation import (check_bool, check_delete, check_dim, check_field_name, check_field_names, check_ids,
-                         check_int)
+from .validation import check_bool, check_dim, check_field_name, check_field_names, check_int
 
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
                 "thumbnails", "compound")
@@ -86,6 +86,7 @@ class Collection:
 
     def get(self, id: str) -> dict:
         """The stored record with its computed fields; NotFound if absent."""
+        check_id(id)
         doc = self._store.get([id])[0]
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
@@ -98,7 +99,7 @@ class Collection:
         if ids is None:
             if not filter:
                 raise BadRequest("an empty delete filter would delete everything; delete the collection instead")
-            ids = self._store.ids_where(parse_filter(filter))
+            return self._store.delete(list(self._store.ids_where(parse_filter(filter))))
         return self._store.delete(ids)
 
     def count(self) -> int:
@@ -125,9 +126,8 @@ class Collection:
         the `top` most frequent string/boolean values with counts, and numeric `min`/`max`.
         """
         check_int("top", top, 1, 1000)
-        where = parse_filter(filter)
-        total = self.count() if filter is None else len(self._store.ids_where(where))
-        return {"facets": self._store.facets(where, top=top), "count": total}
+        facets, total = self._store.facets_and_count(parse_filter(filter), top=top)
+        return {"facets": facets, "count": total}
 
     def kept_thumbnail(self, id: str) -> bytes | None:
         """The small JPEG kept for a record, or None (none kept, or a store without thumbnails)."""
@@ -201,8 +201,8 @@ class Collection:
         start = time.perf_counter()
         if not isinstance(ids, list):
             raise BadRequest("'ids' must be a list of strings")
-        check_ids("ids", ids)
         check_int("number of ids", len(ids), 1, 10_000)
+        check_ids(ids)
         check_query(query)
         vector, _ = self._searcher.anchor_vector(query)
         scores = self._store.scores(vector, ids)
@@ -338,12 +338,21 @@ def _check_settings(s: dict) -> None:
 
 
 def connect(location: str | Path | None = None, *, allow_file: bool = True,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Database:
+            max_pixels: int = DEFAULT_MAX_PIXELS, read_only: bool = False) -> Database:
     """Open a data folder (created if needed) or an external store by URL.
 
-    `max_pixels` bounds width x height of every decoded image (larger ones are refused, 413).
+    A data folder has one writer at a time: opening one that another process (a running
+    `lookalike serve`, an ingest) holds raises Conflict naming that process. `read_only=True`
+    takes no lock and creates nothing (NotFound if there is no data there): for searches
+    beside a writer. `max_pixels` bounds width x height of every decoded image (larger ones
+    are refused, 413).
     """
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
-    store = open_store(location)
-    return Database(store, allow_file=allow_file, file_digests=for_data_dir(location) if allow_file else None,
-                    max_pixels=max_pixels)
+    store = open_store(location, read_only=read_only)
+    if not allow_file:
+        digests = None
+    elif read_only:  # the folder's digest cache is written: a reader keeps its own for this run
+        digests = FileDigests.in_memory()
+    else:
+        digests = for_data_dir(location)
+    return Database(store, allow_file=allow_file, file_digests=digests, max_pixels=max_pixels)

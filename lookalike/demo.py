@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import connect
+from .cli_output import print_hits
 from .sample import make_catalog
 
 COLLECTION = "sample"
@@ -25,10 +26,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"ingested {len(results)} sample records: {counts}")
         anchor = "stripes-square-0-red"
         print(f"\nlookalike search -c {COLLECTION} --id {anchor}  (one hit per product_id)")
-        from .cli import _print_hits
-        _print_hits(col.search({"id": anchor}, k=8))
+        print_hits(col.search({"id": anchor}, k=8))
         print("\n... only items under 50 on sale or not:  --filter '{\"price\": {\"$lt\": 50}}'")
-        _print_hits(col.search({"id": anchor}, k=5, filter={"price": {"$lt": 50}}, fields=["title", "price"]))
+        print_hits(col.search({"id": anchor}, k=5, filter={"price": {"$lt": 50}}, fields=["title", "price"]))
     if getattr(args, "no_serve", False):
         return 0
     try:

@@ -11,9 +11,11 @@ import binascii
 import hashlib
 import json
 import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,6 +27,13 @@ COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash")  # written by t
 MAX_ID_LENGTH = 256
 MAX_DEPTH = 32
 MAX_VECTOR_NORM = 1e18
+#: Shortest usable vector: below it (after float32 rounding) the direction is noise, cosine is undefined.
+MIN_VECTOR_NORM = 1e-12
+#: Control characters (C0, DEL, C1): never in an id, where a trailing newline from a catalogue line
+#: or a NUL would otherwise address another record through URL routing, logs and terminals.
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Lone surrogates: valid as JSON escapes (`"\\ud800"`) but not Unicode, so no UTF-8 store can hold them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -49,8 +58,13 @@ class InvalidRecord:
     reason: str
 
 
-def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None = None) -> ValidRecord:
-    """Check one incoming record; raise BadRequest naming the problem."""
+def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None = None,
+                    allow_outside: bool = False) -> ValidRecord:
+    """Check one incoming record; raise BadRequest naming the problem.
+
+    With `base_dir` (a catalogue's folder) a `_file` must lie inside it unless `allow_outside`
+    (see resolve_file); without it paths are taken as given (the Python API's local files).
+    """
     if isinstance(raw, InvalidRecord):
         raise BadRequest(raw.reason)
     if not isinstance(raw, dict):
@@ -58,13 +72,15 @@ def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None 
     rid = raw.get("_id")
     if rid is None:
         raise BadRequest("record has no '_id'")
-    if not isinstance(rid, str) or not 1 <= len(rid) <= MAX_ID_LENGTH:
-        raise BadRequest(f"'_id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+    check_id(rid, "'_id'")
     present = [k for k in SOURCES if raw.get(k) is not None]
     if len(present) > 1:
         raise BadRequest(f"record {rid!r} has several image sources ({', '.join(present)}); give exactly one")
     doc: dict[str, Any] = {}
     for key, value in raw.items():
+        if not isinstance(key, str):  # JSON keys always are; a Python caller's may not be
+            raise BadRequest(f"field names must be strings, got {type(key).__name__}")
+        check_text(key, "a field name")
         if key.startswith("_"):
             if key in COMPUTED:
                 raise BadRequest(f"'{key}' is computed by the engine and cannot be written")
@@ -80,14 +96,12 @@ def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None 
         if key == "_file":
             if not allow_file:
                 raise BadRequest("'_file' is only accepted by the CLI and the Python API, not over HTTP")
-            if not isinstance(value, str) or not value:
-                raise BadRequest("'_file' must be a path string")
-            path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
-            source = Source("file", path)
+            source = Source("file", resolve_file(value, base_dir, allow_outside=allow_outside))
             doc["_file"] = value
         elif key == "_url":
             if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
                 raise BadRequest("'_url' must be an http:// or https:// URL")
+            check_text(value, "'_url'")
             source = Source("url", value)
             doc["_url"] = value
         elif key == "_base64":
@@ -95,6 +109,102 @@ def validate_record(raw: Any, *, allow_file: bool = True, base_dir: Path | None 
         else:
             source = Source("vector", parse_vector(value))
     return ValidRecord(rid, {"_id": rid, **doc}, source)
+
+
+def check_text(value: str, what: str) -> str:
+    """A string from a request: refuse lone surrogates (400 naming `what`) before a store fails on them."""
+    if _SURROGATE.search(value):
+        raise BadRequest(f"{what} contains a lone surrogate (\\ud800-\\udfff escape without its pair): "
+                         "not valid Unicode")
+    return value
+
+
+def check_id(rid: Any, what: str = "a record id") -> str:
+    """A record id: 1..MAX_ID_LENGTH characters, no control characters, valid Unicode.
+
+    One rule for upsert, get, delete and search anchors: an id that could not be stored is
+    refused wherever it is given, rather than silently matching nothing (or another record).
+    """
+    if not isinstance(rid, str) or not 1 <= len(rid) <= MAX_ID_LENGTH:
+        raise BadRequest(f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters")
+    bad = CONTROL_CHARS.search(rid)
+    if bad:
+        raise BadRequest(f"{what} {rid!r} contains the control character {bad.group()!r} "
+                         "(ids cannot hold newlines, tabs, NUL or other control characters)")
+    return check_text(rid, f"{what} {rid!r}")
+
+
+def check_ids(ids: Any, what: str = "'ids'") -> list[str]:
+    """A list of record ids, each checked by check_id."""
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest(f"{what} must be a list of strings")
+    for rid in ids:
+        check_id(rid)
+    return list(ids)
+
+
+def check_delete(ids: Any, filter: Any) -> list[str] | None:
+    """The ids a delete names (a string is one id), each checked; None for a delete by filter."""
+    if isinstance(ids, str):
+        ids = [ids]
+    if (ids is None) == (filter is None):
+        raise BadRequest("delete takes either 'ids' or 'filter'")
+    return None if ids is None else check_ids(ids)
+
+
+def check_json_text(value: Any, where: str, path: str = "", depth: int = 0) -> None:
+    """Every string and key of a parsed JSON value is valid Unicode (check_text); the error names
+    the field's dotted `path` inside `where` (e.g. "the request body")."""
+    if depth > 200:  # deeper than any body the server accepts; the parser bounds it anyway
+        return
+    what = f"'{path}' in {where}" if path else where
+    if isinstance(value, str):
+        check_text(value, what)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                check_text(k, f"a key of {what}")
+            check_json_text(v, where, f"{path}.{k}" if path else str(k), depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            check_json_text(v, where, path, depth + 1)
+
+
+def resolve_file(value: Any, base_dir: Path | None, *, allow_outside: bool = False) -> Path:
+    """The path a record's `_file` names: relative to `base_dir` when given, and then inside it.
+
+    A catalogue from elsewhere must not make the CLI read `../../.ssh/id_rsa` or `/etc/...`: with
+    a `base_dir`, absolute paths and paths climbing out of it are refused unless `allow_outside`.
+    The check is on the path's text (symlinks inside the folder are the folder owner's choice).
+    """
+    if not isinstance(value, str) or not value:
+        raise BadRequest("'_file' must be a path string")
+    check_text(value, "'_file'")
+    if "\0" in value:
+        raise BadRequest("'_file' contains a NUL character")
+    path = Path(value)
+    if base_dir is None:
+        return path
+    if path.is_absolute():
+        if not allow_outside:
+            raise BadRequest(f"'_file' {value!r} is an absolute path: a catalogue's files must lie inside its "
+                             f"folder (pass --allow-outside to read files elsewhere)")
+        return path
+    normal = os.path.normpath(value)
+    if not allow_outside and (normal == os.pardir or normal.startswith(os.pardir + os.sep)):
+        raise BadRequest(f"'_file' {value!r} points outside the catalogue's folder (pass --allow-outside "
+                         "to read files elsewhere)")
+    return base_dir / value
+
+
+def files_anywhere(records: Iterable[Any], base_dir: Path) -> Iterator[Any]:
+    """Records whose relative `_file` is joined to `base_dir`, for ingesting with no folder
+    bound (`lookalike ingest --allow-outside`): paths are then read as given."""
+    for raw in records:
+        if isinstance(raw, dict) and isinstance(raw.get("_file"), str) and raw["_file"] \
+                and not Path(raw["_file"]).is_absolute():
+            raw = {**raw, "_file": str(base_dir / raw["_file"])}
+        yield raw
 
 
 def check_value(path: str, value: Any, depth: int) -> None:
@@ -105,8 +215,12 @@ def check_value(path: str, value: Any, depth: int) -> None:
         raise BadRequest(f"metadata '{path}' is NaN or infinite")
     if isinstance(value, int) and abs(value) > 1e308:  # no float can hold it (JSON allows any integer)
         raise BadRequest(f"metadata '{path}' is a number too large to index")
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        check_text(value, f"metadata '{path}'")
+    elif isinstance(value, dict):
         for k, v in value.items():
+            if isinstance(k, str):
+                check_text(k, f"metadata '{path}': a key")
             if not isinstance(k, str) or not k or "." in k:
                 raise BadRequest(f"metadata '{path}' has an invalid key {k!r} (non-empty strings without '.')")
             check_value(f"{path}.{k}", v, depth + 1)
@@ -142,11 +256,13 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
         raise BadRequest("'_vector' contains NaN or infinite values")
     if dim is not None and len(vec) != dim:
         raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {dim}")
-    if not np.any(vec):
-        raise BadRequest("'_vector' is all zeros")
-    if not np.linalg.norm(vec) <= MAX_VECTOR_NORM:  # float32 scores of such vectors overflow to inf/NaN
+    out = vec.astype(np.float32)
+    norm = float(np.linalg.norm(out.astype(np.float64)))  # as stored: 1e-320 is 0 in float32
+    if not norm >= MIN_VECTOR_NORM:
+        raise BadRequest(f"'_vector' is all zeros (its length must be at least {MIN_VECTOR_NORM:g} in float32)")
+    if not norm <= MAX_VECTOR_NORM:  # float32 scores of such vectors overflow to inf/NaN
         raise BadRequest(f"'_vector' is too long (its length must be at most {MAX_VECTOR_NORM:g})")
-    return vec.astype(np.float32)
+    return out
 
 
 def digest(data: bytes) -> str:

@@ -80,22 +80,6 @@ def check_field_name(name: str, value: Any) -> str:
     return value
 
 
-def check_ids(name: str, value: Any) -> list[str]:
-    """A list of record ids (strings)."""
-    if not isinstance(value, (list, tuple)) or not all(isinstance(i, str) for i in value):
-        raise BadRequest(f"'{name}' must be a list of strings")
-    return list(value)
-
-
-def check_delete(ids: Any, filter: Any) -> list[str] | None:
-    """The ids a delete names (a string is one id), or None for a delete by filter."""
-    if isinstance(ids, str):
-        ids = [ids]
-    if (ids is None) == (filter is None):
-        raise BadRequest("delete takes either 'ids' or 'filter'")
-    return None if ids is None else check_ids("ids", ids)
-
-
 def check_dim(value: Any, high: int = MAX_DIM) -> int:
     """A vector width from 1 to `high` (the store's `max_dim`)."""
     return check_int("dim", value, 1, high)

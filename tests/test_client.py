@@ -37,7 +37,7 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def embedded(pattern_db_dir: Path):
-    db = lookalike.connect(pattern_db_dir)
+    db = lookalike.connect(pattern_db_dir, read_only=True)
     yield db
     db.close()
 

@@ -21,7 +21,7 @@ RED, BLUE = "#c82828", "#2846c8"  # the sample's red (200, 40, 40) and blue (40,
 
 @pytest.fixture(scope="module")
 def col(pattern_db_dir):
-    db = lookalike.connect(pattern_db_dir)
+    db = lookalike.connect(pattern_db_dir, read_only=True)
     yield db.collection("patterns")
     db.close()
 

@@ -96,7 +96,7 @@ def test_empty_or_missing_truth_file(tmp_path):
 # -- against a collection ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def patterns(pattern_db_dir):
-    with lookalike.connect(pattern_db_dir) as database:
+    with lookalike.connect(pattern_db_dir, read_only=True) as database:
         yield database.collection("patterns")
 
 

@@ -17,7 +17,7 @@ from lookalike.sample import COLORS, draw_item
 
 @pytest.fixture(scope="module")
 def col(pattern_db_dir):
-    db = lookalike.connect(pattern_db_dir)
+    db = lookalike.connect(pattern_db_dir, read_only=True)
     yield db.collection("patterns")
     db.close()
 
@@ -164,7 +164,7 @@ def test_same_label_and_boosts_over_http(pattern_db_dir):
 
     from lookalike.server.app import create_app
 
-    with lookalike.connect(pattern_db_dir) as db:
+    with lookalike.connect(pattern_db_dir, read_only=True) as db:
         http = TestClient(create_app(db))
         body = {"query": {"id": "dots-blue-square"}, "k": 100, "same_label": True}
         over_http = http.post("/v1/collections/patterns/search", json=body)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 
 import pytest
 
@@ -14,7 +15,7 @@ from conftest import jpeg_bytes
 
 @pytest.fixture(scope="module")
 def col(pattern_db_dir):
-    db = lookalike.connect(pattern_db_dir)
+    db = lookalike.connect(pattern_db_dir, read_only=True)
     yield db.collection("patterns")
     db.close()
 
@@ -99,16 +100,14 @@ def test_several_anchors_and_errors(col):
         col.search({"vector": [1.0, 2.0]})
 
 
-def test_recommend_excludes_anchor_group(pattern_db_dir, pattern_catalog):
-    with lookalike.connect(pattern_db_dir) as db:
+def test_recommend_excludes_anchor_group(pattern_db_dir, pattern_catalog, tmp_path):
+    shutil.copytree(pattern_db_dir, tmp_path / "copy")  # a settings change: not in the shared folder
+    with lookalike.connect(tmp_path / "copy") as db:
         col = db.collection("patterns")
         col._store.update_settings(group_field="product_id")
-        try:
-            hits = col.recommend("stripes-red-square", k=5)["hits"]
-            assert hits and all(h["product_id"] != "stripes-square" for h in hits)
-            assert len({h["product_id"] for h in hits}) == len(hits)
-            rr = col.rerank(["dots-red-square", "stripes-blue-square", "ghost"], {"id": "stripes-red-square"})
-            assert [h["_id"] for h in rr["hits"]] == ["stripes-blue-square", "dots-red-square"]
-            assert rr["missing"] == ["ghost"]
-        finally:
-            col._store.update_settings(group_field=None)
+        hits = col.recommend("stripes-red-square", k=5)["hits"]
+        assert hits and all(h["product_id"] != "stripes-square" for h in hits)
+        assert len({h["product_id"] for h in hits}) == len(hits)
+        rr = col.rerank(["dots-red-square", "stripes-blue-square", "ghost"], {"id": "stripes-red-square"})
+        assert [h["_id"] for h in rr["hits"]] == ["stripes-blue-square", "dots-red-square"]
+        assert rr["missing"] == ["ghost"]

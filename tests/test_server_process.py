@@ -156,11 +156,11 @@ def test_required_role_follows_the_contract() -> None:
     assert required_role("GET", "/openapi.json") is None
     for path in ("/v1/collections", "/v1/collections/c", "/v1/collections/c/records/x"):
         assert required_role("GET", path) == "search"
-    for route in ("search", "search/image", "recommend", "rerank", "match"):
+    for route in ("search", "search/image", "recommend", "rerank", "match", "duplicates"):
         assert required_role("POST", f"/v1/collections/c/{route}") == "search"
     for method, path in (("PUT", "/v1/collections/c"), ("DELETE", "/v1/collections/c"),
                          ("POST", "/v1/collections/c/records"), ("POST", "/v1/collections/c/records/delete"),
-                         ("DELETE", "/v1/collections/c/records/x"), ("POST", "/v1/collections/c/duplicates"),
+                         ("DELETE", "/v1/collections/c/records/x"), ("POST", "/v1/collections/c/x/duplicates"),
                          ("POST", "/v1/collections/c/records/x/search"), ("PATCH", "/v1/collections/c")):
         assert required_role(method, path) == "admin", (method, path)
 

@@ -88,7 +88,7 @@ def test_text_vectors_follow_updates_deletes_and_reopen(shop, data_dir):
     assert top(shop.search({"text": "boil water for tea"}, k=1)) == ["mug"]
     assert shop.delete(["lamp"]) == 1
     assert "lamp" not in top(shop.search({"text": "brass desk lamp for reading"}, k=5))
-    with lookalike.connect(data_dir) as again:  # a second process-like opening reads them from disk
+    with lookalike.connect(data_dir, read_only=True) as again:  # a second process-like opening reads them from disk
         col = again.collection("shop")
         assert top(col.search({"text": "boil water"}, k=1)) == ["mug"]
         assert "lamp" not in top(col.search({"text": "brass desk lamp"}, k=5))

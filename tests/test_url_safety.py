@@ -66,3 +66,45 @@ def test_record_with_internal_url_fails_alone(db):
     res = col.upsert([{"_id": "meta", "_url": "http://169.254.169.254/latest/meta-data/iam"}])
     assert res[0]["status"] == "error" and "non-public address" in res[0]["error"]
     assert col.count() == 0
+
+
+@pytest.mark.parametrize("address", [
+    "2002:7f00:1::1",            # 6to4 wrapping 127.0.0.1
+    "2002:a00:1::1",             # 6to4 wrapping 10.0.0.1
+    "2002:a9fe:a9fe::1",         # 6to4 wrapping 169.254.169.254
+    "fec0::1",                   # site-local
+    "::ffff:10.0.0.1",           # IPv4-mapped
+    "::10.0.0.1",                # IPv4-compatible
+    "::127.0.0.1",
+    "64:ff9b::a9fe:a9fe",        # NAT64 wrapping 169.254.169.254
+    "64:ff9b::7f00:1",           # NAT64 wrapping 127.0.0.1
+    "64:ff9b:1::a00:1",          # local-use NAT64
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo whose client is 10.0.0.1 (obfuscated)
+    "fc00::1", "fd12:3456::1",   # unique local
+])
+def test_ipv6_forms_of_internal_addresses_are_refused(address):
+    import ipaddress
+    assert not UrlPolicy("").allowed("x", ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111", "8.8.8.8"])
+def test_public_addresses_and_their_ipv6_forms_pass(address):
+    import ipaddress
+    assert UrlPolicy("").allowed("x", ipaddress.ip_address(address))
+
+
+def test_refusals_read_the_same_and_do_not_name_the_resolved_address(monkeypatch):
+    """A host name that resolves inside must not tell the caller which internal address it got."""
+    import socket
+
+    def fake(host, port, *a, **k):
+        table = {"a.example": "10.1.2.3", "b.example": "192.168.7.7"}
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (table[host], port))]
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    messages = []
+    for host in ("a.example", "b.example"):
+        with pytest.raises(BadRequest) as info:
+            fetch_url(f"http://{host}/x.jpg", retries=0, policy=UrlPolicy(""))
+        messages.append(info.value.message.replace(host, "HOST"))
+    assert messages[0] == messages[1]
+    assert "10.1.2.3" not in messages[0] and "192.168" not in messages[1]

@@ -8,6 +8,7 @@ Screenshots go to `test-artifacts/web/`.
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import json
 import os
@@ -76,7 +77,7 @@ def test_thumbnails_off_keeps_none_and_drops_existing(db):
 
 @pytest.fixture(scope="module")
 def pattern_col(pattern_db_dir):
-    database = lookalike.connect(pattern_db_dir)
+    database = lookalike.connect(pattern_db_dir, read_only=True)
     yield database.collection("patterns")
     database.close()
 
@@ -218,8 +219,11 @@ def browser():
 class Page:
     """A browser tab on the server with the search key set, recording console errors."""
 
-    def __init__(self, browser, server: str, *, width: int = 1280, height: int = 900, key: str | None = SEARCH):
-        self.context = browser.new_context(viewport={"width": width, "height": height})
+    def __init__(self, browser, server: str, *, width: int = 1280, height: int = 900, key: str | None = SEARCH,
+                 bypass_csp: bool = True):
+        # The page's Content-Security-Policy forbids eval, which Playwright's string predicates use;
+        # the one test run under the real policy waits with selectors only.
+        self.context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
         if key:
             self.context.add_init_script(f"sessionStorage.setItem('lookalike.key', {json.dumps(key)})")
         self.context.set_default_timeout(120_000)  # generous: CI machines can be busy; waits end early
@@ -436,6 +440,48 @@ def test_unavailable_features_show_a_message_not_a_crash(tab):
     assert [e for e in tab.errors if "Failed to load resource" not in e] == []  # no script errors
 
 
+def test_page_shows_kept_thumbnails_and_never_loads_a_records_url(browser, server):
+    body = jpeg_bytes(draw_item("dots", COLORS["green"], seed=41, size=300))
+    hits: list[str] = []
+
+    class Host(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    third_party = f"http://127.0.0.1:{host.server_address[1]}"
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        admin.put("/v1/collections/remote", json={}).raise_for_status()
+        done = admin.post("/v1/collections/remote/records", json={"records": [
+            {"_id": "far", "_url": f"{third_party}/far.jpg"}]}).json()["results"]
+        assert done[0]["status"] == "inserted", done
+    assert hits == ["/far.jpg"]  # the server fetched it once, at ingest
+    tab = Page(browser, server, bypass_csp=False)  # under the page's real Content-Security-Policy
+    seen: list[str] = []
+    tab.page.on("request", lambda r: seen.append(r.url))
+    try:
+        tab.page.goto(f"{server}/#c=remote")
+        tab.page.wait_for_selector("#results .card[data-id='far'] img[src^='blob:']")
+        assert hits == ["/far.jpg"] and not [u for u in seen if u.startswith(third_party)], seen
+        assert any("/records/far/thumbnail" in u for u in seen), seen
+        assert tab.errors == []  # no CSP violation: the page runs under its own policy
+    finally:
+        tab.close()
+        host.shutdown()
+        host.server_close()
+        with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            admin.delete("/v1/collections/remote")
+
+
 def test_duplicates_view_shows_clusters_side_by_side(browser, server, served_db):
     original = draw_item("stripes", COLORS["purple"], seed=31, size=300)
     small = original.resize((200, 200))
@@ -448,7 +494,7 @@ def test_duplicates_view_shows_clusters_side_by_side(browser, server, served_db)
         admin.post("/v1/collections/copies/records", json={"records": records}).raise_for_status()
     expected = served_db.collection("copies").duplicates()["clusters"]
     assert any({"orig", "same-bytes"} <= set(c) for c in expected), expected
-    tab = Page(browser, server, key=ADMIN)  # the duplicates route needs the admin key
+    tab = Page(browser, server, key=SEARCH)  # duplicates is a read: nobody pastes the admin key in a browser
     try:
         tab.open("copies")
         tab.page.click("#dups-go")

@@ -20,8 +20,8 @@ from PIL import Image
 
 from ..errors import BadRequest
 from ..models.colors import dominant_colors
-from ..models.images import device_pixels, fit_square, open_image
 from ..models.fingerprint import fingerprint
+from ..models.images import decoded, device_pixels, fit_square
 
 DECODE_MODES = ("threads", "processes")
 #: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
@@ -57,10 +57,10 @@ def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail
     With `host_resize=False` the pixels stay at (about) draft size, for encoders that resize on
     their own device (see models/gpu_preprocess.py).
     """
-    image = open_image(data, max_pixels=max_pixels, draft_size=size)
-    computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # models/fingerprint.py
-    thumb = make_thumbnail(image) if thumbnail else None
-    pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
+    with decoded(data, max_pixels=max_pixels, draft_size=size) as image:  # holds its pixels of the budget
+        computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # models/fingerprint.py
+        thumb = make_thumbnail(image) if thumbnail else None
+        pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
     return Decoded(pixels, computed, thumb)
 
 

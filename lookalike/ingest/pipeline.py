@@ -144,7 +144,7 @@ class Ingestor:
             item.vector, item.computed = triage.stored_parts(self.store, item.rec.id)
             return
         item.thumbnail = b""  # a new image source: the old thumbnail no longer shows it
-        item.wants_thumbnail = source.kind in ("file", "base64") and getattr(self.settings, "thumbnails", True)
+        item.wants_thumbnail = source.kind in ("file", "base64", "url") and getattr(self.settings, "thumbnails", True)
         if source.kind == "url":
             data = fetch_url(source.value, http)
         elif source.kind == "file" and data is None:

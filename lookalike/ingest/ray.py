@@ -4,14 +4,17 @@ Design notes (how it works and why): docs/deployment.md, "Notes: `lookalike/inge
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -125,7 +128,7 @@ class Embedder:
                 data = fetch_url(row["ref"])
             elif kind == "file" and data is None:
                 data = read_file(Path(row["ref"]))
-            thumbnail = self.thumbnails and kind in ("file", "base64")
+            thumbnail = self.thumbnails and kind in ("file", "base64", "url")
             decoded = decode_image(data, size=self.encoder.input_size, fit=self.encoder.fit,
                                    max_pixels=self.max_pixels, thumbnail=thumbnail)  # as Ingestor does
             out["computed"] = json.dumps(decoded.computed)
@@ -309,20 +312,53 @@ def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = Non
     return results  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _stderr_to(sink: Any) -> Iterator[None]:
+    """Point file descriptor 2 at `sink` (Ray's C++ side writes there directly), then back."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _init_ray(ray, address: str | None, num_cpus: int | None) -> bool:
-    """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
+    """Connect to (or start) Ray; True when this call started it (and must shut it down).
+
+    Ray's own notices (token authentication, actor restart caveats, progress bars) are not
+    for the user of `lookalike ingest`: Python loggers of Ray stay at ERROR, the driver's C++
+    core worker logs only fatal errors (`RAY_BACKEND_LOG_LEVEL`, read while Ray starts; the
+    line saying so is kept out of the terminal), and workers' output stays in Ray's log files.
+    What Ray printed while starting is shown only when it failed to start.
+    """
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                               "log_to_driver": False}
     if address and address != "local":
         kwargs["address"] = address
     elif num_cpus:
         kwargs["num_cpus"] = num_cpus
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise LookalikeError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
+    saved = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    with tempfile.TemporaryFile("w+") as said:
+        try:
+            with _stderr_to(said):
+                ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            said.seek(0)
+            tail = "".join(said.readlines()[-5:]).strip()
+            raise LookalikeError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}"
+                                 + (f"\n{tail}" if tail else "")) from None
+        finally:
+            if saved is None:
+                os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     return True
 
 
@@ -333,7 +369,7 @@ def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: i
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # write in input order: the same results as one process
     ctx.enable_progress_bars = False  # the CLI shows its own progress
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices (progress bars off, ...) are not ours
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))

@@ -5,11 +5,20 @@ transparency (flattened on white, as product photos are shown), CMYK, greyscale,
 palette and 16-bit images, animated files (first frame). JPEGs are decoded at a reduced
 size when the model needs fewer pixels (libjpeg's DCT scaling via `Image.draft`), which is
 the cheapest correct way to get them.
+
+Decoding is bounded twice: one image past `max_pixels` is refused from its header (TooLarge),
+and the pixels being decoded at once in this process share one `PixelBudget` (`PIXELS`,
+`$LOOKALIKE_DECODE_PIXELS`, default 128 million): eight concurrent 64-megapixel decodes took a
+server from 0.8 to 3.8 GB; now the ninth waits until earlier ones finish.
 """
 from __future__ import annotations
 
 import io
+import os
+import threading
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -18,6 +27,60 @@ from ..errors import NotAnImage, TooLarge
 
 #: Default pixel limit per image (width x height); larger images are refused as likely bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Default pixels decoded at once in one process (two images at the largest default size).
+DEFAULT_DECODE_PIXELS = 128_000_000
+
+
+class PixelBudget:
+    """A semaphore counted in pixels: decodes take their image's pixel count, read from its header.
+
+    An image larger than the whole budget waits until nothing else is being decoded, then runs
+    alone (it has already passed the per-image `max_pixels` check).
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError(f"a pixel budget must be at least 1 pixel, got {total}")
+        self.total = total
+        self.in_use = 0
+        self._cond = threading.Condition()
+
+    def _cost(self, pixels: int) -> int:
+        return max(1, min(int(pixels), self.total))
+
+    def acquire(self, pixels: int, timeout: float | None = None) -> bool:
+        """Take `pixels` of the budget, waiting up to `timeout` seconds (None: as long as needed)."""
+        cost = self._cost(pixels)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.in_use + cost <= self.total, timeout):
+                return False
+            self.in_use += cost
+            return True
+
+    def release(self, pixels: int) -> None:
+        with self._cond:
+            self.in_use -= self._cost(pixels)
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        self.acquire(pixels)
+        try:
+            yield
+        finally:
+            self.release(pixels)
+
+
+def _budget_from_env() -> PixelBudget:
+    raw = os.environ.get("LOOKALIKE_DECODE_PIXELS") or DEFAULT_DECODE_PIXELS
+    try:
+        return PixelBudget(int(raw))
+    except ValueError:
+        raise ValueError(f"LOOKALIKE_DECODE_PIXELS must be a positive integer, got {raw!r}") from None
+
+
+#: The process's decode budget.
+PIXELS = _budget_from_env()
 
 _WHITE = (255, 255, 255)
 #: Pillow's `reducing_gap` for our resizes: shrink by whole factors (cheap box filter) while the
@@ -28,11 +91,21 @@ REDUCING_GAP = 3.0
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Decode `data` into an RGB image; raise NotAnImage/TooLarge with the reason.
 
-    `draft_size` lets JPEG decoding skip detail finer than the smallest side needs.
+    `draft_size` lets JPEG decoding skip detail finer than the smallest side needs. The decode
+    holds its pixels of `PIXELS`; use `decoded` to hold them until the caller is done too.
     """
+    with decoded(data, max_pixels=max_pixels, draft_size=draft_size) as im:
+        return im
+
+
+@contextmanager
+def decoded(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None,
+            budget: PixelBudget | None = None) -> Iterator[Image.Image]:
+    """`open_image` holding the image's pixels of the decode budget for the whole block."""
     if not data:
         raise NotAnImage("empty image data")
-    try:
+    budget = budget or PIXELS
+    with _image_errors():
         im = Image.open(io.BytesIO(data))
         width, height = im.size
         if width * height > max_pixels:
@@ -40,12 +113,22 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size:
         if getattr(im, "is_animated", False):
             im.seek(0)
         if draft_size and im.format == "JPEG":
-            im.draft("RGB", (draft_size, draft_size))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.load()
-        im = ImageOps.exif_transpose(im)
-        return to_rgb(im)
+            im.draft("RGB", (draft_size, draft_size))  # the size to decode shrinks to the draft's
+    pixels = im.size[0] * im.size[1]
+    with budget.hold(pixels):
+        with _image_errors():
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im.load()
+            im = to_rgb(ImageOps.exif_transpose(im))
+        yield im
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """Pillow's errors as NotAnImage / TooLarge with the reason."""
+    try:
+        yield
     except (TooLarge, NotAnImage):
         raise
     except UnidentifiedImageError:
@@ -95,7 +178,8 @@ def fit_square(im: Image.Image, size: int, *, mode: str = "crop") -> np.ndarray:
 
 def load_pixels(data: bytes, size: int, *, fit: str = "crop", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes of an image file -> uint8 size x size x 3, ready for an encoder."""
-    return fit_square(open_image(data, max_pixels=max_pixels, draft_size=size), size, mode=fit)
+    with decoded(data, max_pixels=max_pixels, draft_size=size) as image:
+        return fit_square(image, size, mode=fit)
 
 
 def target_size(width: int, height: int, size: int, mode: str = "crop") -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Callable
 
 from ..errors import BadRequest
@@ -68,6 +69,32 @@ def known_model(name: str) -> bool:
 def check_model_name(name: str) -> None:
     if not isinstance(name, str) or not known_model(name):
         raise BadRequest(f"unknown model {name!r}; known: none, torchscript:PATH, {', '.join(sorted(_FACTORIES))}")
+
+
+def confine_model(name: object, models_dir: str | Path | None) -> object:
+    """The model a collection may use when set over HTTP: user models only from `models_dir`.
+
+    `torchscript:PATH` names a file on the server; an admin request must not be able to probe the
+    server's disk with it (whether a path exists, or loads). PATH is taken relative to the
+    configured models folder (`lookalike serve --models DIR`) and must resolve inside it; the
+    answer is the same for every path outside, existing or not. The result names the file by its
+    absolute path, so the stored setting works from the CLI too. Other names pass unchanged.
+    """
+    if not isinstance(name, str) or not name.startswith("torchscript:"):
+        return name
+    if models_dir is None:
+        raise BadRequest("user models ('torchscript:PATH') are refused over HTTP: start the server with "
+                         "--models DIR to allow models from that folder (the CLI and Python API take any path)")
+    root = Path(models_dir).resolve()
+    given = name.split(":", 1)[1]
+    outside = not given or "\0" in given
+    path = root if outside else Path(os.path.realpath(root / given))  # an absolute `given` replaces root
+    if outside or path == root or not path.is_relative_to(root):
+        raise BadRequest(f"model path {given!r} is not inside the server's models folder: give a path "
+                         "relative to the folder set by --models")
+    if not path.is_file():
+        raise BadRequest(f"no model file {given!r} in the server's models folder")
+    return f"torchscript:{path}"
 
 
 def get_encoder(name: str, device: str | None = None) -> ImageEncoder:

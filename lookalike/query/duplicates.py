@@ -17,7 +17,7 @@ from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_
                                      query_hashes, stored_query_hashes)
 from ..models.colors import hex_to_rgb, srgb_to_lab
 from ..models.images import open_image
-from ..records import digest
+from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
 from ..store.filters import MATCH_ALL
 from ..validation import check_int, check_number
@@ -379,8 +379,7 @@ def match(engine: Searcher, query: dict, threshold: float | None = None, k: int 
     exclude: list[str] = []
     source = None
     if kind == "id":
-        if not isinstance(value, str):
-            raise BadRequest("'id' must be a string")
+        check_id(value, "'id'")  # the same rule for ids as every other anchor
         doc = store.get([value])[0]
         if doc is None:
             raise NotFound(f"record {value!r} not found in collection {engine.name!r}")

@@ -7,6 +7,7 @@ it; the collection facade owns one per collection.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,7 +17,7 @@ from ..errors import BadRequest, NotFound, NotImplementedYet
 from ..models import get_encoder, l2_normalize
 from ..models.base import ImageEncoder
 from ..models.images import DEFAULT_MAX_PIXELS, load_pixels
-from ..records import decode_base64, parse_vector
+from ..records import check_ids, decode_base64, parse_vector
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
@@ -27,11 +28,11 @@ IMAGE_KINDS = ("url", "base64", "file", "image")
 
 
 def anchor_ids(kind: str, value: Any) -> list[str]:
-    """The record ids an `id` / `ids` anchor names; BadRequest if malformed."""
+    """The record ids an `id` / `ids` anchor names, each checked as every id is; BadRequest if malformed."""
     ids = [value] if kind == "id" else value
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise BadRequest(f"'{kind}' must be {'a string' if kind == 'id' else 'a non-empty list of strings'}")
-    return ids
+    return check_ids(ids, f"'{kind}'")
 
 
 class Searcher:
@@ -142,4 +143,11 @@ class Searcher:
         boosts = parse_boosts(self.settings.boosts) + params.boosts + list(extra_boosts)
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-        return format_hits(self.store, self.store.search(request), params.fields, group_by)
+        found, vanished = [], 0
+        for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
+            hits = self.store.search(dataclasses.replace(request, k=request.k + vanished))
+            found = format_hits(self.store, hits, params.fields, group_by)
+            if len(found) == len(hits) or len(found) >= request.k:
+                break
+            vanished += len(hits) - len(found)
+        return found[:request.k]

@@ -99,7 +99,9 @@ def format_hits(store, hits: list, fields: list[str] | None, group_by: str | Non
     docs = store.get([hit.id for hit in hits])
     out = []
     for hit, doc in zip(hits, docs):
-        item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc or {}, fields)}
+        if doc is None:  # deleted after the search ranked it: not a hit any more
+            continue
+        item = {"_id": hit.id, "_score": round(hit.score, 6), **project(doc, fields)}
         if group_by:
             item["_group"] = hit.group
         out.append(item)

@@ -7,7 +7,9 @@ contract's `{"error": {"code", "message"}}` body.
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Iterator
 
 import anyio.from_thread
@@ -23,8 +25,10 @@ from starlette.requests import ClientDisconnect
 
 from ..collection import Collection, Database
 from ..errors import BadRequest, LookalikeError, NotFound
+from ..models.registry import confine_model
+from ..records import CONTROL_CHARS, check_json_text
 from . import schemas as S
-from .guard import Guard, Keys, is_ndjson
+from .guard import AuthFailures, Guard, Keys, is_ndjson, send_error
 from .ndjson import iter_records, loads
 
 log = logging.getLogger("lookalike.server")
@@ -36,7 +40,8 @@ RecordId = Annotated[str, Path(description="A record's `_id`, URL-encoded (it ma
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented"}
+         422: "validation_error", 429: "too_many_requests", 500: "internal", 501: "not_implemented",
+         503: "unavailable"}
 ERROR_DOCS = {400: "Bad input (the message names the problem)", 401: "Missing or wrong API key",
               403: "The search key cannot call this route", 404: "No such collection or record",
               409: "Conflicts with the collection's settings", 413: "Request body over the server's limit",
@@ -54,9 +59,20 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": S.ErrorResponse, "description": ERROR_DOCS[s]} for s in sorted({*COMMON_ERRORS, *statuses})}
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON as UTF-8, or ASCII with escapes when a string holds a lone surrogate: an error result
+    echoes the `_id` a client sent, `"\\ud800"` included, and that must never become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def ok(content: Any, status: int = 200) -> JSONResponse:
     """A JSON answer without FastAPI's generic re-encoding (results are plain JSON already)."""
-    return JSONResponse(content, status_code=status)
+    return SafeJSONResponse(content, status_code=status)
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
@@ -64,12 +80,16 @@ def error_response(status: int, code: str, message: str, details: list | None = 
     if details is not None:
         body["details"] = details
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return SafeJSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 # -- exception handlers -------------------------------------------------------------------
 async def on_lookalike_error(request: Request, exc: LookalikeError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    retry_after = getattr(exc, "retry_after", None)  # fetch.Busy: when a URL fetch slot should be free
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,6 +98,9 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     if bad_json:
         reason = (bad_json[0].get("ctx") or {}).get("error", "")
         return error_response(400, "bad_request", f"request body is not valid JSON{': ' + reason if reason else ''}")
+    bad_text = [p for p in problems if p.get("type") == S.INVALID_UNICODE]
+    if bad_text:  # valid JSON, but a lone surrogate no store can hold: bad input, as in the Python API
+        return error_response(400, "bad_request", str(bad_text[0].get("msg", "invalid Unicode")))
     details = [{"loc": [str(x) for x in p.get("loc", ())], "msg": str(p.get("msg", "")), "type": str(p.get("type", ""))}
                for p in problems]
     summary = "; ".join(f"{'.'.join(d['loc'][1:] if d['loc'][:1] == ['body'] else d['loc']) or 'body'}: {d['msg']}"
@@ -104,8 +127,14 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 # -- the app ------------------------------------------------------------------------------
 def create_app(db: Database, *, admin_key: str | None = None, search_key: str | None = None,
                cors_origins: list[str] | tuple[str, ...] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               ingest_batch_size: int = 32) -> FastAPI:
-    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP)."""
+               ingest_batch_size: int = 32, auth_failures: AuthFailures | None | bool = True,
+               models_dir: str | FilePath | None = None) -> FastAPI:
+    """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP).
+
+    `auth_failures`: the wrong-key limiter (True: 10 per minute per address and per key; False: off).
+    `models_dir`: the only folder `model: "torchscript:PATH"` may name over HTTP (None: user
+    models are refused), so an admin request cannot probe the server's files.
+    """
     from ..version import __version__
     app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
                    description="Self-hosted visual similarity search: HTTP API v1. Send "
@@ -113,6 +142,7 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     app.state.db = db
     app.state.max_body_bytes = max_body_bytes
     app.state.ingest_batch_size = ingest_batch_size
+    app.state.models_dir = models_dir
     app.add_exception_handler(LookalikeError, on_lookalike_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
@@ -121,11 +151,35 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     app.include_router(api_routes())
     _mount_web(app, db)
     _document_errors(app)
-    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes)
+    limiter = AuthFailures() if auth_failures is True else auth_failures or None
+    app.add_middleware(RefuseControlPaths)
+    app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes,
+                       auth_failures=limiter)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
     return app
+
+
+class RefuseControlPaths:
+    """400 for a URL path holding a control character (after percent-decoding).
+
+    Starlette's route patterns end in `$`, which also matches before a final newline: without
+    this, `GET /records/dd%0A` would answer record `dd` and `PUT /collections/nl%0A` would name a
+    collection `nl`. No id or collection name can hold one (records.check_id), so none is lost.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            bad = CONTROL_CHARS.search(scope.get("path", ""))
+            if bad:
+                await send_error(send, 400, "bad_request", f"the URL path contains the control character "
+                                 f"{bad.group()!r}: record ids and collection names cannot hold control characters")
+                return
+        await self.app(scope, receive, send)
 
 
 def _fastapi(**kwargs: Any) -> FastAPI:
@@ -187,7 +241,7 @@ def system_routes() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["system"])
 
     @router.get("/health", response_model=S.Health, responses=errors(), summary="Liveness, no key needed")
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:  # on the event loop: never queued behind busy worker threads
         return ok({"status": "ok"})
     return router
 
@@ -228,6 +282,8 @@ def collections_routes(router: APIRouter) -> None:
     def put_collection(request: Request, name: CollectionName,
                        body: S.CollectionSettingsBody | None = None) -> JSONResponse:
         settings = {k: v for k, v in (_dump(body) if body else {}).items() if v is not None}
+        if "model" in settings:
+            settings["model"] = confine_model(settings["model"], request.app.state.models_dir)
         col, created = _db(request).ensure_collection(name, **settings)
         return ok(col.info(), 201 if created else 200)
 
@@ -381,6 +437,7 @@ def _parse_params(params: str | None) -> dict:
         data = loads(params)
     except ValueError as exc:
         raise BadRequest(f"'params' is not valid JSON: {exc}") from None
+    check_json_text(data, "'params'")
     if isinstance(data, dict) and "query" in data:
         raise BadRequest("'params' must not hold a 'query': the uploaded image is the query")
     try:

@@ -1,12 +1,92 @@
-"""`lookalike serve`: open the data folder, check the keys against the bind address, run uvicorn."""
+"""`lookalike serve`: open the data folder, check the keys against the bind address, run uvicorn.
+
+Slow and numerous clients are bounded here: uvicorn's `limit_concurrency` caps connections and
+in-flight requests (503 beyond), its `timeout_keep_alive` closes idle kept-alive connections, and
+`HeaderTimeoutH11Protocol` closes a connection whose request headers have not all arrived within
+`header_timeout` seconds (uvicorn has no such option; a client dripping headers held a
+connection forever).
+"""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import sys
 from typing import Any
 
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 from ..errors import BadRequest
+
+#: Shortest API key not warned about at startup.
+MIN_KEY_LENGTH = 16
+#: Defaults for the slow-client bounds (each a `serve` option and an environment variable).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_KEEP_ALIVE_S = 5
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing connections whose request headers arrive too slowly.
+
+    The clock starts when the connection opens or a response completes (waiting for the next
+    request) and stops once a request's headers are complete; `header_timeout` is set on the
+    class by `protocol_with_header_timeout`.
+    """
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._waiting_for_headers():
+            self._start_header_timer()  # the next request on a kept-alive connection
+        super().data_received(data)
+        if self._header_timer is not None and not self._waiting_for_headers():
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def _waiting_for_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_with_header_timeout(seconds: float) -> type[HeaderTimeoutH11Protocol]:
+    return type("HeaderTimeoutH11Protocol", (HeaderTimeoutH11Protocol,), {"header_timeout": float(seconds)})
+
+
+def key_warnings(admin_key: str | None, search_key: str | None) -> list[str]:
+    """A warning for each configured key shorter than MIN_KEY_LENGTH (guessable)."""
+    return [f"the {role} key is {len(key)} characters long; use at least {MIN_KEY_LENGTH} random characters"
+            for role, key in (("admin", admin_key), ("search", search_key)) if key and len(key) < MIN_KEY_LENGTH]
+
+
+def _number(given: Any, env: str, default: float, flag: str, *, minimum: float, integer: bool = False) -> Any:
+    """An option's value: given, else `$env`, else the default; BadRequest naming both when invalid."""
+    raw = given if given is not None else os.environ.get(env) or default
+    try:
+        value = int(raw) if integer else float(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{flag} / {env} must be a{'n integer' if integer else ' number'}, got {raw!r}") from None
+    if not value >= minimum:
+        raise BadRequest(f"{flag} / {env} must be at least {minimum}, got {value}")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -55,13 +135,23 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     Keys not given fall back to `LOOKALIKE_ADMIN_KEY` / `LOOKALIKE_SEARCH_KEY`. Options:
     `cors_origins` (list of allowed origins; CORS is off without it), `max_body_bytes`,
     `log_level` (uvicorn's, default "info"), `access_log` (default True), `max_pixels` (largest
-    image, width x height, default `$LOOKALIKE_MAX_PIXELS` or 64 million; larger ones are 413).
+    image, width x height, default `$LOOKALIKE_MAX_PIXELS` or 64 million; larger ones are 413),
+    `models_dir` (the folder user models may come from over HTTP; none by default).
+    Bounds against slow or hostile clients, each also read from its environment variable:
+    `url_deadline` (seconds per image URL fetch, retries included; LOOKALIKE_URL_DEADLINE, 20),
+    `max_url_fetches` (URL fetches at once, 503 beyond; LOOKALIKE_MAX_URL_FETCHES, 16),
+    `auth_failures` (wrong keys per minute per address and per key before 429, 0 turns it off;
+    LOOKALIKE_AUTH_FAILURES, 10), `auth_window` (LOOKALIKE_AUTH_WINDOW, 60 s),
+    `header_timeout` (LOOKALIKE_HEADER_TIMEOUT, 10 s), `max_connections` (uvicorn's
+    limit_concurrency; LOOKALIKE_MAX_CONNECTIONS, 1000), `keep_alive` (LOOKALIKE_KEEP_ALIVE, 5 s).
     """
     import uvicorn
 
     from ..collection import connect
+    from ..ingest import fetch
     from ..models.images import DEFAULT_MAX_PIXELS
     from .app import DEFAULT_MAX_BODY_BYTES, create_app
+    from .guard import AuthFailures
 
     admin_key = admin_key or os.environ.get("LOOKALIKE_ADMIN_KEY") or None
     search_key = search_key or os.environ.get("LOOKALIKE_SEARCH_KEY") or None
@@ -70,14 +160,31 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     if max_body < 1024:
         raise BadRequest("--max-body-bytes must be at least 1024")
     max_pixels = _max_pixels(options.get("max_pixels"), DEFAULT_MAX_PIXELS)
-    if warning:
-        print(f"lookalike: warning: {warning}", file=sys.stderr)
+    fetch.configure(
+        deadline_s=_number(options.get("url_deadline"), "LOOKALIKE_URL_DEADLINE", fetch.URL_DEADLINE_S,
+                           "--url-deadline", minimum=0.1),
+        max_fetches=_number(options.get("max_url_fetches"), "LOOKALIKE_MAX_URL_FETCHES", fetch.MAX_URL_FETCHES,
+                            "--max-url-fetches", minimum=1, integer=True))
+    failures = _number(options.get("auth_failures"), "LOOKALIKE_AUTH_FAILURES", 10, "--auth-failures",
+                       minimum=0, integer=True)
+    window = _number(options.get("auth_window"), "LOOKALIKE_AUTH_WINDOW", 60, "--auth-window", minimum=1)
+    header_timeout = _number(options.get("header_timeout"), "LOOKALIKE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT_S,
+                             "--header-timeout", minimum=0.1)
+    max_connections = _number(options.get("max_connections"), "LOOKALIKE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS,
+                              "--max-connections", minimum=1, integer=True)
+    keep_alive = _number(options.get("keep_alive"), "LOOKALIKE_KEEP_ALIVE", DEFAULT_KEEP_ALIVE_S,
+                         "--keep-alive", minimum=1, integer=True)
+    for text in ([warning] if warning else []) + key_warnings(admin_key, search_key):
+        print(f"lookalike: warning: {text}", file=sys.stderr)
     db = connect(data, allow_file=False, max_pixels=max_pixels)
     try:
         app = create_app(db, admin_key=admin_key, search_key=search_key,
-                         cors_origins=options.get("cors_origins") or (), max_body_bytes=max_body)
+                         cors_origins=options.get("cors_origins") or (), max_body_bytes=max_body,
+                         auth_failures=AuthFailures(failures, window) if failures else False,
+                         models_dir=options.get("models_dir"))
         print(f"lookalike: serving {data} on http://{host}:{port} (API docs at /docs)", file=sys.stderr)
         uvicorn.run(app, host=host, port=port, log_level=options.get("log_level", "info"),
-                    access_log=options.get("access_log", True))
+                    access_log=options.get("access_log", True), http=protocol_with_header_timeout(header_timeout),
+                    limit_concurrency=max_connections, timeout_keep_alive=keep_alive)
     finally:
         db.close()

@@ -8,17 +8,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from ..errors import BadRequest
 from ..query.search import MAX_K, MAX_OFFSET
+from ..records import check_json_text
 
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
              "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
 FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
 
 
+#: The validation error type of a lone surrogate in a body; the server answers it 400, not 422.
+INVALID_UNICODE = "invalid_unicode"
+
+
+def _valid_unicode(data: Any) -> Any:
+    """Refuse a body holding a lone surrogate (`"\\ud800"` is valid JSON, not Unicode) before any
+    route acts on it: no store or response can encode one, and a PUT must not half-create."""
+    try:
+        check_json_text(data, "the request body")
+    except BadRequest as exc:
+        raise PydanticCustomError(INVALID_UNICODE, exc.message) from None
+    return data
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return _valid_unicode(data)
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -39,6 +61,12 @@ class CollectionSettingsBody(BaseModel):
     """Known settings are typed here; others pass through to the engine, which names unknown ones (400)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return _valid_unicode(data)
+
     model: str | None = Field(None, description="Image model (default efficientnet-lite0-style), or 'none' for "
                                                 "precomputed vectors only (then 'dim' is required).",
                               examples=["efficientnet-lite0-style", "efficientnet-lite0", "none"])
@@ -80,7 +108,10 @@ class Dropped(BaseModel):
 
 
 # -- records ------------------------------------------------------------------------------
-class UpsertBody(_Body):
+class UpsertBody(BaseModel):
+    """Records are checked one by one (a bad one gets its own error result), not as a body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     records: list[Any] = Field(description="Records: {\"_id\": ..., one of _url/_base64/_vector, ...metadata}. "
                                            "Each is checked alone: a bad one gets status 'error'.")
 

@@ -21,7 +21,7 @@ from ..models.registry import DEFAULT_MODEL
 from ..records import COMPUTED
 from ..validation import MAX_DIM, is_int
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 METRICS = ("cosine", "dot")
 # Widths known without loading the model (1280 pooled features, plus with -style two statistics per
 # channel of one mid block: 112 channels in Lite0, 120 in Lite2); other models are asked.
@@ -30,7 +30,7 @@ KNOWN_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficient
 
 
 def check_collection_name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: "$" would allow "name\n"
         raise BadRequest(f"invalid collection name {name!r}: use 1-64 of a-z, 0-9, '_' and '-', "
                          "starting with a letter or digit")
     return name
@@ -246,6 +246,12 @@ class CollectionStore(ABC):
     @abstractmethod
     def facets(self, where: Node = MATCH_ALL, *, top: int = 20) -> list[dict]:
         """Per metadata path: string/boolean values with counts, numeric min/max (see Collection.facets)."""
+
+    def facets_and_count(self, where: Node = MATCH_ALL, *, top: int = 20) -> tuple[list[dict], int]:
+        """`facets` and how many live records match `where`; backends that can answer both from
+        one state override this, so the count never disagrees with the facets beside it."""
+        count = self.count() if where is MATCH_ALL else len(self.ids_where(where))
+        return self.facets(where, top=top), count
 
     @abstractmethod
     def update_settings(self, **changes: Any) -> CollectionSettings:

@@ -8,9 +8,20 @@ Durability: vectors are appended and fsynced first, then the records pointing at
 committed with `synchronous=FULL`; so once `write` returns, a `kill -9` loses nothing, and
 a crash before the commit leaves only unused rows. Reads never block on writes for longer
 than the in-memory swap after a commit.
+
+One process writes a folder at a time: a writer holds `DIR/lookalike.lock` (store/lock.py)
+from open to close, and a second writer is refused with the holder named. A store opened
+`read_only` takes no lock, creates and repairs nothing, and sees the folder as committed
+when each collection is first loaded (a SQLite read transaction, then the vector rows it
+points at, which were fsynced before that commit).
+
+Inside a process, reads of a collection (search, facets, get, ...) share its `ReadWriteLock`
+and the swap that publishes a commit, a delete or a drop takes it alone, so a read never
+sees half of a write; a collection object that was dropped answers NotFound from then on.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -21,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import Conflict, LookalikeError, NotFound
+from ..errors import Conflict, Forbidden, LookalikeError, NotFound
 from ..index.exact import ExactIndex, top_k
 from ..index.manager import CollectionIndex
 from ..index.masks import MaskCache
@@ -31,6 +42,7 @@ from .base import (Capabilities, CollectionSettings, CollectionStore, Hit, Searc
                    check_collection_name, plan_write)
 from . import field_snapshot
 from .facets import facets_of
+from .lock import ReadWriteLock, WriterLock
 from .text_vectors import TextMatrix, delete_text_vectors, ensure_schema, write_text_vectors
 from .vectors import VectorFile
 
@@ -67,11 +79,24 @@ FIELDS_SAVE_MIN = 10_000
 log = logging.getLogger(__name__)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:  # never creates the file; WAL lets it read beside another process's writer
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+                               isolation_level=None, timeout=30)
     con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     return con
+
+
+class _ReadOnlyIndex(CollectionIndex):
+    """The ANN index of a read-only store: loaded or built in memory, never saved or deleted."""
+
+    def save(self) -> None:
+        return None
+
+    def remove_stale(self) -> None:
+        return None
 
 
 def _grown(array: np.ndarray, need: int) -> np.ndarray:
@@ -101,7 +126,9 @@ class EmbeddedCollection(CollectionStore):
         self._store = store
         self.settings = settings
         self.name = settings.name
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one write at a time (held through fsync and commit)
+        self._rw = ReadWriteLock()  # reads share it; publishing a write takes it alone
+        self._dropped = False
         self._generation = generation
         self._load()
 
@@ -110,13 +137,30 @@ class EmbeddedCollection(CollectionStore):
         return self._store.path / "vectors" / f"{self.name}.{generation}.f32"
 
     def _load(self) -> None:
+        """Read the collection's state in one SQLite read transaction (consistent even while
+        another process commits), then map the vector rows it points at."""
         dim = self.settings.dim
         if not dim:
             raise LookalikeError(f"collection {self.name!r} has no dimension recorded")
-        self._vectors = VectorFile(self._vector_path(self._generation), dim)
         reader = self._store.reader()
+        reader.execute("BEGIN")
+        try:
+            self._load_in(reader, dim)
+        finally:
+            reader.execute("COMMIT")
+        self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
+        # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
+        index_class = _ReadOnlyIndex if self._store.read_only else CollectionIndex
+        self._index = index_class(self._store.path / "index", self.name, self._generation, dim,
+                                  self.settings.index, self.settings.compression,
+                                  lambda: self._vectors.matrix, self.count)
+        self._index.open()
+
+    def _load_in(self, reader: sqlite3.Connection, dim: int) -> None:
         rows = reader.execute(
             "SELECT id, slot, content_hash FROM records WHERE collection=? ORDER BY slot", (self.name,)).fetchall()
+        self._vectors = VectorFile(self._vector_path(self._generation), dim, writable=not self._store.read_only)
+        self._n = self._vectors.rows  # slots readers may look at: published with each commit
         capacity = max(1024, self._vectors.rows * 2)
         self._alive = np.zeros(capacity, dtype=bool)
         self._slot_hash = np.zeros(capacity, dtype=np.uint64)  # content hash per slot: checks field snapshots
@@ -134,12 +178,6 @@ class EmbeddedCollection(CollectionStore):
         self._load_fields(reader, live)
         self._text = TextMatrix.load(reader, self.name, self._slot_of, self._vectors.rows)
         self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
-        self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
-        # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
-        self._index = CollectionIndex(self._store.path / "index", self.name, self._generation, dim,
-                                      self.settings.index, self.settings.compression,
-                                      lambda: self._vectors.matrix, self.count)
-        self._index.open()
 
     def _fields_path(self, generation: int | None = None) -> Path:
         gen = self._generation if generation is None else generation
@@ -155,7 +193,7 @@ class EmbeddedCollection(CollectionStore):
                          [indexed_view(json.loads(doc), json.loads(computed)) for _, doc, computed in rows])
         self._fields_saved = covered
         self._fields_saver: threading.Thread | None = None
-        if self._vectors.rows - covered >= FIELDS_SAVE_MIN:
+        if self._vectors.rows - covered >= FIELDS_SAVE_MIN and not self._store.read_only:
             self._save_fields(background=False)
 
     def _save_fields(self, background: bool) -> None:
@@ -185,7 +223,22 @@ class EmbeddedCollection(CollectionStore):
 
     @property
     def n_slots(self) -> int:
-        return self._vectors.rows
+        return self._n
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The shared side of the collection's lock, refusing a dropped collection."""
+        with self._rw.read():
+            self._check_present()
+            yield
+
+    def _check_present(self) -> None:
+        if self._dropped:
+            raise NotFound(f"collection {self.name!r} not found (it was dropped)")
+
+    def _writable(self) -> None:
+        self._check_present()
+        self._store.check_writable()
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:
@@ -198,6 +251,7 @@ class EmbeddedCollection(CollectionStore):
             q = f"SELECT id, content_hash, source_hash FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
             for rid, ch, sh in con.execute(q, (self.name, *chunk)):
                 out[rid] = (ch, sh)
+        self._check_present()  # after the query: a drop marks the object before deleting its rows
         return out
 
     def get(self, ids: Sequence[str]) -> list[dict | None]:
@@ -207,33 +261,37 @@ class EmbeddedCollection(CollectionStore):
             q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
             for rid, doc, computed in con.execute(q, (self.name, *chunk)):
                 found[rid] = {**json.loads(doc), **json.loads(computed)}
+        self._check_present()  # rows of a re-created namesake are not this collection's
         return [found.get(i) for i in ids]
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        matrix = self._vectors.matrix
-        slots = {i: self._slot_of.get(i) for i in ids}
-        return {i: np.array(matrix[s]) for i, s in slots.items() if s is not None}
+        with self._reading():
+            matrix = self._vectors.matrix
+            slots = {i: self._slot_of.get(i) for i in ids}
+            return {i: np.array(matrix[s]) for i, s in slots.items() if s is not None}
 
     def all_vectors(self) -> tuple[list[str], np.ndarray]:
-        with self._lock:
+        with self._reading():
             items = sorted(self._slot_of.items(), key=lambda kv: kv[1])
             matrix = self._vectors.matrix
         slots = np.array([s for _, s in items], dtype=np.int64)
         return [i for i, _ in items], np.asarray(matrix[slots]) if len(slots) else np.empty((0, self.settings.dim))
 
     def ids_where(self, where: Node) -> list[str]:
-        n = self.n_slots
-        mask = self._alive[:n] & self._fields.mask(where, n)
-        return [self._slot_ids[s] for s in np.flatnonzero(mask)]
+        with self._reading():
+            n = self.n_slots
+            mask = self._alive[:n] & self._fields.mask(where, n)
+            return [self._slot_ids[s] for s in np.flatnonzero(mask)]
 
     def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
         """Live ids in slot order (oldest write first), a page of them and the total."""
-        n = self.n_slots
-        mask = self._alive[:n].copy()
-        if where is not MATCH_ALL:
-            mask &= self._fields.mask(where, n)
-        slots = np.flatnonzero(mask)
-        return [self._slot_ids[s] for s in slots[offset:offset + limit]], int(len(slots))
+        with self._reading():
+            n = self.n_slots
+            mask = self._alive[:n].copy()
+            if where is not MATCH_ALL:
+                mask &= self._fields.mask(where, n)
+            slots = np.flatnonzero(mask)
+            return [self._slot_ids[s] for s in slots[offset:offset + limit]], int(len(slots))
 
     def facets(self, where: Node = MATCH_ALL, *, top: int = FACET_TOP) -> list[dict]:
         """Per metadata path, over live records matching `where`: value counts and numeric ranges.
@@ -242,15 +300,22 @@ class EmbeddedCollection(CollectionStore):
         milliseconds even for large collections. Engine fields other than `_labels.label`
         are left out: they are not useful to filter by.
         """
-        n = self.n_slots
-        live = self._alive[:n].copy()
-        if where is not MATCH_ALL:
-            live &= self._fields.mask(where, n)
-        return facets_of(self._fields, live, top)
+        with self._reading():
+            n = self.n_slots
+            live = self._alive[:n].copy()
+            if where is not MATCH_ALL:
+                live &= self._fields.mask(where, n)
+            return facets_of(self._fields, live, top)
+
+    def facets_and_count(self, where: Node = MATCH_ALL, *, top: int = FACET_TOP) -> tuple[list[dict], int]:
+        with self._reading():  # one state for both (the read lock is re-entrant)
+            count = self.count() if where is MATCH_ALL else len(self.ids_where(where))
+            return self.facets(where, top=top), count
 
     def thumbnail(self, id: str) -> bytes | None:
         row = self._store.reader().execute(
             "SELECT data FROM thumbnails WHERE collection=? AND id=?", (self.name, id)).fetchone()
+        self._check_present()
         return bytes(row[0]) if row else None
 
     def stats(self) -> dict:
@@ -290,14 +355,19 @@ class EmbeddedCollection(CollectionStore):
         return allowed
 
     def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
-        post = self._fields.paths.get(path)
-        if post is None:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
-        rows, vids = post.rows.view(), post.vids.view()
-        size = min(len(rows), len(vids))  # a consistent prefix while a write appends
-        return rows[:size], vids[:size], post.keys
+        with self._reading():
+            post = self._fields.paths.get(path)
+            if post is None:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
+            rows, vids = post.rows.view(), post.vids.view()
+            size = min(len(rows), len(vids))  # a consistent prefix while a write appends
+            return rows[:size], vids[:size], list(post.keys)
 
     def search(self, request: SearchRequest) -> list[Hit]:
+        with self._reading():
+            return self._search(request)
+
+    def _search(self, request: SearchRequest) -> list[Hit]:
         allowed = self._allowed(request.where, request.exclude)
         need = request.k + request.offset
         if request.slot_scores is not None:
@@ -313,7 +383,7 @@ class EmbeddedCollection(CollectionStore):
             hits = self._ann_ranked(request, allowed, matching)
             if hits is not None:
                 return hits
-        index = ExactIndex(self._vectors.matrix)
+        index = ExactIndex(self._vectors.matrix[:len(allowed)])
         slots, scores = index.scores(request.vector, allowed)
         for node, weight in request.boosts:
             scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
@@ -387,6 +457,10 @@ class EmbeddedCollection(CollectionStore):
     def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
         """Per slot: (1 - w) * visual + w * text similarity (one side alone when the other is None).
         NaN where a record has no text vector: such records are never text hits."""
+        with self._reading():
+            return self._hybrid_scores(vector, text, text_weight)
+
+    def _hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
         n = self.n_slots
         if text is None:
             return np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
@@ -398,19 +472,22 @@ class EmbeddedCollection(CollectionStore):
 
     def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
         """The text vectors of the ids that have one, stacked (0 rows if none)."""
-        return self._text.get([self._slot_of[i] for i in ids if i in self._slot_of])
+        with self._reading():
+            return self._text.get([self._slot_of[i] for i in ids if i in self._slot_of])
 
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
-        matrix = self._vectors.matrix
-        known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
-        if not known:
-            return {}
-        sims = matrix[np.array([s for _, s in known])] @ np.asarray(vector, dtype=np.float32)
-        return {i: float(s) for (i, _), s in zip(known, sims)}
+        with self._reading():
+            matrix = self._vectors.matrix
+            known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
+            if not known:
+                return {}
+            sims = matrix[np.array([s for _, s in known])] @ np.asarray(vector, dtype=np.float32)
+            return {i: float(s) for (i, _), s in zip(known, sims)}
 
     # -- writes --------------------------------------------------------------------------
     def write(self, records: Sequence[StoredRecord]) -> list[str]:
         with self._lock:
+            self._writable()
             statuses, changed = plan_write(records, self.hashes([r.id for r in records]))
             if changed:
                 self._commit(changed)
@@ -437,7 +514,16 @@ class EmbeddedCollection(CollectionStore):
         self._apply_insert(first, records)
 
     def _apply_insert(self, first: int, records: list[StoredRecord]) -> None:
-        """Make committed rows visible: fields first, then liveness, so readers never see half."""
+        """Make committed rows visible to readers at once (under the write side of `_rw`), then
+        let the ANN graph and the field snapshot catch up."""
+        with self._rw.write():
+            self._publish_insert(first, records)
+        need = first + len(records)
+        self._index.sync()  # add the new rows to the ANN graph (or build one past the threshold)
+        if need - self._fields_saved >= max(FIELDS_SAVE_MIN * 5, self._fields_saved // 4):
+            self._save_fields(background=True)
+
+    def _publish_insert(self, first: int, records: list[StoredRecord]) -> None:
         slots = list(range(first, first + len(records)))
         self._fields.add(slots, [indexed_view(r.doc, r.computed) for r in records])
         self._fields_version += 1
@@ -456,39 +542,53 @@ class EmbeddedCollection(CollectionStore):
                 self._alive[old] = False
                 self._slot_ids[old] = None
             self._slot_of[rec.id] = slot
+        self._n = max(self._n, need)
         self._alive_version += 1
-        self._index.sync()  # add the new rows to the ANN graph (or build one past the threshold)
-        if need - self._fields_saved >= max(FIELDS_SAVE_MIN * 5, self._fields_saved // 4):
-            self._save_fields(background=True)
 
     def delete(self, ids: Sequence[str]) -> int:
         with self._lock:
+            self._writable()
             present = [i for i in dict.fromkeys(ids) if i in self._slot_of]
             if not present:
                 return 0
+            # Hidden from searches before the rows go, so a search that starts after this delete
+            # returns never finds one of them (their metadata is about to be gone); put back if
+            # the transaction fails.
+            slots = {rid: self._slot_of[rid] for rid in present}
+            with self._rw.write():
+                for rid, slot in slots.items():
+                    del self._slot_of[rid]
+                    self._alive[slot] = False
+                    self._slot_ids[slot] = None
+                self._alive_version += 1
             con = self._store.writer
-            with self._store.write_lock:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    for chunk in _chunks(present, 500):
-                        con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
-                                    (self.name, *chunk))
-                        con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
-                                    (self.name, *chunk))
-                    delete_text_vectors(con, self.name, present)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            for rid in present:
-                slot = self._slot_of.pop(rid)
-                self._alive[slot] = False
-                self._slot_ids[slot] = None
-            self._alive_version += 1
+            try:
+                with self._store.write_lock:
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        for chunk in _chunks(present, 500):
+                            con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
+                                        (self.name, *chunk))
+                            con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
+                                        (self.name, *chunk))
+                        delete_text_vectors(con, self.name, present)
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+            except BaseException:
+                with self._rw.write():
+                    for rid, slot in slots.items():
+                        self._slot_of[rid] = slot
+                        self._alive[slot] = True
+                        self._slot_ids[slot] = rid
+                    self._alive_version += 1
+                raise
             return len(present)
 
     def update_settings(self, **changes: Any) -> CollectionSettings:
         with self._lock:
+            self._writable()
             merged = CollectionSettings.from_dict({**self.settings.to_dict(), **changes})
             self._store._save_settings(merged)
             if changes.get("thumbnails") is False:  # "images not stored": drop the kept ones too
@@ -502,6 +602,7 @@ class EmbeddedCollection(CollectionStore):
     def compact(self) -> None:
         """Rewrite the vector file without dead rows (crash-safe: a new generation file)."""
         with self._lock:
+            self._writable()
             ids, matrix = self.all_vectors()
             generation = self._generation + 1
             path = self._vector_path(generation)
@@ -526,8 +627,9 @@ class EmbeddedCollection(CollectionStore):
             old = self._vectors
             self._index.close(save=False)  # slots are renumbered: the new generation gets a new graph
             self._wait_fields_saver()
-            self._generation = generation
-            self._load()
+            with self._rw.write():
+                self._generation = generation
+                self._load()
             old.close()
             self._vector_path(generation - 1).unlink(missing_ok=True)
             self._fields_path(generation - 1).unlink(missing_ok=True)
@@ -538,9 +640,9 @@ class EmbeddedCollection(CollectionStore):
         One SQLite read transaction fixes the set of records; their vector rows are never
         rewritten, and the memory map taken with it stays valid even if compaction swaps files.
         """
-        con = _connect(self._store.path / "lookalike.sqlite")
+        con = _connect(self._store.path / "lookalike.sqlite", read_only=self._store.read_only)
         try:
-            with self._lock:
+            with self._reading():
                 matrix = self._vectors.matrix
                 con.execute("BEGIN")
                 cursor = con.execute(
@@ -560,37 +662,63 @@ class EmbeddedCollection(CollectionStore):
             con.close()
 
     def close(self, save: bool = True) -> None:
+        save = save and not self._store.read_only
         with self._lock:
             if save and self._vectors.rows - self._fields_saved >= FIELDS_SAVE_MIN:
                 self._save_fields(background=False)
             self._wait_fields_saver()
-        self._index.close()
+        self._index.close(save=save)
         self._vectors.close()
 
 
 class EmbeddedStore(Store):
-    """Collections in a local folder; safe for several threads of one process."""
+    """Collections in a local folder; safe for several threads of one process, and for one
+    writing process beside any number of `read_only` ones (see the module docstring)."""
 
     capabilities = EMBEDDED_CAPABILITIES
     backend = "the embedded"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.writer = _connect(self.path / "lookalike.sqlite")
-        self.writer.executescript(SCHEMA)
-        ensure_schema(self.writer)
-        self.write_lock = threading.Lock()
+        self.read_only = read_only
         self._local = threading.local()
         self._collections: dict[str, EmbeddedCollection] = {}
         self._lock = threading.RLock()
-        self._remove_stale_vector_files()
+        self.write_lock = threading.Lock()
+        self._writer_lock: WriterLock | None = None
+        if read_only:
+            if not (self.path / "lookalike.sqlite").is_file():
+                raise NotFound(f"no lookalike data in {path} (data folder not found or empty); "
+                               "give the folder with --data or $LOOKALIKE_DATA")
+            self.writer = None
+            self.reader()  # fails now, naming the folder, if the database is unreadable
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._writer_lock = WriterLock(self.path, str(path))
+        try:
+            self.writer = _connect(self.path / "lookalike.sqlite")
+            self.writer.executescript(SCHEMA)
+            ensure_schema(self.writer)
+            self._remove_stale_vector_files()
+        except BaseException:
+            self._writer_lock.release()
+            raise
+
+    def check_writable(self) -> None:
+        """Forbidden on a read-only store (writes go through the process holding the folder)."""
+        if self.read_only:
+            raise Forbidden(f"data folder {self.path} is open read-only")
 
     def reader(self) -> sqlite3.Connection:
         """A per-thread read connection (WAL lets readers run beside the writer)."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = _connect(self.path / "lookalike.sqlite")
+            try:
+                con = _connect(self.path / "lookalike.sqlite", read_only=self.read_only)
+                con.execute("SELECT 1 FROM collections LIMIT 1")
+            except sqlite3.Error as exc:
+                raise LookalikeError(f"cannot read the data folder {self.path}: {exc}") from None
+            self._local.con = con
         return con
 
     def _remove_stale_vector_files(self) -> None:
@@ -610,6 +738,7 @@ class EmbeddedStore(Store):
     def create_collection(self, settings: CollectionSettings) -> EmbeddedCollection:
         check_collection_name(settings.name)
         self.settle_dim(settings)
+        self.check_writable()
         with self._lock, self.write_lock:
             try:
                 self.writer.execute("INSERT INTO collections (name, settings) VALUES (?, ?)",
@@ -619,6 +748,7 @@ class EmbeddedStore(Store):
         return self.collection(settings.name)
 
     def _save_settings(self, settings: CollectionSettings) -> None:
+        self.check_writable()
         with self.write_lock:
             self.writer.execute("UPDATE collections SET settings=? WHERE name=?",
                                 (json.dumps(settings.to_dict()), settings.name))
@@ -636,15 +766,27 @@ class EmbeddedStore(Store):
             return col
 
     def drop_collection(self, name: str) -> None:
+        self.check_writable()
         with self._lock:
             col = self.collection(name)
-            with self.write_lock:
-                self.writer.execute("BEGIN IMMEDIATE")
-                self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
-                self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
-                delete_text_vectors(self.writer, name)
-                self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
-                self.writer.execute("COMMIT")
+            with col._lock:  # after any write in flight; then no read of the object sees it half-dropped
+                with col._rw.write():
+                    col._dropped = True
+                try:
+                    with self.write_lock:
+                        self.writer.execute("BEGIN IMMEDIATE")
+                        try:
+                            self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
+                            self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
+                            delete_text_vectors(self.writer, name)
+                            self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
+                            self.writer.execute("COMMIT")
+                        except BaseException:
+                            self.writer.execute("ROLLBACK")
+                            raise
+                except BaseException:
+                    col._dropped = False
+                    raise
             col._index.destroy()  # first, so closing does not save a graph about to be deleted
             col.close(save=False)
             self._collections.pop(name, None)
@@ -653,10 +795,15 @@ class EmbeddedStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            for col in self._collections.values():
-                col.close()
-            self._collections.clear()
-            self.writer.close()
+            try:
+                for col in self._collections.values():
+                    col.close()
+                self._collections.clear()
+                if self.writer is not None:
+                    self.writer.close()
+            finally:
+                if self._writer_lock is not None:
+                    self._writer_lock.release()
 
 
 def _write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequence[StoredRecord]) -> None:

@@ -8,6 +8,10 @@ is enough):
     GET /v1/collections/{name}/records?offset=&limit=&filter=&fields=   a page of records
     GET /v1/collections/{name}/facets?filter=&top=                        values and ranges
     GET /v1/collections/{name}/records/{id}/thumbnail[?optional=true]     the kept JPEG (404/204 if none)
+
+Images shown are only those kept by the server (thumbnails), never a record's `_url`: a
+viewer's browser contacts no third-party host. The page and its assets are sent with a
+Content-Security-Policy that allows nothing from elsewhere, and may not be framed.
 """
 from __future__ import annotations
 
@@ -15,15 +19,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Security
+from fastapi import APIRouter, FastAPI, Query, Request, Security
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..collection import Database
 from ..errors import BadRequest
+from ..records import check_id, check_json_text
 
 STATIC = Path(__file__).parent / "static"
+#: The page runs only its own script and style, shows images from this server (blob: URLs of
+#: fetched thumbnails), talks only to this server, and cannot be framed (clickjacking).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+       "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Referrer-Policy": "no-referrer"}
 
 
 def _json_param(name: str, raw: str | None) -> Any:
@@ -31,9 +42,11 @@ def _json_param(name: str, raw: str | None) -> Any:
     if raw is None or not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"'{name}' is not valid JSON: {exc}") from None
+    check_json_text(value, f"the query parameter '{name}'")
+    return value
 
 
 def browse_routes(db: Database) -> APIRouter:
@@ -58,16 +71,23 @@ def browse_routes(db: Database) -> APIRouter:
 
     @router.get("/collections/{name}/records/{record_id:path}/thumbnail", summary="The small JPEG kept for a record",
                 responses={200: {"content": {"image/jpeg": {}}}})
-    def thumbnail(name: str, record_id: str,
+    def thumbnail(request: Request, name: str, record_id: str,
                   optional: bool = Query(False, description="Answer 204 instead of 404 when none is kept "
                                                             "(the page asks so, to keep the console clean).")
                   ) -> Response:
         col = db.collection(name)
+        raw = request.scope.get("raw_path")
+        if isinstance(raw, bytes) and not raw.endswith(b"/thumbnail"):
+            # A record id may hold '/': sent as `x%2Fthumbnail` (as the client and the page encode
+            # ids), '/thumbnail' is part of the id, and this is GET of that record.
+            return JSONResponse(col.get(record_id + "/thumbnail"))
+        check_id(record_id)
         if optional and col.kept_thumbnail(record_id) is None:
             col.get(record_id)  # 404 for an unknown record all the same
             return Response(status_code=204)
         data = col.thumbnail(record_id)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300",
+                                                                "X-Content-Type-Options": "nosniff"})
 
     return router
 
@@ -81,8 +101,21 @@ def mount(app: FastAPI, db: Database) -> None:
     del app.router.routes[before:]
     app.router.routes[0:0] = added
 
-    app.mount("/ui", StaticFiles(directory=STATIC), name="ui")
+    app.mount("/ui", _with_headers(StaticFiles(directory=STATIC), PAGE_HEADERS), name="ui")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache", **PAGE_HEADERS})
+
+
+def _with_headers(app: Any, headers: dict[str, str]) -> Any:
+    """An ASGI app whose responses carry `headers` too (for the static assets)."""
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
+        async def send_with(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+        await app(scope, receive, send_with)
+    return wrapped

@@ -132,8 +132,8 @@ async function openCollection(name) {
   }
   $("#collection-count").textContent = state.info.count + " records";
   const gf = state.info.group_field;
-  $("#group-label").hidden = !gf;
   $("#group-field").textContent = gf || "group";
+  showGroupOption();
   await loadFacets();
   await refresh();
 }
@@ -154,10 +154,24 @@ async function loadFacets() {
     form.append(p);
     return;
   }
+  // The catalogue's own fields first; engine fields (the ~1000 ImageNet labels) after them,
+  // collapsed, so they never push the user's fields below the fold.
+  const own = state.facets.filter((f) => !f.path.startsWith("_"));
+  const engine = state.facets.filter((f) => f.path.startsWith("_"));
   let n = 0;
-  for (const facet of state.facets) {
+  for (const facet of own) {
     const fs = renderFacet(facet, n++);
     if (fs) form.append(fs);
+  }
+  for (const facet of engine) {
+    const fs = renderFacet(facet, n++);
+    if (!fs) continue;
+    const more = document.createElement("details");
+    more.className = "facet-more";
+    const summary = document.createElement("summary");
+    summary.textContent = facetTitle(facet.path) + "s (" + (facet.distinct || (facet.values || []).length) + ")";
+    more.append(summary, fs);
+    form.append(more);
   }
   if (!form.children.length) {
     const p = document.createElement("p");
@@ -277,6 +291,7 @@ async function refresh() {
       $("#mode").textContent = "Results for " + state.query.label + (filter ? " (filtered)" : "");
     }
     state.lastCount = items.length;
+    showGroupOption();
     renderGrid($("#results"), items);
     updatePager();
     setStatus(items.length ? "" : "Nothing matches: loosen the filters.");
@@ -288,6 +303,13 @@ async function refresh() {
   } finally {
     if (seq === state.seq) $("#results").removeAttribute("aria-busy");
   }
+}
+
+// "One per <group_field>" applies to searches; browsing lists every record, so the option
+// is shown only while a query is on the page (a ticked box that did nothing misled).
+function showGroupOption() {
+  const gf = state.info && state.info.group_field;
+  $("#group-label").hidden = !gf || !state.query;
 }
 
 function searchParams(filter, k) {
@@ -373,7 +395,6 @@ function renderCard(item) {
   const thumb = node.querySelector(".thumb");
   thumb.setAttribute("aria-label", "More like " + id);
   thumb.title = "More like this";
-  thumb.dataset.url = typeof item._url === "string" ? item._url : "";
   thumb.addEventListener("click", () => startQuery({ label: "more like “" + id + "”", body: { id } }));
   node.querySelector(".rid").textContent = id;
   node.querySelector(".rid").title = id;
@@ -439,14 +460,14 @@ function placeholder() {
   return ph;
 }
 
-// Thumbnails kept by the engine need the key, so they are fetched and shown as blob URLs.
+// Only thumbnails kept by the server are shown, never a record's _url: a viewer's browser
+// contacts no other host. They need the key, so they are fetched and shown as blob URLs.
 async function loadThumbs(list) {
   const queue = [];
   for (const card of list.querySelectorAll(".card")) {
     const button = card.querySelector(".thumb");
     const id = card.dataset.id;
-    if (button.dataset.url) showImage(button, button.dataset.url, id);
-    else if (state.thumbs.has(id)) { if (state.thumbs.get(id)) showImage(button, state.thumbs.get(id), id); }
+    if (state.thumbs.has(id)) { if (state.thumbs.get(id)) showImage(button, state.thumbs.get(id), id); }
     else queue.push([button, id]);
   }
   const collection = state.collection;

@@ -1,0 +1,76 @@
+"""Where `lookalike ingest` reads records from: a folder, one image, a JSONL or JSON catalogue.
+
+Each record comes with where it came from (`line 12`, `record 3`, `shirts/red.jpg`), so an
+error result can be reported as `line 12: record has no '_id'`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from .cli_checks import UsageError
+from .records import InvalidRecord
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _iter_source(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | None]:
+    """(where each record came from, record) pairs of a folder, an image, or a JSONL/JSON catalogue."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+        def from_folder() -> Iterator[tuple[str, Any]]:
+            for f in files:
+                rel = f.relative_to(path)
+                yield rel.as_posix(), {"_id": rel.with_suffix("").as_posix(), "_file": rel.as_posix(),
+                                       "path": rel.as_posix()}
+        return from_folder(), path, len(files)
+    if not path.exists():
+        raise UsageError(f"no such file or folder: {path}")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:  # one image: the same record it would make inside its folder
+        record = {"_id": path.stem, "_file": path.name, "path": path.name}
+        return iter([(path.name, record)]), path.parent, 1
+    if suffix == ".jsonl":
+        total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+
+        def from_jsonl() -> Iterator[tuple[str, Any]]:
+            with path.open(encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield f"line {n}", json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield f"line {n}", InvalidRecord(f"line {n} is not valid JSON: {exc.msg}")
+        return from_jsonl(), path.parent, total
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} is not valid JSON: {exc}") from None
+        records = data.get("records") if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise UsageError(f"{path} must hold a list of records or {{\"records\": [...]}}")
+        return ((f"record {n}", r) for n, r in enumerate(records, 1)), path.parent, len(records)
+    raise UsageError(f"{path} is neither a folder, an image, nor a .jsonl/.json catalogue")
+
+
+def iter_source(path: Path) -> tuple[Iterator[Any], Path, int | None]:
+    """Records from a folder of images, one image, or a JSONL/JSON catalogue; (records, base_dir, total)."""
+    pairs, base_dir, total = _iter_source(path)
+    return (record for _, record in pairs), base_dir, total
+
+
+def error_line(origin: str | None, result: dict) -> str:
+    """`line 12: record has no '_id'`, `line 3: sku-1: file not found: ...`: where, which, what."""
+    message = str(result.get("error"))
+    parts = [origin] if origin and not message.startswith(origin + " ") else []
+    if result.get("_id") is not None and result["_id"] != origin:
+        parts.append(str(result["_id"]))
+    return ": ".join([*parts, message])
+
+
+def count_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error"))
