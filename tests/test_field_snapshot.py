@@ -7,7 +7,7 @@ import pytest
 
 import lookalike
 from lookalike.store.field_index import FieldIndex
-from lookalike.store import embedded
+from lookalike.store.embedded import collection as embedded
 
 
 @pytest.fixture(autouse=True)

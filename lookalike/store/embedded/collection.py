@@ -1,24 +1,4 @@
-"""The default store: one data folder, SQLite (WAL) for records, memory-mapped vector files.
-
-Layout of `DIR`:
-    lookalike.sqlite            collections and records (metadata JSON, hashes, vector slot)
-    vectors/NAME.GEN.f32        float32 rows, one per slot, append-only
-
-Durability: vectors are appended and fsynced first, then the records pointing at them are
-committed with `synchronous=FULL`; so once `write` returns, a `kill -9` loses nothing, and
-a crash before the commit leaves only unused rows. Reads never block on writes for longer
-than the in-memory swap after a commit.
-
-One process writes a folder at a time: a writer holds `DIR/lookalike.lock` (store/lock.py)
-from open to close, and a second writer is refused with the holder named. A store opened
-`read_only` takes no lock, creates and repairs nothing, and sees the folder as committed
-when each collection is first loaded (a SQLite read transaction, then the vector rows it
-points at, which were fsynced before that commit).
-
-Inside a process, reads of a collection (search, facets, get, ...) share its `ReadWriteLock`
-and the swap that publishes a commit, a delete or a drop takes it alone, so a read never
-sees half of a write; a collection object that was dropped answers NotFound from then on.
-"""
+"""One collection of the embedded store: loading, reads, writes, compaction (search: search.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -32,61 +12,31 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import Conflict, Forbidden, LookalikeError, NotFound
-from ..index.exact import ExactIndex, top_k
-from ..index.manager import CollectionIndex
-from ..index.masks import MaskCache
-from .field_index import FieldIndex
-from .filters import MATCH_ALL, Node
-from .base import (Capabilities, CollectionSettings, CollectionStore, Hit, SearchRequest, Store, StoredRecord,
-                   check_collection_name, plan_write)
-from . import field_snapshot
-from .facets import facets_of
-from .lock import ReadWriteLock, WriterLock
-from .text_vectors import TextMatrix, delete_text_vectors, ensure_schema, write_text_vectors
-from .vectors import VectorFile
+from ...errors import LookalikeError, NotFound
+from ...index.manager import CollectionIndex
+from ...index.masks import MaskCache
+from ..field_index import FieldIndex
+from ..filters import MATCH_ALL, Node
+from ..base import Capabilities, CollectionSettings, CollectionStore, StoredRecord, plan_write
+from .. import field_snapshot
+from ..facets import facets_of
+from ..lock import ReadWriteLock
+from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
+from ..vectors import VectorFile
+from .search import EmbeddedSearch
+from .sqlite import chunks, connect_db, marks, write_thumbnails
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    name TEXT PRIMARY KEY,
-    settings TEXT NOT NULL,
-    generation INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS records (
-    collection TEXT NOT NULL,
-    id TEXT NOT NULL,
-    slot INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    source_hash TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    computed TEXT NOT NULL,
-    updated REAL NOT NULL,
-    PRIMARY KEY (collection, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS thumbnails (
-    collection TEXT NOT NULL,
-    id TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (collection, id)
-) WITHOUT ROWID;
-"""
 #: How many values of a string path `facets` lists at most.
 FACET_TOP = 20
+
+
 # Save the field index (store/field_snapshot.py) once this many slots are not in the saved copy
 # (on open and close; while writing, after 5x this and a quarter of the collection): reparsing
 # 10 000 records costs about 0.3 s, rewriting the snapshot of a million about 1 s.
 FIELDS_SAVE_MIN = 10_000
+
+
 log = logging.getLogger(__name__)
-
-
-def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
-    if read_only:  # never creates the file; WAL lets it read beside another process's writer
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
-                               isolation_level=None, timeout=30)
-    con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
-    return con
 
 
 class _ReadOnlyIndex(CollectionIndex):
@@ -117,12 +67,12 @@ def indexed_view(doc: dict, computed: dict) -> dict:
 EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True)
 
 
-class EmbeddedCollection(CollectionStore):
+class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     """One collection of the embedded store, with its slots, field index and vectors in memory."""
 
     capabilities = EMBEDDED_CAPABILITIES
 
-    def __init__(self, store: "EmbeddedStore", settings: CollectionSettings, generation: int) -> None:
+    def __init__(self, store: Any, settings: CollectionSettings, generation: int) -> None:
         self._store = store
         self.settings = settings
         self.name = settings.name
@@ -247,8 +197,8 @@ class EmbeddedCollection(CollectionStore):
     def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
         con = self._store.reader()
-        for chunk in _chunks(list(ids), 500):
-            q = f"SELECT id, content_hash, source_hash FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
+        for chunk in chunks(list(ids), 500):
+            q = f"SELECT id, content_hash, source_hash FROM records WHERE collection=? AND id IN ({marks(chunk)})"
             for rid, ch, sh in con.execute(q, (self.name, *chunk)):
                 out[rid] = (ch, sh)
         self._check_present()  # after the query: a drop marks the object before deleting its rows
@@ -257,8 +207,8 @@ class EmbeddedCollection(CollectionStore):
     def get(self, ids: Sequence[str]) -> list[dict | None]:
         found: dict[str, dict] = {}
         con = self._store.reader()
-        for chunk in _chunks(list(ids), 500):
-            q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({_marks(chunk)})"
+        for chunk in chunks(list(ids), 500):
+            q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
             for rid, doc, computed in con.execute(q, (self.name, *chunk)):
                 found[rid] = {**json.loads(doc), **json.loads(computed)}
         self._check_present()  # rows of a re-created namesake are not this collection's
@@ -327,162 +277,6 @@ class EmbeddedCollection(CollectionStore):
         """Block until a background index build is done (tests, benchmarks)."""
         return self._index.wait(timeout)
 
-    # -- search --------------------------------------------------------------------------
-    def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
-        n = self.n_slots
-        if not exclude:  # live & filter, cached read-only (the index reuses its count and bitmap)
-            key = ("allowed", repr(where), n, self._fields_version, self._alive_version)
-            return self._masks.get(key, lambda: self._live_matching(where, n))
-        allowed = self._alive[:n].copy()
-        if where is not MATCH_ALL:
-            allowed &= self._filter_mask(where, n)
-        for rid in exclude:
-            slot = self._slot_of.get(rid)
-            if slot is not None and slot < n:
-                allowed[slot] = False
-        return allowed
-
-    def _filter_mask(self, where: Node, n: int) -> np.ndarray:
-        version = self._fields_version  # read before computing: a newer mask never hides under it
-        return self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
-
-    def _live_matching(self, where: Node, n: int) -> np.ndarray:
-        """Live slots matching `where`, as a new read-only mask."""
-        allowed = self._alive[:n].copy()
-        if where is not MATCH_ALL:
-            allowed &= self._filter_mask(where, n)
-        allowed.flags.writeable = False
-        return allowed
-
-    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
-        with self._reading():
-            post = self._fields.paths.get(path)
-            if post is None:
-                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
-            rows, vids = post.rows.view(), post.vids.view()
-            size = min(len(rows), len(vids))  # a consistent prefix while a write appends
-            return rows[:size], vids[:size], list(post.keys)
-
-    def search(self, request: SearchRequest) -> list[Hit]:
-        with self._reading():
-            return self._search(request)
-
-    def _search(self, request: SearchRequest) -> list[Hit]:
-        allowed = self._allowed(request.where, request.exclude)
-        need = request.k + request.offset
-        if request.slot_scores is not None:
-            return self._precomputed(request, allowed)
-        if not request.boosts and not request.group_by:
-            # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
-            known = self.count() if request.where is MATCH_ALL and not request.exclude else None
-            slots, scores = self._index.search(request.vector, need, allowed, known)
-            return [Hit(self._slot_ids[s], sc) for s, sc in
-                    zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
-        matching = int(np.count_nonzero(allowed))
-        if self._index.uses_ann(matching):
-            hits = self._ann_ranked(request, allowed, matching)
-            if hits is not None:
-                return hits
-        index = ExactIndex(self._vectors.matrix[:len(allowed)])
-        slots, scores = index.scores(request.vector, allowed)
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-        if not request.group_by:
-            best = top_k(scores, need)[request.offset:]
-            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-        return self._grouped(slots, scores, request)
-
-    def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
-        """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
-        given = np.asarray(request.slot_scores, dtype=np.float32)
-        n = min(len(allowed), len(given))
-        slots = np.flatnonzero(allowed[:n] & np.isfinite(given[:n]))
-        scores = given[slots]
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-        if not request.group_by:
-            best = top_k(scores, request.k + request.offset)[request.offset:]
-            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-        return self._grouped(slots, scores, request)
-
-    def _ann_ranked(self, request: SearchRequest, allowed: np.ndarray, matching: int) -> list[Hit] | None:
-        """Boosts/grouping over HNSW candidates, widening the pool until k hits (or groups) appear.
-
-        Each positively boosted set gets its own filtered graph search, so a boosted record
-        far below the plain top candidates is still considered. None: use exact search.
-        """
-        need = request.k + request.offset
-        pool = max(4 * need, 40)
-        while pool <= min(matching // 2, 4096):
-            parts = [self._index.search(request.vector, pool, allowed, matching)]
-            for node, weight in request.boosts:
-                if weight > 0:
-                    parts.append(self._index.search(request.vector, pool, allowed & self._fields.mask(node, len(allowed))))
-            slots = np.concatenate([p[0] for p in parts])
-            scores = np.concatenate([p[1] for p in parts])
-            slots, first = np.unique(slots, return_index=True)
-            scores = scores[first]
-            for node, weight in request.boosts:
-                scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-            if not request.group_by:
-                best = top_k(scores, need)[request.offset:]
-                return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-            hits = self._grouped(slots, scores, request)
-            if len(hits) >= request.k:
-                return hits
-            pool *= 4
-        return None
-
-    def _grouped(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest) -> list[Hit]:
-        """Best hit per group value: widen the candidate pool until enough groups appear."""
-        need = request.k + request.offset
-        first = self._fields.first_values(request.group_by, len(self._alive[: self.n_slots]))
-        keys = first[slots]
-        keys = np.where(keys >= 0, keys, -(slots + 1))  # no group value: a group of its own
-        pool = need * 4
-        while True:
-            cand = top_k(scores, pool)
-            _, firsts = np.unique(keys[cand], return_index=True)
-            firsts.sort()
-            if len(firsts) >= need or pool >= len(scores):
-                break
-            pool *= 4
-        hits = []
-        for pos in cand[firsts[:need]][request.offset:]:
-            vid = int(first[slots[pos]])
-            group = self._fields.value_of(request.group_by, vid) if vid >= 0 else None
-            hits.append(Hit(self._slot_ids[slots[pos]], float(scores[pos]), group))
-        return hits
-
-    def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
-        """Per slot: (1 - w) * visual + w * text similarity (one side alone when the other is None).
-        NaN where a record has no text vector: such records are never text hits."""
-        with self._reading():
-            return self._hybrid_scores(vector, text, text_weight)
-
-    def _hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
-        n = self.n_slots
-        if text is None:
-            return np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
-        text_scores = self._text.scores(text, n)
-        if vector is None:
-            return text_scores
-        visual = np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
-        return (1 - text_weight) * visual + text_weight * np.nan_to_num(text_scores, nan=0.0)  # no text: looks only
-
-    def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """The text vectors of the ids that have one, stacked (0 rows if none)."""
-        with self._reading():
-            return self._text.get([self._slot_of[i] for i in ids if i in self._slot_of])
-
-    def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
-        with self._reading():
-            matrix = self._vectors.matrix
-            known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
-            if not known:
-                return {}
-            sims = matrix[np.array([s for _, s in known])] @ np.asarray(vector, dtype=np.float32)
-            return {i: float(s) for (i, _), s in zip(known, sims)}
 
     # -- writes --------------------------------------------------------------------------
     def write(self, records: Sequence[StoredRecord]) -> list[str]:
@@ -505,7 +299,7 @@ class EmbeddedCollection(CollectionStore):
             con.execute("BEGIN IMMEDIATE")
             try:
                 con.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
-                _write_thumbnails(con, self.name, records)
+                write_thumbnails(con, self.name, records)
                 write_text_vectors(con, self.name, records)
                 con.execute("COMMIT")
             except BaseException:
@@ -566,10 +360,10 @@ class EmbeddedCollection(CollectionStore):
                 with self._store.write_lock:
                     con.execute("BEGIN IMMEDIATE")
                     try:
-                        for chunk in _chunks(present, 500):
-                            con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({_marks(chunk)})",
+                        for chunk in chunks(present, 500):
+                            con.execute(f"DELETE FROM records WHERE collection=? AND id IN ({marks(chunk)})",
                                         (self.name, *chunk))
-                            con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({_marks(chunk)})",
+                            con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({marks(chunk)})",
                                         (self.name, *chunk))
                         delete_text_vectors(con, self.name, present)
                         con.execute("COMMIT")
@@ -640,7 +434,7 @@ class EmbeddedCollection(CollectionStore):
         One SQLite read transaction fixes the set of records; their vector rows are never
         rewritten, and the memory map taken with it stays valid even if compaction swaps files.
         """
-        con = _connect(self._store.path / "lookalike.sqlite", read_only=self._store.read_only)
+        con = connect_db(self._store.path / "lookalike.sqlite", read_only=self._store.read_only)
         try:
             with self._reading():
                 matrix = self._vectors.matrix
@@ -669,157 +463,3 @@ class EmbeddedCollection(CollectionStore):
             self._wait_fields_saver()
         self._index.close(save=save)
         self._vectors.close()
-
-
-class EmbeddedStore(Store):
-    """Collections in a local folder; safe for several threads of one process, and for one
-    writing process beside any number of `read_only` ones (see the module docstring)."""
-
-    capabilities = EMBEDDED_CAPABILITIES
-    backend = "the embedded"
-
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
-        self.path = Path(path)
-        self.read_only = read_only
-        self._local = threading.local()
-        self._collections: dict[str, EmbeddedCollection] = {}
-        self._lock = threading.RLock()
-        self.write_lock = threading.Lock()
-        self._writer_lock: WriterLock | None = None
-        if read_only:
-            if not (self.path / "lookalike.sqlite").is_file():
-                raise NotFound(f"no lookalike data in {path} (data folder not found or empty); "
-                               "give the folder with --data or $LOOKALIKE_DATA")
-            self.writer = None
-            self.reader()  # fails now, naming the folder, if the database is unreadable
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._writer_lock = WriterLock(self.path, str(path))
-        try:
-            self.writer = _connect(self.path / "lookalike.sqlite")
-            self.writer.executescript(SCHEMA)
-            ensure_schema(self.writer)
-            self._remove_stale_vector_files()
-        except BaseException:
-            self._writer_lock.release()
-            raise
-
-    def check_writable(self) -> None:
-        """Forbidden on a read-only store (writes go through the process holding the folder)."""
-        if self.read_only:
-            raise Forbidden(f"data folder {self.path} is open read-only")
-
-    def reader(self) -> sqlite3.Connection:
-        """A per-thread read connection (WAL lets readers run beside the writer)."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            try:
-                con = _connect(self.path / "lookalike.sqlite", read_only=self.read_only)
-                con.execute("SELECT 1 FROM collections LIMIT 1")
-            except sqlite3.Error as exc:
-                raise LookalikeError(f"cannot read the data folder {self.path}: {exc}") from None
-            self._local.con = con
-        return con
-
-    def _remove_stale_vector_files(self) -> None:
-        """Drop vector files of dropped collections and of superseded generations."""
-        live = {f"{n}.{g}.f32" for n, g in self.writer.execute("SELECT name, generation FROM collections")}
-        for f in (self.path / "vectors").glob("*.f32") if (self.path / "vectors").exists() else ():
-            if f.name not in live:
-                f.unlink(missing_ok=True)
-        for f in (self.path / "fields").glob("*.npz*") if (self.path / "fields").exists() else ():
-            if f.suffix == ".tmp" or f.name.removesuffix(".npz") + ".f32" not in live:
-                f.unlink(missing_ok=True)
-
-    def list_collections(self) -> list[CollectionSettings]:
-        rows = self.reader().execute("SELECT settings FROM collections ORDER BY name").fetchall()
-        return [CollectionSettings.from_dict(json.loads(s)) for (s,) in rows]
-
-    def create_collection(self, settings: CollectionSettings) -> EmbeddedCollection:
-        check_collection_name(settings.name)
-        self.settle_dim(settings)
-        self.check_writable()
-        with self._lock, self.write_lock:
-            try:
-                self.writer.execute("INSERT INTO collections (name, settings) VALUES (?, ?)",
-                                    (settings.name, json.dumps(settings.to_dict())))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"collection {settings.name!r} already exists") from None
-        return self.collection(settings.name)
-
-    def _save_settings(self, settings: CollectionSettings) -> None:
-        self.check_writable()
-        with self.write_lock:
-            self.writer.execute("UPDATE collections SET settings=? WHERE name=?",
-                                (json.dumps(settings.to_dict()), settings.name))
-
-    def collection(self, name: str) -> EmbeddedCollection:
-        with self._lock:
-            col = self._collections.get(name)
-            if col is None:
-                row = self.reader().execute(
-                    "SELECT settings, generation FROM collections WHERE name=?", (name,)).fetchone()
-                if row is None:
-                    raise NotFound(f"collection {name!r} not found")
-                col = self._collections[name] = EmbeddedCollection(
-                    self, CollectionSettings.from_dict(json.loads(row[0])), row[1])
-            return col
-
-    def drop_collection(self, name: str) -> None:
-        self.check_writable()
-        with self._lock:
-            col = self.collection(name)
-            with col._lock:  # after any write in flight; then no read of the object sees it half-dropped
-                with col._rw.write():
-                    col._dropped = True
-                try:
-                    with self.write_lock:
-                        self.writer.execute("BEGIN IMMEDIATE")
-                        try:
-                            self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
-                            self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
-                            delete_text_vectors(self.writer, name)
-                            self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
-                            self.writer.execute("COMMIT")
-                        except BaseException:
-                            self.writer.execute("ROLLBACK")
-                            raise
-                except BaseException:
-                    col._dropped = False
-                    raise
-            col._index.destroy()  # first, so closing does not save a graph about to be deleted
-            col.close(save=False)
-            self._collections.pop(name, None)
-            col._vector_path(col._generation).unlink(missing_ok=True)
-            col._fields_path().unlink(missing_ok=True)
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                for col in self._collections.values():
-                    col.close()
-                self._collections.clear()
-                if self.writer is not None:
-                    self.writer.close()
-            finally:
-                if self._writer_lock is not None:
-                    self._writer_lock.release()
-
-
-def _write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequence[StoredRecord]) -> None:
-    """Store new thumbnails and remove those of records whose image source changed to none kept."""
-    keep = [(collection, r.id, r.thumbnail) for r in records if r.thumbnail]
-    drop = [(collection, r.id) for r in records if r.thumbnail == b""]
-    if keep:
-        con.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?,?,?)", keep)
-    if drop:
-        con.executemany("DELETE FROM thumbnails WHERE collection=? AND id=?", drop)
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _marks(chunk: list) -> str:
-    return ",".join("?" * len(chunk))
