@@ -133,7 +133,7 @@ class Client:
         check_collection_name(name)
         if create:
             return self.ensure_collection(name, **settings)[0]
-        self.request("GET", f"/collections/{name}")  # NotFound now, as embedded
+        self.request("GET", f"/collections/{name}")  # NotFound here, as the Python API answers
         return RemoteCollection(self, name)
 
     def ensure_collection(self, name: str, **settings: Any) -> tuple["RemoteCollection", bool]:
