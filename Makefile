@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/lookalike demo
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install

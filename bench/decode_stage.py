@@ -2,7 +2,7 @@
 
 Run: python bench/decode_stage.py [--images 48] [--size 512] [--rounds 5]
 
-`lookalike.decode.decode_image` runs per image after the JPEG draft decode: dominant colours,
+`lookalike.ingest.decode.decode_image` runs per image after the JPEG draft decode: dominant colours,
 the near-duplicate fingerprint, the web thumbnail and the model's resize (fit_square). This
 script keeps the implementations those steps had before they were made cheaper (2026-11-27) as
 references (`old_*`; tests/test_decode_speed_equivalence.py checks the new ones against them),
@@ -31,12 +31,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.ingest import make_thumbnail  # noqa: E402
+from lookalike.ingest.decode import make_thumbnail  # noqa: E402
 from lookalike.models.colors import dominant_colors, srgb_to_lab  # noqa: E402
 from lookalike.models.images import fit_square, open_image  # noqa: E402
-from lookalike.query import duplicates as dup  # noqa: E402
-from lookalike.query.duplicates import fingerprint  # noqa: E402
-from lookalike.sample import photo_like  # noqa: E402
+from lookalike.models import fingerprint as fp  # noqa: E402
+from lookalike.models.fingerprint import fingerprint  # noqa: E402
+from lookalike.testing.photos import photo_like  # noqa: E402
 
 
 # -- references: the code before (same results by definition) ---------------------------------
@@ -49,22 +49,22 @@ def old_pixel_hash(image: Image.Image) -> str:
 
 def old_dct_bits(canvas: Image.Image | np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
     pixels = np.asarray(canvas, dtype=np.float64)
-    side = dup.HASH_SIDE
+    side = fp.HASH_SIDE
     coef = np.empty((len(boxes), side, side))
     sizes = np.array([box[2] - box[0] for box in boxes])
     for size in np.unique(sizes).tolist():
         at = np.flatnonzero(sizes == size)
         windows = np.stack([pixels[boxes[i][1]:boxes[i][3], boxes[i][0]:boxes[i][2]] for i in at])
-        op = dup._hash_operator(size)
+        op = fp._hash_operator(size)
         coef[at] = op @ windows @ op.T
     coef[:, 0, 0] = 0.0
     bits = coef > 0
-    flat = np.sqrt((coef ** 2).sum(axis=(1, 2))) / (2 * side) < dup.FLAT_STD
+    flat = np.sqrt((coef ** 2).sum(axis=(1, 2))) / (2 * side) < fp.FLAT_STD
     if flat.any():
         seed = int.from_bytes(hashlib.blake2b(pixels.tobytes(), digest_size=8).digest(), "little")
         bits[flat] = np.random.default_rng(seed).random((int(flat.sum()), side, side)) < 0.5
         bits[flat, 0, 0] = False
-    return bits.reshape(len(boxes), dup.BITS)
+    return bits.reshape(len(boxes), fp.BITS)
 
 
 def old_trim_border(image: Image.Image, tolerance: int = 24, side: int = 256) -> Image.Image | None:
@@ -87,22 +87,22 @@ def old_trim_border(image: Image.Image, tolerance: int = 24, side: int = 256) ->
 
 
 def old_rotated_centres(canvas: Image.Image) -> np.ndarray:
-    centre = [dup._boxes()[dup.CENTRE - 1]]
+    centre = [fp.boxes()[fp.CENTRE - 1]]
     return np.concatenate([old_dct_bits(canvas.rotate(angle, Image.Resampling.BILINEAR), centre)
-                           for angle in dup.ROTATIONS[1:]])
+                           for angle in fp.ROTATIONS[1:]])
 
 
 def old_fingerprint(image: Image.Image) -> dict:
-    canvas = dup._canvas(image)
+    canvas = fp._canvas(image)
     trimmed = old_trim_border(image)
-    canon = canvas if trimmed is None else dup._canvas(trimmed)
+    canon = canvas if trimmed is None else fp._canvas(trimmed)
     bits = np.concatenate([
-        old_dct_bits(canvas, dup.WHOLE + dup._boxes() + dup._boxes(dup.CROP_WINDOW, dup.CROP_GRID)),
-        old_dct_bits(canon, dup.WHOLE),
+        old_dct_bits(canvas, fp.WHOLE + fp.boxes() + fp.boxes(fp.CROP_WINDOW, fp.CROP_GRID)),
+        old_dct_bits(canon, fp.WHOLE),
         old_rotated_centres(canon),
-        old_dct_bits(canvas, dup._boxes(dup.CROP_WINDOW / dup.CROP_SCALE, dup.COPY_GRID))])
-    return {dup.FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
-            dup.PIXEL_HASH: old_pixel_hash(image)}
+        old_dct_bits(canvas, fp.boxes(fp.CROP_WINDOW / fp.CROP_SCALE, fp.COPY_GRID))])
+    return {fp.FINGERPRINT: base64.b64encode(np.packbits(bits, axis=1).tobytes()).decode(),
+            fp.PIXEL_HASH: old_pixel_hash(image)}
 
 
 def old_dominant_colors(im: Image.Image, k: int = 5, iterations: int = 12) -> list[dict]:

@@ -2,7 +2,7 @@
 
 Builds a collection of drawn originals (patterned products from `draw_item`, which look
 alike on purpose, and smooth `photo_like` images), then queries with edited copies of some
-of them (lookalike/copies.py: crop to 60 %, rotate ±10°, mirror, greyscale, blur, JPEG
+of them (lookalike/testing/copies.py: crop to 60 %, rotate ±10°, mirror, greyscale, blur, JPEG
 quality 10, downscale 5x, border, text). recall@1: the original is the first hit (for
 `match`: and scores over the default threshold). Baselines rank every original by Hamming
 distance of imagehash's pHash / dHash (a tie with another original counts as a miss), and
@@ -32,8 +32,9 @@ import numpy as np
 from PIL import Image
 
 import lookalike
-from lookalike.copies import TRANSFORMS, encode
-from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item, photo_like
+from lookalike.testing.copies import TRANSFORMS, encode
+from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item
+from lookalike.testing.photos import photo_like
 
 
 def originals(n: int, offset: int = 0) -> list[Image.Image]:
@@ -143,15 +144,16 @@ def main() -> None:
 def pair_search_speed(n: int) -> None:
     """Seconds for `duplicates`' whole-image pairs at n random hashes with 5 % planted near copies
     (a third mirrored): FAISS binary range search against the matrix products (`pairs_by_products`, used without FAISS)."""
+    from lookalike.models import fingerprint as fp
     from lookalike.query import duplicates as dup
 
     rng = np.random.default_rng(0)
-    bits = rng.random((n, dup.BITS)) < 0.5
+    bits = rng.random((n, fp.BITS)) < 0.5
     copies = n // 20
     sources = rng.choice(n - copies, copies, replace=False)
     for c, source in enumerate(sources):
-        row = bits[source] ^ (rng.random(dup.BITS) < rng.uniform(0.02, 0.18))
-        bits[n - copies + c] = row ^ dup.MIRROR if c % 3 == 0 else row
+        row = bits[source] ^ (rng.random(fp.BITS) < rng.uniform(0.02, 0.18))
+        bits[n - copies + c] = row ^ fp.MIRROR if c % 3 == 0 else row
     words = np.packbits(bits, axis=1).view(">u8").astype(np.uint64)
     t = time.perf_counter()
     rows, cols = dup.similar_pairs(words, dup.DEFAULT_DUPLICATE_THRESHOLD)
@@ -167,12 +169,13 @@ def pair_search_speed(n: int) -> None:
 
 def whole_only(col) -> list[list[str]]:
     """The clustering `duplicates` did before the copy side: whole-image hashes (and mirrors) only."""
+    from lookalike.models import fingerprint as fp
     from lookalike.query import duplicates as dup
 
     ids, _ = col._store.all_vectors()
     docs = col._store.get(ids)
-    keep = [(rid, dup.decode_fingerprint(d[dup.FINGERPRINT])) for rid, d in zip(ids, docs)
-            if d and dup.FINGERPRINT in d]
+    keep = [(rid, fp.decode_fingerprint(d[fp.FINGERPRINT])) for rid, d in zip(ids, docs)
+            if d and fp.FINGERPRINT in d]
     words = np.stack([fp[0] for _, fp in keep])
     rows, cols = dup.similar_pairs(words, dup.DEFAULT_DUPLICATE_THRESHOLD)
     return [[keep[i][0] for i in g] for g in dup.clusters(len(keep), rows, cols)]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lookalike.query.field_index import FieldIndex  # noqa: E402
-from lookalike.query.filters import parse_filter  # noqa: E402
+from lookalike.store.field_index import FieldIndex  # noqa: E402
+from lookalike.store.filters import parse_filter  # noqa: E402
 
 FILTERS = {
     "equality": ({"category": "shoes"}, lambda d: d["category"] == "shoes"),

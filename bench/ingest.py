@@ -32,11 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lookalike  # noqa: E402
-import lookalike.decode as decoding  # noqa: E402
-from lookalike.ingest import Ingestor  # noqa: E402
+import lookalike.ingest.decode as decoding  # noqa: E402
+from lookalike.ingest.pipeline import Ingestor  # noqa: E402
 from lookalike.models.images import DEFAULT_MAX_PIXELS, load_pixels  # noqa: E402
 from lookalike.models.registry import DEFAULT_MODEL  # noqa: E402
-from lookalike.sample import photo_like  # noqa: E402
+from lookalike.testing.photos import photo_like  # noqa: E402
 
 
 def make_images(folder: Path, n: int, size: int) -> list[Path]:

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lookalike  # noqa: E402
-from lookalike.query.filters import parse_filter  # noqa: E402
+from lookalike.store.filters import parse_filter  # noqa: E402
 
 FILTERS = [{"category": "shoes"}, {"price": {"$gte": 20, "$lt": 40}}, {"tags": "sale"},
            {"attrs.color": "red", "in_stock": True}, {"sku_group": 7}]

@@ -5,9 +5,9 @@ The labelled set is built from images that ship with installed packages, no down
   category = pattern (colour and shape vary inside a category: "same look, other colour");
 - `photos`: scikit-image's sample photos, each in 6 random variants (crop, flip, rotation,
   colour/contrast jitter, blur, JPEG); category = source photo (near-copy retrieval);
-- `textures`: `lookalike.sample.photo_like` scenes, 8 seeds x 5 variants; category = seed.
+- `textures`: `lookalike.testing.photos.photo_like` scenes, 8 seeds x 5 variants; category = seed.
 Every image queries the others (`{"id": ...}`); relevant = the rest of its category.
-Vectors go into `model: "none"` collections and are scored by `lookalike.evaluate`, so the
+Vectors go into `model: "none"` collections and are scored by `lookalike.query.evaluate`, so the
 numbers are exactly what `lookalike eval` reports. `+pcaw` rows add PCA-whitening fitted
 on the indexed vectors themselves (unsupervised, as a collection-level option would do).
 
@@ -30,10 +30,11 @@ from PIL import Image, ImageEnhance, ImageFilter
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import lookalike  # noqa: E402
-from lookalike.evaluate import evaluate  # noqa: E402
+from lookalike.query.evaluate import evaluate  # noqa: E402
 from lookalike.models import get_encoder  # noqa: E402
 from lookalike.models.images import fit_square, to_rgb  # noqa: E402
-from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item, photo_like  # noqa: E402
+from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item  # noqa: E402
+from lookalike.testing.photos import photo_like  # noqa: E402
 
 VARIANTS = ("efficientnet-lite0", "efficientnet-lite0-gem", "efficientnet-lite0-style", "efficientnet-lite0-gem-style",
             "efficientnet-lite2", "efficientnet-lite2-gem", "efficientnet-lite2-gem-style")
@@ -108,7 +109,7 @@ def pca_whiten(x: np.ndarray, dims: int = 128, shrink: float = 0.1) -> np.ndarra
 
 
 def score(vectors: np.ndarray, ids: list[str], cats: list[str], folder: Path, name: str) -> dict[str, float]:
-    """P@5 (k=5) and mAP@10/nDCG@10 (k=10) through a `model: none` collection and lookalike.evaluate."""
+    """P@5 (k=5) and mAP@10/nDCG@10 (k=10) through a `model: none` collection and lookalike.query.evaluate."""
     by_cat: dict[str, list[str]] = {}
     for i, c in zip(ids, cats):
         by_cat.setdefault(c, []).append(i)

@@ -30,7 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lookalike  # noqa: E402
-from lookalike.sample import photo_like  # noqa: E402
+from lookalike.testing.photos import photo_like  # noqa: E402
 
 
 def make_images(folder: Path, n: int, size: int) -> list[dict]:
@@ -58,7 +58,7 @@ def ingest_rows(records: list[dict], work: Path) -> list[tuple[str, float, float
     """(pipeline, wall s, s until the first batch was written, note) per pipeline."""
     import ray
 
-    from lookalike.distributed import ray_ingest
+    from lookalike.ingest.ray import ray_ingest
 
     rows = []
     with lookalike.connect(work / "single") as db:

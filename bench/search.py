@@ -53,7 +53,7 @@ import importlib.util  # noqa: E402
 
 import lookalike  # noqa: E402
 from lookalike.index.exact import top_k  # noqa: E402
-from lookalike.query.filters import parse_filter  # noqa: E402
+from lookalike.store.filters import parse_filter  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("search_data", HERE / "search_data.py")

@@ -3,7 +3,7 @@ from .collection import Collection, Database, connect
 from .errors import (BadRequest, Conflict, Forbidden, LookalikeError, NotAnImage, NotFound, NotImplementedYet,
                      TooLarge, Unauthorized)
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name: str):

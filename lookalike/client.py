@@ -21,10 +21,12 @@ from urllib.parse import quote
 import httpx
 
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
-from .fetch import read_file
-from .query.search import check_int, check_query, parse_search
-from .records import check_id, check_ids, resolve_file
-from .store.base import check_collection_name
+from .ingest.fetch import read_file
+from .query.evaluate import evaluate, evaluate_file
+from .query.search import check_query, parse_search
+from .records import check_delete, check_id, resolve_file
+from .store.base import CollectionSettings, check_collection_name
+from .validation import check_int
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 #: Records per upsert request, and the most bytes of JSON one request carries.
@@ -131,7 +133,7 @@ class Client:
         check_collection_name(name)
         if create:
             return self.ensure_collection(name, **settings)[0]
-        self.request("GET", f"/collections/{name}")  # NotFound now, as embedded
+        self.request("GET", f"/collections/{name}")  # NotFound here, as the Python API answers
         return RemoteCollection(self, name)
 
     def ensure_collection(self, name: str, **settings: Any) -> tuple["RemoteCollection", bool]:
@@ -177,7 +179,6 @@ class RemoteCollection:
 
     @property
     def settings(self):
-        from .store.base import CollectionSettings
         return CollectionSettings.from_dict(self.info())
 
     def _post(self, route: str, body: dict) -> Any:
@@ -253,13 +254,10 @@ class RemoteCollection:
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if (ids is None) == (filter is None):
-            raise BadRequest("delete takes either 'ids' or 'filter'")
-        if filter is not None:
+        ids = check_delete(ids, filter)
+        if ids is None:
             return self._post("records/delete", {"filter": filter})["deleted"]
-        return self._post("records/delete", {"ids": check_ids(ids)})["deleted"]
+        return self._post("records/delete", {"ids": ids})["deleted"]
 
     def count(self) -> int:
         return self.info()["count"]
@@ -316,8 +314,7 @@ class RemoteCollection:
         return self._post("duplicates", _given(threshold=threshold))
 
     def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
-        """Search quality against a golden set, the searches running on the server (see `lookalike.evaluate`)."""
-        from .evaluate import evaluate, evaluate_file
+        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`)."""
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

@@ -5,7 +5,7 @@ this API runs unchanged against a server through `lookalike.Client`.
 """
 from __future__ import annotations
 
-import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -13,19 +13,24 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import BadRequest, Conflict, NotFound, NotImplementedYet
-from .fetch import fetch_url, read_file
-from .filecache import FileDigests, for_data_dir
-from .ingest import Ingestor
-from .models import get_encoder, l2_normalize
-from .models.images import DEFAULT_MAX_PIXELS, load_pixels
-from .models.registry import DEFAULT_MODEL, check_model_name
-from .query.filters import And, Cond, Not, parse_filter
-from .query.search import (SearchParams, check_int, check_query, combine_anchors, parse_boosts, parse_search,
-                           format_hits, project)
 from .index.settings import normalize_compression, normalize_index
-from .records import check_id, check_ids, decode_base64, parse_vector
-from .store import CollectionSettings, CollectionStore, SearchRequest, Store, open_store
+from .ingest import Ingestor
+from .ingest.fetch import fetch_url, read_file
+from .ingest.filecache import FileDigests, for_data_dir
+from .models import get_encoder
+from .models.images import DEFAULT_MAX_PIXELS
+from .models.registry import DEFAULT_MODEL, check_model_name
+from .query.duplicates import duplicates, match
+from .query.engine import Searcher
+from .query.evaluate import evaluate, evaluate_file
+from .query.labels import restrict_to_same_label
+from .query.search import check_query, dotted, parse_boosts, parse_search, project
+from .query.text_search import check_compound, run_text_search, wants_text
+from .records import check_delete, check_id, check_ids
+from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
+from .store.filters import And, Cond, Not, parse_filter
+from .validation import check_bool, check_dim, check_field_name, check_field_names, check_int
 
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
                 "thumbnails", "compound")
@@ -40,6 +45,8 @@ class Collection:
         self.allow_file = allow_file
         self.max_pixels = max_pixels
         self.file_digests = file_digests
+        self._searcher = Searcher(store, fetch_url=fetch_url, read_file=read_file if allow_file else None,
+                                  max_pixels=max_pixels)
 
     @property
     def name(self) -> str:
@@ -51,21 +58,30 @@ class Collection:
 
     @property
     def encoder(self):
-        model = self.settings.model
-        return None if model == "none" else get_encoder(model)
+        return self._searcher.encoder
 
     # -- records -------------------------------------------------------------------------
-    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
-               batch_size: int = 32, on_batch=None) -> list[dict]:
-        """Insert or update records; one result per record, in order (see the contract)."""
-        return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch))
+    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+               on_batch=None, decode: str | None = None, resize: str | None = None,
+               device: str | None = None) -> list[dict]:
+        """Insert or update records; one result per record, in order (see the contract).
 
-    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
-                    batch_size: int = 32, on_batch=None):
+        Pipeline options: `decode` "threads" or "processes" (where images are decoded;
+        default `$LOOKALIKE_DECODE`, else threads), `resize` "auto", "host" or "device" (default
+        `$LOOKALIKE_RESIZE`, else auto), `device` where the model runs ("cpu", "cuda", "cuda:N";
+        default `$LOOKALIKE_DEVICE`, else CUDA when available). See docs/deployment.md.
+        """
+        return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch,
+                                     decode=decode, resize=resize, device=device))
+
+    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+                    on_batch=None, decode: str | None = None, resize: str | None = None, device: str | None = None):
         """Like `upsert`, yielding results as batches are written (for streaming ingest)."""
-        ingestor = Ingestor(self._store, self.encoder, allow_file=self.allow_file,
+        model = self.settings.model
+        encoder = self.encoder if device is None or model == "none" else get_encoder(model, device)
+        ingestor = Ingestor(self._store, encoder, allow_file=self.allow_file,
                             base_dir=Path(base_dir) if base_dir else None, batch_size=batch_size,
-                            max_pixels=self.max_pixels, file_digests=self.file_digests)
+                            max_pixels=self.max_pixels, file_digests=self.file_digests, decode=decode, resize=resize)
         return ingestor.run(records, on_batch=on_batch)
 
     def get(self, id: str) -> dict:
@@ -74,20 +90,17 @@ class Collection:
         doc = self._store.get([id])[0]
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
-        doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (query/duplicates.py)
+        doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (models/fingerprint.py)
         return doc
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
-        if isinstance(ids, str):
-            ids = [ids]
-        if (ids is None) == (filter is None):
-            raise BadRequest("delete takes either 'ids' or 'filter'")
-        if filter is not None:
+        ids = check_delete(ids, filter)
+        if ids is None:
             if not filter:
                 raise BadRequest("an empty delete filter would delete everything; delete the collection instead")
             return self._store.delete(list(self._store.ids_where(parse_filter(filter))))
-        return self._store.delete(check_ids(ids))
+        return self._store.delete(ids)
 
     def count(self) -> int:
         return self._store.count()
@@ -101,8 +114,8 @@ class Collection:
         """
         check_int("offset", offset, 0, 10_000_000)
         check_int("limit", limit, 1, 1000)
-        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
-            raise BadRequest("'fields' must be a list of field names")
+        if fields is not None:
+            check_field_names("fields", fields)
         ids, total = self._store.list_ids(parse_filter(filter), offset=offset, limit=limit)
         docs = self._store.get(ids)
         records = [{"_id": i, **project(d, fields)} for i, d in zip(ids, docs) if d is not None]
@@ -116,12 +129,28 @@ class Collection:
         facets, total = self._store.facets_and_count(parse_filter(filter), top=top)
         return {"facets": facets, "count": total}
 
+    def kept_thumbnail(self, id: str) -> bytes | None:
+        """The small JPEG kept for a record, or None (none kept, or a store without thumbnails)."""
+        return self._store.thumbnail(id) if self._store.capabilities.thumbnails else None
+
     def thumbnail(self, id: str) -> bytes:
         """The small JPEG kept for a record made from a file or base64 image; NotFound otherwise."""
-        data = self._store.thumbnail(id)
+        data = self.kept_thumbnail(id)
         if data is None:
             raise NotFound(f"no thumbnail kept for record {id!r} in collection {self.name!r}")
         return data
+
+    def compact(self) -> dict:
+        """Rewrite the collection's files without the rows of deleted and replaced records, which
+        stay on disk until then: `{"collection", "count", "bytes_before", "bytes"}` (see
+        docs/storage.md). NotImplementedYet for a backend that compacts on its own (Milvus)."""
+        if not self._store.capabilities.compaction:
+            raise NotImplementedYet(f"collection {self.name!r} is in a store without compaction "
+                                    "(Milvus compacts its own segments)")
+        before = self._store.stats().get("bytes", 0)
+        self._store.compact()
+        return {"collection": self.name, "count": self.count(), "bytes_before": before,
+                "bytes": self._store.stats().get("bytes", 0)}
 
     def info(self) -> dict:
         """Settings and stats, as `GET /v1/collections/{name}` returns them."""
@@ -140,19 +169,17 @@ class Collection:
                hybrid: float | None = None, same_label: bool = False) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
 
-        `text` and `hybrid` (0..1) mix text similarity into the ranking (see query/text_search.py).
+        `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md).
         """
         start = time.perf_counter()
         params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
                               boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
         if params.same_label:  # classify the query, keep results with its label (query/labels.py)
-            from .query.labels import restrict_to_same_label
-            restrict_to_same_label(self, params)
-        from .query.text_search import run_text_search, wants_text
+            restrict_to_same_label(self._searcher, params)
         if wants_text(params.query, text, hybrid) or self.settings.compound:
-            hits = run_text_search(self, params, text, hybrid)
+            hits = run_text_search(self._searcher, params, text, hybrid)
         else:
-            hits = self._run(params)
+            hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
@@ -162,11 +189,11 @@ class Collection:
         params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
         group_field = self.settings.group_field
         if group_field:
-            value = _dotted(self.get(id), group_field)
+            value = dotted(self.get(id), group_field)
             if value is not None and not isinstance(value, (dict, list)):
                 params.where = And((params.where, Not(Cond(group_field, "$eq", value))))
             params.group_by = group_field
-        hits = self._run(params)
+        hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
@@ -177,7 +204,7 @@ class Collection:
         check_int("number of ids", len(ids), 1, 10_000)
         check_ids(ids)
         check_query(query)
-        vector, _ = self._anchor_vector(query)
+        vector, _ = self._searcher.anchor_vector(query)
         scores = self._store.scores(vector, ids)
         order = sorted(scores, key=lambda i: (-scores[i], ids.index(i)))
         docs = dict(zip(order, self._store.get(order)))
@@ -188,113 +215,22 @@ class Collection:
     def match(self, query: dict, threshold: float | None = None, k: int = 10,
               fields: list[str] | None = None) -> dict:
         """Copies of an image (or of a record, `{"id": ...}`): hits with `"_match": "exact" | "near"`."""
-        from .query.duplicates import match
-        return match(self, query, threshold, k=k, fields=fields)
+        return match(self._searcher, query, threshold, k=k, fields=fields)
 
     def duplicates(self, threshold: float | None = None) -> dict:
         """Groups of records that are copies of each other: `{"clusters": [["a", "b"], ...]}`."""
-        from .query.duplicates import duplicates
-        return duplicates(self, threshold)
+        return duplicates(self._store, threshold)
 
     def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
         """Search quality against a golden set: a JSONL truth file's path or its lines as dicts
-        (see `lookalike.evaluate`); `{"metrics": {"map@k", "ndcg@k", "precision@k", "recall@k"}, ...}`."""
-        from .evaluate import evaluate, evaluate_file
+        (see `lookalike.query.evaluate`); `{"metrics": {"map@k", "ndcg@k", "precision@k", "recall@k"}, ...}`."""
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)
 
-    def _run(self, params: SearchParams) -> list[dict]:
-        slot_scores = None
-        if "color" in params.query:  # ranked by colour, not by a vector: see query/colors.py
-            from .query.colors import color_query
-            slot_scores, vector, exclude = color_query(self._store, params), np.zeros(1, np.float32), []
-        else:
-            positives, exclude = self._anchors(params.query)
-            negatives: list[np.ndarray] = []
-            for anchor in params.negative:
-                vecs, ids = self._anchors(anchor)
-                negatives += vecs
-                exclude += ids
-            vector = combine_anchors(positives, negatives, params.negative_weight)
-        group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
-        boosts = parse_boosts(self.settings.boosts) + params.boosts
-        request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
-                                group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-        found, vanished = [], 0
-        for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
-            hits = self._store.search(dataclasses.replace(request, k=request.k + vanished))
-            found = format_hits(self._store, hits, params.fields, group_by)
-            if len(found) == len(hits) or len(found) >= request.k:
-                break
-            vanished += len(hits) - len(found)
-        return found[:request.k]
-
-    def _anchors(self, query: dict) -> tuple[list[np.ndarray], list[str]]:
-        """Vectors of one anchor object, and the stored ids it names (to exclude from hits)."""
-        kind, value = next(iter(query.items()))
-        if kind in ("id", "ids"):
-            ids = [value] if kind == "id" else value
-            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-                raise BadRequest(f"'{kind}' must be {'a string' if kind == 'id' else 'a non-empty list of strings'}")
-            check_ids(ids, f"'{kind}'")
-            found = self._store.vectors(ids)
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise NotFound(f"record {missing[0]!r} not found in collection {self.name!r}")
-            return [found[i] for i in ids], list(ids)
-        return [self._anchor_vector(query)[0]], []
-
-    def _anchor_vector(self, query: dict) -> tuple[np.ndarray, list[str]]:
-        kind, value = next(iter(query.items()))
-        if kind in ("id", "ids"):
-            vecs, ids = self._anchors(query)
-            return np.mean(np.stack(vecs), axis=0), ids
-        if kind == "vector":
-            vec = parse_vector(value, self.settings.dim)
-            return (l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
-        if kind == "color":
-            raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
-                             "recommend or 'negative')")
-        if kind == "text":
-            raise NotImplementedYet(f"search by {kind} is not built yet")
-        return self.embed_image(self._image_bytes(kind, value)), []
-
-    def _image_bytes(self, kind: str, value: Any) -> bytes:
-        if kind == "image":
-            if not isinstance(value, (bytes, bytearray)):
-                raise BadRequest("'image' must be the bytes of an image file")
-            return bytes(value)
-        if kind == "base64":
-            return decode_base64(value)
-        if kind == "url":
-            if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
-                raise BadRequest("'url' must be an http:// or https:// URL")
-            return fetch_url(value)
-        if kind == "file":
-            if not self.allow_file:
-                raise BadRequest("'file' queries are only accepted by the CLI and the Python API")
-            if not isinstance(value, (str, Path)):
-                raise BadRequest("'file' must be a path")
-            return read_file(Path(value))
-        raise BadRequest(f"unknown query kind '{kind}'")
-
     def embed_image(self, data: bytes) -> np.ndarray:
         """The collection model's vector for an image file's bytes."""
-        encoder = self.encoder
-        if encoder is None:
-            raise BadRequest(f"collection {self.name!r} has model 'none': query by 'vector' or 'id'")
-        pixels = load_pixels(data, encoder.input_size, fit=encoder.fit, max_pixels=self.max_pixels)
-        return encoder.embed(pixels[None]).vectors[0]
-
-
-def _dotted(doc: dict, path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
+        return self._searcher.embed_image(data)
 
 
 class Database:
@@ -383,20 +319,18 @@ def _check_settings(s: dict) -> None:
         check_model_name(s["model"])
     if "metric" in s and s["metric"] not in METRICS:
         raise BadRequest(f"unknown metric {s['metric']!r}; use one of: {', '.join(METRICS)}")
-    if "dim" in s and (not isinstance(s["dim"], int) or isinstance(s["dim"], bool) or not 1 <= s["dim"] <= 65536):
-        raise BadRequest("'dim' must be an integer from 1 to 65536")
-    if "group_field" in s and (not isinstance(s["group_field"], str) or not s["group_field"]):
-        raise BadRequest("'group_field' must be a field name")
-    if "text_fields" in s and (not isinstance(s["text_fields"], list)
-                               or not all(isinstance(f, str) and f for f in s["text_fields"])):
-        raise BadRequest("'text_fields' must be a list of field names")
+    if "dim" in s:
+        check_dim(s["dim"])
+    if "group_field" in s:
+        check_field_name("group_field", s["group_field"])
+    if "text_fields" in s:
+        check_field_names("text_fields", s["text_fields"])
     if "boosts" in s:
         parse_boosts(s["boosts"])
     if "compound" in s:
-        from .query.text_search import check_compound
         s["compound"] = check_compound(s["compound"])
-    if "thumbnails" in s and not isinstance(s["thumbnails"], bool):
-        raise BadRequest("'thumbnails' must be true or false")
+    if "thumbnails" in s:
+        check_bool("thumbnails", s["thumbnails"])
     if "index" in s:
         normalize_index(s["index"])
     if "compression" in s:
@@ -413,7 +347,6 @@ def connect(location: str | Path | None = None, *, allow_file: bool = True,
     beside a writer. `max_pixels` bounds width x height of every decoded image (larger ones
     are refused, 413).
     """
-    import os
     location = str(location or os.environ.get("LOOKALIKE_DATA") or "./lookalike-data")
     store = open_store(location, read_only=read_only)
     if not allow_file:

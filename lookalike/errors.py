@@ -23,41 +23,19 @@ class LookalikeError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-class BadRequest(LookalikeError):
-    code, status = "bad_request", 400
+def _kind(name: str, code: str, status: int) -> type[LookalikeError]:
+    """A LookalikeError subclass for one code and status (a module-level class: it pickles)."""
+    return type(name, (LookalikeError,), {"code": code, "status": status, "__module__": __name__,
+                                          "__doc__": f"`{code}`: HTTP {status}."})
 
 
-class Unauthorized(LookalikeError):
-    code, status = "unauthorized", 401
-
-
-class Forbidden(LookalikeError):
-    code, status = "forbidden", 403
-
-
-class NotFound(LookalikeError):
-    code, status = "not_found", 404
-
-
-class Conflict(LookalikeError):
-    code, status = "conflict", 409
-
-
-class TooLarge(LookalikeError):
-    code, status = "too_large", 413
-
-
-class NotAnImage(LookalikeError):
-    code, status = "not_an_image", 415
-
-
-class ValidationFailed(LookalikeError):
-    code, status = "validation_error", 422
-
-
-class NotImplementedYet(LookalikeError):
-    code, status = "not_implemented", 501
-
+#: Each error kind: class name, the contract's code, HTTP status.
+_KINDS = (("BadRequest", "bad_request", 400), ("Unauthorized", "unauthorized", 401), ("Forbidden", "forbidden", 403),
+          ("NotFound", "not_found", 404), ("Conflict", "conflict", 409), ("TooLarge", "too_large", 413),
+          ("NotAnImage", "not_an_image", 415), ("ValidationFailed", "validation_error", 422),
+          ("NotImplementedYet", "not_implemented", 501))
+(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, NotAnImage, ValidationFailed,
+ NotImplementedYet) = (_kind(*kind) for kind in _KINDS)
 
 ERRORS_BY_CODE: dict[str, type[LookalikeError]] = {
     cls.code: cls

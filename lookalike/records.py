@@ -20,6 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import BadRequest
+from .models.registry import model_version
+from .validation import is_number
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
 COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash")  # written by the engine only
@@ -142,6 +144,15 @@ def check_ids(ids: Any, what: str = "'ids'") -> list[str]:
     return list(ids)
 
 
+def check_delete(ids: Any, filter: Any) -> list[str] | None:
+    """The ids a delete names (a string is one id), each checked; None for a delete by filter."""
+    if isinstance(ids, str):
+        ids = [ids]
+    if (ids is None) == (filter is None):
+        raise BadRequest("delete takes either 'ids' or 'filter'")
+    return None if ids is None else check_ids(ids)
+
+
 def check_json_text(value: Any, where: str, path: str = "", depth: int = 0) -> None:
     """Every string and key of a parsed JSON value is valid Unicode (check_text); the error names
     the field's dotted `path` inside `where` (e.g. "the request body")."""
@@ -236,7 +247,7 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
     """A list of finite numbers (of `dim` entries when given) as float32."""
     if not isinstance(value, list) or not value:
         raise BadRequest("'_vector' must be a non-empty list of numbers")
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+    if not all(is_number(x) for x in value):
         raise BadRequest("'_vector' must contain only numbers")
     try:
         vec = np.asarray(value, dtype=np.float64)
@@ -263,7 +274,6 @@ def content_identity(model: str, text_fields: Sequence[str] = ()) -> str:
     """What besides a record's own content decides what is stored for it: the model (name and
     version) and the collection's `text_fields`. Part of the content hash, so that changing
     either and re-ingesting re-embeds instead of reporting `unchanged`."""
-    from .models.registry import model_version
     identity = model
     version = model_version(model)
     if version:

@@ -8,7 +8,6 @@ in colour variants that share a `product_id`, for grouping demos.
 from __future__ import annotations
 
 import json
-import math
 import random
 from pathlib import Path
 
@@ -104,19 +103,3 @@ def make_catalog(folder: str | Path, *, per_pattern: int = 4, size: int = 256, f
     catalog = folder / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return catalog
-
-
-def photo_like(seed: int, size: int = 512) -> Image.Image:
-    """A smooth, photo-like RGB image (random gradients, blobs and noise) for benchmarks."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    img = np.zeros((size, size, 3))
-    for c in range(3):
-        a, b, ph = rng.uniform(0.5, 4, 3)
-        img[..., c] = 128 + 90 * np.sin(2 * math.pi * (a * xx + b * yy) + ph)
-    for _ in range(6):
-        cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.05, 0.25)]
-        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-        img += blob[..., None] * rng.uniform(-120, 120, 3)
-    img += rng.normal(0, 6, img.shape)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from lookalike.backup import backup, restore
+from lookalike.store.backup import backup, restore
 from lookalike.errors import BadRequest, Conflict, NotFound
 
 

@@ -212,8 +212,8 @@ def test_match_column_and_no_hits(shop, capsys, pattern_catalog):
 def test_took_ms_leaves_model_loading_out(shop, capsys, monkeypatch, pattern_catalog):
     import time
 
-    import lookalike.collection as collection
-    real = collection.get_encoder
+    import lookalike.query.engine as engine  # where a collection's model is loaded
+    real = engine.get_encoder
     loaded: list[str] = []
 
     def slow_first_load(name):  # as a cold process loads the weights: seconds
@@ -221,7 +221,7 @@ def test_took_ms_leaves_model_loading_out(shop, capsys, monkeypatch, pattern_cat
             time.sleep(1.5)
             loaded.append(name)
         return real(name)
-    monkeypatch.setattr(collection, "get_encoder", slow_first_load)
+    monkeypatch.setattr(engine, "get_encoder", slow_first_load)
     image = pattern_catalog.parent / "img" / "dots-blue-circle.jpg"
     code, out, _ = run_main(capsys, "search", "-c", "shop", "--image", str(image), "--json", "--data", str(shop))
     assert code == 0 and loaded

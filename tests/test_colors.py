@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.copies import encode
+from lookalike.testing.copies import encode
 from lookalike.errors import BadRequest
 from lookalike.query.colors import ciede2000, parse_color
 from lookalike.sample import COLORS, draw_item

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from lookalike.ingest import THUMBNAIL_SIZE, make_thumbnail
+from lookalike.ingest.decode import THUMBNAIL_SIZE, make_thumbnail
 from lookalike.models.colors import dominant_colors, hex_to_rgb, srgb_to_lab
 from lookalike.models.images import fit_square, open_image
+from lookalike.models import fingerprint as fp
 from lookalike.query import duplicates as dup
 from lookalike.query.colors import ciede2000
-from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item, photo_like
+from lookalike.sample import COLORS, PATTERNS, SHAPES, draw_item
+from lookalike.testing.photos import photo_like
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +75,32 @@ def flat_shapes() -> list[Image.Image]:
     return out
 
 
-def hash_bits(fp: dict) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(fp[dup.FINGERPRINT]), np.uint8)).reshape(dup.N_HASHES, dup.BITS)
+def hash_bits(doc: dict) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(doc[fp.FINGERPRINT]), np.uint8)).reshape(fp.N_HASHES, fp.BITS)
 
 
 def reference_coefficients(ref, image: Image.Image) -> np.ndarray:
     """(N_HASHES, 16, 16) DCT coefficients behind each hash, computed window by window as before."""
-    canvas = dup._canvas(image)
+    canvas = fp._canvas(image)
     trimmed = ref.old_trim_border(image)
-    canon = canvas if trimmed is None else dup._canvas(trimmed)
-    centre = dup._boxes()[dup.CENTRE - 1]
-    parts = [(canvas, dup.WHOLE + dup._boxes() + dup._boxes(dup.CROP_WINDOW, dup.CROP_GRID)), (canon, dup.WHOLE)]
-    parts += [(canon.rotate(angle, Image.Resampling.BILINEAR), [centre]) for angle in dup.ROTATIONS[1:]]
-    parts.append((canvas, dup._boxes(dup.CROP_WINDOW / dup.CROP_SCALE, dup.COPY_GRID)))
+    canon = canvas if trimmed is None else fp._canvas(trimmed)
+    centre = fp.boxes()[fp.CENTRE - 1]
+    parts = [(canvas, fp.WHOLE + fp.boxes() + fp.boxes(fp.CROP_WINDOW, fp.CROP_GRID)), (canon, fp.WHOLE)]
+    parts += [(canon.rotate(angle, Image.Resampling.BILINEAR), [centre]) for angle in fp.ROTATIONS[1:]]
+    parts.append((canvas, fp.boxes(fp.CROP_WINDOW / fp.CROP_SCALE, fp.COPY_GRID)))
     out = []
     for source, boxes in parts:
         pixels = np.asarray(source, dtype=np.float64)
         for x0, y0, x1, y1 in boxes:
-            op = dup._hash_operator(x1 - x0)
+            op = fp._hash_operator(x1 - x0)
             out.append(op @ pixels[y0:y1, x0:x1] @ op.T)
     return np.array(out)
 
 
 def test_fingerprints_equal_the_reference_bit_for_bit(ref):
     for n, image in enumerate(natural_images()):
-        new, old = dup.fingerprint(image), ref.old_fingerprint(image)
-        assert new[dup.PIXEL_HASH] == old[dup.PIXEL_HASH], n
+        new, old = fp.fingerprint(image), ref.old_fingerprint(image)
+        assert new[fp.PIXEL_HASH] == old[fp.PIXEL_HASH], n
         diff = hash_bits(new) != hash_bits(old)
         assert not diff.any(), (n, image.size, image.mode, np.flatnonzero(diff.any(1)).tolist())
 
@@ -107,41 +109,42 @@ def test_fingerprint_differs_only_where_the_reference_sign_was_rounding_noise(re
     images = natural_images() + flat_shapes()
     flipped = total = 0
     for n, image in enumerate(images):
-        new, old = hash_bits(dup.fingerprint(image)), hash_bits(ref.old_fingerprint(image))
+        new, old = hash_bits(fp.fingerprint(image)), hash_bits(ref.old_fingerprint(image))
         total += new.size
         hashes, bits = np.nonzero(new != old)
         if not len(hashes):
             continue
         flipped += len(hashes)
-        coef = reference_coefficients(ref, image).reshape(dup.N_HASHES, dup.BITS)
+        coef = reference_coefficients(ref, image).reshape(fp.N_HASHES, fp.BITS)
         noise = 1e-9 * np.abs(coef).max(axis=1)
         assert (np.abs(coef[hashes, bits]) <= noise[hashes]).all(), (n, hashes, bits)
     assert flipped / total < 1e-3, (flipped, total)
 
 
 def test_query_hashes_and_crop_refinement_equal_the_reference(ref, monkeypatch):
-    """`match` hashes its query with the same _dct_bits: its hashes and refined crop scores too."""
+    """`match` hashes its query with the same dct_bits: its hashes and refined crop scores too."""
     images = [photo_like(3, 300), draw_item("checks", COLORS["green"], seed=4, size=256),
               ImageOps.expand(draw_item("rings", COLORS["blue"], seed=5, size=200), border=30, fill=(255, 255, 255)),
               photo_like(6, 400).crop((40, 60, 300, 320))]
-    stored = np.stack([dup.decode_fingerprint(ref.old_fingerprint(image)[dup.FINGERPRINT]) for image in images])
-    new = [dup.query_hashes(image) for image in images]
+    stored = np.stack([fp.decode_fingerprint(ref.old_fingerprint(image)[fp.FINGERPRINT]) for image in images])
+    new = [fp.query_hashes(image) for image in images]
     refined = [dup.refine_crops(stored, q) for q in new]
-    monkeypatch.setattr(dup, "_dct_bits", ref.old_dct_bits)
+    monkeypatch.setattr(fp, "dct_bits", ref.old_dct_bits)
+    monkeypatch.setattr(dup, "dct_bits", ref.old_dct_bits)
     for image, got, got_refined in zip(images, new, refined):
-        want = dup.query_hashes(image)
+        want = fp.query_hashes(image)
         for part in ("plain", "rotated", "aligned", "crop"):
             assert np.array_equal(getattr(got, part), getattr(want, part)), part
         assert np.array_equal(got_refined, dup.refine_crops(stored, want))
 
 
 def test_rotated_window_equals_a_crop_of_the_whole_rotation():
-    box = dup._boxes()[dup.CENTRE - 1]
+    box = fp.boxes()[fp.CENTRE - 1]
     for i in range(6):
-        canvas = dup._canvas(photo_like(i, 200) if i % 2 else draw_item("checks", COLORS["red"], seed=i))
-        for angle in (*dup.ROTATIONS[1:], 33.3, -171.0):
+        canvas = fp._canvas(photo_like(i, 200) if i % 2 else draw_item("checks", COLORS["red"], seed=i))
+        for angle in (*fp.ROTATIONS[1:], 33.3, -171.0):
             whole = np.asarray(canvas.rotate(angle, Image.Resampling.BILINEAR))[box[1]:box[3], box[0]:box[2]]
-            assert np.array_equal(np.asarray(dup._rotated_window(canvas, angle, box)), whole), (i, angle)
+            assert np.array_equal(np.asarray(fp._rotated_window(canvas, angle, box)), whole), (i, angle)
 
 
 def test_trim_border_finds_the_same_frame(ref):
@@ -156,11 +159,11 @@ def test_trim_border_finds_the_same_frame(ref):
               ImageOps.expand(inner, border=15, fill=(255, 255, 255)).convert("L"), inner, Image.new("RGB", (5, 5))]
     for n, image in enumerate(cases):
         want = ref.old_trim_border(image)
-        for got in (dup.trim_border(image), dup.trim_border(image, data=image.tobytes())):
+        for got in (fp.trim_border(image), fp.trim_border(image, data=image.tobytes())):
             assert (got is None) == (want is None), n
             if want is not None:
                 assert got.size == want.size and got.tobytes() == want.tobytes(), n
-    assert dup.trim_border(cases[0]) is not None and dup.trim_border(cases[-2]) is None  # the cases test both ways
+    assert fp.trim_border(cases[0]) is not None and fp.trim_border(cases[-2]) is None  # the cases test both ways
 
 
 def test_dominant_colours_match_the_reference_within_what_people_see(ref):

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.copies import TRANSFORMS, encode
+from lookalike.testing.copies import TRANSFORMS, encode
 from lookalike.errors import BadRequest, NotFound
-from lookalike.sample import COLORS, draw_item, photo_like
+from lookalike.sample import COLORS, draw_item
+from lookalike.testing.photos import photo_like
 
 
 def b64(data: bytes) -> str:
@@ -141,19 +142,20 @@ def test_whole_image_pairs_equal_a_brute_force_reference():
     """`similar_pairs` (the path of big collections): every pair within the threshold's Hamming
     radius, mirrored or not, and nothing else, including pairs exactly on the radius."""
     import numpy as np
+    from lookalike.models import fingerprint as fp
     from lookalike.query import duplicates as dup
     rng = np.random.default_rng(5)
     n = 600
-    bits = rng.random((n, dup.BITS)) < 0.5
+    bits = rng.random((n, fp.BITS)) < 0.5
     for copy, (source, flips) in enumerate(zip(rng.choice(300, 150, replace=False), rng.integers(0, 70, 150))):
         row = bits[source].copy()
-        row[rng.choice(dup.BITS, flips, replace=False)] ^= True
-        bits[300 + copy] = row ^ dup.MIRROR if copy % 3 == 0 else row  # a third are mirror images
+        row[rng.choice(fp.BITS, flips, replace=False)] ^= True
+        bits[300 + copy] = row ^ fp.MIRROR if copy % 3 == 0 else row  # a third are mirror images
     words = np.packbits(bits, axis=1).view(">u8").astype(np.uint64)
     hamming = (bits[:, None, :] != bits[None, :, :]).sum(-1)
-    mirrored = (bits[:, None, :] != (bits ^ dup.MIRROR)[None, :, :]).sum(-1)
+    mirrored = (bits[:, None, :] != (bits ^ fp.MIRROR)[None, :, :]).sum(-1)
     for threshold in (0.6, 0.55, 0.5, 0.75):
-        sims = 1 - 2 * np.minimum(hamming, np.minimum(mirrored, mirrored.T)) / dup.BITS
+        sims = 1 - 2 * np.minimum(hamming, np.minimum(mirrored, mirrored.T)) / fp.BITS
         want = set(zip(*np.nonzero(np.triu(sims >= threshold - 1e-9, k=1))))
         rows, cols = dup.similar_pairs(words, threshold, chunk=128)
         assert set(zip(rows.tolist(), cols.tolist())) == want and len(rows) == len(want) > 30

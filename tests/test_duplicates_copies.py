@@ -1,5 +1,5 @@
 """Geometric copies: a rotated, framed or cropped copy is matched and clustered with its
-original; another drawing of the same pattern family is not (query/duplicates.py copy side)."""
+original; another drawing of the same pattern family is not (models/fingerprint.py copy side)."""
 from __future__ import annotations
 
 import base64
@@ -9,10 +9,12 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.copies import TRANSFORMS, encode
+from lookalike.testing.copies import TRANSFORMS, encode
 from lookalike.models.colors import dominant_colors
+from lookalike.models import fingerprint as fp
 from lookalike.query import duplicates as dup
-from lookalike.sample import COLORS, draw_item, photo_like
+from lookalike.sample import COLORS, draw_item
+from lookalike.testing.photos import photo_like
 
 
 def b64(im) -> str:
@@ -88,14 +90,14 @@ def test_colours_refuse_a_crop_edge_between_differently_coloured_look_alikes():
 def test_old_fingerprints_without_copy_side_still_cluster_whole_image_copies():
     """Fingerprints written before the copy side existed (35 hashes) decode, pad and compare."""
     grey = TRANSFORMS["grey"](RED, 0)
-    new = [dup.decode_fingerprint(dup.fingerprint(im)[dup.FINGERPRINT]) for im in (RED, grey, COPIES["red-crop"])]
-    assert all(fp.shape == (dup.N_HASHES, dup.WORDS) for fp in new)
-    old = [base64.b64encode(np.ascontiguousarray(fp[:dup.N_STORED].astype(">u8")).tobytes()).decode() for fp in new]
-    decoded = [dup.decode_fingerprint(v) for v in old]
-    assert all(fp is not None and fp.shape == (dup.N_STORED, dup.WORDS) for fp in decoded)
-    assert dup.decode_fingerprint(old[0][:-8]) is None  # neither size: not ours
-    hashes = np.stack([dup.full_width(fp) for fp in decoded])
-    assert not dup.has_copy_side(hashes).any() and dup.has_copy_side(np.stack(new)).all()
+    new = [fp.decode_fingerprint(fp.fingerprint(im)[fp.FINGERPRINT]) for im in (RED, grey, COPIES["red-crop"])]
+    assert all(h.shape == (fp.N_HASHES, fp.WORDS) for h in new)
+    old = [base64.b64encode(np.ascontiguousarray(h[:fp.N_STORED].astype(">u8")).tobytes()).decode() for h in new]
+    decoded = [fp.decode_fingerprint(v) for v in old]
+    assert all(h is not None and h.shape == (fp.N_STORED, fp.WORDS) for h in decoded)
+    assert fp.decode_fingerprint(old[0][:-8]) is None  # neither size: not ours
+    hashes = np.stack([fp.full_width(h) for h in decoded])
+    assert not fp.has_copy_side(hashes).any() and fp.has_copy_side(np.stack(new)).all()
     scores = dup.copy_scores(hashes)
     assert scores[0, 1] >= dup.DEFAULT_DUPLICATE_THRESHOLD > scores[0, 2]
     rows, _ = dup.crop_edges(hashes, np.arange(3), dup.DEFAULT_DUPLICATE_THRESHOLD)
@@ -112,13 +114,13 @@ def test_crop_refinement_raises_the_original_only(col):
     """Moving the best sub-window by a few pixels finds the crop's place: the original's crop
     score rises over the threshold, the look-alike's stays under it."""
     crop = TRANSFORMS["crop60"](RED, 3)
-    query = dup.query_hashes(crop)
-    stored = np.stack([dup.full_width(dup.decode_fingerprint(dup.fingerprint(im)[dup.FINGERPRINT]))
+    query = fp.query_hashes(crop)
+    stored = np.stack([fp.full_width(fp.decode_fingerprint(fp.fingerprint(im)[fp.FINGERPRINT]))
                        for im in (RED, OTHERS["red-stripes-2"])])
     coarse = dup.similarities(stored, query)
     refined = dup.refine_crops(stored, query)
     assert refined[0] >= dup.DEFAULT_MATCH_THRESHOLD > max(refined[1], coarse[1]), (coarse, refined)
-    no_canvas = dup.QueryHashes(query.plain, query.rotated, query.aligned, query.crop)
+    no_canvas = fp.QueryHashes(query.plain, query.rotated, query.aligned, query.crop)
     assert no_canvas.canvas is None  # id queries: no pixels, no refinement (match skips it)
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from lookalike.errors import BadRequest
-from lookalike.evaluate import score_rankings
+from lookalike.query.evaluate import score_rankings
 from lookalike.models import get_encoder
 from lookalike.models.efficientnet import (_MEAN, _STD, _STYLE_BLOCKS, GEM_P, STYLE_WEIGHT, _embedder_module,
                                            parse_variant, shipped_weights)

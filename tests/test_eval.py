@@ -12,7 +12,7 @@ import pytest
 
 import lookalike
 from lookalike.errors import BadRequest, NotFound
-from lookalike.evaluate import (average_precision_at_k, dcg_at_k, evaluate, evaluate_file, ndcg_at_k,
+from lookalike.query.evaluate import (average_precision_at_k, dcg_at_k, evaluate, evaluate_file, ndcg_at_k,
                                 precision_at_k, read_truth, recall_at_k, score_rankings)
 
 from conftest import read_jsonl

@@ -10,9 +10,9 @@ import pytest
 import uvicorn
 
 import lookalike
-from lookalike import fetch
+from lookalike.ingest import fetch
 from lookalike.errors import BadRequest
-from lookalike.fetch import Busy, UrlPolicy, fetch_url
+from lookalike.ingest.fetch import Busy, UrlPolicy, fetch_url
 from lookalike.server import create_app
 
 from slowhost import DrippingHost

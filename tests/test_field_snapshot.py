@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 import lookalike
-from lookalike.query.field_index import FieldIndex
-from lookalike.store import embedded
+from lookalike.store.field_index import FieldIndex
+from lookalike.store.embedded import collection as embedded
 
 
 @pytest.fixture(autouse=True)

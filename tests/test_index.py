@@ -383,10 +383,18 @@ def test_kept_rows_respect_their_budget():
 
 def test_hnsw_beam_widens_with_the_graph(db):
     """Past 1M nodes the default beam grows (measured: 5M rows need ~4x for recall@10 >= 0.95)."""
-    from types import SimpleNamespace
-    index = make(db)._store._index
-    graph = lambda n: SimpleNamespace(kind="hnsw", ntotal=n, max_width=4096)  # noqa: E731
-    assert index._width(graph(N), N, 20) == 64
-    assert index._width(graph(1_000_000), 1_000_000, 20) == 64
-    assert index._width(graph(5_000_000), 5_000_000, 20) == int(64 * 5 ** 0.85) == 251
-    assert index._width(graph(5_000_000), 500_000, 20) == int(251 * 10 ** 0.5)  # a 10 % filter on top
+    from lookalike.index import planning
+    from lookalike.index.ann import HnswIndex
+
+    class Graph(HnswIndex):  # an HNSW graph of n nodes, without the nodes
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        ntotal = property(lambda self: self.n)
+
+    settings = make(db)._store._index.settings
+    width = lambda g, in_count, pool: planning.width(g, settings, in_count, pool)  # noqa: E731
+    assert width(Graph(N), N, 20) == 64
+    assert width(Graph(1_000_000), 1_000_000, 20) == 64
+    assert width(Graph(5_000_000), 5_000_000, 20) == int(64 * 5 ** 0.85) == 251
+    assert width(Graph(5_000_000), 500_000, 20) == int(251 * 10 ** 0.5)  # a 10 % filter on top

@@ -14,7 +14,7 @@ import pytest
 import lookalike
 from lookalike.errors import BadRequest
 from lookalike.index.ann import ivf_lists
-from lookalike.index.manager import IVF_MIN_MATCHES
+from lookalike.index.planning import IVF_MIN_MATCHES
 
 N, DIM, K = 5000, 32, 10
 IVF = {"type": "ivf", "threshold": 500, "filter_threshold": 200}

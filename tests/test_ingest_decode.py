@@ -14,14 +14,15 @@ from PIL import Image
 from skimage import data as skdata
 
 import lookalike
-import lookalike.decode as decoding
+import lookalike.ingest.decode as decoding
 from lookalike import cli
 from lookalike.errors import BadRequest
-from lookalike.ingest import Ingestor, _Item
+from lookalike.ingest.pipeline import Ingestor, _Item
 from lookalike.models.efficientnet import check_device
 from lookalike.models.gpu_preprocess import prepare_batch
 from lookalike.models.images import device_pixels, fit_square, open_image
-from lookalike.sample import COLORS, draw_item, photo_like
+from lookalike.sample import COLORS, draw_item
+from lookalike.testing.photos import photo_like
 
 from conftest import jpeg_bytes
 

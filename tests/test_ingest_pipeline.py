@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import lookalike
-import lookalike.ingest as ingest_mod
+import lookalike.ingest.pipeline as ingest_mod
+from lookalike.ingest import triage
 from lookalike.sample import COLORS, draw_item
 
 from conftest import jpeg_bytes
@@ -65,7 +66,7 @@ def server():
 
 
 def test_url_ingest_concurrent_retries_and_errors(db, server, monkeypatch):
-    monkeypatch.setattr("lookalike.fetch.BACKOFF_S", 0.01)
+    monkeypatch.setattr("lookalike.ingest.fetch.BACKOFF_S", 0.01)
     img = jpeg_bytes(draw_item("stripes", COLORS["red"], seed=3))
     for i in range(24):
         server.routes[f"/ok{i}.jpg"] = [(200, "image/jpeg", img, 0.15)]
@@ -96,7 +97,9 @@ def test_resumed_folder_ingest_skips_unchanged_files_without_reading(tmp_path, m
         draw_item("dots", COLORS["blue"], seed=i).save(folder / f"{i}.jpg")
     reads: list[str] = []
     real_read = ingest_mod.read_file
-    monkeypatch.setattr(ingest_mod, "read_file", lambda p, *a, **k: reads.append(p.name) or real_read(p, *a, **k))
+    counted = lambda p, *a, **k: reads.append(p.name) or real_read(p, *a, **k)  # noqa: E731
+    monkeypatch.setattr(ingest_mod, "read_file", counted)
+    monkeypatch.setattr(triage, "read_file", counted)  # files are first read to hash them
     records = lambda: [{"_id": str(i), "_file": str(folder / f"{i}.jpg")} for i in range(6)]  # noqa: E731
     with lookalike.connect(tmp_path / "data") as db:
         col = db.collection("files", create=True)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import lookalike
-from lookalike.copies import encode
+from lookalike.testing.copies import encode
 from lookalike.errors import BadRequest, NotFound
 from lookalike.models import get_encoder
 from lookalike.models.images import load_pixels
-from lookalike.query.filters import MATCH_ALL
+from lookalike.store.filters import MATCH_ALL
 from lookalike.sample import COLORS, draw_item
 
 

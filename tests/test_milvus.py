@@ -15,12 +15,12 @@ import pytest
 import lookalike
 from lookalike.cli import main
 from lookalike.errors import BadRequest, Conflict, LookalikeError, NotFound
-from lookalike.query.filters import And, Cond, Not, Or, parse_filter
+from lookalike.store.filters import And, Cond, Not, Or, parse_filter
 from lookalike.store.base import StoredRecord
 
 pytest.importorskip("pymilvus")
 from lookalike.store.milvus import MilvusStore, milvus_name, parse_location  # noqa: E402
-from lookalike.store.milvus_filters import filter_view, path_key, to_expression  # noqa: E402
+from lookalike.store.milvus.filters import filter_view, path_key, to_expression  # noqa: E402
 
 DIM = 16
 COLORS = ["red", "blue", "green", None]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import lookalike
-from lookalike.copies import encode
+from lookalike.testing.copies import encode
 from lookalike.errors import BadRequest, LookalikeError
 from lookalike.sample import COLORS as SAMPLE_COLORS, draw_item
 from lookalike.store.base import SearchRequest, StoredRecord
@@ -119,7 +119,7 @@ def test_same_hits_as_embedded(pair, spec):
 
 def test_large_collections_read_the_vectors_instead(pair, monkeypatch):
     """Past one search's window, text and visual scores come from reading the vectors: same hits."""
-    import lookalike.store.milvus as milvus_store
+    import lookalike.store.milvus.names as milvus_store
     monkeypatch.setattr(milvus_store, "SCORE_WINDOW", 5)
     milvus, embedded = pair
     for query, kwargs in [({"text": "kitchen things"}, {"filter": {"kind": "home"}}),
@@ -267,7 +267,7 @@ def test_drawn_images_end_to_end(tmp_path):
 
 def test_backup_from_milvus_restores_text_search_into_embedded(pair, tmp_path):
     """A backup keeps text vectors, so a Milvus collection moves to the embedded store with text search intact."""
-    from lookalike.backup import backup, restore
+    from lookalike.store.backup import backup, restore
     milvus_col, embedded_col = pair
 
     class Db:  # backup() needs only the database's store: the pair fixture keeps its databases

@@ -16,11 +16,11 @@ import pytest
 
 import lookalike
 from lookalike.cli import main
-from lookalike.query.filters import MATCH_ALL
+from lookalike.store.filters import MATCH_ALL
 from lookalike.sample import COLORS, draw_item
 
 ray = pytest.importorskip("ray")
-from lookalike.distributed import ray_ingest  # noqa: E402
+from lookalike.ingest.ray import ray_ingest  # noqa: E402
 
 N = 16
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 import lookalike
-from lookalike.collection import Collection
+from lookalike.query.engine import Searcher
 from lookalike.server import create_app
 
 from test_server_process import free_port
@@ -52,7 +52,7 @@ def test_requests_answer_while_the_encoder_is_busy(live, monkeypatch) -> None:
         entered.set()
         assert release.wait(60), "never released"
         return np.array([1, 0, 0], dtype=np.float32)
-    monkeypatch.setattr(Collection, "embed_image", slow_embed)
+    monkeypatch.setattr(Searcher, "embed_image", slow_embed)
     outcome: dict = {}
 
     def image_search() -> None:

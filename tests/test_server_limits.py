@@ -75,7 +75,7 @@ def _search(db, flt):
 
 
 def test_a_filter_with_too_many_branches_is_refused_naming_the_limit(db):
-    from lookalike.query.filters import MAX_BRANCHES
+    from lookalike.store.filters import MAX_BRANCHES
     under = _search(db, {"$or": [{"n": i} for i in range(MAX_BRANCHES)]})
     assert under.status_code == 200 and {h["_id"] for h in under.json()["hits"]} == {"a", "b"}
     over = _search(db, {"$or": [{"n": i} for i in range(MAX_BRANCHES + 1)]})
@@ -86,7 +86,7 @@ def test_a_filter_with_too_many_branches_is_refused_naming_the_limit(db):
 
 
 def test_a_filter_with_too_many_in_values_is_refused_naming_the_limit(db):
-    from lookalike.query.filters import MAX_IN_VALUES
+    from lookalike.store.filters import MAX_IN_VALUES
     under = _search(db, {"n": {"$in": list(range(2, MAX_IN_VALUES + 2))}})
     assert under.status_code == 200 and [h["_id"] for h in under.json()["hits"]] == ["b"]
     over = _search(db, {"n": {"$nin": list(range(MAX_IN_VALUES + 1))}})
@@ -96,7 +96,7 @@ def test_a_filter_with_too_many_in_values_is_refused_naming_the_limit(db):
 
 def test_too_many_conditions_are_refused():
     from lookalike.errors import BadRequest
-    from lookalike.query.filters import MAX_CONDITIONS, parse_filter
+    from lookalike.store.filters import MAX_CONDITIONS, parse_filter
     parse_filter({f"f{i}": i for i in range(MAX_CONDITIONS)})
     with pytest.raises(BadRequest, match=f"more than {MAX_CONDITIONS} conditions"):
         parse_filter({f"f{i}": i for i in range(MAX_CONDITIONS + 1)})

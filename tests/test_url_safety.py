@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from lookalike.errors import BadRequest
-from lookalike.fetch import UrlPolicy, fetch_url
+from lookalike.ingest.fetch import UrlPolicy, fetch_url
 
 pytestmark = pytest.mark.no_url_allow
 

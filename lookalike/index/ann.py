@@ -1,28 +1,6 @@
 """Approximate nearest neighbours from FAISS, keyed by the store's slots: HNSW or IVF.
 
-Why FAISS (measured with `bench/ann_libs.py`, 100k x 256-d, same M/ef everywhere, see
-docs/index.md): recall and unfiltered latency were a tie between FAISS, usearch and hnswlib,
-but only FAISS filters *inside* the search in native code (`IDSelectorBitmap`), which is
-what keeps filtered search both fast and complete; hnswlib's filter is a Python callback
-run for every visited node (5x slower at 10 %), usearch's Python API has no filter at all
-(we must oversample and widen). FAISS also brings int8/half-precision storage (scalar
-quantiser) and memory-mapped loading, and numbers its vectors 0..n-1 in insertion order,
-which is exactly the store's slot numbering, so no id map is needed.
-
-Two structures behind one interface (`search(query, k, width, selector)`):
-
-- **HNSW** (`IndexHNSWSQ`): a graph; fastest and most accurate per query, but its links
-  cost 2 x M x 4 bytes per vector (1.5x the int8 codes at M=16).
-- **IVF** (`IndexIVFScalarQuantizer`): k-means lists; a query scans the `nprobe` lists
-  nearest to it. Memory is the codes plus an 8-byte id per vector (~1.03x the int8
-  codes); queries scan more codes than a graph walk visits, so they are slower. The
-  coarse quantizer over the list centroids is itself a small HNSW graph, so assigning
-  millions of vectors to thousands of lists stays fast. (k-means itself assigns with a
-  flat index: rebuilding a graph every iteration was 4x slower.)
-
-Deletes and updates never touch the index: an update writes a new slot and the old one
-dies; every search passes the live-slot bitmap as the FAISS selector, so dead slots can
-never come back. Compaction (which renumbers slots) rebuilds the index.
+Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/ann.py`".
 """
 from __future__ import annotations
 
@@ -33,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .compress import PCA
+from .planning import HNSW_MIN_SHARE, HNSW_SCALE_POWER, HNSW_SCALE_ROWS, IVF_CODE_COST, IVF_MIN_MATCHES
 from .settings import code_bytes
 
 #: Training points per IVF list: k-means cost grows with it (10 iterations over 30 x nlist
@@ -160,6 +139,27 @@ class HnswIndex(FaissIndex):
     def max_width(self) -> int:
         return self.EF_MAX
 
+    @classmethod
+    def sample_rows(cls, rows: int, index: dict) -> int:
+        """Rows to train on: 100k for the PCA and int8 ranges."""
+        return 100_000
+
+    def base_width(self, index: dict) -> int:
+        """`expansion_search`, grown for graphs past HNSW_SCALE_ROWS nodes (bigger graphs need a
+        wider beam for the same recall)."""
+        wide = index["expansion_search"]
+        if self.ntotal > HNSW_SCALE_ROWS:
+            wide = int(wide * (self.ntotal / HNSW_SCALE_ROWS) ** HNSW_SCALE_POWER)
+        return wide
+
+    def fit_width(self, wide: int, in_count: int, pool: int) -> int:
+        """A beam at least as wide as the candidates asked for."""
+        return max(wide, pool)
+
+    def worth(self, matching: int, wide: int) -> bool:
+        """A filter keeping under HNSW_MIN_SHARE of the graph leaves too few matches in the beam."""
+        return not matching < self.ntotal * HNSW_MIN_SHARE
+
     def params(self, k: int, width: int, selector):
         params = _faiss().SearchParametersHNSW()
         params.efSearch = max(width, k)
@@ -174,7 +174,7 @@ class HnswIndex(FaissIndex):
         return self.ntotal * code_bytes(self.dim, self.compression) + links
 
     @classmethod
-    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None) -> "HnswIndex":
+    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None, index: dict) -> "HnswIndex":
         """Memory-map a saved graph (pages load lazily; FAISS copies on the first add)."""
         faiss = _faiss()
         return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP), dim, compression, pca)
@@ -242,6 +242,24 @@ class IvfIndex(FaissIndex):
         centroids = self.nlist * self._ivf.d * 4 + self.nlist * IVF_QUANTIZER_M * 2 * 4
         return self.ntotal * (self._ivf.code_size + 8) + (centroids if quantizer is not None else 0)
 
+    @classmethod
+    def sample_rows(cls, rows: int, index: dict) -> int:
+        """Rows to train on: 100k for the PCA and int8 ranges; k-means wants IVF_TRAIN_PER_LIST a list."""
+        return max(100_000, IVF_TRAIN_PER_LIST * ivf_lists(rows, index["nlist"]))
+
+    def base_width(self, index: dict) -> int:
+        return index["nprobe"]
+
+    def fit_width(self, wide: int, in_count: int, pool: int) -> int:
+        """Lists enough that IVF_MIN_MATCHES matching codes are scanned (lists hold ntotal/nlist codes)."""
+        return max(wide, -(-IVF_MIN_MATCHES * self.nlist // in_count)) if in_count > 0 else wide
+
+    def worth(self, matching: int, wide: int) -> bool:
+        """Not for a filter whose lists would hold over 1/IVF_CODE_COST codes per match."""
+        if 0 < matching < self.ntotal:
+            return wide * self.ntotal / self.nlist * IVF_CODE_COST <= matching
+        return True
+
     def stale(self, rows: int) -> bool:
         """Rebuild once the collection deserves twice as many lists (it grew 4x, or was small)."""
         return ivf_lists(rows, self.wanted_lists) >= 2 * self.nlist
@@ -250,10 +268,9 @@ class IvfIndex(FaissIndex):
         return {"lists": self.nlist}
 
     @classmethod
-    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None,
-             wanted_lists: int | None) -> "IvfIndex":
+    def load(cls, path: Path, dim: int, compression: dict, pca: PCA | None, index: dict) -> "IvfIndex":
         """Read a saved IVF into memory (lists grow on add, so it is not memory-mapped)."""
-        return cls(_faiss().read_index(str(path)), dim, compression, pca, wanted_lists)
+        return cls(_faiss().read_index(str(path)), dim, compression, pca, index["nlist"])
 
 
 KINDS = {"hnsw": HnswIndex, "ivf": IvfIndex}

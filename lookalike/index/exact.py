@@ -78,7 +78,9 @@ class ExactIndex:
         slots = np.flatnonzero(allowed)
         return slots, score_slots(self.vectors, query, slots)
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
+               matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, scores) of the k best allowed slots, best first (the VectorIndex interface)."""
         slots, scores = self.scores(query, allowed)
         best = top_k(scores, k)
         return slots[best], scores[best]

@@ -1,24 +1,6 @@
 """One collection's search index: exact, HNSW or IVF, kept in step with the vector file, on disk.
 
-The vector file is append-only and its row numbers ("slots") are the index's ids, so the
-index always covers a *prefix* of the file: rows 0..ntotal-1. That makes the index pure
-derived data with one number of state. Files in `DIR/index/`:
-
-    NAME.GEN.faiss     the graph or inverted lists (FAISS format; a graph is memory-mapped on load)
-    NAME.GEN.json      what it was built with, how many rows it covers, a checksum of its last row
-    NAME.GEN.pca.npz   the PCA projection, when compression asks for one
-
-On open the saved graph is used only if its settings, generation and row count agree with
-the meta file and the checksum of its last row matches the vector file; then the rows
-written since (after a crash, say) are added. Anything else (missing, torn, foreign file)
-means a rebuild from the vectors, so a crash can cost time but never wrong answers.
-
-Planning: exact search (the reference) whenever the live or matching records number at
-most `threshold`, so selective filters scan just their matches; otherwise HNSW with the
-filter applied inside the graph walk, widening its beam until k matches are found, and
-falling back to exact search if the graph still cannot produce them. IVF is planned the
-same way, with `nprobe` (lists scanned) in place of the beam width. What was chosen for the
-last search on this thread is in `last_plan()` (benchmarks replay it on the raw library).
+Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/manager.py`".
 """
 from __future__ import annotations
 
@@ -27,15 +9,17 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from . import planning
+from .ann import KINDS
 from .compress import PCA
 from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
 from .masks import MaskInfo, MaskInfos, cached_params
+from .planning import Plan
 from .settings import ann_kind, build_key, code_bytes
 
 log = logging.getLogger(__name__)
@@ -46,42 +30,6 @@ FORMAT = 1
 INLINE_BUILD_ROWS = 50_000
 #: Rows added per FAISS call while building (bounds the temporary copy of the rows).
 BUILD_CHUNK = 100_000
-#: Widest beam tried before falling back to exact search.
-EF_MAX = 4096
-#: An IVF search scans at least this many matching codes (nprobe grows for rare filters):
-#: measured at 5M rows, 5 600 scanned matches (10 % filter) gave recall@10 0.994, 143
-#: (0.1 % filter, nprobe x8) only 0.77.
-IVF_MIN_MATCHES = 2000
-#: Scanning one int8 IVF code costs about a tenth of gathering and scoring one float32 row,
-#: so a filter is scanned exactly when the IVF would scan over 10x as many codes as it matches.
-IVF_CODE_COST = 0.1
-#: A filtered HNSW walk still steps through non-matching nodes, so a rare filter leaves too few
-#: matches in the beam however wide it is: below this share of the graph, exact search over the
-#: matches. Measured with bench-style clustered data, 300k rows, widened beam, recall@10:
-#: share 1/10 0.999, 1/32 0.994, 1/64 0.789, 1/128 0.531, 1/300 0.275 (the 5M run's 0.1 %
-#: filter: 0.335); exact is always 1.0 and costs about 0.12 us per matching row.
-HNSW_MIN_SHARE = 1 / 32
-#: `expansion_search` is the beam for graphs up to HNSW_SCALE_ROWS nodes; bigger graphs need a
-#: wider one for the same recall. bench/hnsw_scale.py at 5M clustered rows (int8, M=16, 20
-#: candidates re-scored), recall@10 by efSearch: 64 0.837, 128 0.909, 192 0.952, 256 0.966,
-#: 384 0.981 (at 1M, 64 gives 0.977). The beam grows by (rows / 1M) ** 0.85: 251 at 5M.
-HNSW_SCALE_ROWS, HNSW_SCALE_POWER = 1_000_000, 0.85
-
-
-@dataclass
-class Plan:
-    """How one search was answered: `exact`, `hnsw` or `ivf`; for the index, the widths
-    tried (efSearch or nprobe, the last one answered), the candidates asked for, whether a
-    filter selector was passed; `matching` allowed slots; `fallback` when the index fell
-    short and exact search answered."""
-    kind: str = "exact"
-    widths: list[int] = field(default_factory=list)
-    pool: int = 0
-    filtered: bool = False
-    matching: int = 0
-    fallback: bool = False
-
-
 class RWLock:
     """Many searches at once, or one writer (FAISS graphs must not be searched while growing)."""
 
@@ -192,7 +140,6 @@ class CollectionIndex:
 
     def _load_saved(self):
         """The saved graph if it provably matches the vector file, else None (reason logged)."""
-        from .ann import KINDS
         meta_path, graph_path = self._path("json"), self._path("faiss")
         if not meta_path.exists() or not graph_path.exists():
             return None
@@ -207,11 +154,8 @@ class CollectionIndex:
             pca = PCA.load(self._path("pca.npz")) if self.compression["pca_dim"] else None
             if pca is not None and (pca.dim != self.compression["pca_dim"] or pca.components.shape[1] != self.dim):
                 raise ValueError("PCA file has the wrong shape")
-            kind = ann_kind(self.settings, self.compression)
-            if kind == "ivf":
-                ann = KINDS[kind].load(graph_path, self.dim, self.compression, pca, self.settings["nlist"])
-            else:
-                ann = KINDS[kind].load(graph_path, self.dim, self.compression, pca)
+            ann = KINDS[ann_kind(self.settings, self.compression)].load(graph_path, self.dim, self.compression, pca,
+                                                                         self.settings)
             width = pca.dim if pca else self.dim
             if ann.ntotal != rows or ann.raw.d != width:
                 raise ValueError(f"graph holds {ann.ntotal} rows of {ann.raw.d}-d, meta says {rows} of {width}-d")
@@ -281,15 +225,14 @@ class CollectionIndex:
 
     def _build(self) -> None:
         """Build a graph over the current rows, catch up, publish, save. Exact search serves meanwhile."""
-        from .ann import KINDS
         try:
             matrix = self._matrix()
             if len(matrix) == 0:
                 return
-            sample = matrix[np.linspace(0, len(matrix) - 1, min(len(matrix), self._sample_rows(len(matrix))))
-                            .astype(np.int64)]
-            kind = ann_kind(self.settings, self.compression)
-            ann = KINDS[kind].create(self.dim, self.settings, self.compression, sample, len(matrix))
+            kind = KINDS[ann_kind(self.settings, self.compression)]
+            wanted = min(len(matrix), kind.sample_rows(len(matrix), self.settings))
+            sample = matrix[np.linspace(0, len(matrix) - 1, wanted).astype(np.int64)]
+            ann = kind.create(self.dim, self.settings, self.compression, sample, len(matrix))
             for start in range(0, len(matrix), BUILD_CHUNK):
                 if self._cancel:
                     return
@@ -309,13 +252,6 @@ class CollectionIndex:
             self._build_error = f"{type(exc).__name__}: {exc}"
         finally:
             self._builder = None
-
-    def _sample_rows(self, rows: int) -> int:
-        """Rows to train on: 100k for PCA/int8 ranges; an IVF wants 40 per list for k-means."""
-        if ann_kind(self.settings, self.compression) == "ivf":
-            from .ann import IVF_TRAIN_PER_LIST, ivf_lists
-            return max(100_000, IVF_TRAIN_PER_LIST * ivf_lists(rows, self.settings["nlist"]))
-        return 100_000
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a background build finishes; True if none is running afterwards."""
@@ -356,28 +292,8 @@ class CollectionIndex:
         return getattr(self._plans, "plan", None)
 
     def uses_ann(self, matching: int) -> bool:
-        """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
-
-        A filter (fewer matches than live records) is scanned exactly up to the smaller of
-        `filter_threshold` and `threshold`; the whole collection up to `threshold`. An IVF
-        also leaves to exact search the rare filters whose widened nprobe would scan more
-        than 10x as many codes as there are matches; an HNSW those keeping less than
-        HNSW_MIN_SHARE of its nodes.
-        """
-        ann = self._ann
-        if ann is None:
-            return False
-        limit = self.settings["threshold"]
-        if matching < self._live_count():
-            limit = min(limit, self.settings["filter_threshold"])
-        if matching <= limit:
-            return False
-        if ann.kind == "ivf" and 0 < matching < ann.ntotal:
-            scanned = self._width(ann, matching, 0) * ann.ntotal / ann.nlist
-            return scanned * IVF_CODE_COST <= matching
-        if ann.kind == "hnsw" and matching < ann.ntotal * HNSW_MIN_SHARE:
-            return False
-        return True
+        """The index (HNSW/IVF) for this many candidate records? (planning.uses_ann)"""
+        return planning.uses_ann(self._ann, self.settings, matching, self._live_count())
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -431,11 +347,11 @@ class CollectionIndex:
             covered = min(ann.ntotal, len(allowed))
             in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
             want = min(k, in_count)
-            pool = self._pool(ann, k)
+            pool = planning.pool(ann, k)
             # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
             # else a bitmap over `allowed` (slots past the index's end never come up in it)
             selector = None if in_count == ann.ntotal else info.selector(allowed)
-            width = self._width(ann, in_count, pool)
+            width = planning.width(ann, self.settings, in_count, pool)
             plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
             while True:
                 plan.widths.append(width)
@@ -443,7 +359,7 @@ class CollectionIndex:
                                                                                      selector is not None))
                 if len(found) >= want or width >= ann.max_width:
                     break
-                width = min(width * 4, ann.max_width)  # the filter left the search short: widen it
+                width = planning.widen(ann, width)  # the filter left the search short
         finally:
             self._rw.release_read()
         if len(found) < want:
@@ -460,35 +376,6 @@ class CollectionIndex:
         if filtered:
             return info.params(ann, allowed, k, width) if not allowed.flags.writeable else None
         return cached_params(self._params, ann, k, width, lambda: None)
-
-    def _width(self, ann, in_count: int, pool: int) -> int:
-        """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.
-
-        An HNSW beam first grows with the graph past HNSW_SCALE_ROWS nodes. Non-matching
-        nodes still fill an HNSW beam, so a filter keeping a share s of the graph
-        gets a beam sqrt(1/s) times wider (at most 8x): measured on 10 % filters, recall@10
-        goes from 0.89 at the plain width to 0.99. In an IVF a filter's best matches lie
-        further out, among more lists: nprobe widens by the same factor, and at least so far
-        that `IVF_MIN_MATCHES` matching codes are scanned (lists hold ntotal/nlist codes).
-        """
-        total = ann.ntotal
-        width = self.settings["nprobe" if ann.kind == "ivf" else "expansion_search"]
-        if ann.kind == "hnsw" and total > HNSW_SCALE_ROWS:
-            width = int(width * (total / HNSW_SCALE_ROWS) ** HNSW_SCALE_POWER)
-        if 0 < in_count < total:
-            width = int(width * min(8.0, (total / in_count) ** 0.5))
-        if ann.kind == "hnsw":
-            width = max(width, pool)
-        elif in_count > 0:
-            width = max(width, -(-IVF_MIN_MATCHES * ann.nlist // in_count))
-        return min(width, ann.max_width)
-
-    @staticmethod
-    def _pool(ann, k: int) -> int:
-        """Candidates to fetch: re-scored exactly afterwards, so lossy codes get a margin."""
-        if ann.pca is not None:
-            return max(4 * k, 40)  # reduced dimensions blur near ties most
-        return 2 * k if ann.compressed else k
 
     # -- stats ---------------------------------------------------------------------------
     def stats(self) -> dict:

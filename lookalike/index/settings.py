@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest
+from ..validation import is_int
 
 INDEX_TYPES = ("auto", "exact", "hnsw", "ivf")
 DTYPES = ("f32", "f16", "i8")
@@ -25,7 +26,7 @@ _OPTIONAL_LIMITS = {"nlist": (1, 1_000_000)}
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if not is_int(value) or not low <= value <= high:
         raise BadRequest(f"index setting '{name}' must be an integer from {low} to {high}, got {value!r}")
     return value
 

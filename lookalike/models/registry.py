@@ -18,11 +18,12 @@ from .base import ImageEncoder
 
 #: Best P@5 on bench/relevance.py (0.897 against 0.857 for plain Lite0), see docs/embeddings.md.
 DEFAULT_MODEL = "efficientnet-lite0-style"
-Factory = Callable[[str], ImageEncoder]
+#: Builds an encoder: `factory(name)`, or `factory(name, device=...)` when a device is asked for.
+Factory = Callable[..., ImageEncoder]
 
 _FACTORIES: dict[str, Factory] = {}
 _VERSIONS: dict[str, str] = {}
-_LOADED: dict[str, ImageEncoder] = {}
+_LOADED: dict[tuple[str, str | None], ImageEncoder] = {}
 _LOCK = threading.Lock()
 
 
@@ -47,9 +48,9 @@ def model_version(name: str) -> str:
     return _VERSIONS.get(name, "")
 
 
-def _efficientnet(name: str) -> ImageEncoder:
+def _efficientnet(name: str, device: str | None = None) -> ImageEncoder:
     from .efficientnet import EfficientNetLiteEncoder
-    return EfficientNetLiteEncoder(name)
+    return EfficientNetLiteEncoder(name, device=device)
 
 
 for _backbone in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
@@ -96,16 +97,21 @@ def confine_model(name: object, models_dir: str | Path | None) -> object:
     return f"torchscript:{path}"
 
 
-def get_encoder(name: str) -> ImageEncoder:
-    """The loaded encoder for `name` (loaded once per process, thread-safe)."""
+def get_encoder(name: str, device: str | None = None) -> ImageEncoder:
+    """The loaded encoder for `name` on `device` (loaded once per process and device, thread-safe).
+
+    `device`: "cpu", "cuda" or "cuda:N"; None is the model's default (built-in models:
+    `$LOOKALIKE_DEVICE`, else CUDA when available, else CPU; user TorchScript models: CPU).
+    """
     check_model_name(name)
     if name == "none":
         raise BadRequest("this collection has model 'none': give records a precomputed '_vector'")
+    options = {} if device is None else {"device": device}
     with _LOCK:
-        if name not in _LOADED:
+        if (name, device) not in _LOADED:
             if name.startswith("torchscript:"):
                 from .torchscript import TorchScriptEncoder
-                _LOADED[name] = TorchScriptEncoder(name.split(":", 1)[1])
+                _LOADED[name, device] = TorchScriptEncoder(name.split(":", 1)[1], **options)
             else:
-                _LOADED[name] = _FACTORIES[name](name)
-        return _LOADED[name]
+                _LOADED[name, device] = _FACTORIES[name](name, **options)
+        return _LOADED[name, device]

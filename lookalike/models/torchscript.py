@@ -1,17 +1,6 @@
 """A user-supplied image model from a local TorchScript file (no download, any size).
 
-Any network exported with `torch.jit.save` that maps a float batch N x 3 x S x S (RGB
-scaled to 0..1, then normalised with the given mean/std) to N x D embeddings works: an
-OpenCLIP visual tower, a fine-tuned ResNet, a distilled in-house model.
-
-A CLIP-like model also gets true text-to-image search: beside `NAME.pt` put
-- `NAME.text.pt`: the text tower, TorchScript mapping int64 token ids N x L to N x D
-  embeddings in the same space as the image tower's;
-- `NAME.tokenizer.json` (or `tokenizer.json` in the same folder): its tokenizer, in the
-  Hugging Face `tokenizers` format (CLIP's ships as one);
-- optionally `NAME.json`: `{"context_length": 77, "pad_id": 0, "input_size": 224,
-  "mean": [...], "std": [...], "fit": "crop"}` (these are the defaults, CLIP's).
-Then `{"text": "red dress"}` is embedded by the text tower and searched among the images.
+Design notes (how it works and why): docs/embeddings.md, "Notes: `lookalike/models/torchscript.py`".
 """
 from __future__ import annotations
 

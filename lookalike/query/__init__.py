@@ -1,4 +1,1 @@
-"""Queries: the filter language, the field index that answers it, and search parameters."""
-from .filters import MATCH_ALL, And, Cond, Not, Or, parse_filter
-
-__all__ = ["MATCH_ALL", "And", "Cond", "Not", "Or", "parse_filter"]
+"""Queries: search parameters and anchors, and the text, label, colour and near-duplicate searches."""

@@ -1,21 +1,6 @@
 """Search by colour: `{"color": "#c0392b"}` ranks records by how much of them shows that colour.
 
-Every record carries `_colors` (k-means in CIELAB at ingest: up to five `#rrggbb` colours
-with the share of the image each covers). A record's score for a query colour q is
-
-    score = sum_j weight_j * exp(-(dE00(q, colour_j) / SIGMA) ** 2)
-
-with dE00 the CIEDE2000 colour difference: 1.0 for an image entirely of the query colour,
-about half for one half covered by it, near 0 when no dominant colour is close (dE00 of
-2 is a just-noticeable difference; SIGMA = 12 keeps "the same red, a bit darker" and drops
-orange). Records without `_colors` (precomputed-vector records) never match.
-
-No Python loop per record: the colours and weights are read straight from the field
-index's columnar postings of `_colors.color` / `_colors.weight` (so upserts and deletes are
-followed for free: dead slots are masked by the store). Per collection we cache the Lab
-value of each *distinct* colour and the number of each distinct weight, converting only
-values added since the last query. A query then costs one CIEDE2000 over the distinct
-colours, one gather and one `bincount` over the postings (about 5 per record).
+Design notes (how it works and why): docs/search.md, "Notes: `lookalike/query/colors.py`".
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import BadRequest
-from .filters import MATCH_ALL, Node, parse_filter
+from ..store.filters import MATCH_ALL, Node, parse_filter
+from ..validation import check_bool, check_field_names, check_int, check_number
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
@@ -46,12 +47,6 @@ def check_query(query: Any, *, what: str = "query") -> dict:
     return query
 
 
-def check_int(name: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadRequest(f"'{name}' must be an integer from {low} to {high}")
-    return value
-
-
 def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
     """`[{"filter": {...}, "weight": 0.2}, ...]` -> parsed (filter, weight) pairs."""
     if boost is None:
@@ -62,10 +57,9 @@ def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
     for rule in boost:
         if not isinstance(rule, dict) or set(rule) - {"filter", "weight"} or "filter" not in rule:
             raise BadRequest("each boost rule is {\"filter\": {...}, \"weight\": number}")
-        weight = rule.get("weight", 0.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not -MAX_BOOST <= weight <= MAX_BOOST:
-            raise BadRequest(f"a boost rule's 'weight' must be a number from -{MAX_BOOST:g} to {MAX_BOOST:g}")
-        out.append((parse_filter(rule["filter"]), float(weight)))
+        weight = check_number(rule.get("weight", 0.0), -MAX_BOOST, MAX_BOOST,
+                              f"a boost rule's 'weight' must be a number from -{MAX_BOOST:g} to {MAX_BOOST:g}")
+        out.append((parse_filter(rule["filter"]), weight))
     return out
 
 
@@ -82,15 +76,13 @@ def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None
         check_query(anchor, what="negative")
     if group_by is not None and group_by is not False and (not isinstance(group_by, str) or not group_by):
         raise BadRequest("'group_by' must be a field name, or false for no grouping")
-    if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
-        raise BadRequest("'fields' must be a list of field names")
-    if not isinstance(negative_weight, (int, float)) or isinstance(negative_weight, bool) or not 0 <= negative_weight <= 10:
-        raise BadRequest("'negative_weight' must be a number from 0 to 10")
-    if not isinstance(same_label, bool):
-        raise BadRequest("'same_label' must be true or false")
+    if fields is not None:
+        check_field_names("fields", fields)
+    negative_weight = check_number(negative_weight, 0, 10, "'negative_weight' must be a number from 0 to 10")
+    check_bool("same_label", same_label)
     return SearchParams(query=query, k=check_int("k", k, 1, MAX_K), offset=check_int("offset", offset, 0, MAX_OFFSET),
                         where=parse_filter(filter), group_by=group_by, negative=negative,
-                        boosts=parse_boosts(boost), fields=fields, negative_weight=float(negative_weight),
+                        boosts=parse_boosts(boost), fields=fields, negative_weight=negative_weight,
                         same_label=same_label)
 
 
@@ -114,6 +106,16 @@ def format_hits(store, hits: list, fields: list[str] | None, group_by: str | Non
             item["_group"] = hit.group
         out.append(item)
     return out
+
+
+def dotted(doc: Any, path: str) -> Any:
+    """The value at a dotted path of a document; None where the path is absent."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 def project(doc: dict, fields: list[str] | None) -> dict:

@@ -10,15 +10,16 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import BadRequest, NotImplementedYet
+from ..errors import BadRequest
 from ..index.settings import normalize_compression, normalize_index
-from ..query.filters import MATCH_ALL, Node
+from .filters import MATCH_ALL, Node
 from ..models.registry import DEFAULT_MODEL
 from ..records import COMPUTED
+from ..validation import MAX_DIM, is_int
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 METRICS = ("cosine", "dot")
@@ -123,10 +124,25 @@ def plan_write(records: Sequence[StoredRecord], current: dict[str, tuple[str, st
     return statuses, list(changed.values())
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond the core contract; callers check these flags.
+
+    `thumbnails`: `thumbnail()` gives the JPEG kept per record; `compaction`: `compact()`
+    reclaims the rows of deleted and replaced records; `max_dim`: the widest vector a
+    collection may have (`validation.MAX_DIM`, or the backend's own lower limit).
+    """
+
+    thumbnails: bool = False
+    compaction: bool = False
+    max_dim: int = MAX_DIM
+
+
 class CollectionStore(ABC):
     """Records, metadata and vectors of one collection."""
 
     settings: CollectionSettings
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @abstractmethod
     def count(self) -> int: ...
@@ -167,19 +183,18 @@ class CollectionStore(ABC):
     def all_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every live id and its vector (for whole-collection analyses such as duplicates)."""
 
+    @abstractmethod
     def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
         """(slots, value ids, distinct `(tag, value)` keys) of one field path, computed fields
         included, for columnar scans (colour search, near-duplicates). Slots may be dead."""
-        from ..errors import NotImplementedYet
-        raise NotImplementedYet(f"the {type(self).__name__} backend has no columnar field access")
 
+    @abstractmethod
     def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
         """Per slot (for `SearchRequest.slot_scores`): (1 - w) * visual + w * text similarity."""
-        raise NotImplementedYet(f"text search is not available for the {type(self).__name__} backend")
 
+    @abstractmethod
     def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
         """Stacked text vectors of those ids that have one."""
-        raise NotImplementedYet(f"text search is not available for the {type(self).__name__} backend")
 
     def text_vector_map(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """{id: text vector} for the ids that have one (exports keep them; backends batch this)."""
@@ -211,8 +226,14 @@ class CollectionStore(ABC):
             yield batch
 
     def thumbnail(self, id: str) -> bytes | None:
-        """The small JPEG kept for a record, or None (not kept, or a backend without them)."""
-        return None
+        """The small JPEG kept for a record, or None. Only for backends whose capabilities say
+        `thumbnails` (callers check)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no thumbnails")
+
+    def compact(self) -> None:
+        """Reclaim the rows of deleted and replaced records. Only for backends whose capabilities
+        say `compaction` (callers check)."""
+        raise NotImplementedError(f"{type(self).__name__} has no compaction")
 
     def list_ids(self, where: Node = MATCH_ALL, *, offset: int = 0, limit: int = 50) -> tuple[list[str], int]:
         """A page of live ids matching a filter in a stable order, and how many match in all.
@@ -222,9 +243,9 @@ class CollectionStore(ABC):
         ids = self.ids_where(where)
         return list(ids[offset:offset + limit]), len(ids)
 
+    @abstractmethod
     def facets(self, where: Node = MATCH_ALL, *, top: int = 20) -> list[dict]:
         """Per metadata path: string/boolean values with counts, numeric min/max (see Collection.facets)."""
-        raise NotImplementedYet("facets are not available for this store")
 
     def facets_and_count(self, where: Node = MATCH_ALL, *, top: int = 20) -> tuple[list[dict], int]:
         """`facets` and how many live records match `where`; backends that can answer both from
@@ -232,12 +253,26 @@ class CollectionStore(ABC):
         count = self.count() if where is MATCH_ALL else len(self.ids_where(where))
         return self.facets(where, top=top), count
 
+    @abstractmethod
     def update_settings(self, **changes: Any) -> CollectionSettings:
-        raise NotImplementedError
+        """Store changed settings; returns the merged settings."""
 
 
 class Store(ABC):
     """A set of named collections."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: The backend's name in messages.
+    backend: ClassVar[str] = "this"
+
+    def settle_dim(self, settings: CollectionSettings) -> None:
+        """Fill in the vector width of a known model; BadRequest if it is missing or too wide."""
+        if settings.dim is None:
+            settings.dim = KNOWN_DIMS.get(settings.model)
+        high = self.capabilities.max_dim
+        if not is_int(settings.dim) or not 1 <= settings.dim <= high:
+            limit = "" if high == MAX_DIM else f" ({self.backend}'s limit)"
+            raise BadRequest(f"collection {settings.name!r} needs a vector dimension 'dim' between 1 and {high}{limit}")
 
     @abstractmethod
     def list_collections(self) -> list[CollectionSettings]: ...

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..query.field_index import FieldIndex
+from .field_index import FieldIndex
 
-FORMAT = 2  # bump when query.field_index.flatten changes what is indexed
+FORMAT = 2  # bump when store.field_index.flatten changes what is indexed
 log = logging.getLogger(__name__)
 
 

@@ -9,7 +9,6 @@ its reason and never stops the others.
 """
 from __future__ import annotations
 
-import io
 import os
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,21 +17,19 @@ from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 import numpy as np
-from PIL import Image
 
-from .errors import BadRequest, LookalikeError
+from ..errors import BadRequest, LookalikeError
 from .fetch import URL_CONNECTIONS, fetch_url, http_client, read_file
+from . import triage
 from .filecache import FileDigests
-from .models.base import ImageEncoder, l2_normalize
+from ..models.base import ImageEncoder, l2_normalize
 from . import decode as decoding
 from .decode import DECODE_MODES, DEFAULT_DECODE, RESIZE_MODES, Decoded, check_mode, decode_image
-from .models.images import DEFAULT_MAX_PIXELS
-from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
-from .store.base import CollectionStore, StoredRecord
+from ..models.images import DEFAULT_MAX_PIXELS
+from ..records import ValidRecord, content_hash, content_identity, parse_vector, validate_record
+from ..store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
-#: Longest side and JPEG quality of the thumbnail kept per record (a few KB) for the web page.
-THUMBNAIL_SIZE, THUMBNAIL_QUALITY = 160, 70
 
 
 @dataclass
@@ -41,17 +38,18 @@ class _Item:
 
     position: int
     raw_id: Any = None
+    # the outcome: a write status, or the reason this record failed
+    status: str | None = None
+    error: str | None = None
     rec: ValidRecord | None = None
     source_hash: str = ""
     content_hash: str = ""
-    pixels: np.ndarray | None = None
-    vector: np.ndarray | None = None
-    computed: dict = field(default_factory=dict)
-    thumbnail: bytes | None = None  # None: keep the stored one; b"": remove it
-    wants_thumbnail: bool = False
     decoding: Future | None = None  # decode="processes": the worker's Decoded
-    status: str | None = None
-    error: str | None = None
+    pixels: np.ndarray | None = None
+    wants_thumbnail: bool = False
+    thumbnail: bytes | None = None  # None: keep the stored one; b"": remove it
+    computed: dict = field(default_factory=dict)
+    vector: np.ndarray | None = None
 
     def result(self) -> dict:
         rid = self.rec.id if self.rec else (self.raw_id if isinstance(self.raw_id, str) else None)
@@ -134,31 +132,16 @@ class Ingestor:
 
     def _load(self, item: _Item, known: dict[str, tuple[str, str]], http: httpx.Client) -> None:
         source = item.rec.source
-        data: bytes | None = None
-        if source.kind == "none":
-            if item.rec.id not in known:
-                raise BadRequest(f"record {item.rec.id!r} is new and has no image source "
-                                 "(_file, _url, _base64 or _vector)")
-            item.source_hash = known[item.rec.id][1]
-        elif source.kind == "vector":
-            item.source_hash = digest(item.vector.tobytes())
-        elif source.kind == "url":
-            item.source_hash = digest(source.value.encode())
-        elif source.kind == "file":
-            item.source_hash = self.file_digests.lookup(source.value) or ""
-            if not item.source_hash:  # new or changed file: read it now, and remember its digest
-                data = read_file(source.value)
-                item.source_hash = self.file_digests.record(source.value, data)
-        else:
-            data = source.value
-            item.source_hash = digest(data)
-        item.content_hash = content_hash(item.rec.doc, item.source_hash, self.identity)
         old = known.get(item.rec.id)
-        if old is not None and old[0] == item.content_hash:
+        value = item.vector if source.kind == "vector" else source.value
+        item.source_hash, data = triage.source_hash(item.rec.id, source.kind, value, old, self.file_digests)
+        item.content_hash = content_hash(item.rec.doc, item.source_hash, self.identity)
+        action = triage.verdict(source.kind, old, item.content_hash, item.source_hash)
+        if action == triage.UNCHANGED:
             item.status = "unchanged"
             return
-        if source.kind == "none" or (old is not None and old[1] == item.source_hash):
-            self._reuse(item)  # metadata-only change: keep the stored vector and computed fields
+        if action == triage.REUSE:  # metadata-only change: keep the stored vector and computed fields
+            item.vector, item.computed = triage.stored_parts(self.store, item.rec.id)
             return
         item.thumbnail = b""  # a new image source: the old thumbnail no longer shows it
         item.wants_thumbnail = source.kind in ("file", "base64", "url") and getattr(self.settings, "thumbnails", True)
@@ -168,14 +151,6 @@ class Ingestor:
             data = read_file(source.value)
         if data is not None:
             self._decode(item, data)
-
-    def _reuse(self, item: _Item) -> None:
-        vec = self.store.vectors([item.rec.id]).get(item.rec.id)
-        stored = self.store.get([item.rec.id])[0]
-        if vec is None or stored is None:
-            raise BadRequest(f"record {item.rec.id!r} was deleted while being updated")
-        item.vector = vec
-        item.computed = {k: stored[k] for k in COMPUTED if k in stored}
 
     def _decode(self, item: _Item, data: bytes) -> None:
         if self.encoder is None:
@@ -198,7 +173,7 @@ class Ingestor:
 
     @staticmethod
     def _apply(item: _Item, decoded: Decoded) -> None:
-        item.computed.update(decoded.computed)  # colours, near-duplicate fingerprint (query/duplicates.py)
+        item.computed.update(decoded.computed)  # colours, near-duplicate fingerprint (models/fingerprint.py)
         if item.wants_thumbnail:
             item.thumbnail = decoded.thumbnail
         item.pixels = decoded.pixels
@@ -243,34 +218,13 @@ class Ingestor:
         """Sentence vectors of text_fields + labels, for collections with `text_fields` (see models/text.py)."""
         if not items or not getattr(self.settings, "text_fields", None):
             return {}
-        from .models.text import get_text_encoder, record_text
         try:
-            vectors = get_text_encoder().embed([record_text(it.rec.doc, it.computed, self.settings.text_fields)
-                                                for it in items])
+            vectors = triage.text_vectors(self.settings.text_fields, [(it.rec.doc, it.computed) for it in items])
         except LookalikeError as exc:
             for it in items:
                 it.error = exc.message
             return {}
-        except Exception as exc:  # the text model failing is these records' error, not a crash
-            for it in items:
-                it.error = f"text encoding failed: {exc}"
-            return {}
         return {id(it): vec for it, vec in zip(items, vectors)}
-
-
-def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:
-    """A small JPEG of a decoded RGB image (longest side `size`), for grids in the web page.
-
-    BILINEAR, not BICUBIC: at the usual 1.6x down from the draft decode it costs half as much
-    (0.3 ms an image less in ingest's decode stage); its pixels differ from bicubic's by under
-    one grey level on average on photos, and on sharp line drawings by about what JPEG at this
-    quality changes anyway (bench/decode_stage.py, tests/test_decode_speed_equivalence.py). `optimize` (a
-    second Huffman pass) stays: 0.03-0.07 ms for 15 % fewer bytes stored per record."""
-    thumb = image.copy()
-    thumb.thumbnail((size, size), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=quality, optimize=True)
-    return buf.getvalue()
 
 
 def _guard(item: _Item, step: Callable[[], None]) -> None:

@@ -1,23 +1,6 @@
 """Distributed ingestion on Ray Data: decode and embed in parallel actors, write in batches.
 
-    lookalike ingest CATALOGUE -c NAME --ray            # a local Ray instance on this machine
-    lookalike ingest CATALOGUE -c NAME --ray HOST:6379  # an existing Ray cluster
-
-The driver (this process) validates the records, looks up the content hashes already stored
-and hands the rest to a pool of Ray actors; each actor loads one encoder (on a GPU when the
-cluster has them) and turns a batch of records into vectors, colours and labels with the same
-code as the single-process pipeline (`lookalike.ingest`), so the vectors are the same. The
-driver writes the actors' output to the store in order, batch by batch, through the store
-interface (the embedded store or Milvus).
-
-Restartable: for records already stored, the driver hashes the source (reads the file, no
-decoding); one whose content hash (metadata + image bytes + model) is unchanged is answered
-`unchanged` there and never reaches an actor, so re-running an interrupted ingest only sends
-the rest. Fault tolerant: a killed actor is restarted by Ray and its batch retried; the driver sees
-each record's output once, and writes are upserts by id, so nothing is lost or duplicated.
-
-On a cluster, image files must be readable at the same path on every node (a shared file
-system); URLs and base64 records need nothing.
+Design notes (how it works and why): docs/deployment.md, "Notes: `lookalike/ingest/ray.py`".
 """
 from __future__ import annotations
 
@@ -35,10 +18,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import BadRequest, LookalikeError
-from .fetch import read_file
-from .records import COMPUTED, ValidRecord, content_hash, content_identity, digest, parse_vector, validate_record
-from .store.base import StoredRecord
+from ..errors import BadRequest, LookalikeError
+from . import triage
+from .decode import decode_image
+from .fetch import fetch_url, read_file
+from ..models import get_encoder
+from ..models.base import l2_normalize
+from ..records import ValidRecord, content_hash, content_identity, parse_vector, validate_record
+from ..store.base import StoredRecord
 
 #: Records per actor call (one encoder batch).
 DEFAULT_BATCH = 16
@@ -75,8 +62,8 @@ class Embedder:
     """A Ray actor: one encoder, turning batches of tasks into vectors and computed fields."""
 
     def __init__(self, model: str, metric: str, dim: int, max_pixels: int, thumbnails: bool, threads: int,
-                 identity: str | None = None) -> None:
-        self.model, self.metric, self.dim = model, metric, dim
+                 identity: str | None = None, device: str | None = None) -> None:
+        self.model, self.metric, self.dim, self.device = model, metric, dim, device
         self.identity = identity or model  # see records.content_identity
         self.max_pixels, self.thumbnails, self.threads = max_pixels, thumbnails, threads
         self._encoder = None
@@ -87,8 +74,7 @@ class Embedder:
         """Loaded at the first image to embed: a re-run over unchanged records never pays for it."""
         with self._lock:
             if self._encoder is None and self.model != "none":
-                from .models import get_encoder
-                encoder = get_encoder(self.model)
+                encoder = get_encoder(self.model, self.device)
                 _limit_threads(encoder, self.threads)
                 self._encoder = encoder
         return self._encoder
@@ -114,42 +100,25 @@ class Embedder:
         return result
 
     def _load(self, row: dict) -> dict:
-        """Read, hash and decode one record; mirrors `Ingestor._load`."""
-        from .decode import decode_image
-        from .fetch import fetch_url
-
+        """Read, hash and decode one record, by the rules `Ingestor._load` follows (triage.py)."""
         out: dict[str, Any] = {"pos": int(row["pos"]), "status": "", "error": "", "vector": None,
                                "computed": "{}", "source_hash": "", "content_hash": "", "thumbnail": b"",
                                "thumb": "keep"}
         kind = row["kind"]
         try:
-            data: bytes | None = None
-            source_hash = row["source_hash"] or ""
-            if kind == "none":
-                if not row["known_source"]:
-                    raise BadRequest(f"record {row['id']!r} is new and has no image source "
-                                     "(_file, _url, _base64 or _vector)")
-                source_hash = row["known_source"]
-            elif kind == "vector":
-                vec = parse_vector(list(row["vector"]), self.dim)
-                out["vector"] = _normalise(vec, self.metric)
-                source_hash = digest(np.asarray(out["vector"], dtype=np.float32).tobytes())
-            elif kind == "url":
-                source_hash = digest(row["ref"].encode())
-            elif kind == "file":
-                if not source_hash:
-                    data = read_file(Path(row["ref"]))
-                    source_hash = digest(data)
+            known = (row["known_content"], row["known_source"]) if row["known_content"] else None
+            value: Any = {"file": row["ref"], "url": row["ref"], "base64": bytes(row["data"])}.get(kind)
+            if kind == "vector":
+                value = out["vector"] = _normalise(parse_vector(list(row["vector"]), self.dim), self.metric)
+            if kind == "file" and row["source_hash"]:  # hashed by the driver
+                source_hash, data = row["source_hash"], None
             else:
-                data = bytes(row["data"])
-                source_hash = digest(data)
+                source_hash, data = triage.source_hash(row["id"], kind, value, known, None)
             out["source_hash"] = source_hash
             out["content_hash"] = content_hash(json.loads(row["doc"]), source_hash, self.identity)
-            if row["known_content"] == out["content_hash"]:
-                out["status"] = "unchanged"
-                return out
-            if kind == "none" or row["known_source"] == source_hash:
-                out["status"] = "reuse"  # metadata-only change: the driver keeps the stored vector
+            action = triage.verdict(kind, known, out["content_hash"], source_hash)
+            if action != triage.DECODE:
+                out["status"] = action  # reuse: the driver keeps the stored vector and computed fields
                 return out
             if kind == "vector":
                 return out
@@ -191,7 +160,6 @@ class Embedder:
 
 
 def _normalise(vec: np.ndarray, metric: str) -> np.ndarray:
-    from .models.base import l2_normalize
     return l2_normalize(vec) if metric == "cosine" else vec
 
 
@@ -204,7 +172,7 @@ def _limit_threads(encoder: Any, threads: int) -> None:
         pass
     runner = getattr(encoder, "_onnx", None)
     if runner is not None:
-        from .models.onnx_backend import OnnxRunner
+        from ..models.onnx_backend import OnnxRunner
         encoder._onnx = OnnxRunner(encoder._module, encoder.input_size, encoder.name, threads=threads)
 
 
@@ -242,8 +210,7 @@ def _tasks(col, records: Iterable[Any], base_dir: Path | None) -> tuple[list[_Ta
                 t.known_content, t.known_source = known[t.id]
     for t in tasks:
         if t.kind == "none" and not t.known_content:
-            errors[t.pos] = {"_id": t.id, "status": "error", "error": f"record {t.id!r} is new and has no image "
-                             "source (_file, _url, _base64 or _vector)"}
+            errors[t.pos] = {"_id": t.id, "status": "error", "error": triage.no_source(t.id).message}
     return [t for t in tasks if t.pos not in errors], errors
 
 
@@ -259,31 +226,17 @@ def _triage(col, tasks: list[_Task]) -> dict[int, str]:
     settings = col.settings
     identity = _identity(settings)
 
-    def source_hash(t: _Task) -> str:
-        if t.kind == "file":
-            path = Path(t.ref)
-            found = cache.lookup(path) if cache is not None else None
-            if found:
-                return found
-            data = read_file(path)
-            return cache.record(path, data) if cache is not None else digest(data)
-        if t.kind == "url":
-            return digest(t.ref.encode())
-        if t.kind == "base64":
-            return digest(t.data)
-        if t.kind == "vector":
-            return digest(np.asarray(_normalise(np.asarray(t.vector, dtype=np.float32), settings.metric),
-                                     dtype=np.float32).tobytes())
-        return t.known_source
-
     def check(t: _Task) -> str:
+        value: Any = {"file": Path(t.ref), "url": t.ref, "base64": t.data}.get(t.kind)
+        if t.kind == "vector":
+            value = _normalise(np.asarray(t.vector, dtype=np.float32), settings.metric)
+        known = (t.known_content, t.known_source)
         try:
-            t.source_hash = source_hash(t)
+            t.source_hash = triage.source_hash(t.id, t.kind, value, known, cache)[0]
         except (LookalikeError, OSError):
             return ""  # the actor reports it
-        if content_hash(json.loads(t.doc), t.source_hash, identity) == t.known_content:
-            return "unchanged"
-        return "reuse" if t.source_hash == t.known_source else ""
+        action = triage.verdict(t.kind, known, content_hash(json.loads(t.doc), t.source_hash, identity), t.source_hash)
+        return "" if action == triage.DECODE else action
 
     known = [t for t in tasks if t.known_content]
     with ThreadPoolExecutor(8) as pool:  # file reads wait on the disk, not the CPU
@@ -308,11 +261,13 @@ def _reuse_batch(tasks: list[_Task], dim: int, identity: str) -> dict[str, np.nd
 
 def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = None, address: str | None = None,
                workers: int | None = None, batch_size: int = DEFAULT_BATCH, write_batch: int = 64,
-               on_batch: Callable[[list[dict]], None] | None = None, num_cpus: int | None = None) -> list[dict]:
+               on_batch: Callable[[list[dict]], None] | None = None, num_cpus: int | None = None,
+               device: str | None = None) -> list[dict]:
     """Upsert `records` into the collection `col` through Ray actors; one result per record, in order.
 
     `address`: a Ray cluster (`HOST:PORT`, `ray://...`, `auto`); None or "local" start (or reuse) a
     local instance. `workers`: actors (default: one per CPU, or one per GPU when the cluster has GPUs).
+    `device`: where the actors' models run (as in `Collection.upsert`).
     """
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise BadRequest("the number of Ray workers must be at least 1")
@@ -345,7 +300,7 @@ def ray_ingest(col, records: Iterable[Any], *, base_dir: str | Path | None = Non
 
     started = _init_ray(ray, address, num_cpus)
     try:
-        for batch in _run_actors(ray, col, pending, workers, batch_size):
+        for batch in _run_actors(ray, col, pending, workers, batch_size, device):
             written = _write(col, batch, by_pos, write_batch)
             for res in written:
                 results[res.pop("pos")] = res
@@ -407,7 +362,7 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: int):
+def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: int, device: str | None):
     """Ray Data pipeline over the tasks; yields the actors' output batches in input order."""
     import ray.data
 
@@ -432,7 +387,7 @@ def _run_actors(ray, col, tasks: list[_Task], workers: int | None, batch_size: i
         fn_constructor_kwargs={"model": settings.model, "metric": settings.metric, "dim": settings.dim,
                                "max_pixels": getattr(col, "max_pixels", 64_000_000),
                                "thumbnails": bool(getattr(settings, "thumbnails", True)), "threads": threads,
-                               "identity": _identity(settings)},
+                               "identity": _identity(settings), "device": device},
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1 if gpus else min(threads, cpus), num_gpus=1 if gpus else 0,  # Ray Data restarts dead actors
         **({"runtime_env": {"env_vars": env}} if env else {}))
@@ -460,12 +415,11 @@ def _write(col, batch: dict[str, np.ndarray], by_pos: dict[int, _Task], write_ba
         vector = batch["vector"][i]
         thumbnail = {"set": bytes(batch["thumbnail"][i]), "clear": b""}.get(batch["thumb"][i])
         if status == "reuse":
-            vector = store.vectors([task.id]).get(task.id)
-            stored = store.get([task.id])[0]
-            if vector is None or stored is None:
-                res.update(status="error", error=f"record {task.id!r} was deleted while being updated")
+            try:
+                vector, computed = triage.stored_parts(store, task.id)
+            except LookalikeError as exc:
+                res.update(status="error", error=exc.message)
                 continue
-            computed = {k: stored[k] for k in COMPUTED if k in stored}
             thumbnail = None
         rec = StoredRecord(task.id, json.loads(task.doc), computed, np.asarray(vector, dtype=np.float32),
                            str(batch["source_hash"][i]), str(batch["content_hash"][i]))
@@ -490,14 +444,11 @@ def _with_text_vectors(settings, writable: list[tuple[dict, StoredRecord]]) -> l
     ingest makes them; if the text model fails, these records fail with its error (none half-written)."""
     if not writable or not settings.text_fields:
         return writable
-    from .models.text import get_text_encoder, record_text
     try:
-        vectors = get_text_encoder().embed([record_text(rec.doc, rec.computed, settings.text_fields)
-                                            for _, rec in writable])
-    except Exception as exc:  # noqa: BLE001 - the model failing is these records' error, not a crash
-        message = exc.message if isinstance(exc, LookalikeError) else f"text encoding failed: {exc}"
+        vectors = triage.text_vectors(settings.text_fields, [(rec.doc, rec.computed) for _, rec in writable])
+    except LookalikeError as exc:
         for res, _ in writable:
-            res.update(status="error", error=message)
+            res.update(status="error", error=exc.message)
         return []
     for (_, rec), vec in zip(writable, vectors):
         rec.text_vector = vec

@@ -9,32 +9,35 @@ same per-record error in both modes.
 """
 from __future__ import annotations
 
+import io
 import multiprocessing
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-from .errors import BadRequest
-from .models.colors import dominant_colors
-from .models.images import decoded, device_pixels, fit_square
-from .query.duplicates import fingerprint
+from ..errors import BadRequest
+from ..models.colors import dominant_colors
+from ..models.fingerprint import fingerprint
+from ..models.images import decoded, device_pixels, fit_square
 
 DECODE_MODES = ("threads", "processes")
 #: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
-#: Side by side in bench/ingest.py (2-core machine, 512-px JPEGs, tables in bench/README.md): while the
-#: decode stage was costly, processes led under load by 1.1-2.4x in four of five runs (decode threads
-#: share the GIL with the pipeline's own Python work; 18.7 vs 7.8 img/s at load 11); since colours,
-#: fingerprints and thumbnails became 2x cheaper (bench/decode_stage.py), threads lead slightly on a
-#: quiet machine (111.6 vs 104.3 img/s: processes spend ~1 ms per image pickling). Processes stay the
-#: CLI default for their scaling with more cores and under load. The library default stays threads:
+#: Side by side in bench/ingest.py (2-core machine, 512-px JPEGs, tables in bench/README.md): threads
+#: lead slightly on a quiet machine (111.6 vs 104.3 img/s: processes spend ~1 ms per image pickling);
+#: under load processes led by 1.1-2.4x in runs with a costlier decode stage (decode threads share the
+#: GIL with the pipeline's own Python work). Processes are the CLI default for their scaling with more
+#: cores and under load. The library default stays threads:
 #: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a script that
 #: calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's small upserts
 #: gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.
 DEFAULT_DECODE = "threads"
 CLI_DEFAULT_DECODE = "processes"
 RESIZE_MODES = ("auto", "host", "device")
+#: Longest side and JPEG quality of the thumbnail kept per record (a few KB) for the web page.
+THUMBNAIL_SIZE, THUMBNAIL_QUALITY = 160, 70
 
 
 @dataclass
@@ -53,13 +56,26 @@ def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail
     With `host_resize=False` the pixels stay at (about) draft size, for encoders that resize on
     their own device (see models/gpu_preprocess.py).
     """
-    from .ingest import make_thumbnail  # ingest imports this module
-
     with decoded(data, max_pixels=max_pixels, draft_size=size) as image:  # holds its pixels of the budget
-        computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # query/duplicates.py
+        computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # models/fingerprint.py
         thumb = make_thumbnail(image) if thumbnail else None
         pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
     return Decoded(pixels, computed, thumb)
+
+
+def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:
+    """A small JPEG of a decoded RGB image (longest side `size`), for grids in the web page.
+
+    BILINEAR, not BICUBIC: at the usual 1.6x down from the draft decode it costs half as much
+    (0.3 ms an image less in ingest's decode stage); its pixels differ from bicubic's by under
+    one grey level on average on photos, and on sharp line drawings by about what JPEG at this
+    quality changes anyway (bench/decode_stage.py, tests/test_decode_speed_equivalence.py). `optimize` (a
+    second Huffman pass) stays: 0.03-0.07 ms for 15 % fewer bytes stored per record."""
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
 
 
 def check_mode(value: str, allowed: tuple[str, ...], what: str) -> str:

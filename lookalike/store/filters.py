@@ -1,7 +1,7 @@
 """The MongoDB-like filter language, parsed once into a small typed tree.
 
 The tree is what every backend consumes: the embedded store evaluates it to a NumPy mask
-over its field index (`query.field_index`), the Milvus store translates it to a boolean
+over its field index (`store.field_index`), the Milvus store translates it to a boolean
 expression. Parsing is where bad filters are refused, with the path and operator named.
 """
 from __future__ import annotations
@@ -163,12 +163,3 @@ def _check_path(path: str) -> None:
 
 def json_type(value: Any) -> str:
     return {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def referenced_paths(node: Node) -> set[str]:
-    """Every field path a filter reads (for backends that must declare their fields)."""
-    if isinstance(node, Cond):
-        return {node.path}
-    if isinstance(node, Not):
-        return referenced_paths(node.child)
-    return set().union(*(referenced_paths(c) for c in node.children)) if node.children else set()

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .records import digest
+from ..records import digest
 
 
 class FileDigests:

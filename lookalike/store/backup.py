@@ -19,8 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import BadRequest, Conflict, NotFound
-from .store.base import CollectionSettings, StoredRecord, check_collection_name
+from ..errors import BadRequest, Conflict, NotFound
+from .base import CollectionSettings, StoredRecord, check_collection_name
 
 FORMAT = "lookalike-backup/1"
 

@@ -32,7 +32,7 @@ from urllib.parse import urljoin
 import httpcore
 import httpx
 
-from .errors import BadRequest, LookalikeError, NotAnImage, TooLarge
+from ..errors import BadRequest, LookalikeError, NotAnImage, TooLarge
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 URL_TIMEOUT = httpx.Timeout(10.0, connect=5.0)

@@ -1,22 +1,6 @@
 """Search quality against a golden set: mAP@k, nDCG@k, precision@k and recall@k.
 
-A truth file is JSON lines, one query each:
-
-    {"query": {"id": "x"}, "relevant": ["a", "b"]}
-    {"query": {"id": "y"}, "relevant": {"a": 3, "b": 1}, "filter": {"in_stock": true}}
-
-`relevant` is a list (every id relevant, grade 1) or graded `{id: grade}` (grade > 0 is
-relevant; the grade is nDCG's gain). Any other key of a line is a search parameter passed
-on to `Collection.search` (`filter`, `group_by`, `negative`, `boost`, `text`, `hybrid`...).
-
-Definitions (the usual TREC/IR ones, so numbers compare with other tools):
-- precision@k: relevant hits in the top k, divided by k;
-- recall@k: relevant hits in the top k, divided by the number of relevant ids;
-- AP@k: the sum of precision@i over the ranks i <= k that hold a relevant hit, divided by
-  min(number of relevant ids, k); mAP@k is its mean over queries;
-- nDCG@k: DCG@k = sum over ranks i of grade(hit_i) / log2(i + 1), divided by the DCG@k of
-  the ideal ranking (linear gains, as scikit-learn's `ndcg_score`).
-Metrics are computed with NumPy on a queries x k matrix of grades.
+Design notes (how it works and why): docs/search.md, "Notes: `lookalike/query/evaluate.py`".
 """
 from __future__ import annotations
 
@@ -27,7 +11,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import BadRequest, LookalikeError
+from ..errors import BadRequest, LookalikeError
+from ..validation import check_int, is_grade
 
 METRICS = ("map", "ndcg", "precision", "recall")
 #: Search parameters a truth line may carry besides `query` and `relevant`.
@@ -122,7 +107,7 @@ def parse_truth_line(obj: Any, line: int) -> TruthQuery:
     elif isinstance(rel, dict):
         relevant = {}
         for rid, grade in rel.items():
-            if not isinstance(grade, (int, float)) or isinstance(grade, bool) or not np.isfinite(grade) or grade < 0:
+            if not is_grade(grade):
                 raise BadRequest(f"{where}: grade of {rid!r} must be a number >= 0, got {grade!r}")
             relevant[rid] = float(grade)
     else:
@@ -163,8 +148,7 @@ def evaluate(collection, truth: Iterable[TruthQuery | dict], k: int = 10) -> dic
     "per_query": [{"line", "query", "metrics"...}]}`. A query by id never finds itself, so the
     query's own id is dropped from its relevant set.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-        raise BadRequest("'k' must be an integer from 1 to 1000")
+    check_int("k", k, 1, 1000)
     items = [t if isinstance(t, TruthQuery) else parse_truth_line(t, n) for n, t in enumerate(truth, start=1)]
     rankings, truths, per_query = [], [], []
     for item in items:

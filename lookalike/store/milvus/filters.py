@@ -1,21 +1,6 @@
 """Filters for the Milvus store: a per-record filter view, and the filter tree as a Milvus expression.
 
-Milvus evaluates boolean expressions over JSON fields, but its JSON semantics differ from
-ours in the corners (a comparison on a missing key is unknown, not false; `1 == true` on
-some servers; no "any list element greater than"). So we do not filter on the raw metadata.
-Each record also stores a *filter view* built from the same `flatten()` the embedded
-store's field index uses, one JSON object with a few maps keyed by field path:
-
-    p: {path: 1}                 the path is present (any value, null, list or object)
-    v: {path: [numbers/strings]} its scalar values (list elements included), numbers normalised
-    b: {path: [booleans]}        its boolean values (kept apart so 1 never equals true)
-    z: {path: 1}                 one of its values is null
-    nlo/nhi, slo/shi: {path: x}  smallest/largest number and string among its values
-
-Then every condition is a guarded test on these maps (`exists ... and json_contains(...)`),
-which is definite true/false on every server, and the results equal the embedded store's:
-equality on a list means "contains", `$gt` on a list means "some element is greater",
-`{"f": null}` matches records without `f`, `$not` includes records missing the field.
+Design notes (how it works and why): docs/milvus.md, "Notes: `lookalike/store/milvus/filters.py`".
 """
 from __future__ import annotations
 
@@ -24,9 +9,9 @@ import json
 import re
 from typing import Any
 
-from ..errors import BadRequest
-from ..query.field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
-from ..query.filters import And, Cond, Node, Not, Or
+from ...errors import BadRequest
+from ..field_index import ARR, BOOL, NULL, NUM, OBJ, STR, flatten
+from ..filters import And, Cond, Node, Not, Or
 
 #: The JSON column holding the filter view.
 COLUMN = "filter_view"

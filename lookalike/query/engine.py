@@ -1,0 +1,153 @@
+"""The search engine of one collection: what every ranked search shares.
+
+A `Searcher` turns anchors (`id`, `ids`, `vector`, images) into vectors, embeds query
+images with the collection's model, and runs the common tail of a search (grouping, boosts,
+the store's ranking, hit shaping). Text, label, colour and near-duplicate searches build on
+it; the collection facade owns one per collection.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import BadRequest, NotFound, NotImplementedYet
+from ..models import get_encoder, l2_normalize
+from ..models.base import ImageEncoder
+from ..models.images import DEFAULT_MAX_PIXELS, load_pixels
+from ..records import check_ids, decode_base64, parse_vector
+from ..store.base import CollectionSettings, CollectionStore, SearchRequest
+from ..store.filters import Node
+from .colors import color_query
+from .search import SearchParams, combine_anchors, format_hits, parse_boosts
+
+#: Query kinds that carry an image: its bytes come from `Searcher.image_bytes`.
+IMAGE_KINDS = ("url", "base64", "file", "image")
+
+
+def anchor_ids(kind: str, value: Any) -> list[str]:
+    """The record ids an `id` / `ids` anchor names, each checked as every id is; BadRequest if malformed."""
+    ids = [value] if kind == "id" else value
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise BadRequest(f"'{kind}' must be {'a string' if kind == 'id' else 'a non-empty list of strings'}")
+    return check_ids(ids, f"'{kind}'")
+
+
+class Searcher:
+    """Anchors, query images and the shared search tail over one collection's store.
+
+    `fetch_url` and `read_file` give the bytes of `url` and `file` query images; `read_file`
+    is None where local files must not be read (the HTTP server).
+    """
+
+    def __init__(self, store: CollectionStore, *, fetch_url: Callable[[str], bytes],
+                 read_file: Callable[[Path], bytes] | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.store = store
+        self.fetch_url = fetch_url
+        self.read_file = read_file
+        self.max_pixels = max_pixels
+
+    @property
+    def settings(self) -> CollectionSettings:
+        return self.store.settings
+
+    @property
+    def name(self) -> str:
+        return self.store.settings.name
+
+    @property
+    def encoder(self) -> ImageEncoder | None:
+        model = self.settings.model
+        return None if model == "none" else get_encoder(model)
+
+    # -- anchors ---------------------------------------------------------------------------
+    def anchors(self, query: dict) -> tuple[list[np.ndarray], list[str]]:
+        """Vectors of one anchor object, and the stored ids it names (to exclude from hits)."""
+        kind, value = next(iter(query.items()))
+        if kind in ("id", "ids"):
+            ids = anchor_ids(kind, value)
+            found = self.store.vectors(ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise NotFound(f"record {missing[0]!r} not found in collection {self.name!r}")
+            return [found[i] for i in ids], list(ids)
+        return [self.anchor_vector(query)[0]], []
+
+    def anchor_vector(self, query: dict) -> tuple[np.ndarray, list[str]]:
+        """One vector for an anchor object (the mean of `ids`), and the stored ids it names."""
+        kind, value = next(iter(query.items()))
+        if kind in ("id", "ids"):
+            vecs, ids = self.anchors(query)
+            return np.mean(np.stack(vecs), axis=0), ids
+        if kind == "vector":
+            vec = parse_vector(value, self.settings.dim)
+            return (l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+        if kind == "color":
+            raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
+                             "recommend or 'negative')")
+        if kind == "text":
+            raise NotImplementedYet(f"search by {kind} is not built yet")
+        return self.embed_image(self.image_bytes(kind, value)), []
+
+    def image_bytes(self, kind: str, value: Any) -> bytes:
+        """The image file bytes an `image`, `base64`, `url` or `file` query names."""
+        if kind == "image":
+            if not isinstance(value, (bytes, bytearray)):
+                raise BadRequest("'image' must be the bytes of an image file")
+            return bytes(value)
+        if kind == "base64":
+            return decode_base64(value)
+        if kind == "url":
+            if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+                raise BadRequest("'url' must be an http:// or https:// URL")
+            return self.fetch_url(value)
+        if kind == "file":
+            if self.read_file is None:
+                raise BadRequest("'file' queries are only accepted by the CLI and the Python API")
+            if not isinstance(value, (str, Path)):
+                raise BadRequest("'file' must be a path")
+            return self.read_file(Path(value))
+        raise BadRequest(f"unknown query kind '{kind}'")
+
+    def embed_image(self, data: bytes) -> np.ndarray:
+        """The collection model's vector for an image file's bytes."""
+        encoder = self.encoder
+        if encoder is None:
+            raise BadRequest(f"collection {self.name!r} has model 'none': query by 'vector' or 'id'")
+        pixels = load_pixels(data, encoder.input_size, fit=encoder.fit, max_pixels=self.max_pixels)
+        return encoder.embed(pixels[None]).vectors[0]
+
+    # -- searches --------------------------------------------------------------------------
+    def visual(self, params: SearchParams) -> list[dict]:
+        """Hits of a search ranked by looks: the anchors' combined vector, or a colour query."""
+        slot_scores = None
+        if "color" in params.query:  # ranked by colour, not by a vector: see query/colors.py
+            slot_scores, vector, exclude = color_query(self.store, params), np.zeros(1, np.float32), []
+        else:
+            positives, exclude = self.anchors(params.query)
+            negatives: list[np.ndarray] = []
+            for anchor in params.negative:
+                vecs, ids = self.anchors(anchor)
+                negatives += vecs
+                exclude += ids
+            vector = combine_anchors(positives, negatives, params.negative_weight)
+        return self.run(params, vector, exclude=exclude, slot_scores=slot_scores)
+
+    def run(self, params: SearchParams, vector: np.ndarray, *, exclude: list[str],
+            slot_scores: np.ndarray | None = None, extra_boosts: Sequence[tuple[Node, float]] = ()) -> list[dict]:
+        """The tail every ranked search shares: grouping (the request's, else the collection's),
+        the collection's boosts then the request's, the store's ranking, and hit shaping."""
+        group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
+        boosts = parse_boosts(self.settings.boosts) + params.boosts + list(extra_boosts)
+        request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
+                                group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
+        found, vanished = [], 0
+        for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
+            hits = self.store.search(dataclasses.replace(request, k=request.k + vanished))
+            found = format_hits(self.store, hits, params.fields, group_by)
+            if len(found) == len(hits) or len(found) >= request.k:
+                break
+            vanished += len(hits) - len(found)
+        return found[:request.k]

@@ -1,0 +1,159 @@
+"""Search in the embedded store: filter masks, exact or planned ANN ranking, boosts, grouping."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ...index import planning
+from ...index.exact import ExactIndex, top_k
+from ..filters import MATCH_ALL, Node
+from ..base import Hit, SearchRequest
+from ..ranking import add_boosts, best_hits, group_keys
+
+
+class EmbeddedSearch:
+    """Search of an EmbeddedCollection (a mixin: it uses the collection's slots, masks and index)."""
+
+    # -- search --------------------------------------------------------------------------
+    def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
+        n = self.n_slots
+        if not exclude:  # live & filter, cached read-only (the index reuses its count and bitmap)
+            key = ("allowed", repr(where), n, self._fields_version, self._alive_version)
+            return self._masks.get(key, lambda: self._live_matching(where, n))
+        allowed = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            allowed &= self._filter_mask(where, n)
+        for rid in exclude:
+            slot = self._slot_of.get(rid)
+            if slot is not None and slot < n:
+                allowed[slot] = False
+        return allowed
+
+    def _filter_mask(self, where: Node, n: int) -> np.ndarray:
+        version = self._fields_version  # read before computing: a newer mask never hides under it
+        return self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
+
+    def _live_matching(self, where: Node, n: int) -> np.ndarray:
+        """Live slots matching `where`, as a new read-only mask."""
+        allowed = self._alive[:n].copy()
+        if where is not MATCH_ALL:
+            allowed &= self._filter_mask(where, n)
+        allowed.flags.writeable = False
+        return allowed
+
+    def postings(self, path: str) -> tuple[np.ndarray, np.ndarray, list]:
+        with self._reading():
+            post = self._fields.paths.get(path)
+            if post is None:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), []
+            rows, vids = post.rows.view(), post.vids.view()
+            size = min(len(rows), len(vids))  # a consistent prefix while a write appends
+            return rows[:size], vids[:size], list(post.keys)
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        with self._reading():
+            return self._search(request)
+
+    def _search(self, request: SearchRequest) -> list[Hit]:
+        allowed = self._allowed(request.where, request.exclude)
+        need = request.k + request.offset
+        if request.slot_scores is not None:
+            return self._precomputed(request, allowed)
+        if not request.boosts and not request.group_by:
+            # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
+            known = self.count() if request.where is MATCH_ALL and not request.exclude else None
+            slots, scores = self._index.search(request.vector, need, allowed, known)
+            return [Hit(self._slot_ids[s], sc) for s, sc in
+                    zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
+        matching = int(np.count_nonzero(allowed))
+        if self._index.uses_ann(matching):
+            hits = self._ann_ranked(request, allowed, matching)
+            if hits is not None:
+                return hits
+        index = ExactIndex(self._vectors.matrix[:len(allowed)])
+        slots, scores = index.scores(request.vector, allowed)
+        return self._ranked(slots, scores, request, len(allowed))
+
+    def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
+        """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
+        given = np.asarray(request.slot_scores, dtype=np.float32)
+        n = min(len(allowed), len(given))
+        slots = np.flatnonzero(allowed[:n] & np.isfinite(given[:n]))
+        return self._ranked(slots, given[slots], request, len(allowed))
+
+    def _ann_ranked(self, request: SearchRequest, allowed: np.ndarray, matching: int) -> list[Hit] | None:
+        """Boosts/grouping over HNSW candidates, widening the pool until k hits (or groups) appear.
+
+        Each positively boosted set gets its own filtered graph search, so a boosted record
+        far below the plain top candidates is still considered. None: use exact search.
+        """
+        for pool in planning.candidate_pools(request.k + request.offset, matching):
+            parts = [self._index.search(request.vector, pool, allowed, matching)]
+            for node, weight in request.boosts:
+                if weight > 0:
+                    parts.append(self._index.search(request.vector, pool, allowed & self._fields.mask(node, len(allowed))))
+            slots = np.concatenate([p[0] for p in parts])
+            scores = np.concatenate([p[1] for p in parts])
+            slots, first = np.unique(slots, return_index=True)
+            hits = self._ranked(slots, scores[first], request, len(allowed))
+            if not request.group_by or len(hits) >= request.k:
+                return hits
+        return None
+
+    def _ranked(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest, n: int) -> list[Hit]:
+        """The request's hits among scored candidate slots: boosted, then the best (per group)."""
+        scores = add_boosts(scores, request.boosts, lambda node: self._fields.mask(node, n)[slots])
+        if not request.group_by:
+            return best_hits(self._slot_ids, slots, scores, request.k, request.offset)
+        return self._grouped(slots, scores, request)
+
+    def _grouped(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest) -> list[Hit]:
+        """Best hit per group value: widen the candidate pool until enough groups appear."""
+        need = request.k + request.offset
+        first = self._fields.first_values(request.group_by, len(self._alive[: self.n_slots]))
+        keys = group_keys(first[slots], slots)
+        pool = need * 4
+        while True:
+            cand = top_k(scores, pool)
+            _, firsts = np.unique(keys[cand], return_index=True)
+            firsts.sort()
+            if len(firsts) >= need or pool >= len(scores):
+                break
+            pool *= 4
+        hits = []
+        for pos in cand[firsts[:need]][request.offset:]:
+            vid = int(first[slots[pos]])
+            group = self._fields.value_of(request.group_by, vid) if vid >= 0 else None
+            hits.append(Hit(self._slot_ids[slots[pos]], float(scores[pos]), group))
+        return hits
+
+    def hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
+        """Per slot: (1 - w) * visual + w * text similarity (one side alone when the other is None).
+        NaN where a record has no text vector: such records are never text hits."""
+        with self._reading():
+            return self._hybrid_scores(vector, text, text_weight)
+
+    def _hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
+        n = self.n_slots
+        if text is None:
+            return np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        text_scores = self._text.scores(text, n)
+        if vector is None:
+            return text_scores
+        visual = np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        return (1 - text_weight) * visual + text_weight * np.nan_to_num(text_scores, nan=0.0)  # no text: looks only
+
+    def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The text vectors of the ids that have one, stacked (0 rows if none)."""
+        with self._reading():
+            return self._text.get([self._slot_of[i] for i in ids if i in self._slot_of])
+
+    def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        with self._reading():
+            matrix = self._vectors.matrix
+            known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
+            if not known:
+                return {}
+            sims = matrix[np.array([s for _, s in known])] @ np.asarray(vector, dtype=np.float32)
+            return {i: float(s) for (i, _), s in zip(known, sims)}
