@@ -273,6 +273,16 @@ class CollectionIndex:
         if self._ann is None and self.wanted():
             self._start_build()
 
+    def rebuild(self) -> None:
+        """Build again from the matrix (its rows changed in place, e.g. a new tuned space)."""
+        self.close(save=False)
+        for suffix in ("faiss", "json", "pca.npz"):
+            self._path(suffix).unlink(missing_ok=True)
+        self._cancel = False
+        self._ann = None
+        if self.wanted():
+            self._start_build()
+
     def close(self, save: bool = True) -> None:
         """Stop a running build; save a graph that grew since its last save."""
         self._cancel = True
