@@ -166,3 +166,53 @@ def test_a_store_without_tuning_says_so(col, monkeypatch):
     monkeypatch.setattr(type(col._store), "capabilities", Capabilities())
     with pytest.raises(NotImplementedYet, match="Milvus"):
         col.tune(field="kind")
+
+
+def test_http_route_needs_the_admin_key_and_answers_the_contract(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+    admin, search = "a" * 24, "s" * 24
+    with lookalike.connect(tmp_path, allow_file=False) as db:
+        db.collection("shop", create=True, model="none", dim=DIM).upsert(catalogue())
+        client = TestClient(create_app(db, admin_key=admin, search_key=search))
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        refused = client.post("/v1/collections/shop/tune", json={"field": "kind"},
+                              headers={"Authorization": f"Bearer {search}"})
+        assert refused.status_code == 403 and db.collection("shop").settings.tuning == {}
+        bad = client.post("/v1/collections/shop/tune", json={"field": "nope"}, headers=as_admin)
+        assert bad.status_code == 400 and "nope" in bad.json()["error"]["message"]
+        done = client.post("/v1/collections/shop/tune", json={"field": "kind"}, headers=as_admin)
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert body["applied"] is True and body["after"]["p@5"] > body["before"]["p@5"]
+        info = client.get("/v1/collections/shop", headers=as_admin).json()
+        assert info["tuning"]["field"] == "kind" and "transform" not in info["tuning"]
+        back = client.post("/v1/collections/shop/tune", json={"reset": True}, headers=as_admin).json()
+        assert back["was_tuned"] is True and client.get("/v1/collections/shop", headers=as_admin).json()["tuning"] is None
+
+
+def test_cli_tune_and_eval_holdout(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with lookalike.connect(data) as db:
+        db.collection("shop", create=True, model="none", dim=DIM).upsert(catalogue())
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lookalike.cli", *args, "--data", str(data)],
+                              capture_output=True, text=True, timeout=300)
+    untuned = cli("eval", "-c", "shop", "--holdout", "--json")
+    assert untuned.returncode != 0 and "not tuned" in untuned.stderr + untuned.stdout
+    out = cli("tune", "-c", "shop", "--field", "kind", "--json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["applied"] is True and set(body["before"]) == {"p@5", "map@10"}
+    tuned = json.loads(cli("eval", "-c", "shop", "--holdout", "-k", "5", "--json").stdout)["metrics"]["precision@5"]
+    text = cli("tune", "-c", "shop", "--reset")
+    assert text.returncode == 0 and "back to the model's own vectors" in text.stdout
+    neither = cli("eval", "-c", "shop")
+    assert neither.returncode != 0 and "--holdout" in neither.stderr
+    assert tuned > body["before"]["p@5"]
