@@ -53,17 +53,27 @@ def fit_pca_whiten(x: np.ndarray, y: np.ndarray, dims: int = 128, shrink: float 
     return Transform(mean.astype(np.float32), (vt[:dims].T / np.sqrt(var + shrink * var.mean())).astype(np.float32))
 
 
+def _principal_axes(x: np.ndarray, mean: np.ndarray, p: int) -> np.ndarray:
+    """The top `p` principal axes (dim x p) from the dim x dim scatter, accumulated in chunks: an
+    eigenproblem of the width, whatever the row count (an SVD of 2000 x 1504 rows took 14 s on 2
+    cores, this about 1 s, and 100k rows stay in bounded memory)."""
+    scatter = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for lo in range(0, len(x), 16384):
+        part = x[lo:lo + 16384] - mean
+        scatter += (part.T @ part).astype(np.float64)
+    vals, vecs = np.linalg.eigh(scatter)
+    return vecs[:, np.argsort(vals)[::-1][:p]].astype(np.float32)
+
+
 def fit_lda(x: np.ndarray, y: np.ndarray, dims: int = 128, shrink: float = 0.1, pca: int = 512) -> Transform:
     """Regularised linear discriminant: directions that spread categories apart relative to the
     spread inside them. The within-class scatter is shrunk towards its mean variance (`shrink`),
     which keeps directions the training categories did not use alive for unseen ones; a PCA to
     `pca` axes first keeps the eigenproblem small (and drops noise)."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    xc = x - mean
-    _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    basis = vt[:min(pca, len(s))].T  # dim x p
-    z = xc @ basis
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    basis = _principal_axes(x, mean, min(pca, len(x) - 1, x.shape[1]))  # dim x p
+    z = ((x - mean) @ basis).astype(np.float64)
     classes, inv = np.unique(y, return_inverse=True)
     means = np.zeros((len(classes), z.shape[1]))
     np.add.at(means, inv, z)
