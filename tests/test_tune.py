@@ -216,3 +216,23 @@ def test_cli_tune_and_eval_holdout(tmp_path):
     neither = cli("eval", "-c", "shop")
     assert neither.returncode != 0 and "--holdout" in neither.stderr
     assert tuned > body["before"]["p@5"]
+
+
+@pytest.mark.parametrize("settings", [{"index": {"type": "hnsw", "threshold": 0}},
+                                      {"index": {"type": "ivf", "threshold": 0}, "compression": {"dtype": "i8"}}])
+def test_the_ann_index_and_compression_search_the_tuned_space(db, settings, tmp_path):
+    col = db.collection("ann", create=True, model="none", dim=DIM, **settings)
+    col.upsert(catalogue())
+    col._store.wait_index()
+    col.tune(field="kind")
+    col._store.wait_index()
+    ids, tuned = col._store.all_vectors()
+    agree = 0
+    for q in range(0, len(ids), 12):
+        sims = tuned @ tuned[q]
+        sims[q] = -np.inf
+        best = {ids[j] for j in np.argsort(-sims)[:5]}
+        agree += len(best & {h["_id"] for h in col.search({"id": ids[q]}, k=5)["hits"]})
+    assert agree >= 0.9 * 5 * len(range(0, len(ids), 12))  # approximate, but in the tuned space
+    index = col._store.stats()["index"]
+    assert index["active"] != "exact" and index["indexed_rows"] == len(ids)

@@ -445,6 +445,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
             self._writable()
             merged = CollectionSettings.from_dict({**self.settings.to_dict(), "tuning": tuning})
             self._store._save_settings(merged)
+            self._index.drop()  # no graph of the old space answers for the new one
             with self._rw.write():
                 self.settings = merged
                 self._set_space(transform)
