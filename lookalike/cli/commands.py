@@ -175,10 +175,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    group_by = group_by_value(args.group_by)
     with _db(args) as db:
         col = db.collection(args.collection)
+        if isinstance(group_by, str):
+            check_fields(col, [group_by], "--group-by")
         result = col.recommend(args.id, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
-                               fields=_fields_arg(col, args.fields))
+                               fields=_fields_arg(col, args.fields), group_by=group_by)
     print_json(result) if args.json else print_hits(result)
     return 0
 
