@@ -105,7 +105,7 @@ def test_group_by_false_means_no_grouping(shop, capsys):
 @pytest.mark.parametrize("args, problem", [
     (["--group-by", "prodcut_id"], "--group-by: no record of collection 'shop' has field(s) prodcut_id"),
     (["--fields", "price,nosuch"], "--fields: no record of collection 'shop' has field(s) nosuch"),
-    (["--boost", '[{"filter": {"color": "red"}}]'], "--boost: rule 1 has no 'weight'"),
+    (["--boost", '[{"filter": {"color": "red"}}]'], "boost rule 1 has no 'weight'"),
 ])
 def test_unknown_fields_and_weightless_boosts_are_refused(shop, capsys, args, problem):
     code, out, err = run_main(capsys, "search", "-c", "shop", "--id", "dots-red-square", *args, "--data", str(shop))
