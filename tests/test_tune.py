@@ -236,3 +236,15 @@ def test_the_ann_index_and_compression_search_the_tuned_space(db, settings, tmp_
     assert agree >= 0.9 * 5 * len(range(0, len(ids), 12))  # approximate, but in the tuned space
     index = col._store.stats()["index"]
     assert index["active"] != "exact" and index["indexed_rows"] == len(ids)
+
+
+def test_milvus_answers_not_implemented_and_keeps_its_vectors(tmp_path):
+    pytest.importorskip("pymilvus")
+    with lookalike.connect(str(tmp_path / "lite.db")) as db:
+        col = db.collection("shop", create=True, model="none", dim=DIM)
+        col.upsert(catalogue(n_cats=10))
+        before = hits(col, {"id": "c1-1"})
+        with pytest.raises(NotImplementedYet, match="Milvus") as caught:
+            col.tune(field="kind")
+        assert caught.value.status == 501 and caught.value.code == "not_implemented"
+        assert hits(col, {"id": "c1-1"}) == before
