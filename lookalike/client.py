@@ -314,8 +314,16 @@ class RemoteCollection:
         """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
         return self._post("duplicates", _given(threshold=threshold))
 
-    def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
-        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`)."""
+    def tune(self, field: str | None = None, *, groups: bool = False, reset: bool = False) -> dict:
+        """Learn from a field's values which records are alike (admin key; see `Collection.tune`)."""
+        return self._post("tune", {"field": field, "groups": groups, "reset": reset})
+
+    def evaluate(self, truth: str | Path | list[dict] | None = None, k: int = 10, *, holdout: bool = False) -> dict:
+        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`).
+        `holdout` needs the tune's held-out values, kept in the data folder: use the CLI there."""
+        if holdout or truth is None:
+            raise BadRequest("evaluate(holdout=True) reads the tune's held-out values from the data folder: run "
+                             "`lookalike eval --holdout` where the data is")
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

@@ -299,7 +299,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     with _db(args) as db:
-        result = evaluate_file(db.collection(args.collection), Path(args.truth), k=args.k)
+        if args.holdout == (args.truth is not None):
+            raise UsageError("eval needs either --truth FILE or --holdout")
+        col = db.collection(args.collection)
+        result = col.evaluate(holdout=True, k=args.k) if args.holdout else evaluate_file(col, Path(args.truth), k=args.k)
     if args.json:
         print_json(result)
     else:
@@ -368,6 +371,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_serve:
         check_port(args.host, args.port)
     return run_demo(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        done = db.collection(args.collection).tune(field=args.field, groups=args.groups, reset=args.reset)
+    if args.json:
+        print_json(done)
+        return 0
+    if done.get("reset"):
+        print(f"{done['collection']}: back to the model's own vectors" if done["was_tuned"]
+              else f"{done['collection']} was not tuned: nothing to reset")
+        return 0
+    b, a = done["before"], done["after"]
+    print(f"{done['collection']} by {done['field']!r}: {done['records']} labelled records, {done['values']} values, "
+          f"{done['held_out_values']} held out for validation")
+    print(f"P@5 {b['p@5']:.3f} -> {a['p@5']:.3f}   mAP@10 {b['map@10']:.3f} -> {a['map@10']:.3f}")
+    print("applied" if done["applied"] else "not applied: it did not score better on the held-out values")
+    return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -273,6 +273,21 @@ class CollectionIndex:
         if self._ann is None and self.wanted():
             self._start_build()
 
+    def drop(self) -> None:
+        """Forget the graph and its files: searches go exact until `rebuild` (the rows are about
+        to change in place, e.g. a new tuned space, and the old graph must not answer for them)."""
+        self.close(save=False)
+        for suffix in ("faiss", "json", "pca.npz"):
+            self._path(suffix).unlink(missing_ok=True)
+        self._cancel = False
+        self._ann = None
+
+    def rebuild(self) -> None:
+        """Build again from the matrix (after `drop` and the change of rows)."""
+        self.drop()
+        if self.wanted():
+            self._start_build()
+
     def close(self, save: bool = True) -> None:
         """Stop a running build; save a graph that grew since its last save."""
         self._cancel = True

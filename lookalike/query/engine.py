@@ -83,13 +83,19 @@ class Searcher:
             return np.mean(np.stack(vecs), axis=0), ids
         if kind == "vector":
             vec = parse_vector(value, self.settings.dim)
-            return (l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+            return self.to_space(l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
         if kind == "color":
             raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
                              "recommend or 'negative')")
         if kind == "text":
             raise NotImplementedYet(f"search by {kind} is not built yet")
-        return self.embed_image(self.image_bytes(kind, value)), []
+        return self.to_space(self.embed_image(self.image_bytes(kind, value))), []
+
+    def to_space(self, vector: np.ndarray) -> np.ndarray:
+        """A model vector (an image's, a given one's) in the space the collection searches: mapped
+        by its tuning, if tuned (stored vectors, and so `id` anchors, are mapped already)."""
+        transform = self.store.transform
+        return vector if transform is None else transform.apply(vector)
 
     def image_bytes(self, kind: str, value: Any) -> bytes:
         """The image file bytes an `image`, `base64`, `url` or `file` query names."""
