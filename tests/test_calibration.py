@@ -54,7 +54,7 @@ def test_calibrated_beam_meets_the_target_where_the_configured_one_misses(db):
     assert info["target_recall"] == 0.95 and info["beam"] > 16
     assert info["measured_recall"] >= 0.95 and info["calibration"]["beams"][0]["width"] == info["beam"]
     # other queries than the calibration's: each estimate is +-0.01-0.02 (clustered queries are not independent)
-    assert recall(col) >= 0.93 and recall(col) > fixed_recall + 0.05
+    assert recall(col) >= 0.94 and recall(col) > fixed_recall + 0.05
 
 
 def test_a_higher_target_gives_a_wider_beam_and_changes_need_no_rebuild(db):
