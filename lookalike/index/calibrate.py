@@ -32,8 +32,9 @@ K = 10
 MAX_BUCKETS = 10
 #: Widths tried, in order (HNSW efSearch; IVF nprobe uses the same ladder below its list count).
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
-#: The ladder is climbed until this recall (so targets up to it need no new measurement).
-CURVE_TOP = 0.995
+#: The ladder is climbed from the configured width until the recall clears the target and
+#: this (so targets up to it need no new measurement; the widest searches cost the most).
+CURVE_TOP = 0.99
 #: Measure again once the index holds this many times the rows it was measured at.
 GROWTH = 2.0
 
@@ -161,7 +162,8 @@ def calibrate(ann: AnnIndex, matrix: np.ndarray, queries: np.ndarray, settings: 
         shares.append(2.0 ** -bucket)
     masks: list[np.ndarray | None] = [None] + [rng.random(rows) < s for s in shares[1:]]
     truths = _exact_top(matrix, queries, masks, K)
-    ladder = [w for w in LADDER if w <= ann.max_width] or [ann.max_width]
+    least = floor(ann, settings)  # narrower widths are never used: not measured
+    ladder = [w for w in LADDER if least <= w <= ann.max_width] or [min(least, ann.max_width)]
     buckets: list[Bucket] = []
     step = 0
     for share, mask, truth in zip(shares, masks, truths):
@@ -170,13 +172,13 @@ def calibrate(ann: AnnIndex, matrix: np.ndarray, queries: np.ndarray, settings: 
         in_count = int(mask.sum()) if mask is not None else rows
         curve: list[tuple[int, float, float]] = []
         first = None
-        for i in range(step, len(ladder)):  # from where the commoner bucket reached 0.8
+        for i in range(step, len(ladder)):  # from where the commoner bucket reached 0.8 (or the floor)
             width = min(ann.fit_width(ladder[i], in_count, pool), ann.max_width)
             got, err = _recall(ann, matrix, queries, truth, width, selector, pool)
             curve.append((ladder[i], round(got, 4), round(err, 4)))
             if first is None and got >= 0.8:
                 first = i
-            if got - err >= CURVE_TOP or width >= ann.max_width:
+            if got - err >= max(target, CURVE_TOP) or width >= ann.max_width:
                 break
         step = first if first is not None else step
         buckets.append(Bucket(share, curve))
