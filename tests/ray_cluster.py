@@ -1,0 +1,144 @@
+"""A Ray cluster of separate processes on this machine: a head node and worker nodes.
+
+Each node is `ray start --block` (it stays in the foreground and stops the node's processes
+when terminated), with every port chosen free and a private `--temp-dir`, so it never meets
+another Ray instance on the machine; `kill()` takes a node down as a crash would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+#: The test cluster runs without token authentication (it reads or writes no `~/.ray/auth_token`,
+#: which other Ray users of the machine share; its ports are free ones, and nothing is secret).
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ports() -> list[str]:
+    """Ports every node opens, each free (Ray's defaults would collide between two nodes here)."""
+    names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+             "runtime-env-agent-port", "metrics-export-port")
+    args = [f"--{name}={free_port()}" for name in names]
+    low = free_port()
+    while low > 60000:
+        low = free_port()
+    return args + [f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
+
+
+def _children(pid: int) -> list[int]:
+    """All descendants of a process (the node's raylet, GCS, workers...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class Node:
+    """One `ray start --block` process and the Ray processes under it."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update(CLUSTER_ENV)
+        self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1",
+                                      "--disable-usage-stats", *_ports(), *args],
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+    def kill(self) -> None:
+        """SIGKILL the node's processes at once, as a machine going away (no clean shutdown)."""
+        pids = [*_children(self.proc.pid), self.proc.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop the node: `ray start --block` stops its processes on SIGTERM; stragglers are killed."""
+        if self.proc.poll() is None:
+            pids = _children(self.proc.pid)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            for pid in [*pids, self.proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(timeout=10)
+
+
+class Cluster:
+    """A head node (1 CPU) in `folder`; `add_worker()` adds 1-CPU worker nodes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        temp = folder / "ray"  # Ray's session folders (socket paths must stay short)
+        self.head = Node(["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={temp}", f"--dashboard-port={free_port()}",
+                          f"--ray-client-server-port={free_port()}"], folder / "head.log")
+        self.workers: list[Node] = []
+        try:
+            self.wait_for(1)
+        except BaseException:
+            self.head.stop()
+            raise
+
+    def add_worker(self) -> Node:
+        node = Node([f"--address={self.address}"], self.folder / f"worker{len(self.workers)}.log")
+        self.workers.append(node)
+        self.wait_for(1 + sum(w.proc.poll() is None for w in self.workers))
+        return node
+
+    def alive_nodes(self) -> int:
+        """Nodes the cluster's GCS counts as alive (asked from a separate process: this one may
+        have Ray connected elsewhere)."""
+        code = (f"import ray; ray.init(address='{self.address}', log_to_driver=False); "
+                "print(sum(n['Alive'] for n in ray.nodes()))")
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **CLUSTER_ENV}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        try:
+            return int(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return 0
+
+    def wait_for(self, nodes: int, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for node in [self.head, *self.workers]:
+                if node.proc.poll() is not None and node is self.head:
+                    raise RuntimeError(f"the Ray head exited: {node.log.read_text()[-2000:]}")
+            if self.alive_nodes() >= nodes:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the Ray cluster did not reach {nodes} nodes: {self.head.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        for node in [*self.workers, self.head]:
+            node.stop()
