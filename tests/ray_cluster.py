@@ -26,11 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ports() -> list[str]:
+def _ports(node_manager_port: int) -> list[str]:
     """Ports every node opens, each free (Ray's defaults would collide between two nodes here)."""
-    names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    names = ( "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
              "runtime-env-agent-port", "metrics-export-port")
-    args = [f"--{name}={free_port()}" for name in names]
+    args = [f"--node-manager-port={node_manager_port}", *(f"--{name}={free_port()}" for name in names)]
     low = free_port()
     while low > 60000:
         low = free_port()
@@ -60,10 +60,11 @@ class Node:
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = log
+        self.node_manager_port = free_port()  # tells the node apart in `ray.nodes()`
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(CLUSTER_ENV)
         self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                                      "--disable-usage-stats", *_ports(), *args],
+                                      "--disable-usage-stats", *_ports(self.node_manager_port), *args],
                                      stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
@@ -142,3 +143,52 @@ class Cluster:
     def stop(self) -> None:
         for node in [*self.workers, self.head]:
             node.stop()
+
+
+def _drive(argv: list[str]) -> None:
+    """Run as a separate driver process (as a user's would be): `actors ADDRESS` prints the node manager
+    ports of the nodes Embedder actors ran on, as JSON; `ingest ADDRESS DATA CATALOG [PID...]` runs
+    `ray_ingest` into collection `items` of the data folder, killing the PIDs (a node) after the
+    first written batch, and prints the results as JSON."""
+    import json
+    import ray
+    command, address = argv[0], argv[1]
+    if command == "actors":
+        ray.init(address=address, log_to_driver=False)
+        actors = [a for a in ray._private.state.actors().values() if "Embedder" in a["ActorClassName"]]
+        ports = {n["NodeID"]: n["NodeManagerPort"] for n in ray.nodes()}
+        print(json.dumps({"actor_node_ports": sorted({ports[a["Address"]["NodeID"]] for a in actors})}))
+        return
+    import lookalike
+    from lookalike.ingest.ray import ray_ingest
+    data, catalog, pids = Path(argv[2]), Path(argv[3]), [int(p) for p in argv[4:]]
+    killed: list[int] = []
+    written: list[str] = []
+
+    def kill_node(batch: list[dict]) -> None:
+        """After the first batch the actors made is written (error answers come earlier)."""
+        written.extend(r["_id"] for r in batch if r["status"] == "inserted")
+        if pids and written and not killed:
+            print(json.dumps({"written_before_kill": len(written)}), flush=True)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            killed.extend(pids)
+
+    recs = [json.loads(line) for line in catalog.read_text().splitlines()]
+    ray.init(address=address, log_to_driver=False)  # connected here, so the actor table can be read after
+    with lookalike.connect(data) as db:
+        col = db.collection("items", create=True)
+        results = ray_ingest(col, recs, base_dir=catalog.parent, address=address, workers=2, batch_size=2,
+                             on_batch=kill_node)
+    actors = [a for a in ray._private.state.actors(job_id=ray.get_runtime_context().job_id).values()
+              if "Embedder" in a["ActorClassName"]]
+    ports = {n["NodeID"]: n["NodeManagerPort"] for n in ray.nodes()}
+    print(json.dumps({"results": results, "killed": killed,
+                      "actor_node_ports": sorted({ports[a["Address"]["NodeID"]] for a in actors})}))
+
+
+if __name__ == "__main__":
+    _drive(sys.argv[1:])
