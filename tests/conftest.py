@@ -80,7 +80,7 @@ def _allow_loopback_urls(monkeypatch, request):
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
-    """One Milvus standalone server for the session (package `milvus`; see tests/milvus_server.py).
+    """One Milvus standalone server for the session (package `milvus`; lookalike/testing/milvus_server.py).
 
     Skips when the package is missing, unless LOOKALIKE_REQUIRE_MILVUS_SERVER is set (CI).
     """
@@ -89,7 +89,7 @@ def milvus_server(tmp_path_factory):
         import milvus  # noqa: F401  (fails, not skips, in CI)
     else:
         pytest.importorskip("milvus")
-    from milvus_server import MilvusProcess
+    from lookalike.testing.milvus_server import MilvusProcess
     server = MilvusProcess(tmp_path_factory.mktemp("milvus-server"))
     yield server
     server.stop()
@@ -105,7 +105,7 @@ def milvus_backend(request):
 def milvus_at(milvus_backend, tmp_path):
     """`milvus_at(name)`: the location of a fresh Milvus store for this test (the same name gives
     the same store again): a Milvus Lite file, or a database of its own on the session's server."""
-    from milvus_server import Locations
+    from lookalike.testing.milvus_server import Locations
     locations = Locations(milvus_backend, tmp_path)
     yield locations
     locations.drop()

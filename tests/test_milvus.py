@@ -1,7 +1,7 @@
 """The Milvus store against the embedded store: same hits, statuses, reads and errors.
 
 Every test taking `milvus_at` or a `pair` runs twice: on Milvus Lite and on a Milvus server
-started for the session (tests/milvus_server.py; conftest.py's `milvus_backend`)."""
+started for the session (lookalike/testing/milvus_server.py; conftest.py's `milvus_backend`)."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,7 @@ from lookalike.store.base import StoredRecord
 pytest.importorskip("pymilvus")
 from lookalike.store.milvus import MilvusStore, milvus_name, parse_location  # noqa: E402
 from lookalike.store.milvus.filters import filter_view, path_key, to_expression  # noqa: E402
-from milvus_server import Locations  # noqa: E402
+from lookalike.testing.milvus_server import Locations  # noqa: E402
 
 DIM = 16
 COLORS = ["red", "blue", "green", None]

@@ -23,7 +23,7 @@ from lookalike.store.base import SearchRequest, StoredRecord
 pytest.importorskip("pymilvus")
 pytest.importorskip("torch")
 from lookalike.store.milvus import text_collection_name  # noqa: E402
-from milvus_server import Locations  # noqa: E402
+from lookalike.testing.milvus_server import Locations  # noqa: E402
 
 DIM = 8
 TITLES = ["brown leather hiking boots", "red silk evening dress", "ceramic coffee mug with a handle",

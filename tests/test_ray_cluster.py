@@ -1,5 +1,5 @@
 """`lookalike ingest --ray ADDRESS` on a Ray cluster of separate processes: a head node and a
-worker node (1 CPU each) started by the test with `ray start` (tests/ray_cluster.py).
+worker node (1 CPU each) started by the test with `ray start` (lookalike/testing/ray_cluster.py).
 
 Drivers run as their own processes, as a user's would: the CLI, and a script that kills the
 worker node mid-ingest. Results must equal the single-process ingest's.
@@ -20,11 +20,10 @@ import lookalike
 from lookalike.store.filters import MATCH_ALL
 
 ray = pytest.importorskip("ray")
-from ray_cluster import CLUSTER_ENV, Cluster, _children  # noqa: E402
+from lookalike.testing.ray_cluster import CLUSTER_ENV, Cluster, _children  # noqa: E402
 from test_ray_ingest import N, catalog, check_against_reference, reference  # noqa: E402,F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +46,7 @@ def worker(cluster):
 
 
 def env() -> dict:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **CLUSTER_ENV,
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **CLUSTER_ENV, "PYTHONPATH": str(ROOT)}
 
 
 def run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -56,7 +54,7 @@ def run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def actor_nodes(cluster) -> dict:
-    proc = run([str(HERE / "ray_cluster.py"), "actors", cluster.address], timeout=120)
+    proc = run(["-m", "lookalike.testing.ray_cluster", "actors", cluster.address], timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -79,7 +77,7 @@ def test_cli_ingest_on_two_nodes_equals_single_process(cluster, worker, catalog,
 def test_worker_node_killed_mid_ingest_loses_and_duplicates_nothing(cluster, worker, catalog, reference, tmp_path):
     data = tmp_path / "data"
     victim = [*_children(worker.proc.pid), worker.proc.pid]
-    proc = run([str(HERE / "ray_cluster.py"), "ingest", cluster.address, str(data), str(catalog),
+    proc = run(["-m", "lookalike.testing.ray_cluster", "ingest", cluster.address, str(data), str(catalog),
                 *map(str, victim)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]

@@ -149,7 +149,7 @@ def _drive(argv: list[str]) -> None:
     """Run as a separate driver process (as a user's would be): `actors ADDRESS` prints the node manager
     ports of the nodes Embedder actors ran on, as JSON; `ingest ADDRESS DATA CATALOG [PID...]` runs
     `ray_ingest` into collection `items` of the data folder, killing the PIDs (a node) after the
-    first written batch, and prints the results as JSON."""
+    first written batch, and prints the results and its wall time as JSON."""
     import json
     import ray
     command, address = argv[0], argv[1]
@@ -181,12 +181,14 @@ def _drive(argv: list[str]) -> None:
     ray.init(address=address, log_to_driver=False)  # connected here, so the actor table can be read after
     with lookalike.connect(data) as db:
         col = db.collection("items", create=True)
-        results = ray_ingest(col, recs, base_dir=catalog.parent, address=address, workers=2, batch_size=2,
-                             on_batch=kill_node)
+        start = time.perf_counter()
+        results = ray_ingest(col, recs, base_dir=catalog.parent, address=address, workers=2,
+                             batch_size=int(os.environ.get("LOOKALIKE_BATCH", "2")), on_batch=kill_node)
+        seconds = time.perf_counter() - start
     actors = [a for a in ray._private.state.actors(job_id=ray.get_runtime_context().job_id).values()
               if "Embedder" in a["ActorClassName"]]
     ports = {n["NodeID"]: n["NodeManagerPort"] for n in ray.nodes()}
-    print(json.dumps({"results": results, "killed": killed,
+    print(json.dumps({"results": results, "killed": killed, "seconds": seconds,
                       "actor_node_ports": sorted({ports[a["Address"]["NodeID"]] for a in actors})}))
 
 
