@@ -22,10 +22,11 @@ import httpx
 
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
+from .query.evaluate import evaluate, evaluate_file
 from .query.search import check_query, parse_search
 from .records import check_delete, check_id, resolve_file
+from .store.base import CollectionSettings, check_collection_name
 from .validation import check_int
-from .store.base import check_collection_name
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 #: Records per upsert request, and the most bytes of JSON one request carries.
@@ -132,7 +133,7 @@ class Client:
         check_collection_name(name)
         if create:
             return self.ensure_collection(name, **settings)[0]
-        self.request("GET", f"/collections/{name}")  # NotFound now, as embedded
+        self.request("GET", f"/collections/{name}")  # NotFound here, as the Python API answers
         return RemoteCollection(self, name)
 
     def ensure_collection(self, name: str, **settings: Any) -> tuple["RemoteCollection", bool]:
@@ -178,7 +179,6 @@ class RemoteCollection:
 
     @property
     def settings(self):
-        from .store.base import CollectionSettings
         return CollectionSettings.from_dict(self.info())
 
     def _post(self, route: str, body: dict) -> Any:
@@ -315,7 +315,6 @@ class RemoteCollection:
 
     def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
         """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`)."""
-        from .query.evaluate import evaluate, evaluate_file
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import BadRequest
+from .models.registry import model_version
 from .validation import is_number
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
@@ -273,7 +274,6 @@ def content_identity(model: str, text_fields: Sequence[str] = ()) -> str:
     """What besides a record's own content decides what is stored for it: the model (name and
     version) and the collection's `text_fields`. Part of the content hash, so that changing
     either and re-ingesting re-embeds instead of reporting `unchanged`."""
-    from .models.registry import model_version
     identity = model
     version = model_version(model)
     if version:

@@ -266,7 +266,7 @@ def test_bad_names_in_the_python_api_touch_no_file(tmp_path: Path) -> None:
 
 
 def test_static_files_do_not_escape_their_folder(server) -> None:
-    for path in ("/ui/../../pyproject.toml", "/ui/..%2F..%2Fpyproject.toml", "/ui/%2e%2e/%2e%2e/lookalike/cli.py",
+    for path in ("/ui/../../pyproject.toml", "/ui/..%2F..%2Fpyproject.toml", "/ui/%2e%2e/%2e%2e/lookalike/cli/main.py",
                  "/ui/....//....//etc/passwd"):
         status, reply = raw(server, "GET", path, key=None)
         assert status in (400, 404), (path, status)

@@ -1,6 +1,8 @@
 """Compaction: reachable from the Python API (and the CLI and HTTP), reclaims dead rows, keeps every answer."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,31 @@ def test_compact_is_refused_by_a_store_without_compaction(tmp_path):
         col.upsert([{"_id": "a", "_vector": [1.0] * 8}])
         with pytest.raises(NotImplementedYet, match="compaction"):
             col.compact()
+
+
+def test_compact_from_the_command_line(tmp_path, capsys):
+    from lookalike.cli import main
+    with lookalike.connect(tmp_path) as db:
+        _fill(db.collection("c", create=True, model="none", dim=8), _vectors(12))
+    assert main(["compact", "-c", "c", "--data", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["collection"] == "c" and out["count"] == 10 and out["bytes"] < out["bytes_before"]
+    with lookalike.connect(tmp_path) as db:
+        assert db.collection("c")._store.stats()["slots"] == 10
+
+
+def test_compact_over_http_needs_the_admin_key(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+    admin, search = "a" * 24, "s" * 24
+    with lookalike.connect(tmp_path, allow_file=False) as db:
+        _fill(db.collection("c", create=True, model="none", dim=8), _vectors(12))
+        client = TestClient(create_app(db, admin_key=admin, search_key=search))
+        refused = client.post("/v1/collections/c/compact", headers={"Authorization": f"Bearer {search}"})
+        assert refused.status_code == 403 and db.collection("c")._store.stats()["slots"] == 16
+        answer = client.post("/v1/collections/c/compact", headers={"Authorization": f"Bearer {admin}"})
+        assert answer.status_code == 200
+        assert answer.json()["count"] == 10 and db.collection("c")._store.stats()["slots"] == 10
+        missing = client.post("/v1/collections/nope/compact", headers={"Authorization": f"Bearer {admin}"})
+        assert missing.status_code == 404

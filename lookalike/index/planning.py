@@ -14,6 +14,7 @@ least width, whether a filter is worth the index) are the index classes' `base_w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from .base import AnnIndex
 
@@ -51,6 +52,10 @@ class Plan:
     fallback: bool = False
 
 
+#: Widest candidate pool a boosted or grouped search takes from the index (`candidate_pools`).
+ANN_POOL_MAX = 4096
+
+
 def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int) -> bool:
     """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
 
@@ -83,6 +88,15 @@ def width(ann: AnnIndex, settings: dict, in_count: int, pool: int) -> int:
     if 0 < in_count < total:
         wide = int(wide * min(8.0, (total / in_count) ** 0.5))
     return min(ann.fit_width(wide, in_count, pool), ann.max_width)
+
+
+def candidate_pools(need: int, matching: int) -> Iterator[int]:
+    """Candidate pools for a boosted or grouped search over the index: from max(4 x need, 40),
+    4x wider each time, while under half the matching rows and ANN_POOL_MAX; beyond, exact search."""
+    pool = max(4 * need, 40)
+    while pool <= min(matching // 2, ANN_POOL_MAX):
+        yield pool
+        pool *= 4
 
 
 def widen(ann: AnnIndex, current: int) -> int:

@@ -25,12 +25,11 @@ from ..models.images import decoded, device_pixels, fit_square
 
 DECODE_MODES = ("threads", "processes")
 #: The Python API and the server decode in threads; `lookalike ingest` in processes (CLI_DEFAULT_DECODE).
-#: Side by side in bench/ingest.py (2-core machine, 512-px JPEGs, tables in bench/README.md): while the
-#: decode stage was costly, processes led under load by 1.1-2.4x in four of five runs (decode threads
-#: share the GIL with the pipeline's own Python work; 18.7 vs 7.8 img/s at load 11); since colours,
-#: fingerprints and thumbnails became 2x cheaper (bench/decode_stage.py), threads lead slightly on a
-#: quiet machine (111.6 vs 104.3 img/s: processes spend ~1 ms per image pickling). Processes stay the
-#: CLI default for their scaling with more cores and under load. The library default stays threads:
+#: Side by side in bench/ingest.py (2-core machine, 512-px JPEGs, tables in bench/README.md): threads
+#: lead slightly on a quiet machine (111.6 vs 104.3 img/s: processes spend ~1 ms per image pickling);
+#: under load processes led by 1.1-2.4x in runs with a costlier decode stage (decode threads share the
+#: GIL with the pipeline's own Python work). Processes are the CLI default for their scaling with more
+#: cores and under load. The library default stays threads:
 #: workers are spawned, and spawning re-runs the caller's `__main__` module, which breaks a script that
 #: calls `upsert` at top level without an `if __name__ == "__main__":` guard; a server's small upserts
 #: gain nothing either. LOOKALIKE_DECODE=processes (or decode=...) opts in.

@@ -8,8 +8,8 @@ the cheapest correct way to get them.
 
 Decoding is bounded twice: one image past `max_pixels` is refused from its header (TooLarge),
 and the pixels being decoded at once in this process share one `PixelBudget` (`PIXELS`,
-`$LOOKALIKE_DECODE_PIXELS`, default 128 million): eight concurrent 64-megapixel decodes took a
-server from 0.8 to 3.8 GB; now the ninth waits until earlier ones finish.
+`$LOOKALIKE_DECODE_PIXELS`, default 128 million; unbounded, eight concurrent 64-megapixel decodes
+took a server from 0.8 to 3.8 GB): a decode that would pass the budget waits until earlier ones finish.
 """
 from __future__ import annotations
 

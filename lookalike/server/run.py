@@ -16,7 +16,12 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..collection import connect
 from ..errors import BadRequest
+from ..ingest import fetch
+from ..models.images import DEFAULT_MAX_PIXELS
+from .app import DEFAULT_MAX_BODY_BYTES, create_app
+from .guard import AuthFailures
 
 #: Shortest API key not warned about at startup.
 MIN_KEY_LENGTH = 16
@@ -146,12 +151,6 @@ def serve(data: str, host: str = "127.0.0.1", port: int = 8000, admin_key: str |
     limit_concurrency; LOOKALIKE_MAX_CONNECTIONS, 1000), `keep_alive` (LOOKALIKE_KEEP_ALIVE, 5 s).
     """
     import uvicorn
-
-    from ..collection import connect
-    from ..ingest import fetch
-    from ..models.images import DEFAULT_MAX_PIXELS
-    from .app import DEFAULT_MAX_BODY_BYTES, create_app
-    from .guard import AuthFailures
 
     admin_key = admin_key or os.environ.get("LOOKALIKE_ADMIN_KEY") or None
     search_key = search_key or os.environ.get("LOOKALIKE_SEARCH_KEY") or None

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 from ..errors import BadRequest
 from ..query.search import MAX_K, MAX_OFFSET
 from ..records import check_json_text
+from ..validation import MAX_DIM
 
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
              "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
@@ -57,20 +58,15 @@ class ErrorResponse(BaseModel):
 
 
 # -- collections --------------------------------------------------------------------------
-class CollectionSettingsBody(BaseModel):
+class CollectionSettingsBody(_Body):
     """Known settings are typed here; others pass through to the engine, which names unknown ones (400)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return _valid_unicode(data)
-
     model: str | None = Field(None, description="Image model (default efficientnet-lite0-style), or 'none' for "
                                                 "precomputed vectors only (then 'dim' is required).",
                               examples=["efficientnet-lite0-style", "efficientnet-lite0", "none"])
-    dim: int | None = Field(None, ge=1, le=65536, description="Vector dimension (model 'none').")
+    dim: int | None = Field(None, ge=1, le=MAX_DIM, description="Vector dimension (model 'none').")
     metric: str | None = Field(None, description="'cosine' (default) or 'dot'.", examples=["cosine"])
     group_field: str | None = Field(None, description="Field whose value groups records (at most one hit per value).")
     text_fields: list[str] | None = Field(None, description="Metadata fields used by text queries.")
@@ -105,6 +101,13 @@ class CollectionList(BaseModel):
 class Dropped(BaseModel):
     name: str
     deleted: bool
+
+
+class Compacted(BaseModel):
+    collection: str
+    count: int = Field(description="Records in the collection.")
+    bytes_before: int = Field(description="Bytes of its vectors and index before compaction.")
+    bytes: int = Field(description="Bytes of its vectors and index after compaction.")
 
 
 # -- records ------------------------------------------------------------------------------

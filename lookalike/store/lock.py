@@ -36,7 +36,7 @@ def _command() -> str:
     """This process's command line, short: `lookalike serve --port 8000`, `python job.py`."""
     argv = list(sys.argv) or ["python"]
     first = os.path.basename(argv[0]) or "python"
-    if argv[0].endswith(os.path.join("lookalike", "cli.py")):  # python -m lookalike.cli
+    if argv[0].endswith(os.path.join("lookalike", "cli", "__main__.py")):  # python -m lookalike.cli
         argv[0] = "lookalike"
     elif first.endswith(".py") or first in ("-c", "-m"):
         argv = [os.path.basename(sys.executable) or "python", *argv]

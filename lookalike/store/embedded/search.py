@@ -5,9 +5,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ...index import planning
 from ...index.exact import ExactIndex, top_k
 from ..filters import MATCH_ALL, Node
 from ..base import Hit, SearchRequest
+from ..ranking import add_boosts, best_hits, group_keys
 
 
 class EmbeddedSearch:
@@ -71,25 +73,14 @@ class EmbeddedSearch:
                 return hits
         index = ExactIndex(self._vectors.matrix[:len(allowed)])
         slots, scores = index.scores(request.vector, allowed)
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-        if not request.group_by:
-            best = top_k(scores, need)[request.offset:]
-            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-        return self._grouped(slots, scores, request)
+        return self._ranked(slots, scores, request, len(allowed))
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
         """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
         given = np.asarray(request.slot_scores, dtype=np.float32)
         n = min(len(allowed), len(given))
         slots = np.flatnonzero(allowed[:n] & np.isfinite(given[:n]))
-        scores = given[slots]
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-        if not request.group_by:
-            best = top_k(scores, request.k + request.offset)[request.offset:]
-            return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-        return self._grouped(slots, scores, request)
+        return self._ranked(slots, given[slots], request, len(allowed))
 
     def _ann_ranked(self, request: SearchRequest, allowed: np.ndarray, matching: int) -> list[Hit] | None:
         """Boosts/grouping over HNSW candidates, widening the pool until k hits (or groups) appear.
@@ -97,9 +88,7 @@ class EmbeddedSearch:
         Each positively boosted set gets its own filtered graph search, so a boosted record
         far below the plain top candidates is still considered. None: use exact search.
         """
-        need = request.k + request.offset
-        pool = max(4 * need, 40)
-        while pool <= min(matching // 2, 4096):
+        for pool in planning.candidate_pools(request.k + request.offset, matching):
             parts = [self._index.search(request.vector, pool, allowed, matching)]
             for node, weight in request.boosts:
                 if weight > 0:
@@ -107,24 +96,23 @@ class EmbeddedSearch:
             slots = np.concatenate([p[0] for p in parts])
             scores = np.concatenate([p[1] for p in parts])
             slots, first = np.unique(slots, return_index=True)
-            scores = scores[first]
-            for node, weight in request.boosts:
-                scores = scores + np.float32(weight) * self._fields.mask(node, len(allowed))[slots]
-            if not request.group_by:
-                best = top_k(scores, need)[request.offset:]
-                return [Hit(self._slot_ids[slots[b]], float(scores[b])) for b in best]
-            hits = self._grouped(slots, scores, request)
-            if len(hits) >= request.k:
+            hits = self._ranked(slots, scores[first], request, len(allowed))
+            if not request.group_by or len(hits) >= request.k:
                 return hits
-            pool *= 4
         return None
+
+    def _ranked(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest, n: int) -> list[Hit]:
+        """The request's hits among scored candidate slots: boosted, then the best (per group)."""
+        scores = add_boosts(scores, request.boosts, lambda node: self._fields.mask(node, n)[slots])
+        if not request.group_by:
+            return best_hits(self._slot_ids, slots, scores, request.k, request.offset)
+        return self._grouped(slots, scores, request)
 
     def _grouped(self, slots: np.ndarray, scores: np.ndarray, request: SearchRequest) -> list[Hit]:
         """Best hit per group value: widen the candidate pool until enough groups appear."""
         need = request.k + request.offset
         first = self._fields.first_values(request.group_by, len(self._alive[: self.n_slots]))
-        keys = first[slots]
-        keys = np.where(keys >= 0, keys, -(slots + 1))  # no group value: a group of its own
+        keys = group_keys(first[slots], slots)
         pool = need * 4
         while True:
             cand = top_k(scores, pool)

@@ -11,6 +11,7 @@ from ...errors import BadRequest, LookalikeError
 from ...index.exact import top_k
 from ...records import COMPUTED
 from ..base import Hit, SearchRequest
+from ..ranking import add_boosts, group_keys
 from ..field_index import FieldIndex
 from ..filters import MATCH_ALL
 from .filters import to_expression
@@ -176,23 +177,22 @@ class MilvusSearch:
         n = len(cands)
         fields = FieldIndex()
         fields.add(list(range(n)), [c.doc or {} for c in cands])
-        scores = np.array([c.score for c in cands], dtype=np.float32)
-        for node, weight in request.boosts:
-            scores = scores + np.float32(weight) * fields.mask(node, n)
+        scores = add_boosts(np.array([c.score for c in cands], dtype=np.float32), request.boosts,
+                            lambda node: fields.mask(node, n))
         order = top_k(scores, n)
         certain_rows = int(np.sum(scores >= floor))
         if not request.group_by:
             return [Hit(cands[i].id, float(scores[i])) for i in order], certain_rows
         first = fields.first_values(request.group_by, n)
+        keys = group_keys(first, np.arange(n)).tolist()
         seen: set = set()
         hits: list[Hit] = []
         certain = 0
         for rank, i in enumerate(order):
             vid = int(first[i])
-            key = ("v", vid) if vid >= 0 else ("r", int(i))
-            if key in seen:
+            if keys[i] in seen:
                 continue
-            seen.add(key)
+            seen.add(keys[i])
             group = fields.value_of(request.group_by, vid) if vid >= 0 else None
             hits.append(Hit(cands[i].id, float(scores[i]), group))
             if rank < certain_rows:

@@ -118,3 +118,16 @@ def print_info(info: dict, disk_bytes: int | None) -> None:
     for key, value in lines:
         text = "-" if value is None else (json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value))
         print(f"{key:<{width}}  {text}")
+
+
+def error_line(origin: str | None, result: dict) -> str:
+    """`line 12: record has no '_id'`, `line 3: sku-1: file not found: ...`: where, which, what."""
+    message = str(result.get("error"))
+    parts = [origin] if origin and not message.startswith(origin + " ") else []
+    if result.get("_id") is not None and result["_id"] != origin:
+        parts.append(str(result["_id"]))
+    return ": ".join([*parts, message])
+
+
+def count_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error"))

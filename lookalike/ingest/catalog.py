@@ -9,13 +9,17 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cli_checks import UsageError
-from .records import InvalidRecord
+from ..errors import BadRequest
+from ..records import InvalidRecord
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
-def _iter_source(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | None]:
+class CatalogError(BadRequest):
+    """A path that is no catalogue: missing, not JSON, or JSON of another shape."""
+
+
+def sourced_records(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | None]:
     """(where each record came from, record) pairs of a folder, an image, or a JSONL/JSON catalogue."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -27,7 +31,7 @@ def _iter_source(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | Non
                                        "path": rel.as_posix()}
         return from_folder(), path, len(files)
     if not path.exists():
-        raise UsageError(f"no such file or folder: {path}")
+        raise CatalogError(f"no such file or folder: {path}")
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:  # one image: the same record it would make inside its folder
         record = {"_id": path.stem, "_file": path.name, "path": path.name}
@@ -49,28 +53,15 @@ def _iter_source(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | Non
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not valid JSON: {exc}") from None
+            raise CatalogError(f"{path} is not valid JSON: {exc}") from None
         records = data.get("records") if isinstance(data, dict) else data
         if not isinstance(records, list):
-            raise UsageError(f"{path} must hold a list of records or {{\"records\": [...]}}")
+            raise CatalogError(f"{path} must hold a list of records or {{\"records\": [...]}}")
         return ((f"record {n}", r) for n, r in enumerate(records, 1)), path.parent, len(records)
-    raise UsageError(f"{path} is neither a folder, an image, nor a .jsonl/.json catalogue")
+    raise CatalogError(f"{path} is neither a folder, an image, nor a .jsonl/.json catalogue")
 
 
 def iter_source(path: Path) -> tuple[Iterator[Any], Path, int | None]:
     """Records from a folder of images, one image, or a JSONL/JSON catalogue; (records, base_dir, total)."""
-    pairs, base_dir, total = _iter_source(path)
+    pairs, base_dir, total = sourced_records(path)
     return (record for _, record in pairs), base_dir, total
-
-
-def error_line(origin: str | None, result: dict) -> str:
-    """`line 12: record has no '_id'`, `line 3: sku-1: file not found: ...`: where, which, what."""
-    message = str(result.get("error"))
-    parts = [origin] if origin and not message.startswith(origin + " ") else []
-    if result.get("_id") is not None and result["_id"] != origin:
-        parts.append(str(result["_id"]))
-    return ": ".join([*parts, message])
-
-
-def count_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import LookalikeError
+from ..errors import LookalikeError
 
 #: Fields the engine keeps on a record besides the user's metadata.
 ENGINE_FIELDS = {"_id", "_file", "_url", "_labels", "_colors", "_labels.label", "_labels.score", "_colors.color",

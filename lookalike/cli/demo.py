@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import connect
-from .cli_output import print_hits
-from .sample import make_catalog
+from ..collection import connect
+from ..ingest.catalog import iter_source
+from ..sample import make_catalog
+from .output import print_hits
 
 COLLECTION = "sample"
 
@@ -21,7 +22,8 @@ def run_demo(args: argparse.Namespace) -> int:
         make_catalog(catalog.parent)
     with connect(data) as db:
         col, _ = db.ensure_collection(COLLECTION, group_field="product_id", text_fields=["title", "tags"])
-        results = col.upsert(_read_jsonl(catalog), base_dir=catalog.parent)
+        records, base_dir, _ = iter_source(catalog)
+        results = col.upsert(records, base_dir=base_dir)
         counts = {s: sum(r["status"] == s for r in results) for s in ("inserted", "updated", "unchanged", "error")}
         print(f"ingested {len(results)} sample records: {counts}")
         anchor = "stripes-square-0-red"
@@ -32,17 +34,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if getattr(args, "no_serve", False):
         return 0
     try:
-        from .server import serve
+        from ..server import serve  # FastAPI and uvicorn: loaded only to serve
     except ImportError:
         return 0
     print(f"\nserving http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
     serve(data=str(data), host=args.host, port=args.port, admin_key=None, search_key=None)
     return 0
-
-
-def _read_jsonl(path: Path):
-    import json
-    with path.open() as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
