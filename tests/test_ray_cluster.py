@@ -78,13 +78,13 @@ def test_worker_node_killed_mid_ingest_loses_and_duplicates_nothing(cluster, wor
     data = tmp_path / "data"
     victim = [*_children(worker.proc.pid), worker.proc.pid]
     proc = run(["-m", "lookalike.testing.ray_cluster", "ingest", cluster.address, str(data), str(catalog),
-                *map(str, victim)])
+                str(worker.node_manager_port), *map(str, victim)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
-    before, out = lines[0]["written_before_kill"], lines[-1]
+    before, placed, out = lines[0]["written_before_kill"], lines[0]["actor_node_ports"], lines[-1]
     assert out["killed"] and worker.proc.wait(timeout=30) is not None
-    assert 0 < before < N  # the node went down mid-run, with records still to embed
-    assert worker.node_manager_port in out["actor_node_ports"]  # an encoder actor was on the killed node
+    assert before < N  # the node went down mid-run, with records still to embed
+    assert worker.node_manager_port in placed  # an encoder actor was on the node when it was killed
     results = out["results"]
     assert [r["_id"] for r in results[:N]] == [f"item{i:02d}" for i in range(N)]
     assert [r["status"] for r in results[:N]] == ["inserted"] * N

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,14 +28,20 @@ def free_port() -> int:
 
 
 def _ports(node_manager_port: int) -> list[str]:
-    """Ports every node opens, each free (Ray's defaults would collide between two nodes here)."""
-    names = ( "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    """Ports every node opens, each free (Ray's defaults would collide between two nodes here),
+    none inside the range its worker processes take."""
+    names = ("object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
              "runtime-env-agent-port", "metrics-export-port")
-    args = [f"--node-manager-port={node_manager_port}", *(f"--{name}={free_port()}" for name in names)]
     low = free_port()
-    while low > 60000:
+    while low > 60000 or low <= node_manager_port <= low + 200:
         low = free_port()
-    return args + [f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
+    ports: list[int] = []
+    while len(ports) < len(names):
+        port = free_port()
+        if not low <= port <= low + 200 and port not in ports and port != node_manager_port:
+            ports.append(port)
+    return [f"--node-manager-port={node_manager_port}", *(f"--{n}={p}" for n, p in zip(names, ports)),
+            f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
 
 
 def _children(pid: int) -> list[int]:
@@ -123,18 +130,23 @@ class Cluster:
         code = (f"import ray; ray.init(address='{self.address}', log_to_driver=False); "
                 "print(sum(n['Alive'] for n in ray.nodes()))")
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **CLUSTER_ENV}
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                pass  # the GCS listens (ray.init would wait long on a port nobody serves)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
         try:
             return int(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             return 0
 
-    def wait_for(self, nodes: int, timeout: float = 120) -> None:
+    def wait_for(self, nodes: int, timeout: float = 300) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             for node in [self.head, *self.workers]:
-                if node.proc.poll() is not None and node is self.head:
-                    raise RuntimeError(f"the Ray head exited: {node.log.read_text()[-2000:]}")
+                if node.proc.poll() is not None:  # (called while nodes start: none was killed yet)
+                    raise RuntimeError(f"a Ray node exited while starting: {node.log.read_text()[-2000:]}")
             if self.alive_nodes() >= nodes:
                 return
             time.sleep(1)
@@ -147,9 +159,10 @@ class Cluster:
 
 def _drive(argv: list[str]) -> None:
     """Run as a separate driver process (as a user's would be): `actors ADDRESS` prints the node manager
-    ports of the nodes Embedder actors ran on, as JSON; `ingest ADDRESS DATA CATALOG [PID...]` runs
-    `ray_ingest` into collection `items` of the data folder, killing the PIDs (a node) after the
-    first written batch, and prints the results and its wall time as JSON."""
+    ports of the nodes Embedder actors ran on, as JSON; `ingest ADDRESS DATA CATALOG [PORT PID...]` runs
+    `ray_ingest` into collection `items` of the data folder and prints the results and its wall
+    time as JSON; with PORT, it kills the PIDs (a node) as soon as an encoder actor is alive on
+    the node of that node manager port, i.e. while the actors work."""
     import json
     import ray
     command, address = argv[0], argv[1]
@@ -161,35 +174,51 @@ def _drive(argv: list[str]) -> None:
         return
     import lookalike
     from lookalike.ingest.ray import ray_ingest
-    data, catalog, pids = Path(argv[2]), Path(argv[3]), [int(p) for p in argv[4:]]
+    data, catalog = Path(argv[2]), Path(argv[3])
+    victim, pids = (int(argv[4]), [int(p) for p in argv[5:]]) if len(argv) > 4 else (0, [])
     killed: list[int] = []
     written: list[str] = []
+    done = threading.Event()
 
-    def kill_node(batch: list[dict]) -> None:
-        """After the first batch the actors made is written (error answers come earlier)."""
+    def count(batch: list[dict]) -> None:
         written.extend(r["_id"] for r in batch if r["status"] == "inserted")
-        if pids and written and not killed:
-            print(json.dumps({"written_before_kill": len(written)}), flush=True)
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            killed.extend(pids)
+
+    def actor_ports(alive: bool = True) -> list[int]:
+        """Node manager ports of the nodes this job's encoder actors are (or, alive=False, were last) on."""
+        ports = {n["NodeID"]: n["NodeManagerPort"] for n in ray.nodes()}
+        actors = ray._private.state.actors(job_id=ray.get_runtime_context().job_id).values()
+        return sorted({ports[a["Address"]["NodeID"]] for a in actors if "Embedder" in a["ActorClassName"]
+                       and (a["State"] == "ALIVE" or not alive) and a["Address"]["NodeID"] in ports})
+
+    def kill_node() -> None:
+        """SIGKILL the victim node's processes once an encoder actor runs there (mid-run)."""
+        while victim and not done.is_set():
+            placed = actor_ports()
+            if victim in placed:
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                killed.extend(pids)
+                print(json.dumps({"written_before_kill": len(written), "actor_node_ports": placed}), flush=True)
+                return
+            time.sleep(0.2)
 
     recs = [json.loads(line) for line in catalog.read_text().splitlines()]
     ray.init(address=address, log_to_driver=False)  # connected here, so the actor table can be read after
     with lookalike.connect(data) as db:
         col = db.collection("items", create=True)
+        watcher = threading.Thread(target=kill_node, daemon=True)
+        watcher.start()
         start = time.perf_counter()
         results = ray_ingest(col, recs, base_dir=catalog.parent, address=address, workers=2,
-                             batch_size=int(os.environ.get("LOOKALIKE_BATCH", "2")), on_batch=kill_node)
+                             batch_size=int(os.environ.get("LOOKALIKE_BATCH", "2")), on_batch=count)
         seconds = time.perf_counter() - start
-    actors = [a for a in ray._private.state.actors(job_id=ray.get_runtime_context().job_id).values()
-              if "Embedder" in a["ActorClassName"]]
-    ports = {n["NodeID"]: n["NodeManagerPort"] for n in ray.nodes()}
+        done.set()
+        watcher.join()
     print(json.dumps({"results": results, "killed": killed, "seconds": seconds,
-                      "actor_node_ports": sorted({ports[a["Address"]["NodeID"]] for a in actors})}))
+                      "actor_node_ports": actor_ports(alive=False)}))
 
 
 if __name__ == "__main__":
