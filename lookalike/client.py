@@ -287,12 +287,13 @@ class RemoteCollection:
         return self.client.request("POST", f"{self._path}/search/image", files=files, data=form)
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0) -> dict:
+                  offset: int = 0, group_by: str | bool | None = None) -> dict:
         """Items that look like `id`, excluding it and the rest of its group."""
-        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
+        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
         if not isinstance(id, str):
             raise BadRequest("'id' must be a string")
-        return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields))
+        return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields,
+                                              group_by=group_by))
 
     def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
         """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""

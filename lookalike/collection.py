@@ -183,15 +183,20 @@ class Collection:
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0) -> dict:
-        """Items that look like `id`, excluding it and the rest of its group."""
+                  offset: int = 0, group_by: str | bool | None = None) -> dict:
+        """Items that look like `id`, excluding it and the rest of its group.
+
+        `group_by`: one hit per value of this field (default the collection's `group_field`;
+        False: every hit); the anchor's own group is excluded either way.
+        """
         start = time.perf_counter()
-        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
+        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
         group_field = self.settings.group_field
         if group_field:
             value = dotted(self.get(id), group_field)
             if value is not None and not isinstance(value, (dict, list)):
                 params.where = And((params.where, Not(Cond(group_field, "$eq", value))))
+        if params.group_by is None:
             params.group_by = group_field
         hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

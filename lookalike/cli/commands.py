@@ -22,7 +22,7 @@ from ..models.text import get_text_encoder
 from ..query.evaluate import evaluate_file
 from ..records import files_anywhere
 from ..store.backup import backup, restore
-from .checks import UsageError, check_boosts, check_fields, group_by_value, parse_vector_arg
+from .checks import UsageError, check_fields, group_by_value, parse_vector_arg
 from .demo import run_demo
 from .export import export_records
 from .output import count_line, error_line, human_bytes, print_collections, print_hits, print_info, print_json
@@ -157,7 +157,6 @@ def _load_models(col: Any, query: dict, with_text: str | None) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     query = _query_from_args(args)
     boost = _parse_json_arg("--boost", args.boost)
-    check_boosts(boost)
     group_by = group_by_value(args.group_by)
     with _db(args) as db:
         col = db.collection(args.collection)
@@ -175,10 +174,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    group_by = group_by_value(args.group_by)
     with _db(args) as db:
         col = db.collection(args.collection)
+        if isinstance(group_by, str):
+            check_fields(col, [group_by], "--group-by")
         result = col.recommend(args.id, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
-                               fields=_fields_arg(col, args.fields))
+                               fields=_fields_arg(col, args.fields), group_by=group_by)
     print_json(result) if args.json else print_hits(result)
     return 0
 

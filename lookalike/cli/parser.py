@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--offset", type=int, default=0, help="hits to skip, for paging")
     s.add_argument("--filter", help="JSON filter, as in search")
     s.add_argument("--fields", help="comma-separated fields to return (default all)")
+    s.add_argument("--group-by", help="at most one hit per value of this field (default: the collection's "
+                                      "group_field; false or none: no grouping)")
     s.set_defaults(func=c.cmd_recommend)
 
     s = sub.add_parser("rerank", parents=[common, col], help="sort ids by similarity to --id")

@@ -140,7 +140,7 @@ class Searcher:
         """The tail every ranked search shares: grouping (the request's, else the collection's),
         the collection's boosts then the request's, the store's ranking, and hit shaping."""
         group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
-        boosts = parse_boosts(self.settings.boosts) + params.boosts + list(extra_boosts)
+        boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts + list(extra_boosts)
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
         found, vanished = [], 0

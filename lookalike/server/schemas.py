@@ -197,6 +197,8 @@ class RecommendBody(_Body):
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     fields: list[str] | None = None
+    group_by: str | bool | None = Field(None, description="At most one hit per value of this field "
+                                                         "(default: the collection's group_field; false: no grouping).")
 
 
 class RerankBody(_Body):
