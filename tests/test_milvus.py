@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ pytest.importorskip("pymilvus")
 from lookalike.store.milvus import MilvusStore, milvus_name, parse_location  # noqa: E402
 from lookalike.store.milvus.filters import filter_view, path_key, to_expression  # noqa: E402
 from lookalike.testing.milvus_server import Locations  # noqa: E402
+from lookalike.testing.servers import free_port  # noqa: E402
 
 DIM = 16
 COLORS = ["red", "blue", "green", None]
@@ -220,12 +220,6 @@ def test_unreachable_server_is_a_clear_error(monkeypatch):
         MilvusStore("milvus://127.0.0.1:1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -245,7 +239,7 @@ def test_two_stateless_servers_on_one_milvus(tmp_path, milvus_at, milvus_backend
     env = {**os.environ, "LOOKALIKE_CACHE": str(tmp_path / "cache")}
     milvus = None
     if milvus_backend is None:
-        milvus_port = _free_port()
+        milvus_port = free_port()
         milvus = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "mdata"),
                                    "--host", "127.0.0.1", "--port", str(milvus_port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -269,7 +263,7 @@ def test_two_stateless_servers_on_one_milvus(tmp_path, milvus_at, milvus_backend
             paints._store.write([StoredRecord(name, {"_id": name}, {"_colors": [{"color": hex_, "weight": 1.0}]},
                                               np.eye(DIM, dtype=np.float32)[i], "0" * 64, f"{i:064x}")
                                  for i, (name, hex_) in enumerate(palette.items())])
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         for port in ports:
             servers.append(subprocess.Popen(
                 [sys.executable, "-m", "lookalike.cli", "serve", "--store", url, "--port", str(port),

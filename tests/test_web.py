@@ -13,9 +13,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +23,7 @@ from PIL import Image
 import lookalike
 from lookalike.errors import BadRequest, NotFound
 from lookalike.sample import COLORS, draw_item
+from lookalike.testing.servers import serving
 
 from conftest import jpeg_bytes, read_jsonl
 
@@ -149,23 +148,9 @@ def served_db(web_data):
 
 @pytest.fixture(scope="module")
 def server(served_db):
-    import uvicorn
-
     from lookalike.server import create_app
-    app = create_app(served_db, admin_key=ADMIN, search_key=SEARCH)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(served_db, admin_key=ADMIN, search_key=SEARCH)) as url:
+        yield url
 
 
 def test_browse_routes_over_http_need_a_key_and_answer_errors_in_shape(server):

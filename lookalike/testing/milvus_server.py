@@ -6,19 +6,14 @@ fixture) gets its own Milvus database, so collection names never collide between
 from __future__ import annotations
 
 import itertools
-import socket
 from pathlib import Path
+from .servers import free_port
 
 #: Components whose advertised address is pinned to loopback (Milvus 2.3 has no listen-address
 #: setting: its gRPC ports bind every interface; they are free ports and the data stays in tmp).
 COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode", "dataCoord", "dataNode")
 _names = itertools.count()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MilvusProcess:

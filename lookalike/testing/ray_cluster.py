@@ -14,17 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from .servers import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 #: The test cluster runs without token authentication (it reads or writes no `~/.ray/auth_token`,
 #: which other Ray users of the machine share; its ports are free ones, and nothing is secret).
 CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ports(node_manager_port: int) -> list[str]:
