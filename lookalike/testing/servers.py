@@ -37,3 +37,33 @@ def serving(app: Any, *, start_timeout: float = 30.0, **config: Any) -> Iterator
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextlib.contextmanager
+def serving_files(files: dict[str, bytes], content_type: str = "image/jpeg") -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP host answering GET `path` with `files[path]` (404 otherwise); yields its
+    base URL and the list of paths requested, in order, for tests that count fetches."""
+    import http.server
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            hits.append(self.path)
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", content_type if body is not None else "text/plain")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{host.server_address[1]}", hits
+    finally:
+        host.shutdown()
+        host.server_close()
