@@ -17,14 +17,16 @@ from .index.settings import normalize_compression, normalize_index
 from .ingest import Ingestor
 from .ingest.fetch import fetch_url, read_file
 from .ingest.filecache import FileDigests, for_data_dir
+from .ingest.update import update as update_record
 from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
 from .query.duplicates import duplicates, match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
+from .query.explain import prepare as prepare_explain
 from .query.labels import restrict_to_same_label
-from .query.search import check_query, dotted, parse_boosts, parse_search, project
+from .query.search import check_min_score, check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
 from .query.tune import holdout_truth, tune, tuning_info
 from .records import check_delete, check_id, check_ids
@@ -93,6 +95,12 @@ class Collection:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
         doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (models/fingerprint.py)
         return doc
+
+    def update(self, id: str, fields: dict) -> dict:
+        """Change a record's metadata in place: `fields` are merged in (`None` removes one); the
+        vector, computed fields, `_file`/`_url` and thumbnail stay. Returns the record as `get` does;
+        NotFound if absent, BadRequest for a reserved field (`_id`, image sources, computed ones)."""
+        return update_record(self._store, id, fields)
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
@@ -173,14 +181,20 @@ class Collection:
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
                fields: list[str] | None = None, negative_weight: float = 0.5, text: str | None = None,
-               hybrid: float | None = None, same_label: bool = False) -> dict:
+               hybrid: float | None = None, same_label: bool = False, min_score: float | None = None,
+               explain: bool = False, collapse: bool | dict | None = None) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
 
-        `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md).
+        `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md);
+        `min_score` drops hits scoring below it; `explain` adds `_explain` to each hit (query/explain.py);
+        `collapse` keeps one hit per near-duplicate cluster (query/collapse.py).
         """
         start = time.perf_counter()
         params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
-                              boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
+                              boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label,
+                              min_score=min_score, explain=explain, collapse=collapse)
+        if params.explain:  # the query's labels, colours and copy hashes (an image is decoded once, here)
+            prepare_explain(self._searcher, params)
         if params.same_label:  # classify the query, keep results with its label (query/labels.py)
             restrict_to_same_label(self._searcher, params)
         if wants_text(params.query, text, hybrid) or self.settings.compound:
@@ -190,14 +204,19 @@ class Collection:
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0, group_by: str | bool | None = None) -> dict:
+                  offset: int = 0, group_by: str | bool | None = None, min_score: float | None = None,
+                  explain: bool = False, collapse: bool | dict | None = None) -> dict:
         """Items that look like `id`, excluding it and the rest of its group.
 
         `group_by`: one hit per value of this field (default the collection's `group_field`;
-        False: every hit); the anchor's own group is excluded either way.
+        False: every hit); the anchor's own group is excluded either way. `min_score`, `explain`
+        and `collapse` as in `search`.
         """
         start = time.perf_counter()
-        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
+        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by,
+                              min_score=min_score, explain=explain, collapse=collapse)
+        if params.explain:
+            prepare_explain(self._searcher, params)
         group_field = self.settings.group_field
         if group_field:
             value = dotted(self.get(id), group_field)
@@ -208,9 +227,12 @@ class Collection:
         hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
-    def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
-        """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""
+    def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None,
+               min_score: float | None = None) -> dict:
+        """The given ids sorted by similarity to the query; unknown ids listed in `missing`; ids
+        scoring below `min_score` are left out (they are not missing)."""
         start = time.perf_counter()
+        min_score = check_min_score(min_score)
         if not isinstance(ids, list):
             raise BadRequest("'ids' must be a list of strings")
         check_int("number of ids", len(ids), 1, 10_000)
@@ -221,6 +243,8 @@ class Collection:
         order = sorted(scores, key=lambda i: (-scores[i], ids.index(i)))
         docs = dict(zip(order, self._store.get(order)))
         hits = [{"_id": i, "_score": round(scores[i], 6), **project(docs[i] or {}, fields)} for i in order]
+        if min_score is not None:
+            hits = [hit for hit in hits if hit["_score"] >= min_score]
         missing = [i for i in dict.fromkeys(ids) if i not in scores]
         return {"hits": hits, "missing": missing, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 

@@ -139,6 +139,9 @@ class Searcher:
                 negatives += vecs
                 exclude += ids
             vector = combine_anchors(positives, negatives, params.negative_weight)
+            if params.explain:  # the score's parts, for query/explain.py
+                params.trace.update(positive=combine_anchors(positives, [], 0.0),
+                                    negative=combine_anchors(negatives, [], 0.0) if negatives else None)
         return self.run(params, vector, exclude=exclude, slot_scores=slot_scores)
 
     def run(self, params: SearchParams, vector: np.ndarray, *, exclude: list[str],
@@ -149,6 +152,20 @@ class Searcher:
         boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts + list(extra_boosts)
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
+        # imported here: both build on this module (collapse reads fingerprints through query/duplicates.py)
+        from .collapse import collapse_hits
+        from .explain import explain_hits
+        if params.collapse is not None:
+            found = collapse_hits(self, params, request, group_by)
+        else:
+            found = self.ranked(params, request, group_by)
+        if params.explain:
+            explain_hits(self, params, found, vector=vector, slot_scores=slot_scores,
+                         boosts=(parse_boosts(self.settings.boosts, stored=True), params.boosts, list(extra_boosts)))
+        return found
+
+    def ranked(self, params: SearchParams, request: SearchRequest, group_by: str | None) -> list[dict]:
+        """The store's best hits for `request`, shaped, without those scoring under `min_score`."""
         found, vanished = [], 0
         for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
             hits = self.store.search(dataclasses.replace(request, k=request.k + vanished))
@@ -156,4 +173,7 @@ class Searcher:
             if len(found) == len(hits) or len(found) >= request.k:
                 break
             vanished += len(hits) - len(found)
-        return found[:request.k]
+        found = found[:request.k]
+        if params.min_score is not None:  # best first: the hits under it are a tail
+            found = [hit for hit in found if hit["_score"] >= params.min_score]
+        return found

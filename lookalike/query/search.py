@@ -20,6 +20,7 @@ MAX_K = 1000
 MAX_OFFSET = 100_000
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_BOOST = 1e6  # larger weights overflow float32 scores
+MAX_MIN_SCORE = 1e9  # beyond any score: boosts are at most MAX_BOOST each
 QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "color", "text", "file", "image")
 
 
@@ -35,6 +36,10 @@ class SearchParams:
     fields: list[str] | None = None
     negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
     same_label: bool = False  # only results sharing the query's top label (query/labels.py)
+    min_score: float | None = None  # hits scoring below it are dropped (query/engine.py)
+    explain: bool = False  # each hit carries `_explain`, the parts of its score (query/explain.py)
+    collapse: dict | None = None  # one hit per near-duplicate cluster (query/collapse.py)
+    trace: dict = field(default_factory=dict)  # what the ranking used, kept for `explain`
 
 
 def check_query(query: Any, *, what: str = "query") -> dict:
@@ -72,7 +77,8 @@ def parse_boosts(boost: Any, *, stored: bool = False) -> list[tuple[Node, float]
 
 def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None, group_by: Any = None,
                  negative: Any = None, boost: Any = None, fields: Any = None,
-                 negative_weight: Any = DEFAULT_NEGATIVE_WEIGHT, same_label: Any = False) -> SearchParams:
+                 negative_weight: Any = DEFAULT_NEGATIVE_WEIGHT, same_label: Any = False,
+                 min_score: Any = None, explain: Any = False, collapse: Any = None) -> SearchParams:
     """Validate every search parameter at once, so a bad one fails before any work."""
     check_query(query)
     if negative is None:
@@ -87,10 +93,38 @@ def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None
         check_field_names("fields", fields)
     negative_weight = check_number(negative_weight, 0, 10, "'negative_weight' must be a number from 0 to 10")
     check_bool("same_label", same_label)
+    check_bool("explain", explain)
+    min_score, collapse = check_min_score(min_score), check_collapse(collapse)
     return SearchParams(query=query, k=check_int("k", k, 1, MAX_K), offset=check_int("offset", offset, 0, MAX_OFFSET),
                         where=parse_filter(filter), group_by=group_by, negative=negative,
                         boosts=parse_boosts(boost), fields=fields, negative_weight=negative_weight,
-                        same_label=same_label)
+                        same_label=same_label, min_score=min_score, explain=explain, collapse=collapse)
+
+
+def check_min_score(value: Any) -> float | None:
+    """`min_score`: None (keep every hit) or a finite number; hits scoring below it are dropped."""
+    if value is None:
+        return None
+    return check_number(value, -MAX_MIN_SCORE, MAX_MIN_SCORE,
+                        f"'min_score' must be a number from -{MAX_MIN_SCORE:g} to {MAX_MIN_SCORE:g} "
+                        f"(hits scoring below it are dropped), got {value!r}")
+
+
+def check_collapse(value: Any) -> dict | None:
+    """`collapse`: false/None (off), true, or `{"ids": bool, "threshold": 0..1}`; normalised to a
+    dict or None. Checked here with the other parameters; applied by query/collapse.py."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict) or set(value) - {"ids", "threshold"}:
+        raise BadRequest("'collapse' must be true, false or {\"ids\": true, \"threshold\": 0.6} "
+                         "(ids: list the hidden ids; threshold: copy similarity 0..1)")
+    check_bool("collapse.ids", value.get("ids", False))
+    threshold = value.get("threshold")
+    if threshold is not None:
+        threshold = check_number(threshold, 0, 1, f"'collapse.threshold' must be a number from 0 to 1, got {threshold!r}")
+    return {"ids": value.get("ids", False), "threshold": threshold}
 
 
 def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], weight: float) -> np.ndarray:

@@ -188,12 +188,14 @@ def run_text_search(engine: Searcher, params: SearchParams, text: Any = None, hy
         # hybrid_scores gives (1 - h) * visual + h * text; scaled by w_i + w_t the weights are w_i, w_t
         scale = w_i + w_t
         slot_scores = engine.store.hybrid_scores(vector, text_query, w_t / scale if scale else 0.0) * np.float32(scale)
+        params.trace.update(text=text_query, hybrid=w_t / scale if scale else 0.0, scale=scale)  # query/explain.py
     else:
         vector, text_query, h, exclude = resolve(engine, params, text, hybrid)
         if text_query is None:  # visual only (h = 0, or a CLIP text query without text_fields)
             slot_scores = None
         else:
             slot_scores = engine.store.hybrid_scores(vector if h < 1 else None, text_query, h)
+            params.trace.update(text=text_query, hybrid=h)  # query/explain.py
     if vector is None:
         vector = np.zeros(engine.settings.dim, np.float32)
     return engine.run(params, vector, exclude=exclude, slot_scores=slot_scores, extra_boosts=extra)
