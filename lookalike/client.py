@@ -23,7 +23,8 @@ import httpx
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
 from .query.evaluate import evaluate, evaluate_file
-from .query.search import check_query, parse_search
+from .ingest.update import check_fields
+from .query.search import check_min_score, check_query, parse_search
 from .records import check_delete, check_id, resolve_file
 from .store.base import CollectionSettings, check_collection_name
 from .validation import check_int
@@ -252,6 +253,12 @@ class RemoteCollection:
         check_id(id)
         return self.client.request("GET", f"{self._path}/records/{_segment(id)}")
 
+    def update(self, id: str, fields: dict) -> dict:
+        """Change a record's metadata in place (`None` removes a field); the stored record back."""
+        check_id(id)
+        check_fields(fields)
+        return self.client.request("PATCH", f"{self._path}/records/{_segment(id)}", json=fields)
+
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:
         """Delete by ids or by filter; returns how many records were deleted."""
         ids = check_delete(ids, filter)
@@ -271,13 +278,16 @@ class RemoteCollection:
                group_by: str | bool | None = None, negative: list[dict] | None = None,
                boost: list[dict] | None = None, fields: list[str] | None = None,
                negative_weight: float = 0.5, text: str | None = None, hybrid: float | None = None,
-               same_label: bool = False) -> dict:
+               same_label: bool = False, min_score: float | None = None, explain: bool = False,
+               collapse: bool | dict | None = None) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
         parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative, boost=boost,
-                     fields=fields, negative_weight=negative_weight, same_label=same_label)
+                     fields=fields, negative_weight=negative_weight, same_label=same_label, min_score=min_score,
+                     explain=explain, collapse=collapse)
         body = _given(query=wire_query(query), k=k, offset=offset, filter=filter, group_by=group_by,
                       negative=[wire_query(a) for a in negative] if negative else None, boost=boost, fields=fields,
-                      negative_weight=negative_weight, text=text, hybrid=hybrid, same_label=same_label or None)
+                      negative_weight=negative_weight, text=text, hybrid=hybrid, same_label=same_label or None,
+                      min_score=min_score, explain=explain or None, collapse=collapse or None)
         return self._post("search", body)
 
     def search_image(self, data: bytes, k: int = 10, **params: Any) -> dict:
@@ -287,21 +297,26 @@ class RemoteCollection:
         return self.client.request("POST", f"{self._path}/search/image", files=files, data=form)
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0, group_by: str | bool | None = None) -> dict:
+                  offset: int = 0, group_by: str | bool | None = None, min_score: float | None = None,
+                  explain: bool = False, collapse: bool | dict | None = None) -> dict:
         """Items that look like `id`, excluding it and the rest of its group."""
-        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
+        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by,
+                     min_score=min_score, explain=explain, collapse=collapse)
         if not isinstance(id, str):
             raise BadRequest("'id' must be a string")
         return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields,
-                                              group_by=group_by))
+                                              group_by=group_by, min_score=min_score, explain=explain or None,
+                                              collapse=collapse or None))
 
-    def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
+    def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None,
+               min_score: float | None = None) -> dict:
         """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise BadRequest("'ids' must be a list of strings")
         check_int("number of ids", len(ids), 1, 10_000)
         check_query(query)
-        return self._post("rerank", _given(ids=ids, query=wire_query(query), fields=fields))
+        check_min_score(min_score)
+        return self._post("rerank", _given(ids=ids, query=wire_query(query), fields=fields, min_score=min_score))
 
     def match(self, query: dict, threshold: float | None = None, k: int = 10,
               fields: list[str] | None = None) -> dict:

@@ -168,9 +168,15 @@ def cmd_search(args: argparse.Namespace) -> int:
             query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
             group_by=group_by, negative=[{"id": n} for n in args.negative_id] or None, boost=boost,
             fields=fields, text=args.with_text, hybrid=args.hybrid, negative_weight=args.negative_weight,
-            same_label=args.same_label)
+            same_label=args.same_label, **_result_options(args))
     print_json(result) if args.json else print_hits(result)
     return 0
+
+
+def _result_options(args: argparse.Namespace) -> dict:
+    """`--min-score`, `--explain`, `--collapse` / `--collapse-ids` as search keyword arguments."""
+    collapse = {"ids": True} if args.collapse_ids else (True if args.collapse else None)
+    return {"min_score": args.min_score, "explain": args.explain, "collapse": collapse}
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -180,7 +186,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if isinstance(group_by, str):
             check_fields(col, [group_by], "--group-by")
         result = col.recommend(args.id, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
-                               fields=_fields_arg(col, args.fields), group_by=group_by)
+                               fields=_fields_arg(col, args.fields), group_by=group_by, **_result_options(args))
     print_json(result) if args.json else print_hits(result)
     return 0
 
@@ -188,7 +194,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_rerank(args: argparse.Namespace) -> int:
     with _db(args) as db:
         col = db.collection(args.collection)
-        result = col.rerank(args.ids, {"id": args.id}, fields=_fields_arg(col, args.fields))
+        result = col.rerank(args.ids, {"id": args.id}, fields=_fields_arg(col, args.fields), min_score=args.min_score)
     print_json(result) if args.json else print_hits(result)
     return 0
 
@@ -221,6 +227,14 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     with _db(args) as db:
         record = db.collection(args.collection).get(args.id)
+    print_json(record, pretty=not args.json and sys.stdout.isatty())
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    fields = _parse_json_arg("FIELDS", args.fields)
+    with _db(args) as db:
+        record = db.collection(args.collection).update(args.id, fields)
     print_json(record, pretty=not args.json and sys.stdout.isatty())
     return 0
 

@@ -48,6 +48,8 @@ def hits_table(hits: list[dict], width: int) -> list[str]:
         columns.append(("match", [str(h.get("_match", "")) for h in hits], False))
     if any("_group" in h for h in hits):
         columns.append(("group", [_summary(h.get("_group", "")) for h in hits], False))
+    if any("_collapsed" in h for h in hits):
+        columns.append(("copies", [str(h.get("_collapsed", "")) for h in hits], True))
     columns.append(("label", [str((h.get("_labels") or [{}])[0].get("label", "")) for h in hits], False))
     columns.append(("metadata", [", ".join(f"{k}={_summary(v)}" for k, v in h.items() if not k.startswith("_"))
                                  for h in hits], False))
@@ -75,6 +77,8 @@ def print_hits(result: dict) -> None:
     hits = result.get("hits", [])
     if hits:
         print("\n".join(hits_table(hits, terminal_width())))
+        for line in why_lines(hits):
+            print(line)
         print(f"{len(hits)} hits in {result.get('took_ms', 0):.1f} ms")
     else:
         print("no hits")
@@ -131,3 +135,26 @@ def error_line(origin: str | None, result: dict) -> str:
 
 def count_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error"))
+
+
+def why_lines(hits: list[dict]) -> list[str]:
+    """Per hit with `_explain` or hidden copies, lines saying why it is there (`--explain`, `--collapse-ids`)."""
+    lines = []
+    for n, hit in enumerate(hits, 1):
+        why = hit.get("_explain")
+        if why:
+            parts = " + ".join(f"{name} {value:.4f}" for name, value in why.get("parts", {}).items())
+            lines.append(f"{n:>3} {hit['_id']}: {parts}")
+            for rule in why.get("boosts", []):
+                lines.append(f"      boost ({rule['source']} rule {rule['rule']}) {json.dumps(rule['filter'])}: "
+                             f"{rule['effect']:+g}")
+            if why.get("labels"):
+                lines.append("      labels shared: " + ", ".join(x["label"] for x in why["labels"]))
+            if why.get("colors"):
+                lines.append("      colours shared: " + ", ".join(f"{c['query']}~{c['hit']}" for c in why["colors"]))
+            dup = why.get("duplicate")
+            if dup:
+                lines.append(f"      copy of the query ({dup['how']}, {dup['score']:.3f}) at {dup['region']}")
+        if hit.get("_collapsed_ids"):
+            lines.append(f"{n:>3} {hit['_id']} hides copies: {', '.join(hit['_collapsed_ids'])}")
+    return lines

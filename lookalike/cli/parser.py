@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only hits sharing the query's top automatic label")
         s.add_argument("--boost", help='JSON list of {"filter": ..., "weight": ...} rules')
         s.add_argument("--fields", help="comma-separated fields to return (default all)")
+        result_args(s)
+
+    def result_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--min-score", type=float, help="drop hits scoring below this number")
+        s.add_argument("--explain", action="store_true",
+                       help="say why each hit is there: the parts of its score, shared labels and colours")
+        s.add_argument("--collapse", action="store_true", help="one hit per near-duplicate cluster (the best)")
+        s.add_argument("--collapse-ids", action="store_true", help="like --collapse, listing the hidden ids")
 
     s = sub.add_parser("search", parents=[common, col], help="find similar records")
     query_args(s)
@@ -84,12 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fields", help="comma-separated fields to return (default all)")
     s.add_argument("--group-by", help="at most one hit per value of this field (default: the collection's "
                                       "group_field; false or none: no grouping)")
+    result_args(s)
     s.set_defaults(func=c.cmd_recommend)
 
     s = sub.add_parser("rerank", parents=[common, col], help="sort ids by similarity to --id")
     s.add_argument("--id", required=True, help="the record to compare with")
     s.add_argument("ids", nargs="+", help="the ids to sort")
     s.add_argument("--fields", help="comma-separated fields to return (default all)")
+    s.add_argument("--min-score", type=float, help="leave out ids scoring below this number")
     s.set_defaults(func=c.cmd_rerank)
 
     s = sub.add_parser("match", parents=[common, col], help="near-duplicates of an image or a record")
@@ -107,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("get", parents=[common, col], help="print a stored record")
     s.add_argument("id", help="the record's _id")
     s.set_defaults(func=c.cmd_get)
+
+    s = sub.add_parser("update", parents=[common, col], help="change a record's metadata in place")
+    s.add_argument("id", help="the record's _id")
+    s.add_argument("fields", help='JSON object of fields to set, null to remove one: \'{"price": 12, "old": null}\'')
+    s.set_defaults(func=c.cmd_update)
 
     s = sub.add_parser("delete", parents=[common, col], help="delete records by id")
     s.add_argument("ids", nargs="+", help="the _ids to delete")

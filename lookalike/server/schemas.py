@@ -177,6 +177,11 @@ class SearchOptions(_Body):
     text: str | None = Field(None, description="Text mixed into an image query's ranking (needs text_fields).")
     hybrid: float | None = Field(None, ge=0, le=1, description="Weight of text similarity against looks, "
                                                              "0..1 (default 0.5 when both apply).")
+    min_score: Any = Field(None, description="Hits scoring below this number are dropped.")
+    explain: Any = Field(False, description="Each hit carries `_explain`: the parts of its score, shared labels "
+                                            "and colours, and for a copy of the query how and where it matched.")
+    collapse: Any = Field(None, description="One hit per near-duplicate cluster, with `_collapsed: N`: true, or "
+                                            "{\"ids\": true, \"threshold\": 0.6} to list the hidden ids too.")
 
 
 class SearchBody(SearchOptions):
@@ -199,6 +204,10 @@ class Hit(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str = Field(alias="_id")
     score: float = Field(alias="_score", description="Higher is more similar.")
+    explain: dict[str, Any] | None = Field(None, alias="_explain", description="With `explain`: why this hit.")
+    collapsed: int | None = Field(None, alias="_collapsed", description="With `collapse`: copies hidden behind it.")
+    collapsed_ids: list[str] | None = Field(None, alias="_collapsed_ids",
+                                            description="With `collapse: {\"ids\": true}`: their ids, best first.")
 
 
 class SearchResponse(BaseModel):
@@ -214,12 +223,16 @@ class RecommendBody(_Body):
     fields: list[str] | None = None
     group_by: str | bool | None = Field(None, description="At most one hit per value of this field "
                                                          "(default: the collection's group_field; false: no grouping).")
+    min_score: Any = Field(None, description="Hits scoring below this number are dropped.")
+    explain: Any = Field(False, description="Each hit carries `_explain` (as in search).")
+    collapse: Any = Field(None, description="One hit per near-duplicate cluster (as in search).")
 
 
 class RerankBody(_Body):
     ids: list[str] = Field(description="Ids to sort by similarity to the query.")
     query: dict[str, Any] = Field(description=QUERY_DOC)
     fields: list[str] | None = None
+    min_score: Any = Field(None, description="Ids scoring below this number are left out.")
 
 
 class RerankResponse(SearchResponse):

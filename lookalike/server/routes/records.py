@@ -1,10 +1,10 @@
-"""Routes of records: upsert (JSON or streamed NDJSON), get, delete."""
+"""Routes of records: upsert (JSON or streamed NDJSON), get, update in place, delete."""
 from __future__ import annotations
 
 from typing import Any, Iterator
 
 import anyio.from_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from ...collection import Collection
 from ...errors import BadRequest, LookalikeError, NotFound
+from ...records import check_json_text
 from .. import schemas as S
 from ..errors import errors, error_response, ok
 from ..guard import is_ndjson
@@ -50,6 +51,15 @@ def records_routes(router: APIRouter) -> None:
                 responses=errors(400), summary="A stored record with its computed _labels and _colors")
     def get_record(request: Request, name: CollectionName, record_id: RecordId) -> JSONResponse:
         return ok(collection_of(request, name).get(record_id))
+
+    @router.patch("/collections/{name}/records/{record_id:path}", tags=tag, response_model=S.Record,
+                  responses=errors(400, 403), summary="Change a record's metadata in place (null removes a field)")
+    def update_record(request: Request, name: CollectionName, record_id: RecordId,
+                      fields: dict[str, Any] = Body(description="Fields to set; null removes one. Reserved "
+                                                    "fields (_id, _file, _url, _base64, _vector) are refused.",
+                                                    examples=[{"price": 12, "on_sale": None}])) -> JSONResponse:
+        check_json_text(fields, "the request body")
+        return ok(collection_of(request, name).update(record_id, fields))
 
     @router.delete("/collections/{name}/records/{record_id:path}", tags=tag, response_model=S.Deleted,
                    responses=errors(400, 403), summary="Delete one record (404 if it does not exist)")

@@ -38,7 +38,8 @@ def search_routes(router: APIRouter) -> None:
     @router.post("/collections/{name}/rerank", tags=tag, response_model=S.RerankResponse,
                  responses=errors(400, 415, 501), summary="Sort given ids by similarity to a query")
     def rerank(request: Request, name: CollectionName, body: S.RerankBody) -> JSONResponse:
-        return ok(collection_of(request, name).rerank(body.ids, body.query, fields=body.fields))
+        return ok(collection_of(request, name).rerank(body.ids, body.query, fields=body.fields,
+                                                      min_score=body.min_score))
 
     _query_route(router, "match", S.MatchBody, S.MatchResponse, "Near-duplicates of an image")
 
