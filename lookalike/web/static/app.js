@@ -21,6 +21,10 @@ const state = {
   seq: 0,              // drops answers of superseded requests
 };
 
+// Extension points for the page's other scripts (explain.js): each `params` hook may add search
+// parameters, each `card` hook decorates a result card with its hit.
+const hooks = { params: [], card: [] };
+
 // ---------------------------------------------------------------------------------------
 // HTTP
 class ApiError extends Error {
@@ -317,6 +321,7 @@ function searchParams(filter, k) {
   if (filter) params.filter = filter;
   if (state.info && state.info.group_field && !$("#group").checked) params.group_by = false;
   if (state.query.negative && state.query.negative.length) params.negative = state.query.negative;
+  for (const hook of hooks.params) hook(params);
   return params;
 }
 
@@ -431,6 +436,7 @@ function renderCard(item) {
     syncMarks(node, id);
   });
   syncMarks(node, id);
+  for (const hook of hooks.card) hook(node, item);
   return node;
 }
 
