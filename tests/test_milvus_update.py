@@ -65,3 +65,31 @@ def test_update_keeps_the_url_source_on_milvus(milvus_at, tmp_path):
             assert after["_url"] == before["_url"] and after["price"] == 2
             assert after["_labels"] == before["_labels"] and after["_colors"] == before["_colors"]
             assert np.allclose(col._store.raw_vectors(["a"])["a"], vector)
+
+
+def test_explain_and_collapse_on_milvus_match_the_embedded_store(milvus_at, tmp_path):
+    skimage = pytest.importorskip("skimage.data")
+    import base64
+    from PIL import Image
+    from lookalike.testing.copies import down5, encode
+    records = []
+    for name in ("astronaut", "coffee"):
+        image = Image.fromarray(getattr(skimage, name)()).convert("RGB")
+        records += [{"_id": name, "_base64": base64.b64encode(encode(image)).decode(), "kind": "original"},
+                    {"_id": f"{name}-small", "_base64": base64.b64encode(encode(down5(image, 1))).decode(),
+                     "kind": "copy"}]
+    answers = []
+    for location in (milvus_at("img"), tmp_path / "embedded"):
+        with lookalike.connect(location) as db:
+            col = db.collection("img", create=True, boosts=[{"filter": {"kind": "copy"}, "weight": 0.1}])
+            col.upsert(records)
+            answers.append([col.search({"id": "astronaut"}, k=3, explain=True, fields=[])["hits"],
+                            col.search({"id": "astronaut"}, k=3, collapse={"ids": True}, fields=[])["hits"]])
+    (explained, collapsed), (explained_e, collapsed_e) = answers
+    assert [h["_id"] for h in collapsed] == [h["_id"] for h in collapsed_e] == ["astronaut-small", "coffee-small"]
+    assert collapsed[1]["_collapsed_ids"] == ["coffee"]
+    for m, e in zip(explained, explained_e):
+        assert m["_id"] == e["_id"] and m["_explain"]["boosts"] == e["_explain"]["boosts"]
+        assert m["_explain"]["parts"] == pytest.approx(e["_explain"]["parts"], abs=1e-5)
+        assert m["_explain"].get("duplicate", {}).get("how") == e["_explain"].get("duplicate", {}).get("how")
+    assert explained[0]["_explain"]["duplicate"]["how"] == "whole"
