@@ -49,7 +49,7 @@ def prepare(engine: Searcher, params: SearchParams) -> None:
         ids = anchor_ids(kind, value)
         docs = [d for d in engine.store.get(ids) if d is not None]
         trace["labels"] = _merged_labels([d.get("_labels") or [] for d in docs])
-        trace["colors"] = docs[0].get("_colors") or [] if len(docs) == 1 else []
+        trace["colors"] = (docs[0].get("_colors") or []) if len(docs) == 1 else []
         if len(docs) == 1:
             fp = decode_fingerprint(docs[0].get(FINGERPRINT) or "")
             if fp is not None:
