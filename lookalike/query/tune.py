@@ -60,7 +60,7 @@ def tune(store: CollectionStore, field: str | None = None, *, groups: bool = Fal
     check_bool("groups", groups)
     check_bool("reset", reset)
     if not store.capabilities.tuning:
-        raise NotImplementedYet(f"collection {name!r} is in a store that cannot tune yet (Milvus): "
+        raise NotImplementedYet(f"collection {name!r} is in a store that cannot tune: "
                                 "use the embedded store")
     previous = store.settings.tuning or {}
     if reset:

@@ -10,7 +10,7 @@ from ...errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..base import CollectionSettings, Store, check_collection_name
 from .collection import MILVUS_CAPABILITIES, MilvusCollection
 from .filters import COLUMN
-from .names import FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, milvus_name, text_collection_name
+from .names import FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, milvus_name, raw_collection_name, text_collection_name
 from .version import check_server_version
 
 
@@ -143,20 +143,41 @@ class MilvusStore(Store):
         """The Milvus collection of a collection's text vectors, created (with `dim`) if missing."""
         tname = text_collection_name(name)
         if self.text_dim(name) is None:
-            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", self._types.VARCHAR, is_primary=True, max_length=1024)
-            schema.add_field("vector", self._types.FLOAT_VECTOR, dim=dim)
-            self._create(tname, schema, "vector")
+            self._create_side(tname, dim)
             self._text_dims.pop(tname, None)
             if self.text_dim(name) != dim:  # created concurrently with another width
                 raise Conflict(f"collection {name!r} already keeps {self.text_dim(name)}-d text vectors, not {dim}")
         return tname
 
+    def raw_collection(self, name: str, dim: int) -> str:
+        """The Milvus collection of a tuned collection's raw model vectors, created if missing."""
+        rname = raw_collection_name(name)
+        if rname not in self._loaded:
+            if self.call(self.client.has_collection, rname):
+                self._load(rname)
+            else:
+                self._create_side(rname, dim)
+        return rname
+
+    def _create_side(self, mname: str, dim: int) -> None:
+        """An `(id, vector)` collection beside a main one (text vectors, raw vectors)."""
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", self._types.VARCHAR, is_primary=True, max_length=1024)
+        schema.add_field("vector", self._types.FLOAT_VECTOR, dim=dim)
+        self._create(mname, schema, "vector")
+
+    def _drop_side(self, mname: str) -> None:
+        if self.call(self.client.has_collection, mname):
+            self.call(self.client.drop_collection, mname)
+        self._loaded.discard(mname)
+
+    def drop_raw(self, name: str) -> None:
+        """Forget a collection's raw vectors (after a reset: the main field holds them again)."""
+        self._drop_side(raw_collection_name(name))
+
     def _drop_text(self, name: str) -> None:
         tname = text_collection_name(name)
-        if self.call(self.client.has_collection, tname):
-            self.call(self.client.drop_collection, tname)
-        self._loaded.discard(tname)
+        self._drop_side(tname)
         self._text_dims.pop(tname, None)
 
     # -- collections ---------------------------------------------------------------------
@@ -176,6 +197,7 @@ class MilvusStore(Store):
             self.call(self.client.drop_collection, mname)
             self._loaded.discard(mname)
         self._drop_text(settings.name)
+        self.drop_raw(settings.name)
         t = self._types
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", t.VARCHAR, is_primary=True, max_length=1024)
@@ -202,6 +224,7 @@ class MilvusStore(Store):
         self.call(self.client.drop_collection, milvus_name(name))
         self._loaded.discard(milvus_name(name))
         self._drop_text(name)
+        self.drop_raw(name)
 
     def close(self) -> None:
         try:
