@@ -19,14 +19,14 @@ from lookalike.store.backup import backup, restore
 DIM = 48
 
 
-def catalogue(n_cats: int = 60, per_cat: int = 6, seed: int = 3) -> list[dict]:
+def catalogue(n_cats: int = 60, per_cat: int = 6, seed: int = 3, dim: int = DIM) -> list[dict]:
     rng = np.random.default_rng(seed)
-    styles = rng.normal(size=(8, DIM)) * 2.0
+    styles = rng.normal(size=(8, dim)) * 2.0
     cats = rng.normal(size=(n_cats, 8))
     records = []
     for c in range(n_cats):
         for m in range(per_cat):
-            v = styles[rng.integers(8)] + rng.normal(size=DIM) * 0.5
+            v = styles[rng.integers(8)] + rng.normal(size=dim) * 0.5
             v[:8] += cats[c] * 1.2
             records.append({"_id": f"c{c}-{m}", "_vector": v.tolist(), "kind": f"cat{c}",
                             "product": f"p{c}-{m // 2}"})
@@ -267,3 +267,30 @@ def test_milvus_tunes_like_the_embedded_store_and_resets_exactly(db, tmp_path):
         assert col.tune(reset=True)["was_tuned"] is True
         assert [hits(col, q) for q in probe] == untuned  # raw vectors came back bit for bit
         assert not mdb.store.client.has_collection("lk_shop_raw")
+
+
+def test_milvus_keeps_a_wide_map_beside_its_settings_and_reopens_tuned(tmp_path):
+    """A 512-d collection's map is hundreds of KB: more than the settings row holds (64 KB)."""
+    pytest.importorskip("pymilvus")
+    records = catalogue(n_cats=60, dim=512)
+    path = str(tmp_path / "lite.db")
+    with lookalike.connect(path) as mdb:
+        col = mdb.collection("wide", create=True, model="none", dim=512)
+        col.upsert(records)
+        untuned = hits(col, {"id": "c5-1"})
+        assert col.tune(field="kind")["applied"]
+        tuned = hits(col, {"id": "c5-1"})
+        assert tuned != untuned
+        proj = col._store.transform.proj.copy()
+        row = mdb.store.client.get("lookalike_settings", ids=["wide"], output_fields=["settings"])[0]
+        assert len(row["settings"]) < 65_535
+    with lookalike.connect(path) as again:
+        col = again.collection("wide")
+        assert hits(col, {"id": "c5-1"}) == tuned
+        np.testing.assert_array_equal(col._store.transform.proj, proj)  # float32 columns, read back exactly
+        col.tune(field="kind")  # a second map replaces the first: one map's rows are kept
+        kept = again.store.client.query("lk_wide_map", filter='id != ""', output_fields=["id"], limit=10_000)
+        assert len({r["id"].split("/")[0] for r in kept}) == 1
+        col.tune(reset=True)
+        assert hits(col, {"id": "c5-1"}) == untuned
+        assert not again.store.client.has_collection("lk_wide_map")

@@ -59,3 +59,9 @@ def raw_collection_name(name: str) -> str:
     collection for the reasons `text_collection_name` gives). Untuned collections have none.
     """
     return milvus_name(name) + "_raw"
+
+
+def map_collection_name(name: str) -> str:
+    """The Milvus collection holding a tuned collection's learned map (`milvus/tuning.py`):
+    `milvus_name(name) + "_map"` (a lone `_m`, never in a `milvus_name`)."""
+    return milvus_name(name) + "_map"

@@ -1,5 +1,10 @@
 """A tuned Milvus collection (query/tune.py): tuned vectors in the searched field, raw ones beside.
 
+The learned map itself (up to 512 columns of the model's width: megabytes) does not fit the
+settings row (a VARCHAR of at most 64 KB), so its mean and columns are stored as vectors of a
+third collection (`names.map_collection_name`), under a digest of their contents that the
+settings row names; `store_map` / `load_map` move it in and out of the settings.
+
 The main collection's `vector` field holds what searches use: the raw model vector, or once
 tuned, its image under the collection's transform (zero-padded to the same width, so the schema
 never changes). The raw vectors of a tuned collection live in a side collection
@@ -8,15 +13,16 @@ point of a write, as for text vectors), so a new tune or a reset always starts f
 """
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import LookalikeError
 from ..base import CollectionSettings
 from ..transform import Transform, transform_of
-from .names import CHUNK, FIELDS, raw_collection_name
 from .filters import COLUMN
+from .names import CHUNK, FIELDS, map_collection_name, raw_collection_name
 
 _ROW_FIELDS = ["id", "vector", *FIELDS, COLUMN, "content_hash", "source_hash", "updated"]
 
@@ -102,3 +108,56 @@ class MilvusTuning:
         if transform is None:
             self._store.drop_raw(self.name)
         return merged
+
+
+def store_map(store: Any, name: str, tuning: dict) -> dict:
+    """`tuning` as the settings row keeps it: the transform's numbers written to the map
+    collection (once per distinct map) and replaced by its digest, width and column count."""
+    data = (tuning or {}).get("transform")
+    if not data or "rows" in data:
+        return tuning or {}
+    transform = Transform.from_dict(data)
+    digest = hashlib.sha256((data["mean"] + data["proj"]).encode("ascii")).hexdigest()[:16]
+    mname = store.side_collection(map_collection_name(name), transform.dim)
+    if not store.call(store.client.get, mname, ids=[f"{digest}/mean"], output_fields=["id"]):
+        rows = [{"id": f"{digest}/{j}", "vector": column.tolist()} for j, column in enumerate(transform.proj.T)]
+        rows.append({"id": f"{digest}/mean", "vector": transform.mean.tolist()})  # last: marks a complete map
+        for start in range(0, len(rows), CHUNK):
+            store.call(store.client.upsert, mname, rows[start:start + CHUNK])
+    light = {k: v for k, v in data.items() if k not in ("mean", "proj")}
+    return {**tuning, "transform": {**light, "rows": digest}}
+
+
+def load_map(store: Any, name: str, tuning: dict) -> dict:
+    """The settings row's `tuning` with the transform's numbers read back from the map collection."""
+    data = (tuning or {}).get("transform")
+    if not data or "rows" not in data:
+        return tuning or {}
+    digest, dim, k = data["rows"], int(data["dim"]), int(data["k"])
+    mname = store.side_collection(map_collection_name(name), dim)
+    ids = [f"{digest}/mean", *(f"{digest}/{j}" for j in range(k))]
+    found: dict[str, list] = {}
+    for start in range(0, len(ids), CHUNK):
+        for row in store.call(store.client.get, mname, ids=ids[start:start + CHUNK], output_fields=["vector"]):
+            found[row["id"]] = row["vector"]
+    if len(found) != len(ids):
+        raise LookalikeError(f"the tuning of collection {name!r} is incomplete in Milvus ({len(found)} of "
+                             f"{len(ids)} rows of map {digest}); run `lookalike tune --reset` and tune again")
+    mean = np.asarray(found[ids[0]], dtype=np.float32)
+    proj = np.stack([np.asarray(found[i], dtype=np.float32) for i in ids[1:]], axis=1) if k else \
+        np.zeros((dim, 0), np.float32)
+    full = Transform(mean, proj).to_dict()
+    return {**tuning, "transform": {**{k2: v for k2, v in data.items() if k2 != "rows"}, **full}}
+
+
+def prune_maps(store: Any, name: str, tuning: dict) -> None:
+    """Drop the map rows the settings row no longer names (after it was saved)."""
+    mname = map_collection_name(name)
+    if not store.call(store.client.has_collection, mname):
+        return
+    digest = ((tuning or {}).get("transform") or {}).get("rows")
+    if digest is None:
+        store.drop_side(mname)
+    else:
+        store.side_collection(mname, int(tuning["transform"]["dim"]))
+        store.call(store.client.delete, mname, filter=f'not (id like "{digest}/%")')
