@@ -6,6 +6,11 @@ Tango) is one category: "send mail" drawn by five artists in five styles. One pi
 fewer than 3 themes and `-symbolic` glyphs are left out. Embeddings are cached per encoder
 under bench/.cache/ (gitignored): `load_embedded("icons", model)` -> (ids, categories, vectors).
 
+`icon-families`: the same pictures, category = the icon family, the first word of the name
+(`folder-*`, `weather-*`, `media-*`, `mail-*`: a product type rather than one product), for
+families of 8 or more pictures. Broad categories like a shop's, where fine-grained ones
+(`icons`) are like product groups.
+
     python bench/realsets.py [--model efficientnet-lite0-style] [--limit N]
 """
 from __future__ import annotations
@@ -26,6 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 ICON_ROOT = Path("/usr/share/icons")
 THEMES = ("Adwaita", "breeze", "oxygen", "Papirus", "Tango")
 CACHE = Path(__file__).resolve().parent / ".cache"
+SETS = ("icons", "icon-families")
 _SIZE = re.compile(r"/(\d+)x\d+(@\d+x)?/")
 
 
@@ -74,6 +80,12 @@ def load_icon(path: str, size: int = 160) -> Image.Image:
 def load_embedded(name: str = "icons", model: str = "efficientnet-lite0-style",
                   limit: int | None = None) -> tuple[list[str], list[str], np.ndarray]:
     """(ids, categories, L2-normalised vectors) of a set, embedding once and caching the vectors."""
+    if name == "icon-families":
+        ids, cats, vectors = load_embedded("icons", model, limit)
+        families = [c.split("-")[0] for c in cats]
+        sizes = {f: families.count(f) for f in set(families)}
+        keep = [j for j, f in enumerate(families) if sizes[f] >= 8]
+        return [ids[j] for j in keep], [families[j] for j in keep], vectors[keep]
     if name != "icons":
         raise ValueError(f"unknown set {name!r}")
     items = icon_files()
@@ -118,8 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="efficientnet-lite0-style")
     parser.add_argument("--limit", type=int, default=None, help="only the first N categories")
+    parser.add_argument("--set", default="icons", choices=SETS)
     args = parser.parse_args()
-    ids, cats, vectors = load_embedded("icons", args.model, args.limit)
+    ids, cats, vectors = load_embedded(args.set, args.model, args.limit)
     print(f"{len(ids)} icons in {len(set(cats))} categories, {vectors.shape[1]}-d ({args.model})")
 
 

@@ -128,14 +128,15 @@ def score(vectors: np.ndarray, ids: list[str], cats: list[str], folder: Path, na
     return {"P@5": at5["precision@5"], "mAP@10": at10["map@10"], "nDCG@10": at10["ndcg@10"]}
 
 
-def tune_rows(variants: list[str], limit: int | None) -> None:
+def tune_rows(variants: list[str], limit: int | None, which: str = "icons") -> None:
     """Per variant: P@5 / mAP@10 on the tune's held-out categories, untuned and tuned."""
     from bench.realsets import load_embedded
     from lookalike.query.tune import holdout_truth
-    print(f"{'variant':<34} {'dim':>5} {'P@5':>6} {'tuned':>6} {'gain':>6} {'mAP@10':>7} {'tuned':>6} {'tune s':>7}")
+    print(f"{which}\n{'variant':<34} {'dim':>5} {'P@5':>6} {'tuned':>6} {'gain':>6} {'mAP@10':>7} {'tuned':>6} "
+          f"{'tune s':>7} learner")
     with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
         for n, model in enumerate(variants):
-            ids, cats, vectors = load_embedded("icons", model, limit)
+            ids, cats, vectors = load_embedded(which, model, limit)
             col = db.collection(f"t{n}", create=True, model="none", dim=int(vectors.shape[1]))
             col.upsert([{"_id": i, "_vector": v.tolist(), "icon": c} for i, c, v in zip(ids, cats, vectors)])
             start = time.perf_counter()
@@ -150,8 +151,8 @@ def tune_rows(variants: list[str], limit: int | None) -> None:
             plain = {k: evaluate(col, truth, k=k)["metrics"] for k in (5, 10)}
             p0, p1 = plain[5]["precision@5"], tuned[5]["precision@5"]
             print(f"{model:<34} {vectors.shape[1]:>5} {p0:>6.3f} {p1:>6.3f} {p1 - p0:>+6.3f} "
-                  f"{plain[10]['map@10']:>7.3f} {tuned[10]['map@10']:>6.3f} {took:>7.1f}", flush=True)
-    print(f"\n{len(ids)} icons in {len(set(cats))} categories (last variant); scores over the held-out "
+                  f"{plain[10]['map@10']:>7.3f} {tuned[10]['map@10']:>6.3f} {took:>7.1f} {out['method']}", flush=True)
+    print(f"\n{len(ids)} pictures in {len(set(cats))} categories (last variant); scores over the held-out "
           "categories' records, searching the whole collection")
 
 
@@ -161,9 +162,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller set (for a smoke run)")
     parser.add_argument("--tune", action="store_true", help="untuned vs tuned on the real icon set")
     parser.add_argument("--limit", type=int, default=None, help="with --tune: the first N icon names only")
+    parser.add_argument("--set", default="icons", help="with --tune: icons or icon-families (bench/realsets.py)")
     args = parser.parse_args()
     if args.tune:
-        return tune_rows(args.variants.split(","), args.limit)
+        return tune_rows(args.variants.split(","), args.limit, args.set)
     items = labelled_set(args.quick)
     ids, cats, images = [i for i, _, _ in items], [c for _, c, _ in items], [im for _, _, im in items]
     groups = sorted({c.split(":")[0] for c in cats})

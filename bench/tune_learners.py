@@ -18,8 +18,9 @@ import numpy as np
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.realsets import load_embedded  # noqa: E402
-from lookalike.query.learners import (fit_identity, fit_lda, fit_pca_whiten, fit_proxy_head,  # noqa: E402
-                                      retrieval_scores)
+from bench.realsets import SETS  # noqa: E402
+from lookalike.query.learners import (choose_learner, fit_identity, fit_lda, fit_pca_whiten,  # noqa: E402
+                                      fit_proxy_head, fit_within_whiten, retrieval_scores)
 
 CANDIDATES = {
     "untuned": fit_identity,
@@ -29,6 +30,10 @@ CANDIDATES = {
     "lda 128 shrink .3": lambda x, y: fit_lda(x, y, dims=128, shrink=0.3),
     "lda 128 shrink .6": lambda x, y: fit_lda(x, y, dims=128, shrink=0.6),
     "lda 256 shrink .3": lambda x, y: fit_lda(x, y, dims=256, shrink=0.3),
+    "within-whiten .03": fit_within_whiten,
+    "within-whiten .3": lambda x, y: fit_within_whiten(x, y, shrink=0.3),
+    "chosen (tune's choice)": lambda x, y: __import__("lookalike.query.learners", fromlist=["CHOICES"]).CHOICES[
+        choose_learner(x, y)[0]](x, y),
     "proxy-head 128": fit_proxy_head,
     "proxy-head 128 t.1": lambda x, y: fit_proxy_head(x, y, temperature=0.1),
 }
@@ -40,10 +45,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--only", default=None, help="comma-separated candidate names")
+    parser.add_argument("--set", default="icons", choices=SETS)
     args = parser.parse_args()
-    ids, cats, vectors = load_embedded("icons", args.model, args.limit)
+    ids, cats, vectors = load_embedded(args.set, args.model, args.limit)
     labels = np.unique(cats, return_inverse=True)[1]
-    print(f"{len(ids)} icons, {labels.max() + 1} categories, {args.model}; tune on half the categories, "
+    print(f"{args.set}: {len(ids)} pictures, {labels.max() + 1} categories, {args.model}; tune on half the categories, "
           f"score on the other half ({args.seeds} seeds)\n")
     names = args.only.split(",") if args.only else list(CANDIDATES)
     print(f"{'learner':<22} {'P@5':>6} {'mAP@10':>7} {'fit s':>6}")

@@ -19,14 +19,14 @@ from lookalike.store.backup import backup, restore
 DIM = 48
 
 
-def catalogue(n_cats: int = 60, per_cat: int = 6, seed: int = 3) -> list[dict]:
+def catalogue(n_cats: int = 60, per_cat: int = 6, seed: int = 3, dim: int = DIM) -> list[dict]:
     rng = np.random.default_rng(seed)
-    styles = rng.normal(size=(8, DIM)) * 2.0
+    styles = rng.normal(size=(8, dim)) * 2.0
     cats = rng.normal(size=(n_cats, 8))
     records = []
     for c in range(n_cats):
         for m in range(per_cat):
-            v = styles[rng.integers(8)] + rng.normal(size=DIM) * 0.5
+            v = styles[rng.integers(8)] + rng.normal(size=dim) * 0.5
             v[:8] += cats[c] * 1.2
             records.append({"_id": f"c{c}-{m}", "_vector": v.tolist(), "kind": f"cat{c}",
                             "product": f"p{c}-{m // 2}"})
@@ -164,7 +164,7 @@ def test_retrieval_scores_match_the_evaluation_definitions():
 def test_a_store_without_tuning_says_so(col, monkeypatch):
     from lookalike.store.base import Capabilities
     monkeypatch.setattr(type(col._store), "capabilities", Capabilities())
-    with pytest.raises(NotImplementedYet, match="Milvus"):
+    with pytest.raises(NotImplementedYet, match="cannot tune"):
         col.tune(field="kind")
 
 
@@ -238,13 +238,59 @@ def test_the_ann_index_and_compression_search_the_tuned_space(db, settings, tmp_
     assert index["active"] != "exact" and index["indexed_rows"] == len(ids)
 
 
-def test_milvus_answers_not_implemented_and_keeps_its_vectors(tmp_path):
+def test_milvus_tunes_like_the_embedded_store_and_resets_exactly(db, tmp_path):
     pytest.importorskip("pymilvus")
-    with lookalike.connect(str(tmp_path / "lite.db")) as db:
-        col = db.collection("shop", create=True, model="none", dim=DIM)
-        col.upsert(catalogue(n_cats=10))
-        before = hits(col, {"id": "c1-1"})
-        with pytest.raises(NotImplementedYet, match="Milvus") as caught:
-            col.tune(field="kind")
-        assert caught.value.status == 501 and caught.value.code == "not_implemented"
-        assert hits(col, {"id": "c1-1"}) == before
+    records = catalogue(n_cats=30)
+    embedded = db.collection("shop", create=True, model="none", dim=DIM)
+    embedded.upsert(records)
+    with lookalike.connect(str(tmp_path / "lite.db")) as mdb:
+        col = mdb.collection("shop", create=True, model="none", dim=DIM)
+        col.upsert(records)
+        probe = [{"id": "c1-1"}, {"id": "c17-3"}, {"vector": records[40]["_vector"]}]
+        untuned = [hits(col, q) for q in probe]
+        out, ref = col.tune(field="kind"), embedded.tune(field="kind")
+        assert out["applied"] and out["before"] == ref["before"] and out["after"] == ref["after"]
+        for q in probe:  # the same space as the embedded store's, and not the untuned one
+            assert [i for i, _ in hits(col, q)] == [i for i, _ in hits(embedded, q)]
+        assert [hits(col, q) for q in probe] != untuned
+        raw = np.asarray(records[12]["_vector"], dtype=np.float32)
+        col.upsert([{"_id": "new", "_vector": raw.tolist(), "kind": "cat2"}])
+        col.upsert([{"_id": "new", "kind": "cat2", "note": "metadata only"}])
+        np.testing.assert_allclose(col._store.raw_vectors(["new"])["new"], raw / np.linalg.norm(raw), atol=1e-6)
+        np.testing.assert_allclose(col._store.vectors(["new"])["new"],
+                                   col._store.transform.apply(raw / np.linalg.norm(raw)), atol=1e-6)
+        col.delete(["new"])
+        backup(mdb, "shop", tmp_path / "m.lab")  # raw vectors in the backup: a restored copy tunes the same
+        restore(mdb, tmp_path / "m.lab", name="copy")
+        copy = mdb.collection("copy")
+        assert [hits(copy, q) for q in probe[:2]] == [hits(col, q) for q in probe[:2]]
+        assert col.tune(reset=True)["was_tuned"] is True
+        assert [hits(col, q) for q in probe] == untuned  # raw vectors came back bit for bit
+        assert not mdb.store.client.has_collection("lk_shop_raw")
+
+
+def test_milvus_keeps_a_wide_map_beside_its_settings_and_reopens_tuned(tmp_path):
+    """A 512-d collection's map is hundreds of KB: more than the settings row holds (64 KB)."""
+    pytest.importorskip("pymilvus")
+    records = catalogue(n_cats=60, dim=512)
+    path = str(tmp_path / "lite.db")
+    with lookalike.connect(path) as mdb:
+        col = mdb.collection("wide", create=True, model="none", dim=512)
+        col.upsert(records)
+        untuned = hits(col, {"id": "c5-1"})
+        assert col.tune(field="kind")["applied"]
+        tuned = hits(col, {"id": "c5-1"})
+        assert tuned != untuned
+        proj = col._store.transform.proj.copy()
+        row = mdb.store.client.get("lookalike_settings", ids=["wide"], output_fields=["settings"])[0]
+        assert len(row["settings"]) < 65_535
+    with lookalike.connect(path) as again:
+        col = again.collection("wide")
+        assert hits(col, {"id": "c5-1"}) == tuned
+        np.testing.assert_array_equal(col._store.transform.proj, proj)  # float32 columns, read back exactly
+        col.tune(field="kind")  # a second map replaces the first: one map's rows are kept
+        kept = again.store.client.query("lk_wide_map", filter='id != ""', output_fields=["id"], limit=10_000)
+        assert len({r["id"].split("/")[0] for r in kept}) == 1
+        col.tune(reset=True)
+        assert hits(col, {"id": "c5-1"}) == untuned
+        assert not again.store.client.has_collection("lk_wide_map")

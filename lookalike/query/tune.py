@@ -1,10 +1,11 @@
 """`tune`: learn from a collection's own labels what "alike" means there (issue 17).
 
 Records sharing a value of a metadata field (or of the collection's `group_field`, with
-`groups`) should come close. A regularised linear discriminant (`learners.fit_lda`, chosen by
-measurement in bench/tune_learners.py) is fitted on the raw model vectors of the labelled
-records whose value is not in a held-out quarter of the values; search by id among the
-held-out records is scored before and after (P@5, mAP@10: labels the fit never saw). The map is
+`groups`) should come close. A linear map is fitted on the raw model vectors of the labelled
+records whose value is not in a held-out quarter of the values: the learner (a regularised
+linear discriminant or within-category whitening, `learners.choose_learner`) is chosen on a
+split of those training values, as no one learner won on every real set; search by id among the
+held-out records is then scored before and after (P@5, mAP@10: labels the fit never saw). The map is
 applied only when both do not fall and P@5 rises; it is stored in the collection's settings
 (`tuning`) with the held-out values, so `lookalike eval --holdout` can score with them later.
 Records without the field are mapped too; the raw vectors stay, so `reset` goes back exactly.
@@ -20,7 +21,7 @@ from ..errors import BadRequest, NotImplementedYet
 from ..store import CollectionStore
 from ..store.transform import transform_of
 from ..validation import check_bool, check_field_name
-from .learners import fit_lda, retrieval_scores
+from .learners import CHOICES, choose_learner, principal_basis, retrieval_scores
 from .search import dotted
 
 #: At least this many labelled records, and this many values with 2+ records, to tune at all.
@@ -28,7 +29,6 @@ MIN_RECORDS = 20
 MIN_VALUES = 4
 #: The share of values (categories) held out for validation.
 HOLDOUT = 0.25
-METHOD = "lda"
 
 
 def _labels(store: CollectionStore, field: str, ids: list[str]) -> list[Any]:
@@ -60,7 +60,7 @@ def tune(store: CollectionStore, field: str | None = None, *, groups: bool = Fal
     check_bool("groups", groups)
     check_bool("reset", reset)
     if not store.capabilities.tuning:
-        raise NotImplementedYet(f"collection {name!r} is in a store that cannot tune yet (Milvus): "
+        raise NotImplementedYet(f"collection {name!r} is in a store that cannot tune: "
                                 "use the embedded store")
     previous = store.settings.tuning or {}
     if reset:
@@ -104,12 +104,14 @@ def tune(store: CollectionStore, field: str | None = None, *, groups: bool = Fal
     y_of = dict(zip(labelled, ylab))
     y_train = np.array([y_of[i] for i in train])
     y_check = np.array([y_of[i] for i in check])
-    transform = fit_lda(raw[train], y_train)
+    basis = principal_basis(raw[train])
+    method, candidates = choose_learner(raw[train], y_train, basis=basis)
+    transform = CHOICES[method](raw[train], y_train, basis=basis)
     before = retrieval_scores(_normalised(raw[check]), y_check)
     after = retrieval_scores(transform.apply(raw[check]), y_check)
     applied = after["p@5"] > before["p@5"] and after["map@10"] >= before["map@10"]
     version = int(previous.get("version", 0)) + 1 if applied else int(previous.get("version", 0))
-    report = {"field": field, "groups": groups, "method": METHOD, "records": len(labelled),
+    report = {"field": field, "groups": groups, "method": method, "candidates": candidates, "records": len(labelled),
               "values": len(distinct), "held_out": sorted(held, key=repr), "before": _rounded(before),
               "after": _rounded(after), "tuned_at": time.time(), "version": version}
     if applied:

@@ -231,8 +231,8 @@ class CollectionStore(ABC):
         return {}
 
     def export(self, batch_size: int = 1000) -> Iterator[list[StoredRecord]]:
-        """Every record with its vector, in batches (backends override this with a snapshot)."""
-        ids, matrix = self.all_vectors()
+        """Every record with its model (raw) vector, in batches (backends override this with a snapshot)."""
+        ids, matrix = self.raw_all_vectors()
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             docs, hashes = self.get(chunk), self.hashes(chunk)

@@ -16,13 +16,15 @@ from ..filters import MATCH_ALL, Node
 from .filters import COLUMN, filter_view, to_expression
 from .names import CHUNK, FIELDS, MAX_JSON_BYTES, milvus_name, scan_batch, stored_view, text_collection_name
 from .search import MilvusSearch
+from .tuning import MilvusTuning
 
 
-#: Milvus keeps no thumbnails, compacts its own segments, and takes vectors up to 32768 wide.
-MILVUS_CAPABILITIES = Capabilities(max_dim=32768)
+#: Milvus keeps no thumbnails, compacts its own segments, tunes (tuning.py), and takes vectors up
+#: to 32768 wide.
+MILVUS_CAPABILITIES = Capabilities(max_dim=32768, tuning=True)
 
 
-class MilvusCollection(MilvusSearch, CollectionStore):
+class MilvusCollection(MilvusTuning, MilvusSearch, CollectionStore):
     """One lookalike collection in a Milvus collection; every call goes to Milvus (no local state)."""
 
     capabilities = MILVUS_CAPABILITIES
@@ -139,6 +141,11 @@ class MilvusCollection(MilvusSearch, CollectionStore):
         texts = self._text_rows(changed)
         self._drop_scan()
         self._write_text(texts, [r.id for r in changed if r.text_vector is None])
+        transform = self.transform
+        if transform is not None and rows:  # raw vectors aside first, the main rows get their tuned image
+            self._write_raw([{"id": row["id"], "vector": row["vector"]} for row in rows])
+            for row, mapped in zip(rows, transform.apply(np.asarray([row["vector"] for row in rows]))):
+                row["vector"] = mapped.tolist()
         try:
             self._chunked(self._client.upsert, self._mname, rows)
         finally:
@@ -200,6 +207,7 @@ class MilvusCollection(MilvusSearch, CollectionStore):
         finally:
             self._store.wrote(self.name)
         unique = list(dict.fromkeys(ids))
+        self._delete_raw(unique)
         if unique and self._store.text_dim(self.name) is not None:
             self._chunked(self._client.delete, text_collection_name(self.name), unique, key="ids")
         return len(present)

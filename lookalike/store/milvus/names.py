@@ -48,3 +48,20 @@ def text_collection_name(name: str) -> str:
 def stored_view(row: dict) -> dict:
     """A Milvus row as the record reads: its metadata with the computed fields."""
     return {**(row.get("doc") or {}), **(row.get("computed") or {})}
+
+
+def raw_collection_name(name: str) -> str:
+    """The Milvus collection of a tuned collection's model (raw) vectors: `milvus_name(name) + "_raw"`.
+
+    Like `text_collection_name`: a lone `_r` never occurs in a `milvus_name`, so it is never
+    another collection's. A tuned collection searches its main `vector` field, which holds the
+    tuned vectors; the raw ones, which a new tune or a reset start from, live here (a second
+    collection for the reasons `text_collection_name` gives). Untuned collections have none.
+    """
+    return milvus_name(name) + "_raw"
+
+
+def map_collection_name(name: str) -> str:
+    """The Milvus collection holding a tuned collection's learned map (`milvus/tuning.py`):
+    `milvus_name(name) + "_map"` (a lone `_m`, never in a `milvus_name`)."""
+    return milvus_name(name) + "_map"

@@ -10,7 +10,9 @@ from ...errors import BadRequest, Conflict, LookalikeError, NotFound
 from ..base import CollectionSettings, Store, check_collection_name
 from .collection import MILVUS_CAPABILITIES, MilvusCollection
 from .filters import COLUMN
-from .names import FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, milvus_name, text_collection_name
+from .names import (FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, map_collection_name, milvus_name, raw_collection_name,
+                    text_collection_name)
+from .tuning import load_map, prune_maps, store_map
 from .version import check_server_version
 
 
@@ -113,11 +115,24 @@ class MilvusStore(Store):
 
     def _settings_row(self, name: str) -> CollectionSettings | None:
         rows = self.call(self.client.get, SETTINGS_COLLECTION, ids=[name], output_fields=["settings"])
-        return CollectionSettings.from_dict(json.loads(rows[0]["settings"])) if rows else None
+        return self._settings_of(rows[0]["settings"]) if rows else None
+
+    def _settings_of(self, text: str) -> CollectionSettings:
+        data = json.loads(text)
+        if data.get("tuning"):  # the learned map lives in its own collection (milvus/tuning.py)
+            data["tuning"] = load_map(self, data["name"], data["tuning"])
+        return CollectionSettings.from_dict(data)
 
     def _save_settings(self, settings: CollectionSettings) -> None:
-        self.call(self.client.upsert, SETTINGS_COLLECTION,
-                  [{"name": settings.name, "settings": json.dumps(settings.to_dict()), "vector": [1.0, 0.0]}])
+        data = settings.to_dict()
+        data["tuning"] = store_map(self, settings.name, data.get("tuning") or {})
+        text = json.dumps(data)
+        if len(text.encode()) > 65_535:
+            raise BadRequest(f"the settings of collection {settings.name!r} are {len(text.encode())} bytes of JSON, "
+                             "over the 65535 Milvus keeps in one row")
+        self.call(self.client.upsert, SETTINGS_COLLECTION, [{"name": settings.name, "settings": text,
+                                                            "vector": [1.0, 0.0]}])
+        prune_maps(self, settings.name, data["tuning"])
 
     def writes(self, name: str) -> int:
         """How many writes and deletes of a collection went through this process (scans made
@@ -143,27 +158,51 @@ class MilvusStore(Store):
         """The Milvus collection of a collection's text vectors, created (with `dim`) if missing."""
         tname = text_collection_name(name)
         if self.text_dim(name) is None:
-            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", self._types.VARCHAR, is_primary=True, max_length=1024)
-            schema.add_field("vector", self._types.FLOAT_VECTOR, dim=dim)
-            self._create(tname, schema, "vector")
+            self._create_side(tname, dim)
             self._text_dims.pop(tname, None)
             if self.text_dim(name) != dim:  # created concurrently with another width
                 raise Conflict(f"collection {name!r} already keeps {self.text_dim(name)}-d text vectors, not {dim}")
         return tname
 
+    def raw_collection(self, name: str, dim: int) -> str:
+        """The Milvus collection of a tuned collection's raw model vectors, created if missing."""
+        return self.side_collection(raw_collection_name(name), dim)
+
+    def side_collection(self, mname: str, dim: int) -> str:
+        """An `(id, vector)` Milvus collection beside a main one, loaded, created if missing."""
+        if mname not in self._loaded:
+            if self.call(self.client.has_collection, mname):
+                self._load(mname)
+            else:
+                self._create_side(mname, dim)
+        return mname
+
+    def _create_side(self, mname: str, dim: int) -> None:
+        """An `(id, vector)` collection beside a main one (text vectors, raw vectors)."""
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", self._types.VARCHAR, is_primary=True, max_length=1024)
+        schema.add_field("vector", self._types.FLOAT_VECTOR, dim=dim)
+        self._create(mname, schema, "vector")
+
+    def drop_side(self, mname: str) -> None:
+        if self.call(self.client.has_collection, mname):
+            self.call(self.client.drop_collection, mname)
+        self._loaded.discard(mname)
+
+    def drop_raw(self, name: str) -> None:
+        """Forget a collection's raw vectors (after a reset: the main field holds them again)."""
+        self.drop_side(raw_collection_name(name))
+
     def _drop_text(self, name: str) -> None:
         tname = text_collection_name(name)
-        if self.call(self.client.has_collection, tname):
-            self.call(self.client.drop_collection, tname)
-        self._loaded.discard(tname)
+        self.drop_side(tname)
         self._text_dims.pop(tname, None)
 
     # -- collections ---------------------------------------------------------------------
     def list_collections(self) -> list[CollectionSettings]:
         rows = self.call(self.client.query, SETTINGS_COLLECTION, filter='name != ""', output_fields=["settings"],
                          limit=MAX_WINDOW)
-        found = [CollectionSettings.from_dict(json.loads(r["settings"])) for r in rows]
+        found = [self._settings_of(r["settings"]) for r in rows]
         return sorted(found, key=lambda s: s.name)
 
     def create_collection(self, settings: CollectionSettings) -> MilvusCollection:
@@ -176,6 +215,8 @@ class MilvusStore(Store):
             self.call(self.client.drop_collection, mname)
             self._loaded.discard(mname)
         self._drop_text(settings.name)
+        self.drop_raw(settings.name)
+        self.drop_side(map_collection_name(settings.name))
         t = self._types
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", t.VARCHAR, is_primary=True, max_length=1024)
@@ -202,6 +243,8 @@ class MilvusStore(Store):
         self.call(self.client.drop_collection, milvus_name(name))
         self._loaded.discard(milvus_name(name))
         self._drop_text(name)
+        self.drop_raw(name)
+        self.drop_side(map_collection_name(name))
 
     def close(self) -> None:
         try:
