@@ -23,7 +23,9 @@ from .models.registry import DEFAULT_MODEL, check_model_name
 from .query.duplicates import duplicates, match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
+from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion, run_keyword_search
 from .query.labels import restrict_to_same_label
+from .query.modifiers import split_query
 from .query.search import check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
 from .query.tune import holdout_truth, tune, tuning_info
@@ -173,17 +175,28 @@ class Collection:
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
                fields: list[str] | None = None, negative_weight: float = 0.5, text: str | None = None,
-               hybrid: float | None = None, same_label: bool = False) -> dict:
+               hybrid: float | None = None, same_label: bool = False, fusion: str = "rrf",
+               keyword_weight: float = DEFAULT_KEYWORD_WEIGHT) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
 
         `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md).
+        A query's `keywords` match exact terms, alone or blended with its anchor by `fusion`
+        ("rrf" or "weighted") and `keyword_weight` (see query/keywords.py).
         """
         start = time.perf_counter()
-        params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
-                              boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
+        anchor, extra = split_query(query)
+        params = parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
+                              negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
+                              same_label=same_label)
+        fusion, keyword_weight = check_fusion(fusion, keyword_weight)
+        if "keywords" in extra and (text is not None or hybrid is not None or anchor is None and same_label):
+            raise BadRequest("'keywords' cannot be combined with 'text', 'hybrid', or 'same_label' without an anchor")
         if params.same_label:  # classify the query, keep results with its label (query/labels.py)
             restrict_to_same_label(self._searcher, params)
-        if wants_text(params.query, text, hybrid) or self.settings.compound:
+        if "keywords" in extra:
+            hits = run_keyword_search(self._searcher, params, extra["keywords"], anchored=anchor is not None,
+                                      fusion=fusion, weight=keyword_weight)
+        elif wants_text(params.query, text, hybrid) or self.settings.compound:
             hits = run_text_search(self._searcher, params, text, hybrid)
         else:
             hits = self._searcher.visual(params)

@@ -137,14 +137,20 @@ def _query_from_args(args: argparse.Namespace) -> dict:
     given = [(k, v) for k, v in (("id", args.id), ("ids", getattr(args, "ids", None)), ("file", args.image),
                                  ("url", args.url), ("text", args.text), ("color", args.color),
                                  ("vector", vector)) if v is not None]
+    keywords = getattr(args, "keywords", None)
+    if keywords is not None and not given:
+        return {"keywords": keywords}
     if len(given) != 1:
-        raise UsageError("give exactly one of --id, --ids, --image, --url, --text, --color, --vector")
-    return dict(given)
+        raise UsageError("give exactly one of --id, --ids, --image, --url, --text, --color, --vector"
+                         + (" (or --keywords alone)" if hasattr(args, "keywords") else ""))
+    return dict(given) if keywords is None else {**dict(given), "keywords": keywords}
 
 
 def _load_models(col: Any, query: dict, with_text: str | None) -> None:
     """Load the models a search needs before it starts, so `took_ms` is the search alone."""
     kind = next(iter(query))
+    if kind == "keywords":
+        return
     if col.settings.model != "none" and kind in ("file", "url", "text", "image", "base64"):
         col.encoder
     if (kind == "text" or with_text is not None) and col.settings.text_fields:
@@ -168,7 +174,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
             group_by=group_by, negative=[{"id": n} for n in args.negative_id] or None, boost=boost,
             fields=fields, text=args.with_text, hybrid=args.hybrid, negative_weight=args.negative_weight,
-            same_label=args.same_label)
+            same_label=args.same_label, fusion=args.fusion, keyword_weight=args.keyword_weight)
     print_json(result) if args.json else print_hits(result)
     return 0
 

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--vector", help="query by a vector: a JSON list or comma-separated numbers")
         s.add_argument("--with-text", help="text mixed into an image query's ranking (needs text_fields)")
         s.add_argument("--hybrid", type=float, help="0..1: weight of text similarity against looks (default 0.5)")
+        s.add_argument("--keywords", help="exact terms (SKUs, brands) matched by BM25 over ids and text_fields; "
+                                          "alone or blended with --id/--image/--url/--vector")
+        s.add_argument("--fusion", choices=("rrf", "weighted"), default="rrf",
+                       help="how --keywords blend with the anchor: reciprocal-rank fusion (default) or weighted sum")
+        s.add_argument("--keyword-weight", type=float, default=0.5,
+                       help="0..1: share of --keywords in the blend (default 0.5)")
         s.add_argument("-k", type=int, default=10, help="how many hits, 1..1000 (default 10)")
         s.add_argument("--offset", type=int, default=0, help="hits to skip, for paging")
         s.add_argument("--filter", help='JSON filter, e.g. \'{"price": {"$lt": 50}}\'')

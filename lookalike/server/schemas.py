@@ -6,7 +6,7 @@ answers 400 naming the problem, exactly as in the Python API.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,7 +17,9 @@ from ..records import check_json_text
 from ..validation import MAX_DIM
 
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
-             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
+             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}; "
+             "beside an image or id anchor \"box\": [x0, y0, x1, y1] (fractions) searches that part; "
+             "\"keywords\": \"AB-123 acme\" matches exact terms, alone or beside an anchor.")
 FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
 
 
@@ -177,6 +179,9 @@ class SearchOptions(_Body):
     text: str | None = Field(None, description="Text mixed into an image query's ranking (needs text_fields).")
     hybrid: float | None = Field(None, ge=0, le=1, description="Weight of text similarity against looks, "
                                                              "0..1 (default 0.5 when both apply).")
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How a query's 'keywords' blend with its "
+                                               "anchor: reciprocal-rank fusion or a weighted sum.")
+    keyword_weight: float = Field(0.5, ge=0, le=1, description="Share of the keywords in the blend, 0..1.")
 
 
 class SearchBody(SearchOptions):
