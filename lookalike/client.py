@@ -25,6 +25,7 @@ from .ingest.fetch import read_file
 from .query.evaluate import evaluate, evaluate_file
 from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion
 from .query.modifiers import split_query
+from .query.regions import check_box, check_regions
 from .query.search import check_query, parse_search
 from .records import check_delete, check_id, resolve_file
 from .store.base import CollectionSettings, check_collection_name
@@ -273,18 +274,24 @@ class RemoteCollection:
                group_by: str | bool | None = None, negative: list[dict] | None = None,
                boost: list[dict] | None = None, fields: list[str] | None = None,
                negative_weight: float = 0.5, text: str | None = None, hybrid: float | None = None,
-               same_label: bool = False, fusion: str = "rrf", keyword_weight: float = DEFAULT_KEYWORD_WEIGHT) -> dict:
-        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
+               same_label: bool = False, fusion: str = "rrf", keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
+               regions: bool | int = False) -> dict:
+        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}` (and
+        `"regions"` with `regions`). A query's `box` and `keywords` go to the server as they are."""
         anchor, extra = split_query(query)
         parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
                      negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
                      same_label=same_label)
         check_fusion(fusion, keyword_weight)
+        check_regions(regions)
+        if "box" in extra:
+            check_box(extra["box"])
         body = _given(query={**(wire_query(anchor) if anchor else {}), **extra}, k=k, offset=offset, filter=filter,
                       group_by=group_by, negative=[wire_query(a) for a in negative] if negative else None,
                       boost=boost, fields=fields, negative_weight=negative_weight, text=text, hybrid=hybrid,
                       same_label=same_label or None, fusion=None if fusion == "rrf" else fusion,
-                      keyword_weight=None if keyword_weight == DEFAULT_KEYWORD_WEIGHT else keyword_weight)
+                      keyword_weight=None if keyword_weight == DEFAULT_KEYWORD_WEIGHT else keyword_weight,
+                      regions=regions or None)
         return self._post("search", body)
 
     def search_image(self, data: bytes, k: int = 10, **params: Any) -> dict:

@@ -5,6 +5,7 @@ this API runs unchanged against a server through `lookalike.Client`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from .query.evaluate import evaluate, evaluate_file
 from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion, run_keyword_search
 from .query.labels import restrict_to_same_label
 from .query.modifiers import split_query
+from .query.regions import apply_box, check_regions, region_hits
 from .query.search import check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
 from .query.tune import holdout_truth, tune, tuning_info
@@ -176,12 +178,14 @@ class Collection:
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
                fields: list[str] | None = None, negative_weight: float = 0.5, text: str | None = None,
                hybrid: float | None = None, same_label: bool = False, fusion: str = "rrf",
-               keyword_weight: float = DEFAULT_KEYWORD_WEIGHT) -> dict:
+               keyword_weight: float = DEFAULT_KEYWORD_WEIGHT, regions: bool | int = False) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
 
         `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md).
         A query's `keywords` match exact terms, alone or blended with its anchor by `fusion`
-        ("rrf" or "weighted") and `keyword_weight` (see query/keywords.py).
+        ("rrf" or "weighted") and `keyword_weight` (see query/keywords.py). A query's `box`
+        searches that part of its picture; `regions` (true or 1..8) adds `"regions": [{"box",
+        "hits"}]` for object regions proposed in it (see query/regions.py).
         """
         start = time.perf_counter()
         anchor, extra = split_query(query)
@@ -189,18 +193,29 @@ class Collection:
                               negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
                               same_label=same_label)
         fusion, keyword_weight = check_fusion(fusion, keyword_weight)
+        n_regions = check_regions(regions)
         if "keywords" in extra and (text is not None or hybrid is not None or anchor is None and same_label):
             raise BadRequest("'keywords' cannot be combined with 'text', 'hybrid', or 'same_label' without an anchor")
-        if params.same_label:  # classify the query, keep results with its label (query/labels.py)
-            restrict_to_same_label(self._searcher, params)
-        if "keywords" in extra:
-            hits = run_keyword_search(self._searcher, params, extra["keywords"], anchored=anchor is not None,
-                                      fusion=fusion, weight=keyword_weight)
-        elif wants_text(params.query, text, hybrid) or self.settings.compound:
-            hits = run_text_search(self._searcher, params, text, hybrid)
-        else:
-            hits = self._searcher.visual(params)
-        return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+        if n_regions and "box" in extra:
+            raise BadRequest("give either a 'box' or 'regions', not both")
+        read_stored = read_file if self.allow_file else None  # a stored record's own _file, for boxes
+        if "box" in extra:
+            params = apply_box(self._searcher, params, extra["box"], read_stored)
+
+        def ranked(params) -> list[dict]:
+            if params.same_label:  # classify the query, keep results with its label (query/labels.py)
+                restrict_to_same_label(self._searcher, params)
+            if "keywords" in extra:
+                return run_keyword_search(self._searcher, params, extra["keywords"], anchored=anchor is not None,
+                                          fusion=fusion, weight=keyword_weight)
+            if wants_text(params.query, text, hybrid) or self.settings.compound:
+                return run_text_search(self._searcher, params, text, hybrid)
+            return self._searcher.visual(params)
+        out: dict = {"hits": ranked(dataclasses.replace(params))}
+        if n_regions:
+            out["regions"] = region_hits(self._searcher, params, n_regions, read_stored, ranked)
+        out["took_ms"] = round((time.perf_counter() - start) * 1000, 3)
+        return out
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
                   offset: int = 0, group_by: str | bool | None = None) -> dict:

@@ -143,7 +143,19 @@ def _query_from_args(args: argparse.Namespace) -> dict:
     if len(given) != 1:
         raise UsageError("give exactly one of --id, --ids, --image, --url, --text, --color, --vector"
                          + (" (or --keywords alone)" if hasattr(args, "keywords") else ""))
-    return dict(given) if keywords is None else {**dict(given), "keywords": keywords}
+    query = dict(given) if keywords is None else {**dict(given), "keywords": keywords}
+    if getattr(args, "box", None) is not None:
+        query["box"] = parse_box_arg(args.box)
+    return query
+
+
+def parse_box_arg(text: str) -> list:
+    """`--box 0.1,0.2,0.6,0.9` (or a JSON list) -> four numbers; checked by the search itself."""
+    try:
+        values = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--box must be four numbers x0,y0,x1,y1 (fractions), not {text!r}") from None
+    return values
 
 
 def _load_models(col: Any, query: dict, with_text: str | None) -> None:
@@ -174,8 +186,15 @@ def cmd_search(args: argparse.Namespace) -> int:
             query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
             group_by=group_by, negative=[{"id": n} for n in args.negative_id] or None, boost=boost,
             fields=fields, text=args.with_text, hybrid=args.hybrid, negative_weight=args.negative_weight,
-            same_label=args.same_label, fusion=args.fusion, keyword_weight=args.keyword_weight)
-    print_json(result) if args.json else print_hits(result)
+            same_label=args.same_label, fusion=args.fusion, keyword_weight=args.keyword_weight,
+            regions=args.regions or False)
+    if args.json:
+        print_json(result)
+        return 0
+    print_hits(result)
+    for region in result.get("regions", []):
+        print(f"\nregion {', '.join(f'{v:.2f}' for v in region['box'])}")
+        print_hits({"hits": region["hits"], "took_ms": result["took_ms"]})
     return 0
 
 

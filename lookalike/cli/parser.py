@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--hybrid", type=float, help="0..1: weight of text similarity against looks (default 0.5)")
         s.add_argument("--keywords", help="exact terms (SKUs, brands) matched by BM25 over ids and text_fields; "
                                           "alone or blended with --id/--image/--url/--vector")
+        s.add_argument("--box", help="search a part of the --id/--image/--url picture: x0,y0,x1,y1 as fractions "
+                                     "of its width and height (top left to bottom right)")
+        s.add_argument("--regions", type=int, nargs="?", const=4, metavar="N",
+                       help="also search up to N (default 4, at most 8) object regions proposed in the query picture")
         s.add_argument("--fusion", choices=("rrf", "weighted"), default="rrf",
                        help="how --keywords blend with the anchor: reciprocal-rank fusion (default) or weighted sum")
         s.add_argument("--keyword-weight", type=float, default=0.5,

@@ -182,6 +182,8 @@ class SearchOptions(_Body):
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How a query's 'keywords' blend with its "
                                                "anchor: reciprocal-rank fusion or a weighted sum.")
     keyword_weight: float = Field(0.5, ge=0, le=1, description="Share of the keywords in the blend, 0..1.")
+    regions: bool | int = Field(False, description="Also search up to N object regions proposed in the query's "
+                                                   "picture (true: 4; at most 8): answers 'regions'.")
 
 
 class SearchBody(SearchOptions):
@@ -209,6 +211,15 @@ class Hit(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     took_ms: float
+
+
+class RegionHits(BaseModel):
+    box: list[float] = Field(description="[x0, y0, x1, y1], fractions of the picture.")
+    hits: list[Hit]
+
+
+class SearchRegionsResponse(SearchResponse):
+    regions: list[RegionHits] | None = Field(None, description="With 'regions': hits per proposed region.")
 
 
 class RecommendBody(_Body):

@@ -18,9 +18,9 @@ from .common import CollectionName, collection_of, dump
 def search_routes(router: APIRouter) -> None:
     tag = ["search"]
 
-    _query_route(router, "search", S.SearchBody, S.SearchResponse, "Records most similar to a query, best first")
+    _query_route(router, "search", S.SearchBody, S.SearchRegionsResponse, "Records most similar to a query, best first")
 
-    @router.post("/collections/{name}/search/image", tags=tag, response_model=S.SearchResponse,
+    @router.post("/collections/{name}/search/image", tags=tag, response_model=S.SearchRegionsResponse,
                  responses=errors(400, 415, 501), summary="Search by an uploaded image (multipart)")
     def search_image(request: Request, name: CollectionName,
                      image: UploadFile = File(description="The image file."),
