@@ -328,6 +328,19 @@ class RemoteCollection:
         """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
         return self._post("duplicates", _given(threshold=threshold))
 
+    def duplicates_report(self, threshold: float | None = None) -> dict:
+        """The copy clusters with a suggested keeper each (see `Collection.duplicates_report`)."""
+        params = {} if threshold is None else {"threshold": threshold}
+        return self.client.request("GET", f"{self._path}/duplicates/report", params=params)
+
+    def tag(self, ids: list[str], fields: dict) -> dict:
+        """Set metadata fields on records without re-embedding: `{"tagged": n, "missing": [...]}`."""
+        return self._post("records/tag", {"ids": ids, "fields": fields})
+
+    def resolve(self, keep: str, others: list[str], action: str = "delete", fields: dict | None = None) -> dict:
+        """Keep one record of a copy cluster; delete or tag the others (admin key)."""
+        return self._post("duplicates/resolve", _given(keep=keep, others=others, action=action, fields=fields))
+
     def tune(self, field: str | None = None, *, groups: bool = False, reset: bool = False) -> dict:
         """Learn from a field's values which records are alike (admin key; see `Collection.tune`)."""
         return self._post("tune", {"field": field, "groups": groups, "reset": reset})

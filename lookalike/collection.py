@@ -21,6 +21,7 @@ from .ingest.filecache import FileDigests, for_data_dir
 from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
+from .query import cleanup
 from .query.duplicates import duplicates, match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
@@ -260,6 +261,23 @@ class Collection:
     def duplicates(self, threshold: float | None = None) -> dict:
         """Groups of records that are copies of each other: `{"clusters": [["a", "b"], ...]}`."""
         return duplicates(self._store, threshold)
+
+    def duplicates_report(self, threshold: float | None = None) -> dict:
+        """The copy clusters with a suggested keeper each (resolution, file size, metadata; see
+        query/cleanup.py): `{"clusters": [{"cluster", "keeper", "reason", "members": [...]}]}`."""
+        start = time.perf_counter()
+        found = self.duplicates(threshold)["clusters"]
+        return {"clusters": cleanup.report(self._store, found), "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+    def tag(self, ids: list[str], fields: dict) -> dict:
+        """Set metadata fields (null removes one) on existing records without re-embedding them:
+        `{"tagged": n, "missing": [...]}`."""
+        return cleanup.tag(self._store, ids, fields)
+
+    def resolve(self, keep: str, others: list[str], action: str = "delete", fields: dict | None = None) -> dict:
+        """Resolve a copy cluster: keep `keep`, delete `others` (or tag them, by default with
+        `{"duplicate_of": keep}`). Nothing happens when `keep` does not exist."""
+        return cleanup.resolve(self._store, keep, others, action, fields)
 
     def evaluate(self, truth: str | Path | list[dict] | None = None, k: int = 10, *, holdout: bool = False) -> dict:
         """Search quality against a golden set: a JSONL truth file's path or its lines as dicts

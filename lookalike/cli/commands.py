@@ -19,6 +19,7 @@ from ..errors import NotFound
 from ..ingest.catalog import sourced_records
 from ..ingest.decode import CLI_DEFAULT_DECODE
 from ..models.text import get_text_encoder
+from ..query import cleanup
 from ..query.evaluate import evaluate_file
 from ..records import files_anywhere
 from ..store.backup import backup, restore
@@ -232,6 +233,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
+    export = getattr(args, "export", None)
+    if export is not None:
+        return _export_duplicates(args, Path(export))
     with _db(args) as db:
         result = db.collection(args.collection).duplicates(threshold=args.threshold)
     if args.json:
@@ -240,6 +244,24 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         for cluster in result["clusters"]:
             print("  ".join(cluster))
         print(f"{len(result['clusters'])} clusters")
+    return 0
+
+
+def _export_duplicates(args: argparse.Namespace, path: Path) -> int:
+    """`duplicates --export FILE`: the report (query/cleanup.py) as JSON lines or CSV, by extension."""
+    writers = {".jsonl": cleanup.to_jsonl, ".ndjson": cleanup.to_jsonl, ".csv": cleanup.to_csv}
+    write = writers.get(path.suffix.lower())
+    if write is None:
+        raise UsageError(f"--export {path}: name a .jsonl or .csv file (the format follows the extension)")
+    with _db(args) as db:
+        clusters = db.collection(args.collection).duplicates_report(threshold=args.threshold)["clusters"]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(write(clusters), encoding="utf-8")
+    tmp.replace(path)  # never a half-written report under the final name
+    copies = sum(len(c["members"]) - 1 for c in clusters)
+    summary = {"clusters": len(clusters), "removable": copies, "file": str(path)}
+    print_json(summary) if args.json else print(f"{len(clusters)} clusters, {copies} copies besides the "
+                                                f"suggested keepers: written to {path}")
     return 0
 
 

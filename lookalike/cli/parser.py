@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("duplicates", parents=[common, col], help="clusters of copies in a collection")
     s.add_argument("--threshold", type=float, help="similarity above which two records are copies")
+    s.add_argument("--export", metavar="FILE", help="write the clusters with a suggested keeper each to FILE: "
+                                                     "JSON lines (.jsonl) or CSV (.csv), by its extension")
     s.set_defaults(func=c.cmd_duplicates)
 
     s = sub.add_parser("get", parents=[common, col], help="print a stored record")

@@ -257,5 +257,53 @@ class Clusters(BaseModel):
     clusters: list[list[str]]
 
 
+class ReportMember(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(alias="_id")
+    keep: bool = Field(description="The suggested keeper of its cluster.")
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    fields: int = Field(description="How many metadata fields have a value.")
+
+
+class ReportCluster(BaseModel):
+    cluster: int
+    keeper: str
+    reason: str
+    members: list[ReportMember]
+
+
+class DuplicatesReport(BaseModel):
+    clusters: list[ReportCluster]
+    took_ms: float | None = None
+
+
+class TagBody(_Body):
+    ids: list[str] = Field(description="Records to tag.")
+    fields: dict[str, Any] = Field(description="Metadata fields to set; null removes a field.",
+                                   examples=[{"duplicate_of": "sku-1"}])
+
+
+class Tagged(BaseModel):
+    tagged: int
+    missing: list[str]
+
+
+class ResolveBody(_Body):
+    keep: str = Field(description="The record to keep (must exist, else nothing changes).")
+    others: list[str] = Field(description="The cluster's other records.")
+    action: Literal["delete", "tag"] = Field("delete", description="Delete the others, or tag them.")
+    fields: dict[str, Any] | None = Field(None, description="With 'tag': the fields to set "
+                                          "(default {\"duplicate_of\": keep}).")
+
+
+class Resolved(BaseModel):
+    kept: str
+    deleted: int | None = None
+    tagged: int | None = None
+    missing: list[str]
+
+
 class Health(BaseModel):
     status: str
