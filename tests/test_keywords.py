@@ -208,3 +208,20 @@ def test_milvus_answers_501_naming_the_reason(tmp_path):
         col.upsert([{"_id": "a", "_vector": [1.0] * DIM, "title": "acme"}])
         with pytest.raises(NotImplementedYet, match="keyword"):
             col.search({"keywords": "acme"})
+
+
+@pytest.fixture(scope="module")
+def odd_http(tmp_path_factory):
+    with lookalike.connect(tmp_path_factory.mktemp("odd-http"), allow_file=False) as db:
+        db.collection("odd", create=True, model="none", dim=DIM, text_fields=["title"]).upsert(
+            [{"_id": "a", "_vector": [1.0] * DIM, "title": 'NEAR AND OR "quoted" star* x^y'}])
+        yield TestClient(create_app(db))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=ODD)
+def test_odd_keywords_over_http_are_never_a_500(odd_http, words):
+    response = odd_http.post("/v1/collections/odd/search", json={"query": {"id": "a", "keywords": words}})
+    assert response.status_code in (200, 400), (words, response.text)
+    if response.status_code == 400:
+        assert response.json()["error"]["code"] == "bad_request"
