@@ -24,6 +24,9 @@ from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
 from .query.evaluate import evaluate, evaluate_file
 from .ingest.update import check_fields
+from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion
+from .query.modifiers import split_query
+from .query.regions import check_box, check_regions
 from .query.search import check_min_score, check_query, parse_search
 from .records import check_delete, check_id, resolve_file
 from .store.base import CollectionSettings, check_collection_name
@@ -279,15 +282,25 @@ class RemoteCollection:
                boost: list[dict] | None = None, fields: list[str] | None = None,
                negative_weight: float = 0.5, text: str | None = None, hybrid: float | None = None,
                same_label: bool = False, min_score: float | None = None, explain: bool = False,
-               collapse: bool | dict | None = None) -> dict:
-        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`."""
-        parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative, boost=boost,
-                     fields=fields, negative_weight=negative_weight, same_label=same_label, min_score=min_score,
-                     explain=explain, collapse=collapse)
-        body = _given(query=wire_query(query), k=k, offset=offset, filter=filter, group_by=group_by,
-                      negative=[wire_query(a) for a in negative] if negative else None, boost=boost, fields=fields,
-                      negative_weight=negative_weight, text=text, hybrid=hybrid, same_label=same_label or None,
-                      min_score=min_score, explain=explain or None, collapse=collapse or None)
+               collapse: bool | dict | None = None, fusion: str = "rrf",
+               keyword_weight: float = DEFAULT_KEYWORD_WEIGHT, regions: bool | int = False) -> dict:
+        """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}` (and
+        `"regions"` with `regions`). A query's `box` and `keywords` go to the server as they are."""
+        anchor, extra = split_query(query)
+        parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
+                     negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
+                     same_label=same_label, min_score=min_score, explain=explain, collapse=collapse)
+        check_fusion(fusion, keyword_weight)
+        check_regions(regions)
+        if "box" in extra:
+            check_box(extra["box"])
+        body = _given(query={**(wire_query(anchor) if anchor else {}), **extra}, k=k, offset=offset, filter=filter,
+                      group_by=group_by, negative=[wire_query(a) for a in negative] if negative else None,
+                      boost=boost, fields=fields, negative_weight=negative_weight, text=text, hybrid=hybrid,
+                      same_label=same_label or None, min_score=min_score, explain=explain or None,
+                      collapse=collapse or None, fusion=None if fusion == "rrf" else fusion,
+                      keyword_weight=None if keyword_weight == DEFAULT_KEYWORD_WEIGHT else keyword_weight,
+                      regions=regions or None)
         return self._post("search", body)
 
     def search_image(self, data: bytes, k: int = 10, **params: Any) -> dict:
@@ -328,6 +341,19 @@ class RemoteCollection:
     def duplicates(self, threshold: float | None = None) -> dict:
         """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
         return self._post("duplicates", _given(threshold=threshold))
+
+    def duplicates_report(self, threshold: float | None = None) -> dict:
+        """The copy clusters with a suggested keeper each (see `Collection.duplicates_report`)."""
+        params = {} if threshold is None else {"threshold": threshold}
+        return self.client.request("GET", f"{self._path}/duplicates/report", params=params)
+
+    def tag(self, ids: list[str], fields: dict) -> dict:
+        """Set metadata fields on records without re-embedding: `{"tagged": n, "missing": [...]}`."""
+        return self._post("records/tag", {"ids": ids, "fields": fields})
+
+    def resolve(self, keep: str, others: list[str], action: str = "delete", fields: dict | None = None) -> dict:
+        """Keep one record of a copy cluster; delete or tag the others (admin key)."""
+        return self._post("duplicates/resolve", _given(keep=keep, others=others, action=action, fields=fields))
 
     def tune(self, field: str | None = None, *, groups: bool = False, reset: bool = False) -> dict:
         """Learn from a field's values which records are alike (admin key; see `Collection.tune`)."""

@@ -5,6 +5,7 @@ this API runs unchanged against a server through `lookalike.Client`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -21,11 +22,15 @@ from .ingest.update import update as update_record
 from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
+from .query import cleanup
 from .query.duplicates import duplicates, match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
 from .query.explain import prepare as prepare_explain
+from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion, run_keyword_search
 from .query.labels import restrict_to_same_label
+from .query.modifiers import split_query
+from .query.regions import apply_box, check_regions, region_hits
 from .query.search import check_min_score, check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
 from .query.tune import holdout_truth, tune, tuning_info
@@ -182,26 +187,51 @@ class Collection:
                group_by: str | None = None, negative: list[dict] | None = None, boost: list[dict] | None = None,
                fields: list[str] | None = None, negative_weight: float = 0.5, text: str | None = None,
                hybrid: float | None = None, same_label: bool = False, min_score: float | None = None,
-               explain: bool = False, collapse: bool | dict | None = None) -> dict:
+               explain: bool = False, collapse: bool | dict | None = None, fusion: str = "rrf",
+               keyword_weight: float = DEFAULT_KEYWORD_WEIGHT, regions: bool | int = False) -> dict:
         """Records most similar to the query, best first: `{"hits": [...], "took_ms": ...}`.
 
         `text` and `hybrid` (0..1) mix text similarity into the ranking (see docs/text.md);
         `min_score` drops hits scoring below it; `explain` adds `_explain` to each hit (query/explain.py);
         `collapse` keeps one hit per near-duplicate cluster (query/collapse.py).
+        A query's `keywords` match exact terms, alone or blended with its anchor by `fusion`
+        ("rrf" or "weighted") and `keyword_weight` (see query/keywords.py). A query's `box`
+        searches that part of its picture; `regions` (true or 1..8) adds `"regions": [{"box",
+        "hits"}]` for object regions proposed in it (see query/regions.py).
         """
         start = time.perf_counter()
-        params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
-                              boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label,
-                              min_score=min_score, explain=explain, collapse=collapse)
-        if params.explain:  # the query's labels, colours and copy hashes (an image is decoded once, here)
+        anchor, extra = split_query(query)
+        params = parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
+                              negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
+                              same_label=same_label, min_score=min_score, explain=explain, collapse=collapse)
+        fusion, keyword_weight = check_fusion(fusion, keyword_weight)
+        n_regions = check_regions(regions)
+        if "keywords" in extra and (text is not None or hybrid is not None or anchor is None and same_label):
+            raise BadRequest("'keywords' cannot be combined with 'text', 'hybrid', or 'same_label' without an anchor")
+        if n_regions and "box" in extra:
+            raise BadRequest("give either a 'box' or 'regions', not both")
+        read_stored = read_file if self.allow_file else None  # a stored record's own _file, for boxes
+        if "box" in extra:
+            params = apply_box(self._searcher, params, extra["box"], read_stored)
+        given = params  # region proposals cut the query's own picture
+        if params.explain and anchor is not None:  # the query's labels, colours and copy hashes (decoded once)
+            params = dataclasses.replace(params, trace={})
             prepare_explain(self._searcher, params)
-        if params.same_label:  # classify the query, keep results with its label (query/labels.py)
-            restrict_to_same_label(self._searcher, params)
-        if wants_text(params.query, text, hybrid) or self.settings.compound:
-            hits = run_text_search(self._searcher, params, text, hybrid)
-        else:
-            hits = self._searcher.visual(params)
-        return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+        def ranked(params) -> list[dict]:
+            if params.same_label:  # classify the query, keep results with its label (query/labels.py)
+                restrict_to_same_label(self._searcher, params)
+            if "keywords" in extra:
+                return run_keyword_search(self._searcher, params, extra["keywords"], anchored=anchor is not None,
+                                          fusion=fusion, weight=keyword_weight)
+            if wants_text(params.query, text, hybrid) or self.settings.compound:
+                return run_text_search(self._searcher, params, text, hybrid)
+            return self._searcher.visual(params)
+        out: dict = {"hits": ranked(dataclasses.replace(params))}
+        if n_regions:
+            out["regions"] = region_hits(self._searcher, given, n_regions, read_stored, ranked)
+        out["took_ms"] = round((time.perf_counter() - start) * 1000, 3)
+        return out
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
                   offset: int = 0, group_by: str | bool | None = None, min_score: float | None = None,
@@ -256,6 +286,23 @@ class Collection:
     def duplicates(self, threshold: float | None = None) -> dict:
         """Groups of records that are copies of each other: `{"clusters": [["a", "b"], ...]}`."""
         return duplicates(self._store, threshold)
+
+    def duplicates_report(self, threshold: float | None = None) -> dict:
+        """The copy clusters with a suggested keeper each (resolution, file size, metadata; see
+        query/cleanup.py): `{"clusters": [{"cluster", "keeper", "reason", "members": [...]}]}`."""
+        start = time.perf_counter()
+        found = self.duplicates(threshold)["clusters"]
+        return {"clusters": cleanup.report(self._store, found), "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+    def tag(self, ids: list[str], fields: dict) -> dict:
+        """Set metadata fields (null removes one) on existing records without re-embedding them:
+        `{"tagged": n, "missing": [...]}`."""
+        return cleanup.tag(self._store, ids, fields)
+
+    def resolve(self, keep: str, others: list[str], action: str = "delete", fields: dict | None = None) -> dict:
+        """Resolve a copy cluster: keep `keep`, delete `others` (or tag them, by default with
+        `{"duplicate_of": keep}`). Nothing happens when `keep` does not exist."""
+        return cleanup.resolve(self._store, keep, others, action, fields)
 
     def evaluate(self, truth: str | Path | list[dict] | None = None, k: int = 10, *, holdout: bool = False) -> dict:
         """Search quality against a golden set: a JSONL truth file's path or its lines as dicts

@@ -19,6 +19,7 @@ from ..errors import NotFound
 from ..ingest.catalog import sourced_records
 from ..ingest.decode import CLI_DEFAULT_DECODE
 from ..models.text import get_text_encoder
+from ..query import cleanup
 from ..query.evaluate import evaluate_file
 from ..records import files_anywhere
 from ..store.backup import backup, restore
@@ -137,14 +138,32 @@ def _query_from_args(args: argparse.Namespace) -> dict:
     given = [(k, v) for k, v in (("id", args.id), ("ids", getattr(args, "ids", None)), ("file", args.image),
                                  ("url", args.url), ("text", args.text), ("color", args.color),
                                  ("vector", vector)) if v is not None]
+    keywords = getattr(args, "keywords", None)
+    if keywords is not None and not given:
+        return {"keywords": keywords}
     if len(given) != 1:
-        raise UsageError("give exactly one of --id, --ids, --image, --url, --text, --color, --vector")
-    return dict(given)
+        raise UsageError("give exactly one of --id, --ids, --image, --url, --text, --color, --vector"
+                         + (" (or --keywords alone)" if hasattr(args, "keywords") else ""))
+    query = dict(given) if keywords is None else {**dict(given), "keywords": keywords}
+    if getattr(args, "box", None) is not None:
+        query["box"] = parse_box_arg(args.box)
+    return query
+
+
+def parse_box_arg(text: str) -> list:
+    """`--box 0.1,0.2,0.6,0.9` (or a JSON list) -> four numbers; checked by the search itself."""
+    try:
+        values = json.loads(text) if text.strip().startswith("[") else [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--box must be four numbers x0,y0,x1,y1 (fractions), not {text!r}") from None
+    return values
 
 
 def _load_models(col: Any, query: dict, with_text: str | None) -> None:
     """Load the models a search needs before it starts, so `took_ms` is the search alone."""
     kind = next(iter(query))
+    if kind == "keywords":
+        return
     if col.settings.model != "none" and kind in ("file", "url", "text", "image", "base64"):
         col.encoder
     if (kind == "text" or with_text is not None) and col.settings.text_fields:
@@ -168,8 +187,15 @@ def cmd_search(args: argparse.Namespace) -> int:
             query, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
             group_by=group_by, negative=[{"id": n} for n in args.negative_id] or None, boost=boost,
             fields=fields, text=args.with_text, hybrid=args.hybrid, negative_weight=args.negative_weight,
-            same_label=args.same_label, **_result_options(args))
-    print_json(result) if args.json else print_hits(result)
+            same_label=args.same_label, fusion=args.fusion, keyword_weight=args.keyword_weight,
+            regions=args.regions or False, **_result_options(args))
+    if args.json:
+        print_json(result)
+        return 0
+    print_hits(result)
+    for region in result.get("regions", []):
+        print(f"\nregion {', '.join(f'{v:.2f}' for v in region['box'])}")
+        print_hits({"hits": region["hits"], "took_ms": result["took_ms"]})
     return 0
 
 
@@ -213,6 +239,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
+    export = getattr(args, "export", None)
+    if export is not None:
+        return _export_duplicates(args, Path(export))
     with _db(args) as db:
         result = db.collection(args.collection).duplicates(threshold=args.threshold)
     if args.json:
@@ -221,6 +250,24 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         for cluster in result["clusters"]:
             print("  ".join(cluster))
         print(f"{len(result['clusters'])} clusters")
+    return 0
+
+
+def _export_duplicates(args: argparse.Namespace, path: Path) -> int:
+    """`duplicates --export FILE`: the report (query/cleanup.py) as JSON lines or CSV, by extension."""
+    writers = {".jsonl": cleanup.to_jsonl, ".ndjson": cleanup.to_jsonl, ".csv": cleanup.to_csv}
+    write = writers.get(path.suffix.lower())
+    if write is None:
+        raise UsageError(f"--export {path}: name a .jsonl or .csv file (the format follows the extension)")
+    with _db(args) as db:
+        clusters = db.collection(args.collection).duplicates_report(threshold=args.threshold)["clusters"]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(write(clusters), encoding="utf-8")
+    tmp.replace(path)  # never a half-written report under the final name
+    copies = sum(len(c["members"]) - 1 for c in clusters)
+    summary = {"clusters": len(clusters), "removable": copies, "file": str(path)}
+    print_json(summary) if args.json else print(f"{len(clusters)} clusters, {copies} copies besides the "
+                                                f"suggested keepers: written to {path}")
     return 0
 
 

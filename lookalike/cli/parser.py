@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--vector", help="query by a vector: a JSON list or comma-separated numbers")
         s.add_argument("--with-text", help="text mixed into an image query's ranking (needs text_fields)")
         s.add_argument("--hybrid", type=float, help="0..1: weight of text similarity against looks (default 0.5)")
+        s.add_argument("--keywords", help="exact terms (SKUs, brands) matched by BM25 over ids and text_fields; "
+                                          "alone or blended with --id/--image/--url/--vector")
+        s.add_argument("--box", help="search a part of the --id/--image/--url picture: x0,y0,x1,y1 as fractions "
+                                     "of its width and height (top left to bottom right)")
+        s.add_argument("--regions", type=int, nargs="?", const=4, metavar="N",
+                       help="also search up to N (default 4, at most 8) object regions proposed in the query picture")
+        s.add_argument("--fusion", choices=("rrf", "weighted"), default="rrf",
+                       help="how --keywords blend with the anchor: reciprocal-rank fusion (default) or weighted sum")
+        s.add_argument("--keyword-weight", type=float, default=0.5,
+                       help="0..1: share of --keywords in the blend (default 0.5)")
         s.add_argument("-k", type=int, default=10, help="how many hits, 1..1000 (default 10)")
         s.add_argument("--offset", type=int, default=0, help="hits to skip, for paging")
         s.add_argument("--filter", help='JSON filter, e.g. \'{"price": {"$lt": 50}}\'')
@@ -112,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("duplicates", parents=[common, col], help="clusters of copies in a collection")
     s.add_argument("--threshold", type=float, help="similarity above which two records are copies")
+    s.add_argument("--export", metavar="FILE", help="write the clusters with a suggested keeper each to FILE: "
+                                                     "JSON lines (.jsonl) or CSV (.csv), by its extension")
     s.set_defaults(func=c.cmd_duplicates)
 
     s = sub.add_parser("get", parents=[common, col], help="print a stored record")

@@ -57,10 +57,18 @@ def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail
     their own device (see models/gpu_preprocess.py).
     """
     with decoded(data, max_pixels=max_pixels, draft_size=size) as image:  # holds its pixels of the budget
-        computed = {"_colors": dominant_colors(image), **fingerprint(image)}  # models/fingerprint.py
+        computed = {"_colors": dominant_colors(image), **fingerprint(image), "_image": image_info(data)}
         thumb = make_thumbnail(image) if thumbnail else None
         pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
     return Decoded(pixels, computed, thumb)
+
+
+def image_info(data: bytes) -> dict:
+    """`{"width", "height", "bytes", "format"}` of the original file (its header: JPEG draft decoding
+    shrinks the decoded image), for picking which of a set of copies to keep (query/cleanup.py)."""
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        return {"width": int(width), "height": int(height), "bytes": len(data), "format": im.format}
 
 
 def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = THUMBNAIL_QUALITY) -> bytes:

@@ -196,6 +196,18 @@ class EfficientNetLiteEncoder:
                 return self._outputs(*self._onnx(x.numpy()))
             return self._forward(x)
 
+    def feature_map(self, pixels: np.ndarray) -> np.ndarray:
+        """The last convolutional feature map (C x h x w, one cell per 32 pixels) of one uint8
+        H x W x 3 image of any size: where the network sees what (query/regions.py proposes
+        object regions from it). Torch on the model's device, whatever backend `embed` uses."""
+        torch = self._torch
+        net = self._module.net
+        with torch.inference_mode():
+            x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"])[None]).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().sub_(_MEAN).div_(_STD)
+            fmap = net.extract_features(x.half() if self.device.type == "cuda" else x)
+            return fmap[0].float().cpu().numpy()
+
     def _forward(self, x) -> Embeddings:
         """Normalised N x 3 x S x S float tensor on the device -> embeddings (fp16 on CUDA)."""
         if self.device.type == "cuda":

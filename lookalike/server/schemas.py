@@ -6,7 +6,7 @@ answers 400 naming the problem, exactly as in the Python API.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,7 +17,9 @@ from ..records import check_json_text
 from ..validation import MAX_DIM
 
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
-             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
+             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}; "
+             "beside an image or id anchor \"box\": [x0, y0, x1, y1] (fractions) searches that part; "
+             "\"keywords\": \"AB-123 acme\" matches exact terms, alone or beside an anchor.")
 FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
 
 
@@ -182,6 +184,11 @@ class SearchOptions(_Body):
                                             "and colours, and for a copy of the query how and where it matched.")
     collapse: Any = Field(None, description="One hit per near-duplicate cluster, with `_collapsed: N`: true, or "
                                             "{\"ids\": true, \"threshold\": 0.6} to list the hidden ids too.")
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How a query's 'keywords' blend with its "
+                                               "anchor: reciprocal-rank fusion or a weighted sum.")
+    keyword_weight: float = Field(0.5, ge=0, le=1, description="Share of the keywords in the blend, 0..1.")
+    regions: bool | int = Field(False, description="Also search up to N object regions proposed in the query's "
+                                                   "picture (true: 4; at most 8): answers 'regions'.")
 
 
 class SearchBody(SearchOptions):
@@ -213,6 +220,15 @@ class Hit(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     took_ms: float
+
+
+class RegionHits(BaseModel):
+    box: list[float] = Field(description="[x0, y0, x1, y1], fractions of the picture.")
+    hits: list[Hit]
+
+
+class SearchRegionsResponse(SearchResponse):
+    regions: list[RegionHits] | None = Field(None, description="With 'regions': hits per proposed region.")
 
 
 class RecommendBody(_Body):
@@ -252,6 +268,54 @@ class DuplicatesBody(_Body):
 
 class Clusters(BaseModel):
     clusters: list[list[str]]
+
+
+class ReportMember(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str = Field(alias="_id")
+    keep: bool = Field(description="The suggested keeper of its cluster.")
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    fields: int = Field(description="How many metadata fields have a value.")
+
+
+class ReportCluster(BaseModel):
+    cluster: int
+    keeper: str
+    reason: str
+    members: list[ReportMember]
+
+
+class DuplicatesReport(BaseModel):
+    clusters: list[ReportCluster]
+    took_ms: float | None = None
+
+
+class TagBody(_Body):
+    ids: list[str] = Field(description="Records to tag.")
+    fields: dict[str, Any] = Field(description="Metadata fields to set; null removes a field.",
+                                   examples=[{"duplicate_of": "sku-1"}])
+
+
+class Tagged(BaseModel):
+    tagged: int
+    missing: list[str]
+
+
+class ResolveBody(_Body):
+    keep: str = Field(description="The record to keep (must exist, else nothing changes).")
+    others: list[str] = Field(description="The cluster's other records.")
+    action: Literal["delete", "tag"] = Field("delete", description="Delete the others, or tag them.")
+    fields: dict[str, Any] | None = Field(None, description="With 'tag': the fields to set "
+                                          "(default {\"duplicate_of\": keep}).")
+
+
+class Resolved(BaseModel):
+    kept: str
+    deleted: int | None = None
+    tagged: int | None = None
+    missing: list[str]
 
 
 class Health(BaseModel):

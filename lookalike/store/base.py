@@ -139,6 +139,7 @@ class Capabilities:
     compaction: bool = False
     max_dim: int = MAX_DIM
     tuning: bool = False  # `set_tuning()` maps stored vectors through a learned transform (query/tune.py)
+    keywords: bool = False  # `keyword_scores()` ranks by BM25 over ids and text_fields (query/keywords.py)
 
 
 class CollectionStore(ABC):
@@ -245,6 +246,11 @@ class CollectionStore(ABC):
                 batch.append(StoredRecord(rid, doc, computed, np.asarray(vec), hashes[rid][1], hashes[rid][0],
                                           text_vector=texts.get(rid)))
             yield batch
+
+    def keyword_scores(self, keywords: str) -> np.ndarray:
+        """Per slot (for `SearchRequest.slot_scores`): BM25 of the keywords over the record's id and
+        `text_fields`, NaN where it does not match. Only for backends whose capabilities say `keywords`."""
+        raise NotImplementedError(f"{type(self).__name__} has no keyword index")
 
     def thumbnail(self, id: str) -> bytes | None:
         """The small JPEG kept for a record, or None. Only for backends whose capabilities say

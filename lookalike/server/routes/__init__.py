@@ -8,6 +8,7 @@ from fastapi.security import HTTPBearer
 from .. import schemas as S
 from ..errors import errors, ok
 from .browse import browse_routes
+from .cleanup import cleanup_routes
 from .collections import collections_routes
 from .records import records_routes
 from .search import search_routes
@@ -31,4 +32,5 @@ def api_routes() -> APIRouter:
     browse_routes(router)
     records_routes(router)
     search_routes(router)
+    cleanup_routes(router)
     return router

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ...errors import BadRequest
+from ...query.modifiers import MODIFIERS
 from ...records import check_json_text
 from .. import schemas as S
 from ..errors import errors, ok
@@ -17,9 +18,9 @@ from .common import CollectionName, collection_of, dump
 def search_routes(router: APIRouter) -> None:
     tag = ["search"]
 
-    _query_route(router, "search", S.SearchBody, S.SearchResponse, "Records most similar to a query, best first")
+    _query_route(router, "search", S.SearchBody, S.SearchRegionsResponse, "Records most similar to a query, best first")
 
-    @router.post("/collections/{name}/search/image", tags=tag, response_model=S.SearchResponse,
+    @router.post("/collections/{name}/search/image", tags=tag, response_model=S.SearchRegionsResponse,
                  responses=errors(400, 415, 501), summary="Search by an uploaded image (multipart)")
     def search_image(request: Request, name: CollectionName,
                      image: UploadFile = File(description="The image file."),
@@ -27,8 +28,8 @@ def search_routes(router: APIRouter) -> None:
                                                "(k, filter, group_by, ...; no 'query').")
                      ) -> JSONResponse:
         options = _parse_params(params)
-        data = image.file.read()
-        return ok(collection_of(request, name).search({"image": data}, **options))
+        query = {"image": image.file.read(), **options.pop("modifiers")}
+        return ok(collection_of(request, name).search(query, **options))
 
     @router.post("/collections/{name}/recommend", tags=tag, response_model=S.SearchResponse,
                  responses=errors(400, 501), summary="Items like one record, excluding its group")
@@ -68,7 +69,7 @@ def _call(method: Callable[..., dict], body: Any, first: str) -> JSONResponse:
 def _parse_params(params: str | None) -> dict:
     """The multipart `params` part: JSON search options, checked like the JSON route's body."""
     if params is None or not params.strip():
-        return {}
+        return {"modifiers": {}}
     try:
         data = loads(params)
     except ValueError as exc:
@@ -76,8 +77,9 @@ def _parse_params(params: str | None) -> dict:
     check_json_text(data, "'params'")
     if isinstance(data, dict) and "query" in data:
         raise BadRequest("'params' must not hold a 'query': the uploaded image is the query")
+    modifiers = {key: data.pop(key) for key in MODIFIERS if isinstance(data, dict) and key in data}
     try:
-        return dump(S.SearchOptions.model_validate(data))
+        return {**dump(S.SearchOptions.model_validate(data)), "modifiers": modifiers}
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", "params", *e["loc"])}
                                       for e in exc.errors(include_url=False)]) from None

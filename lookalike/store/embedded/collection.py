@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ...errors import LookalikeError, NotFound
+from ...errors import Conflict, LookalikeError, NotFound
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
 from ..field_index import FieldIndex
@@ -24,6 +24,7 @@ from ..lock import ReadWriteLock
 from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
+from . import fts
 from .search import EmbeddedSearch
 from .sqlite import chunks, connect_db, marks, write_thumbnails
 
@@ -65,7 +66,7 @@ def indexed_view(doc: dict, computed: dict) -> dict:
 
 
 #: The embedded store keeps thumbnails, compacts its vector file (`compact`) and tunes (`set_tuning`).
-EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True, tuning=True)
+EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True, tuning=True, keywords=True)
 
 
 class EmbeddedCollection(EmbeddedSearch, CollectionStore):
@@ -82,6 +83,8 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._dropped = False
         self._generation = generation
         self._load()
+        if not store.read_only:
+            self._sync_keywords()
 
     # -- loading -------------------------------------------------------------------------
     def _vector_path(self, generation: int) -> Path:
@@ -335,6 +338,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         rows = [(self.name, r.id, first + i, r.content_hash, r.source_hash,
                  json.dumps(r.doc, ensure_ascii=False), json.dumps(r.computed, ensure_ascii=False), now)
                 for i, r in enumerate(records)]
+        old_slots = [self._slot_of[r.id] for r in records if r.id in self._slot_of]  # writes hold self._lock
         con = self._store.writer
         with self._store.write_lock:
             con.execute("BEGIN IMMEDIATE")
@@ -342,6 +346,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
                 con.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
                 write_thumbnails(con, self.name, records)
                 write_text_vectors(con, self.name, records)
+                fts.write(con, self.name, self.settings.text_fields, first, records, old_slots)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -407,6 +412,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
                             con.execute(f"DELETE FROM thumbnails WHERE collection=? AND id IN ({marks(chunk)})",
                                         (self.name, *chunk))
                         delete_text_vectors(con, self.name, present)
+                        fts.delete(con, self.name, slots.values())
                         con.execute("COMMIT")
                     except BaseException:
                         con.execute("ROLLBACK")
@@ -432,6 +438,8 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
             self.settings = merged
             if "index" in changes or "compression" in changes:  # rebuilt from the vectors: no data lost
                 self._index.reconfigure(merged.index, merged.compression)
+            if "text_fields" in changes:
+                self._sync_keywords()
             return merged
 
     def set_tuning(self, tuning: dict) -> CollectionSettings:
@@ -470,6 +478,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
                     con.executemany("UPDATE records SET slot=? WHERE collection=? AND id=?",
                                     [(s, self.name, i) for s, i in enumerate(ids)])
                     con.execute("UPDATE collections SET generation=? WHERE name=?", (generation, self.name))
+                    fts.rebuild(con, self.name, self.settings.text_fields)  # rowids are the renumbered slots
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -513,6 +522,30 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
             con.execute("COMMIT")
         finally:
             con.close()
+
+    # -- keywords (fts.py) ----------------------------------------------------------------
+    def _sync_keywords(self) -> None:
+        """Build the keyword table if it is missing or was built from other `text_fields`."""
+        con = self._store.writer
+        with self._lock, self._store.write_lock:
+            if fts.is_current(con, self.name, self.settings.text_fields):
+                return
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                fts.rebuild(con, self.name, self.settings.text_fields)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def keyword_scores(self, keywords: str) -> np.ndarray:
+        con = self._store.reader()
+        if not fts.is_current(con, self.name, self.settings.text_fields):
+            raise Conflict(f"the keyword index of collection {self.name!r} is not built yet: open the data "
+                           "folder once for writing (lookalike serve, or any write) to build it")
+        with self._reading():
+            n = self.n_slots
+        return fts.scores(con, self.name, keywords, n)
 
     def close(self, save: bool = True) -> None:
         save = save and not self._store.read_only

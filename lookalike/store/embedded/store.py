@@ -11,6 +11,7 @@ from ..base import CollectionSettings, Store, check_collection_name
 from ..lock import WriterLock
 from ..text_vectors import delete_text_vectors, ensure_schema
 from .collection import EMBEDDED_CAPABILITIES, EmbeddedCollection
+from . import fts
 from .sqlite import SCHEMA, connect_db
 
 
@@ -42,6 +43,7 @@ class EmbeddedStore(Store):
             self.writer = connect_db(self.path / "lookalike.sqlite")
             self.writer.executescript(SCHEMA)
             ensure_schema(self.writer)
+            fts.ensure_state(self.writer)
             self._remove_stale_vector_files()
         except BaseException:
             self._writer_lock.release()
@@ -122,6 +124,7 @@ class EmbeddedStore(Store):
                             self.writer.execute("DELETE FROM records WHERE collection=?", (name,))
                             self.writer.execute("DELETE FROM thumbnails WHERE collection=?", (name,))
                             delete_text_vectors(self.writer, name)
+                            fts.drop(self.writer, name)
                             self.writer.execute("DELETE FROM collections WHERE name=?", (name,))
                             self.writer.execute("COMMIT")
                         except BaseException:

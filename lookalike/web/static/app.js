@@ -327,13 +327,21 @@ function searchParams(filter, k) {
 
 async function runSearch(filter, k) {
   const params = searchParams(filter, k);
+  // extra: query modifiers beside the anchor (box, keywords); options: more search options (regions); see extras.js
+  const query = state.query;
+  const extra = query.extra || {};
+  Object.assign(params, query.options || {});
+  let data;
   if (state.query.image) {
     const form = new FormData();
     form.append("image", state.query.image, state.query.image.name || "image");
-    form.append("params", JSON.stringify(params));
-    return api("POST", colPath("/search/image"), form);
+    form.append("params", JSON.stringify(Object.assign({}, params, extra)));
+    data = await api("POST", colPath("/search/image"), form);
+  } else {
+    data = await api("POST", colPath("/search"), Object.assign({ query: Object.assign({}, state.query.body, extra) }, params));
   }
-  return api("POST", colPath("/search"), Object.assign({ query: state.query.body }, params));
+  if (window.lookalikeExtras) window.lookalikeExtras.afterSearch(data, query);
+  return data;
 }
 
 // Runs a new query; if the server refuses it, the grid and the previous query stay.
