@@ -294,3 +294,13 @@ def test_milvus_keeps_a_wide_map_beside_its_settings_and_reopens_tuned(tmp_path)
         col.tune(reset=True)
         assert hits(col, {"id": "c5-1"}) == untuned
         assert not again.store.client.has_collection("lk_wide_map")
+
+
+def test_scoring_samples_whole_categories_under_the_cap():
+    from lookalike.query.learners import scored_sample
+    labels = np.repeat(np.arange(500), 20)  # 10,000 rows
+    mask = scored_sample(labels, limit=3000)
+    kept = np.unique(labels[mask])
+    assert 0 < mask.sum() <= 3000 and mask.sum() == 20 * len(kept)  # whole categories only
+    assert mask.sum() > 2900  # and as many as fit
+    assert scored_sample(labels, limit=20_000).all()

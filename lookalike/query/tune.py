@@ -21,7 +21,7 @@ from ..errors import BadRequest, NotImplementedYet
 from ..store import CollectionStore
 from ..store.transform import transform_of
 from ..validation import check_bool, check_field_name
-from .learners import CHOICES, choose_learner, principal_basis, retrieval_scores
+from .learners import CHOICES, choose_learner, principal_basis, retrieval_scores, scored_sample
 from .search import dotted
 
 #: At least this many labelled records, and this many values with 2+ records, to tune at all.
@@ -104,6 +104,8 @@ def tune(store: CollectionStore, field: str | None = None, *, groups: bool = Fal
     y_of = dict(zip(labelled, ylab))
     y_train = np.array([y_of[i] for i in train])
     y_check = np.array([y_of[i] for i in check])
+    sample = scored_sample(y_check)  # whole held-out categories, at most learners.MAX_SCORED records
+    check, y_check = [i for i, keep in zip(check, sample) if keep], y_check[sample]
     basis = principal_basis(raw[train])
     method, candidates = choose_learner(raw[train], y_train, basis=basis)
     transform = CHOICES[method](raw[train], y_train, basis=basis)
