@@ -100,14 +100,21 @@ def _values(value: Any) -> list[str]:
     return []
 
 
-def record_text(doc: dict, computed: dict, text_fields: Sequence[str]) -> str:
-    """What a record's text vector says: its `text_fields` (dotted paths) and its label names."""
+def field_words(doc: dict, text_fields: Sequence[str]) -> list[str]:
+    """The values at a record's `text_fields` (dotted paths) as strings: texts and numbers, lists
+    and objects flattened, booleans and nulls left out."""
     parts: list[str] = []
     for path in text_fields:
         value: Any = doc
         for key in path.split("."):
             value = value.get(key) if isinstance(value, dict) else None
         parts += _values(value)
+    return parts
+
+
+def record_text(doc: dict, computed: dict, text_fields: Sequence[str]) -> str:
+    """What a record's text vector says: its `text_fields` (dotted paths) and its label names."""
+    parts = field_words(doc, text_fields)
     labels = [lab.get("label") for lab in computed.get("_labels") or [] if isinstance(lab, dict)]
     if labels:
         parts.append(", ".join(str(lab) for lab in labels if lab))

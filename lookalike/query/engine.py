@@ -126,19 +126,24 @@ class Searcher:
         return encoder.embed(pixels[None]).vectors[0]
 
     # -- searches --------------------------------------------------------------------------
+    def query_vector(self, params: SearchParams) -> tuple[np.ndarray, list[str], list[np.ndarray], list[np.ndarray]]:
+        """The combined vector of the query's positive and `negative` anchors (query/search.py's
+        rule), the anchor ids to leave out of the hits, and the positives' and negatives' vectors."""
+        positives, exclude = self.anchors(params.query)
+        negatives: list[np.ndarray] = []
+        for anchor in params.negative:
+            vecs, ids = self.anchors(anchor)
+            negatives += vecs
+            exclude += ids
+        return combine_anchors(positives, negatives, params.negative_weight), exclude, positives, negatives
+
     def visual(self, params: SearchParams) -> list[dict]:
         """Hits of a search ranked by looks: the anchors' combined vector, or a colour query."""
         slot_scores = None
         if "color" in params.query:  # ranked by colour, not by a vector: see query/colors.py
             slot_scores, vector, exclude = color_query(self.store, params), np.zeros(1, np.float32), []
         else:
-            positives, exclude = self.anchors(params.query)
-            negatives: list[np.ndarray] = []
-            for anchor in params.negative:
-                vecs, ids = self.anchors(anchor)
-                negatives += vecs
-                exclude += ids
-            vector = combine_anchors(positives, negatives, params.negative_weight)
+            vector, exclude, positives, negatives = self.query_vector(params)
             if params.explain:  # the score's parts, for query/explain.py
                 params.trace.update(positive=combine_anchors(positives, [], 0.0),
                                     negative=combine_anchors(negatives, [], 0.0) if negatives else None)

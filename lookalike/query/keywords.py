@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import BadRequest, NotImplementedYet
 from ..validation import check_number
 from .engine import Searcher
-from .search import SearchParams, combine_anchors
+from .search import SearchParams
 
 FUSIONS = ("rrf", "weighted")
 RRF_K = 60
@@ -96,13 +96,7 @@ def run_keyword_search(engine: Searcher, params: SearchParams, keywords: str, *,
     else:
         if "color" in params.query:
             raise BadRequest("'keywords' go beside an image, id, ids or vector query, not a colour query")
-        positives, exclude = engine.anchors(params.query)
-        negatives: list[np.ndarray] = []
-        for anchor in params.negative:
-            vecs, ids = engine.anchors(anchor)
-            negatives += vecs
-            exclude += ids
-        vector = combine_anchors(positives, negatives, params.negative_weight)
+        vector, exclude, _, _ = engine.query_vector(params)
         visual = engine.store.hybrid_scores(vector, None, 0.0)
         slot_scores = blend(visual, keyword, fusion, weight)
     return engine.run(params, vector, exclude=exclude, slot_scores=slot_scores)

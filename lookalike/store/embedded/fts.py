@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import unicodedata
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from ...errors import BadRequest
+from ...models.text import field_words
 
 STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS keyword_state (
@@ -41,28 +42,9 @@ def ensure_state(con: sqlite3.Connection) -> None:
     con.executescript(STATE_SCHEMA)
 
 
-def _flatten(value: Any) -> Iterable[str]:
-    if isinstance(value, bool) or value is None:
-        return
-    if isinstance(value, (str, int, float)):
-        yield str(value)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _flatten(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _flatten(item)
-
-
 def record_text(doc: dict, text_fields: Sequence[str]) -> str:
     """The searchable words of a record: the values at its `text_fields` (dotted paths)."""
-    parts: list[str] = []
-    for path in text_fields:
-        value: Any = doc
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        parts += _flatten(value)
-    return " ".join(parts)
+    return " ".join(field_words(doc, text_fields))
 
 
 def is_current(con: sqlite3.Connection, collection: str, text_fields: Sequence[str]) -> bool:

@@ -508,38 +508,7 @@ async function fetchThumb(collection, id) {
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// Duplicates
-async function findDuplicates() {
-  const box = $("#dups");
-  const status = $("#dups-status");
-  const list = $("#clusters");
-  box.hidden = false;
-  list.replaceChildren();
-  status.classList.remove("error");
-  status.textContent = "Looking for duplicates…";
-  try {
-    const data = await api("POST", colPath("/duplicates"), {});
-    const clusters = data.clusters || [];
-    for (const cluster of clusters) {
-      const ids = cluster.map((c) => (typeof c === "string" ? c : c._id));
-      const docs = await Promise.all(ids.map((id) => api("GET", colPath("/records/" + encodeURIComponent(id))).then(
-        (d) => Object.assign({ _id: id }, d), () => ({ _id: id }))));
-      const li = document.createElement("li");
-      const row = document.createElement("ul");
-      row.className = "cluster";
-      row.setAttribute("aria-label", "Copies: " + ids.join(", "));
-      li.append(row);
-      list.append(li);
-      renderGrid(row, docs);
-    }
-    status.textContent = clusters.length ? clusters.length + " group" + (clusters.length === 1 ? "" : "s") + " of copies." : "No duplicates found.";
-  } catch (err) {
-    status.textContent = explain(err);
-    status.classList.add("error");
-  }
-  box.scrollIntoView({ block: "nearest" });
-}
+// Duplicates: cleanup.js (clusters with a suggested keeper, resolved through the API).
 
 // ---------------------------------------------------------------------------------------
 // Wiring
@@ -617,7 +586,6 @@ function wire() {
     state.query = null; state.offset = 0; state.positives.clear(); state.negatives.clear(); updateSelection();
     $("#dups").hidden = true; refresh();
   });
-  $("#dups-go").addEventListener("click", findDuplicates);
   $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - pageSize()); refresh().then(() => $("#results").focus()); });
   $("#next").addEventListener("click", () => { state.offset += pageSize(); refresh().then(() => $("#results").focus()); });
   if (window.matchMedia("(max-width: 759px)").matches) $("#filters-box").open = false;

@@ -1,7 +1,7 @@
 // lookalike web page, duplicate clean-up: the copy clusters with the server's suggested keeper
 // (GET .../duplicates/report), and resolving one: keep a record, delete or tag the others
-// (POST .../duplicates/resolve, which needs the admin key). Loaded after app.js, whose
-// "Find duplicates" view it replaces with this one.
+// (POST .../duplicates/resolve, which needs the admin key). Loaded after app.js; it owns the
+// "Find duplicates" view.
 "use strict";
 
 (function () {
@@ -96,6 +96,5 @@
     return li;
   }
 
-  $("#dups-go").removeEventListener("click", findDuplicates);
   $("#dups-go").addEventListener("click", showClusters);
 })();
