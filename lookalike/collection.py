@@ -5,6 +5,7 @@ this API runs unchanged against a server through `lookalike.Client`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 from .store.filters import And, Cond, Not, parse_filter
 from .validation import check_bool, check_dim, check_field_name, check_field_names, check_int
+
+#: Queries one `vectors` search may carry.
+MAX_VECTORS = 1000
 
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
                 "thumbnails", "compound")
@@ -181,6 +185,9 @@ class Collection:
         start = time.perf_counter()
         params = parse_search(query, k=k, offset=offset, filter=filter, group_by=group_by, negative=negative,
                               boost=boost, fields=fields, negative_weight=negative_weight, same_label=same_label)
+        if "vectors" in params.query:  # several queries in one call: a list of hit lists
+            return {"hits": self._search_vectors(params, text, hybrid),
+                    "took_ms": round((time.perf_counter() - start) * 1000, 3)}
         if params.same_label:  # classify the query, keep results with its label (query/labels.py)
             restrict_to_same_label(self._searcher, params)
         if wants_text(params.query, text, hybrid) or self.settings.compound:
@@ -188,6 +195,19 @@ class Collection:
         else:
             hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+    def _search_vectors(self, params, text: str | None, hybrid: float | None) -> list[list[dict]]:
+        """Hits per vector of `{"vectors": [[...], ...]}`, each as `{"vector": ...}` would give them."""
+        vectors = params.query["vectors"]
+        if not isinstance(vectors, list) or not vectors or not all(isinstance(v, list) for v in vectors):
+            raise BadRequest("'vectors' must be a non-empty list of vectors (lists of numbers)")
+        check_int("number of vectors", len(vectors), 1, MAX_VECTORS)
+        if text is not None or hybrid is not None or params.same_label:
+            raise BadRequest("a 'vectors' query takes no 'text', 'hybrid' or 'same_label': search them one at a time")
+        if self.settings.compound:  # ranked by several parts (query/text_search.py): one search each
+            return [run_text_search(self._searcher, dataclasses.replace(params, query={"vector": v}), None, None)
+                    for v in vectors]
+        return self._searcher.visual_many(params, vectors)
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
                   offset: int = 0, group_by: str | bool | None = None) -> dict:

@@ -19,7 +19,7 @@ from . import planning
 from .ann import KINDS
 from .calibrate import GROWTH, MIN_QUERIES, QUERIES, Calibration, calibrate, floor
 from .compress import PCA
-from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
+from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k, top_k_many
 from .masks import MaskInfo, MaskInfos, cached_params
 from .planning import Plan
 from .settings import ann_kind, build_key, code_bytes
@@ -392,6 +392,40 @@ class CollectionIndex:
             plan.fallback = True
         return self._exact(query, k, allowed, info, matching)
 
+    def search_many(self, queries: np.ndarray, k: int, allowed: np.ndarray,
+                    matching: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for each row of `queries`, with the same results: one FAISS search for the
+        batch where the index answers (a query its width leaves short is searched alone, widening
+        as `search` does), one matrix product per chunk of rows where exact search does."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        info = self._infos.get(allowed)
+        if matching is None:
+            matching = info.count(allowed)
+        plan = Plan(matching=matching)
+        self._plans.plan = plan
+        if k > 0 and len(queries) and self.uses_ann(matching):
+            found = self._ann_candidates_many(queries, k, allowed, info, plan)
+            if found is not None:
+                matrix = plain(self._matrix())
+                out = []
+                for query, cand in zip(queries, found):
+                    if cand is None:
+                        out.append(self.search(query, k, allowed, matching))
+                        continue
+                    scores = dot(matrix[cand], query) if len(cand) else np.empty(0, np.float32)
+                    best = top_k(scores, k)
+                    out.append((cand[best], scores[best]))
+                self._plans.plan = plan
+                return out
+            plan.fallback = True
+        matrix = self._matrix()
+        n = min(len(allowed), len(matrix))
+        if matching == n == len(allowed):
+            return top_k_many(matrix[:n], queries, k)
+        slots = info.slots(allowed) if not allowed.flags.writeable and n == len(allowed) \
+            else np.flatnonzero(allowed[:n])
+        return top_k_many(matrix, queries, k, slots)
+
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
                matching: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the allowed slots (their list reused from `info` when cached)."""
@@ -442,6 +476,36 @@ class CollectionIndex:
             return found
         tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the index's last add
         return np.concatenate([found, tail]) if len(tail) else found
+
+    def _ann_candidates_many(self, queries: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
+                             plan: Plan) -> list[np.ndarray | None] | None:
+        """`_ann_candidates` for a batch at the first width it tries (None for a query left short
+        there: `search` widens for it alone), or None to go exact."""
+        self._rw.acquire_read()
+        try:
+            ann = self._ann
+            if ann is None:
+                return None
+            covered = min(ann.ntotal, len(allowed))
+            in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
+            want = min(k, in_count)
+            pool = planning.pool(ann, k)
+            selector = None if in_count == ann.ntotal else info.selector(allowed)
+            width = planning.width(ann, self.settings, in_count, pool, self._calibration)
+            plan.kind, plan.pool, plan.filtered, plan.widths = ann.kind, pool, selector is not None, [width]
+            labels = ann.search_many(queries, pool, width, selector,
+                                     self._search_params(ann, allowed, info, pool, width, selector is not None))
+        finally:
+            self._rw.release_read()
+        tail = np.flatnonzero(allowed[covered:]) + covered if covered < len(allowed) else None
+        out: list[np.ndarray | None] = []
+        for row in labels:
+            found = row[row >= 0]
+            if len(found) < want:
+                out.append(None)
+            else:
+                out.append(np.concatenate([found, tail]) if tail is not None and len(tail) else found)
+        return out
 
     def _search_params(self, ann, allowed: np.ndarray, info: MaskInfo, k: int, width: int, filtered: bool):
         """FAISS parameters, reused: with a selector from the mask's cached info (a cached mask's

@@ -20,7 +20,7 @@ MAX_K = 1000
 MAX_OFFSET = 100_000
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_BOOST = 1e6  # larger weights overflow float32 scores
-QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "color", "text", "file", "image")
+QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "vectors", "color", "text", "file", "image")
 
 
 @dataclass
@@ -95,6 +95,8 @@ def parse_search(query: Any, *, k: Any = 10, offset: Any = 0, filter: Any = None
 
 def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], weight: float) -> np.ndarray:
     """mean(positives) - weight * mean(negatives): scores become mean similarities."""
+    if len(positives) == 1 and not negatives:  # the common single anchor: its mean is itself
+        return np.array(positives[0], dtype=np.float32)
     q = np.mean(np.stack(positives), axis=0)
     if negatives:
         q = q - weight * np.mean(np.stack(negatives), axis=0)

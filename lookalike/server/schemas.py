@@ -17,7 +17,8 @@ from ..records import check_json_text
 from ..validation import MAX_DIM
 
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
-             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}.")
+             "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}; "
+             "search also takes {\"vectors\": [[...], ...]} (several queries in one call).")
 FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
 
 
@@ -202,7 +203,8 @@ class Hit(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    hits: list[Hit]
+    hits: list[Hit] | list[list[Hit]] = Field(description="Best first; for a `vectors` query a list of hit "
+                                                          "lists, one per vector, in order.")
     took_ms: float
 
 

@@ -25,7 +25,7 @@ from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
 from .search import EmbeddedSearch
-from .sqlite import chunks, connect_db, marks, write_thumbnails
+from .sqlite import chunks, connect_db, load_json, marks, write_thumbnails
 
 #: How many values of a string path `facets` lists at most.
 FACET_TOP = 20
@@ -241,10 +241,11 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     def get(self, ids: Sequence[str]) -> list[dict | None]:
         found: dict[str, dict] = {}
         con = self._store.reader()
+        loads = load_json
         for chunk in chunks(list(ids), 500):
             q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
-            for rid, doc, computed in con.execute(q, (self.name, *chunk)):
-                found[rid] = {**json.loads(doc), **json.loads(computed)}
+            for rid, doc, computed in con.execute(q, (self.name, *chunk)).fetchall():
+                found[rid] = loads(doc) if computed == "{}" else {**loads(doc), **loads(computed)}  # most have none
         self._check_present()  # rows of a re-created namesake are not this collection's
         return [found.get(i) for i in ids]
 
