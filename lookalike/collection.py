@@ -66,10 +66,13 @@ class Collection:
         return self._searcher.encoder
 
     # -- records -------------------------------------------------------------------------
-    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int | None = None,
                on_batch=None, decode: str | None = None, resize: str | None = None,
                device: str | None = None) -> list[dict]:
         """Insert or update records; one result per record, in order (see the contract).
+
+        Records are written `batch_size` at a time (default: 32 with an image model, 4096 in a
+        collection of precomputed vectors, model 'none'): one transaction and one index add each.
 
         Pipeline options: `decode` "threads" or "processes" (where images are decoded;
         default `$LOOKALIKE_DECODE`, else threads), `resize` "auto", "host" or "device" (default
@@ -79,7 +82,8 @@ class Collection:
         return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch,
                                      decode=decode, resize=resize, device=device))
 
-    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
+                    batch_size: int | None = None,
                     on_batch=None, decode: str | None = None, resize: str | None = None, device: str | None = None):
         """Like `upsert`, yielding results as batches are written (for streaming ingest)."""
         model = self.settings.model

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...errors import LookalikeError, NotFound
+from ...jsontext import dump_json, load_json
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
 from ..field_index import FieldIndex
@@ -25,7 +26,7 @@ from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
 from .search import EmbeddedSearch
-from .sqlite import chunks, connect_db, load_json, marks, write_thumbnails
+from .sqlite import chunks, connect_db, marks, write_thumbnails
 
 #: How many values of a string path `facets` lists at most.
 FACET_TOP = 20
@@ -334,7 +335,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._extend_space(first, vectors)
         now = time.time()
         rows = [(self.name, r.id, first + i, r.content_hash, r.source_hash,
-                 json.dumps(r.doc, ensure_ascii=False), json.dumps(r.computed, ensure_ascii=False), now)
+                 dump_json(r.doc), dump_json(r.computed), now)
                 for i, r in enumerate(records)]
         con = self._store.writer
         with self._store.write_lock:

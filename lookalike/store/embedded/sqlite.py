@@ -1,13 +1,9 @@
 """The embedded store's SQLite side: the schema, connections and statement helpers."""
 from __future__ import annotations
 
-import json
-import re
 import sqlite3
 from pathlib import Path
-from typing import Any, Sequence
-
-import orjson
+from typing import Sequence
 
 from ..base import StoredRecord
 
@@ -46,23 +42,6 @@ def connect_db(path: Path, read_only: bool = False) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     return con
-
-
-#: A run of 20 digits: an integer orjson may turn into a float (it keeps 64 bits), so json reads it.
-_LONG_NUMBER = re.compile(r"\d{20}")
-
-
-def load_json(text: str) -> Any:
-    """A stored JSON document: orjson (a seventh of `json.loads`'s time on small documents, which
-    made up a fifth of a search's hit formatting); `json.loads` for what orjson refuses or reads
-    otherwise (NaN and Infinity, which `json.dumps` writes; integers past 64 bits), so every
-    stored document reads back as it always did."""
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
 
 
 def write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequence[StoredRecord]) -> None:
