@@ -258,7 +258,7 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
         vec = np.asarray(value, dtype=np.float64)
     except OverflowError:  # an integer beyond any float
         raise BadRequest("'_vector' contains a number too large for a float") from None
-    if not np.all(np.isfinite(vec)):
+    if not np.isfinite(vec).all():
         raise BadRequest("'_vector' contains NaN or infinite values")
     if dim is not None and len(vec) != dim:
         raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {dim}")
