@@ -135,7 +135,7 @@ def main() -> None:
                               for i in range(args.searches)],
         }
         proc, url = start_server(data)
-        db = lookalike.connect(data)
+        db = lookalike.connect(data, read_only=True)  # the server holds the writer lock
         try:
             col = db.collection("bench")
 

@@ -16,12 +16,16 @@ import orjson
 
 #: A run of 20 digits: an integer orjson may turn into a float (it keeps 64 bits), so json reads it.
 _LONG_NUMBER = re.compile(r"\d{20}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{20}")
 
 
-def load_json(text: str) -> Any:
+def load_json(text: str | bytes) -> Any:
     """`json.loads(text)`, by orjson where that gives the same value (a seventh of the time on
-    small documents: stored documents made up a fifth of a search's hit formatting)."""
-    if _LONG_NUMBER.search(text) is None:
+    small documents: stored documents made up a fifth of a search's hit formatting). What
+    orjson refuses (NaN, bytes not UTF-8, nesting past its limit, bad JSON) goes to
+    `json.loads`, which gives what it always gave: the value or its own error."""
+    long_number = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
+    if long_number.search(text) is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

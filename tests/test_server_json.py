@@ -82,3 +82,37 @@ def test_search_over_http_gives_the_python_api_result(app_and_col):
         assert [[h["_id"] for h in hits] for hits in batched.json()["hits"]] == [["plain"], ["plain"]]
         refused = http.post("/v1/collections/c/search", json={"query": {"vectors": [[1, 0, 0]]}})
         assert refused.status_code == 400 and "3 dimensions" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"query": {"vector": [1, 0, 0, 0]}, "k": 2}',
+    b'\xef\xbb\xbf{"query": {"vector": [1, 0, 0, 0]}}',  # a BOM: json.loads takes it, orjson does not
+    b'{"query": {"vector": [NaN, 0, 0, 0]}}',  # NaN: json.loads reads it, the query check refuses it
+    b'{"query": {"vector": [1, 0, 0, 0]}, "k": 123456789012345678901234567890}',  # > 64 bits
+    b'{"query": {"vector": [1, 0, 0, 0]}, "fields": ["\\ud800"]}',  # a lone surrogate
+    b'{"query": ', b'{"query": {"vector": [1, 0, 0, 0]}}}', b'[' * 5000 + b']' * 5000, b'\xff\xfe{}',
+])
+def test_request_bodies_parse_as_json_loads_parses_them(app_and_col, body):
+    """Bodies go through orjson where it reads what json.loads reads; the rest through json.loads:
+    the same value, or the same error, as before."""
+    app, col = app_and_col
+    with TestClient(app) as http:
+        response = http.post("/v1/collections/c/search", content=body, headers={"content-type": "application/json"})
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError as exc:
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == f"request body is not valid JSON: {exc.msg}"
+        return
+    except (RecursionError, UnicodeDecodeError):
+        assert response.status_code == 400
+        return
+    if isinstance(value, dict) and value.get("k") == 123456789012345678901234567890:
+        assert response.status_code == 422  # k past its limit: read as the integer it is, not a float
+    elif isinstance(value, dict) and "fields" in value:
+        assert response.status_code == 400 and "surrogate" in response.json()["error"]["message"]
+    elif math.isnan(value["query"]["vector"][0]):
+        assert response.status_code == 400 and "NaN" in response.json()["error"]["message"]
+    else:
+        assert response.status_code == 200
+        assert response.json()["hits"] == col.search(value.pop("query"), **value)["hits"]
