@@ -40,6 +40,8 @@ BACKGROUND_ADD_ROWS = 2048
 #: Rows per FAISS add into the published index: searches wait for each add, so a few thousand
 #: (tenths of a second) at a time.
 ADD_CHUNK = 4096
+
+
 def _row_sum(matrix: np.ndarray, row: int) -> str:
     return hashlib.sha1(np.ascontiguousarray(matrix[row]).tobytes()).hexdigest() if row >= 0 else ""
 
