@@ -47,7 +47,8 @@ def build(data: Path, n: int) -> list[np.ndarray]:
         col = db.collection("bench", create=True, model="none", dim=DIM)
         records = ({"_id": f"v{i}", "_vector": vectors[i].tolist(), "shard": i % 10, "price": float(i % 100)}
                    for i in range(n))
-        results = col.upsert(records, batch_size=1000)
+        results = col.upsert(records, batch_size=10_000)
+        col._store.wait_index()
         assert all(r["status"] == "inserted" for r in results)
     return list(queries)
 
