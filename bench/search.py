@@ -14,12 +14,15 @@ and then runs the same queries against all, each method over all queries in turn
 rotating order over 4 rounds, so that a busy shared machine slows all alike and no method
 runs on caches another one just warmed with the same query. Rows per case:
 
-- `raw`: the library at its default width (efSearch / nprobe), top 10 of its 2k int8 candidates
+- `raw`: the library at the width lookalike's calibration chose for the filter (efSearch /
+  nprobe; the configured one where lookalike scans exactly), top 10 of its 2k int8 candidates
 - `raw@same`: the library doing exactly the work lookalike's planner chose for that query
   (`CollectionIndex.last_plan()`: the same efSearch/nprobe sequence, candidate count and
   bitmap selector, or the same exact scan), plus the same float32 re-scoring of the
   candidates from the in-memory array: what the planner's choice costs without lookalike
 - `store`, `api`: lookalike's engine, and the Python API on top of it
+- `raw batch`, `api batch`: every query in one call (`index.search` of the batch; the API's
+  `{"vectors": [...]}` query); "p50" is the time per query of the whole call
 
 Reported per row:
 
@@ -174,8 +177,9 @@ def search_params(index, width: int, k: int, selector):
     return params
 
 
-def raw_searcher(index, mask: np.ndarray | None, args):
-    """The library at its default width: top 10 of its 2k best codes, no re-scoring."""
+def raw_searcher(index, mask: np.ndarray | None, args, width: int | None = None):
+    """The library at lookalike's calibrated width (`width`; else the configured default): top 10
+    of its 2k best codes, no re-scoring."""
     import faiss
     bits = None
     selector = None
@@ -183,7 +187,8 @@ def raw_searcher(index, mask: np.ndarray | None, args):
         bits = np.packbits(mask, bitorder="little")
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
     pool = 2 * K if args.dtype != "f32" else K
-    width = args.ef_search if hasattr(index, "hnsw") else args.nprobe
+    if width is None:
+        width = args.ef_search if hasattr(index, "hnsw") else args.nprobe
     params = search_params(index, width, pool, selector)
 
     def search(q: np.ndarray) -> set[int]:
@@ -281,7 +286,6 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
     for fname, flt in FILTERS.items():
         mask = masks.get(fname)
         where = parse_filter(flt)
-        raw_fn = raw_searcher(raw, mask, args)
         # lookalike's index (the plan's widths refer to it) and vector file
         same_fn = same_searcher(ann.raw, store._vectors.matrix, mask)
 
@@ -298,6 +302,11 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
         for q in queries:  # each query's plan (deterministic: nothing is written meanwhile); warms page-ins
             ours_store(q)
             plans.append(store._index.last_plan())
+        # the raw library at the width lookalike's calibration chose for this filter (equal recall
+        # before re-scoring differences; raw@same adds the re-scoring): the first width its plans try
+        first = [p.widths[0] for p in plans if p.widths]
+        raw_width = max(set(first), key=first.count) if first else None
+        raw_fn = raw_searcher(raw, mask, args, raw_width)
         for i, q in enumerate(queries[:20]):
             raw_fn(q)
             same_fn(q, plans[i])
@@ -336,6 +345,7 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
             if name in ("raw", "raw@same"):
                 build, mem = raw_build_s, raw_mb
                 extra = f"same {kind} as lookalike" if same_graph else f"anon+{raw_anon:.0f}MB"
+                extra += f", width {raw_width if raw_width is not None else 'default'}"
                 if name == "raw@same":
                     extra = f"same {kind} as lookalike, {plan_note}"
             else:
@@ -346,6 +356,37 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
                         f"{mem / f32_mb:5.2f} | {mem / i8_mb:5.2f} | {rec:6.3f} | {p50:6.2f} | {p99:6.2f} | "
                         f"{ratio:5.2f} | {same:5.2f} | {rate:7.0f} | {extra}{lists if name == 'store' else ''}")
             print(rows[-1], flush=True)
+        batch_rows(label, kind, n, fname, flt, col, raw, mask, raw_width, queries, truth[fname], args, rows)
+
+
+def batch_rows(label: str, kind: str, n: int, fname: str, flt, col, raw, mask, width, queries: np.ndarray,
+               truth: list[set[int]], args, rows: list[str]) -> None:
+    """All queries in one call: `{"vectors": [...]}` through the API against one FAISS search of
+    the batch at the same width (both on 2 threads); the time per query of the best of ROUNDS."""
+    import faiss
+    listed = [q.tolist() for q in queries]
+    bits = np.packbits(mask, bitorder="little") if mask is not None else None
+    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    pool = 2 * K if args.dtype != "f32" else K
+    params = search_params(raw, width or (args.ef_search if hasattr(raw, "hnsw") else args.nprobe), pool, selector)
+    times: dict[str, list[float]] = {"raw batch": [], "api batch": []}
+    got: dict[str, list[set[int]]] = {}
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        _, ids = raw.search(queries, pool, params=params)
+        times["raw batch"].append(time.perf_counter() - t)
+        got["raw batch"] = [set(map(int, row[row >= 0][:K])) for row in ids]
+        t = time.perf_counter()
+        hits = col.search({"vectors": listed}, k=K, filter=flt)["hits"]
+        times["api batch"].append(time.perf_counter() - t)
+        got["api batch"] = [{int(h["_id"][1:]) for h in one} for one in hits]
+    base = min(times["raw batch"]) / len(queries) * 1000
+    for name in ("raw batch", "api batch"):
+        per = min(times[name]) / len(queries) * 1000
+        rec = float(np.mean([len(g & t) / K for g, t in zip(got[name], truth)]))
+        rows.append(f"| {label} | {kind} | {n:>9,} | {fname:>4} | {name:9}| | | | | {rec:6.3f} | {per:6.3f} | | "
+                    f"{per / base:5.2f} | | {1000 / per:7.0f} | {len(queries)} queries in one call; ms/query")
+        print(rows[-1], flush=True)
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 from .store.filters import And, Cond, Not, parse_filter
 from .validation import check_bool, check_dim, check_field_name, check_field_names, check_int
 
+#: Queries one `vectors` search may carry.
+MAX_VECTORS = 1000
+
 SETTING_KEYS = ("model", "dim", "metric", "group_field", "text_fields", "boosts", "index", "compression",
                 "thumbnails", "compound")
 
@@ -69,10 +72,13 @@ class Collection:
         return self._searcher.encoder
 
     # -- records -------------------------------------------------------------------------
-    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+    def upsert(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int | None = None,
                on_batch=None, decode: str | None = None, resize: str | None = None,
                device: str | None = None) -> list[dict]:
         """Insert or update records; one result per record, in order (see the contract).
+
+        Records are written `batch_size` at a time (default: 32 with an image model, 4096 in a
+        collection of precomputed vectors, model 'none'): one transaction and one index add each.
 
         Pipeline options: `decode` "threads" or "processes" (where images are decoded;
         default `$LOOKALIKE_DECODE`, else threads), `resize` "auto", "host" or "device" (default
@@ -82,7 +88,8 @@ class Collection:
         return list(self.upsert_iter(records, base_dir=base_dir, batch_size=batch_size, on_batch=on_batch,
                                      decode=decode, resize=resize, device=device))
 
-    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None, batch_size: int = 32,
+    def upsert_iter(self, records: Iterable[dict], *, base_dir: str | Path | None = None,
+                    batch_size: int | None = None,
                     on_batch=None, decode: str | None = None, resize: str | None = None, device: str | None = None):
         """Like `upsert`, yielding results as batches are written (for streaming ingest)."""
         model = self.settings.model
@@ -204,6 +211,12 @@ class Collection:
         params = parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
                               negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,
                               same_label=same_label, min_score=min_score, explain=explain, collapse=collapse)
+        if "vectors" in params.query:  # several queries in one call: a list of hit lists
+            if extra or regions or params.explain or params.collapse or params.min_score is not None:
+                raise BadRequest("a 'vectors' query takes no 'keywords', 'box', 'regions', 'explain', 'collapse' or "
+                                 "'min_score': search those one vector at a time")
+            return {"hits": self._search_vectors(params, text, hybrid),
+                    "took_ms": round((time.perf_counter() - start) * 1000, 3)}
         fusion, keyword_weight = check_fusion(fusion, keyword_weight)
         n_regions = check_regions(regions)
         if "keywords" in extra and (text is not None or hybrid is not None or anchor is None and same_label):
@@ -232,6 +245,19 @@ class Collection:
             out["regions"] = region_hits(self._searcher, given, n_regions, read_stored, ranked)
         out["took_ms"] = round((time.perf_counter() - start) * 1000, 3)
         return out
+
+    def _search_vectors(self, params, text: str | None, hybrid: float | None) -> list[list[dict]]:
+        """Hits per vector of `{"vectors": [[...], ...]}`, each as `{"vector": ...}` would give them."""
+        vectors = params.query["vectors"]
+        if not isinstance(vectors, list) or not vectors or not all(isinstance(v, list) for v in vectors):
+            raise BadRequest("'vectors' must be a non-empty list of vectors (lists of numbers)")
+        check_int("number of vectors", len(vectors), 1, MAX_VECTORS)
+        if text is not None or hybrid is not None or params.same_label:
+            raise BadRequest("a 'vectors' query takes no 'text', 'hybrid' or 'same_label': search them one at a time")
+        if self.settings.compound:  # ranked by several parts (query/text_search.py): one search each
+            return [run_text_search(self._searcher, dataclasses.replace(params, query={"vector": v}), None, None)
+                    for v in vectors]
+        return self._searcher.visual_many(params, vectors)
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
                   offset: int = 0, group_by: str | bool | None = None, min_score: float | None = None,

@@ -243,22 +243,28 @@ def decode_base64(value: Any) -> bytes:
         raise BadRequest("'_base64' is not valid base64") from None
 
 
+_PLAIN_NUMBERS = {int, float}
+
+
 def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
     """A list of finite numbers (of `dim` entries when given) as float32."""
     if not isinstance(value, list) or not value:
         raise BadRequest("'_vector' must be a non-empty list of numbers")
-    if not all(is_number(x) for x in value):
+    # set(map(type, ...)) checks a 1000-d list in ~10 us (a per-item isinstance test took ~100 us,
+    # a tenth of a search); other types (bools, numpy scalars) take the exact per-item test
+    if not set(map(type, value)) <= _PLAIN_NUMBERS and not all(is_number(x) for x in value):
         raise BadRequest("'_vector' must contain only numbers")
     try:
         vec = np.asarray(value, dtype=np.float64)
     except OverflowError:  # an integer beyond any float
         raise BadRequest("'_vector' contains a number too large for a float") from None
-    if not np.all(np.isfinite(vec)):
+    if not np.isfinite(vec).all():
         raise BadRequest("'_vector' contains NaN or infinite values")
     if dim is not None and len(vec) != dim:
         raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {dim}")
     out = vec.astype(np.float32)
-    norm = float(np.linalg.norm(out.astype(np.float64)))  # as stored: 1e-320 is 0 in float32
+    wide = out.astype(np.float64)  # as stored: 1e-320 is 0 in float32
+    norm = math.sqrt(wide.dot(wide))  # np.linalg.norm's own formula, without its call overhead
     if not norm >= MIN_VECTOR_NORM:
         raise BadRequest(f"'_vector' is all zeros (its length must be at least {MIN_VECTOR_NORM:g} in float32)")
     if not norm <= MAX_VECTOR_NORM:  # float32 scores of such vectors overflow to inf/NaN

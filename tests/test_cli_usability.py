@@ -179,7 +179,7 @@ def test_ctrl_c_during_ingest_says_what_was_kept(tmp_path, capsys, monkeypatch):
             if n == 32:
                 raise KeyboardInterrupt
     monkeypatch.setattr(lookalike.Collection, "upsert_iter", interrupted)
-    code, _, err = run_main(capsys, "ingest", str(catalog), "-c", "v", "--data", str(data))
+    code, _, err = run_main(capsys, "ingest", str(catalog), "-c", "v", "--data", str(data), "--batch-size", "32")
     assert code == 130
     assert "32 records were written and are kept (32 inserted" in err and "Run the same command again" in err
     monkeypatch.setattr(lookalike.Collection, "upsert_iter", real)

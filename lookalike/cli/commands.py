@@ -69,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     device = None if args.device == "auto" else args.device
     # Pipeline options go to the pipeline as arguments; bulk ingest decodes in processes by default.
     decode = args.decode or os.environ.get("LOOKALIKE_DECODE") or CLI_DEFAULT_DECODE
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
 
     pairs, base_dir, total = sourced_records(Path(args.path))
@@ -109,7 +109,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if args.ray is not None:  # distributed: decode and embed in Ray actors, write here in batches
                 from ..ingest.ray import ray_ingest  # Ray: an optional dependency
                 ray_results = ray_ingest(col, records(), base_dir=base_dir, address=args.ray, workers=args.workers,
-                                         batch_size=min(args.batch_size, 16), on_batch=on_batch, device=device)
+                                         batch_size=min(args.batch_size or 16, 16), on_batch=on_batch, device=device)
                 results.extend(ray_results if args.json else [])
             else:
                 for r in col.upsert_iter(records(), base_dir=base_dir, batch_size=args.batch_size,

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "'none' for precomputed _vector records)")
     s.add_argument("--group-field", help="field whose value groups records (one hit per value, e.g. product_id)")
     s.add_argument("--text-fields", help="comma-separated metadata fields that text queries search")
-    s.add_argument("--batch-size", type=int, default=32, help="records per written batch (default 32)")
+    s.add_argument("--batch-size", type=int, help="records per written batch (default 32; 4096 for "
+                                                 "precomputed _vector records, model 'none')")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     s.add_argument("--decode", choices=("threads", "processes"),

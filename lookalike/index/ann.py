@@ -51,6 +51,8 @@ class FaissIndex:
         self.compression = compression
         self.pca = pca
         self._ntotal = int(raw.ntotal)
+        self._d = int(raw.d)
+        self._swig_ptr = _faiss().swig_ptr
 
     @property
     def ntotal(self) -> int:
@@ -84,12 +86,26 @@ class FaissIndex:
         `params`, if given, are `self.params(k, width, selector)` made earlier (they are only
         read by FAISS, so one object may serve many searches at once).
         """
-        q = self.pca.query(query) if self.pca else np.ascontiguousarray(query, dtype=np.float32)
+        found = self.search_many(query[None], k, width, selector, params)[0]
+        return found[found >= 0]
+
+    def search_many(self, queries: np.ndarray, k: int, width: int, selector=None, params=None) -> np.ndarray:
+        """Slots of the k best (by the index's score) per query row, -1 where fewer were found:
+        one FAISS call for the batch (its threads share the queries). FAISS's own `search`
+        wrapper is bypassed (its checks and SWIG reads cost microseconds per call); the
+        width of the rows is checked here, as FAISS reads them through a raw pointer."""
+        # row by row, as a single query is projected (a matrix product may round otherwise)
+        q = np.stack([self.pca.query(v) for v in queries]) if self.pca else queries
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self._d:
+            raise ValueError(f"queries of shape {q.shape} for an index of {self._d}-d rows")
         if params is None:
             params = self.params(k, width, selector)
-        _, ids = self.raw.search(q[None], k, params=params)
-        found = ids[0]
-        return found[found >= 0]
+        distances = np.empty((len(q), k), dtype=np.float32)
+        labels = np.empty((len(q), k), dtype=np.int64)
+        ptr = self._swig_ptr
+        self.raw.search_c(len(q), ptr(q), k, ptr(distances), ptr(labels), params)
+        return labels
 
     def memory_bytes(self) -> int:
         raise NotImplementedError

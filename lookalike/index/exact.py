@@ -34,9 +34,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(-scores, kind="stable")[:k]
     if k < len(scores):
         part = np.argpartition(-scores, k - 1)[:k]
+        kth = scores[part].min()
+        if kth == kth:  # not NaN: every score tied with the k-th competes, so the lowest positions win
+            part = np.flatnonzero(scores >= kth)  # (argpartition keeps an arbitrary few of them)
     else:
         part = np.arange(len(scores))
-    order = np.lexsort((part, -scores[part]))
+    order = np.lexsort((part, -scores[part]))[:k]
     return part[order]
 
 
@@ -84,3 +87,45 @@ class ExactIndex:
         slots, scores = self.scores(query, allowed)
         best = top_k(scores, k)
         return slots[best], scores[best]
+
+
+#: Candidates a batched product keeps per query beyond k (re-scored one by one, see top_k_many).
+MANY_MARGIN = 16
+#: Rows per matrix product of a batch (rows x queries floats of scores at a time).
+MANY_CHUNK = 32_768
+
+
+def top_k_many(vectors: np.ndarray, queries: np.ndarray, k: int,
+               slots: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`ExactIndex.search` for each query row, over `vectors[slots]` (all rows when None).
+
+    One matrix product per chunk of rows serves every query (a BLAS kernel, several times
+    the throughput of one scan per query). Its sums round differently from a single query's
+    scan, so it only picks candidates: per query, every row within a tolerance of its k+16th
+    best product (the rounding error is far below it), re-scored as `search` scores them and
+    ranked the same way. So each result is the single query's, ties included.
+    """
+    vectors = plain(vectors)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    total = len(vectors) if slots is None else len(slots)
+    keep = min(total, k + MANY_MARGIN)
+    picked: list[list[np.ndarray]] = [[] for _ in queries]
+    qnorms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+    for start in range(0, total, MANY_CHUNK):
+        part = slice(start, min(start + MANY_CHUNK, total))
+        rows = vectors[part] if slots is None else vectors[slots[part]]
+        scores = rows @ queries.T  # rows x queries
+        rnorm = float(np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64).max()))
+        take = min(keep, len(rows))
+        kth = -np.partition(-scores, take - 1, axis=0)[take - 1]  # per query
+        limits = kth - 1e-4 * qnorms * rnorm - 1e-30
+        for i in range(len(queries)):
+            picked[i].append(np.flatnonzero(scores[:, i] >= limits[i]) + start)
+    out = []
+    for i, q in enumerate(queries):
+        pos = np.concatenate(picked[i]) if picked[i] else np.empty(0, np.int64)  # ascending
+        cand = pos if slots is None else slots[pos]
+        exact = dot(vectors[cand], q) if len(cand) else np.empty(0, np.float32)
+        best = top_k(exact, k)
+        out.append((cand[best], exact[best]))
+    return out

@@ -4,14 +4,14 @@ Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/man
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -19,9 +19,10 @@ from . import planning
 from .ann import KINDS
 from .calibrate import GROWTH, MIN_QUERIES, QUERIES, Calibration, calibrate, floor
 from .compress import PCA
-from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
+from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k, top_k_many
 from .masks import MaskInfo, MaskInfos, cached_params
 from .planning import Plan
+from .rwlock import RWLock
 from .settings import ann_kind, build_key, code_bytes
 
 log = logging.getLogger(__name__)
@@ -32,44 +33,13 @@ FORMAT = 1
 INLINE_BUILD_ROWS = 50_000
 #: Rows added per FAISS call while building (bounds the temporary copy of the rows).
 BUILD_CHUNK = 100_000
-class RWLock:
-    """Many searches at once, or one writer (FAISS graphs must not be searched while growing)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-
-    def acquire_read(self) -> None:
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-
-    def release_read(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if not self._readers:  # only a writer waits for readers
-                self._cond.notify_all()
-
-    def acquire_write(self) -> None:
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-
-    def release_write(self) -> None:
-        with self._cond:
-            self._writer = False
-            self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
-        self.acquire_read()
-        try:
-            yield
-        finally:
-            self.release_read()
+#: A write leaving this many rows out of the published index has them added on a background
+#: thread (searches scan the rows not yet added exactly meanwhile), so a bulk load's next batch
+#: is parsed and committed while FAISS adds this one; fewer are added before the write returns.
+BACKGROUND_ADD_ROWS = 2048
+#: Rows per FAISS add into the published index: searches wait for each add, so a few thousand
+#: (tenths of a second) at a time.
+ADD_CHUNK = 4096
 
 
 def _row_sum(matrix: np.ndarray, row: int) -> str:
@@ -93,6 +63,9 @@ class CollectionIndex:
         self._rw = RWLock()
         self._state = threading.Lock()  # guards _ann/_builder swaps and catch-up adds
         self._builder: threading.Thread | None = None
+        self._adder: threading.Thread | None = None  # catches up with written rows (BACKGROUND_ADD_ROWS)
+        self._adder_lock = threading.Lock()
+        self._add_wanted = False
         self._build_error: str | None = None
         self._saved_rows = 0
         self._cancel = False
@@ -200,11 +173,43 @@ class CollectionIndex:
         self._start_build()
 
     def sync(self) -> None:
-        """After new rows were committed: add them to the graph, or start one if now wanted."""
-        if self._ann is None:
+        """After new rows were committed: add them to the graph (on a background thread for
+        BACKGROUND_ADD_ROWS or more), or start one if now wanted."""
+        ann = self._ann
+        if ann is None:
             if self._builder is None and self.wanted():
                 self._start_build()
             return
+        if len(self._matrix()) - ann.ntotal >= BACKGROUND_ADD_ROWS or self._adder is not None:
+            self._add_in_background()
+            return
+        self._grow()
+
+    def _add_in_background(self) -> None:
+        with self._adder_lock:
+            self._add_wanted = True
+            if self._adder is None:
+                self._adder = threading.Thread(target=self._adding, name=f"index-add-{self.name}", daemon=True)
+                self._adder.start()
+
+    def _adding(self) -> None:
+        """The background adder: grow the index until no write asked for more (or closing)."""
+        try:
+            while True:
+                with self._adder_lock:
+                    if not self._add_wanted or self._cancel:
+                        self._adder = None
+                        return
+                    self._add_wanted = False
+                self._grow()
+        except Exception as exc:  # searches go on (the rows not added are scanned exactly)
+            log.exception("adding rows to the index of collection %r failed", self.name)
+            self._build_error = f"{type(exc).__name__}: {exc}"
+            with self._adder_lock:
+                self._adder = None
+
+    def _grow(self) -> None:
+        """Add the rows past the index's end; rebuild a structure that no longer fits; save now and then."""
         self._catch_up()
         ann = self._ann
         if ann is not None and self._builder is None and ann.stale(ann.ntotal):
@@ -231,12 +236,13 @@ class CollectionIndex:
 
     def _add(self, ann, matrix: np.ndarray, end: int) -> None:
         """Add rows ntotal..end-1 to the published index (searches wait)."""
-        self._rw.acquire_write()
-        try:
-            for start in range(ann.ntotal, end, BUILD_CHUNK):
-                ann.add(matrix[start:min(start + BUILD_CHUNK, end)])
-        finally:
-            self._rw.release_write()
+        for start in range(ann.ntotal, end, ADD_CHUNK):
+            rows = np.ascontiguousarray(matrix[start:min(start + ADD_CHUNK, end)], dtype=np.float32)
+            self._rw.acquire_write()
+            try:
+                ann.add(rows)
+            finally:
+                self._rw.release_write()
 
     def _start_build(self) -> None:
         if len(self._matrix()) <= INLINE_BUILD_ROWS:
@@ -283,11 +289,16 @@ class CollectionIndex:
             self._builder = None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until a background build finishes; True if none is running afterwards."""
-        builder = self._builder
-        if builder is not None:
-            builder.join(timeout)
-        return self._builder is None
+        """Block until background builds and adds finish; True if none is running afterwards."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            thread = self._builder or self._adder
+            if thread is None:
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            thread.join(left)
 
     # -- calibration (calibrate.py) ------------------------------------------------------
     def _held_out(self, rows: int) -> int:
@@ -347,7 +358,11 @@ class CollectionIndex:
             self._start_build()
 
     def close(self, save: bool = True) -> None:
-        """Stop a running build; save a graph that grew since its last save."""
+        """Stop a running build; save a graph that grew since its last save (after the rows being
+        added in the background are in: a bulk load's index is complete when its database closes)."""
+        adder = self._adder
+        if save and adder is not None:
+            adder.join()
         self._cancel = True
         self.wait()
         if save and self._ann is not None and self._ann.ntotal != self._saved_rows:
@@ -391,6 +406,40 @@ class CollectionIndex:
                 return found[best], scores[best]
             plan.fallback = True
         return self._exact(query, k, allowed, info, matching)
+
+    def search_many(self, queries: np.ndarray, k: int, allowed: np.ndarray,
+                    matching: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for each row of `queries`, with the same results: one FAISS search for the
+        batch where the index answers (a query its width leaves short is searched alone, widening
+        as `search` does), one matrix product per chunk of rows where exact search does."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        info = self._infos.get(allowed)
+        if matching is None:
+            matching = info.count(allowed)
+        plan = Plan(matching=matching)
+        self._plans.plan = plan
+        if k > 0 and len(queries) and self.uses_ann(matching):
+            found = self._ann_candidates_many(queries, k, allowed, info, plan)
+            if found is not None:
+                matrix = plain(self._matrix())
+                out = []
+                for query, cand in zip(queries, found):
+                    if cand is None:
+                        out.append(self.search(query, k, allowed, matching))
+                        continue
+                    scores = dot(matrix[cand], query) if len(cand) else np.empty(0, np.float32)
+                    best = top_k(scores, k)
+                    out.append((cand[best], scores[best]))
+                self._plans.plan = plan
+                return out
+            plan.fallback = True
+        matrix = self._matrix()
+        n = min(len(allowed), len(matrix))
+        if matching == n == len(allowed):
+            return top_k_many(matrix[:n], queries, k)
+        slots = info.slots(allowed) if not allowed.flags.writeable and n == len(allowed) \
+            else np.flatnonzero(allowed[:n])
+        return top_k_many(matrix, queries, k, slots)
 
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
                matching: int) -> tuple[np.ndarray, np.ndarray]:
@@ -443,6 +492,36 @@ class CollectionIndex:
         tail = np.flatnonzero(allowed[covered:]) + covered  # rows written after the index's last add
         return np.concatenate([found, tail]) if len(tail) else found
 
+    def _ann_candidates_many(self, queries: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
+                             plan: Plan) -> list[np.ndarray | None] | None:
+        """`_ann_candidates` for a batch at the first width it tries (None for a query left short
+        there: `search` widens for it alone), or None to go exact."""
+        self._rw.acquire_read()
+        try:
+            ann = self._ann
+            if ann is None:
+                return None
+            covered = min(ann.ntotal, len(allowed))
+            in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
+            want = min(k, in_count)
+            pool = planning.pool(ann, k)
+            selector = None if in_count == ann.ntotal else info.selector(allowed)
+            width = planning.width(ann, self.settings, in_count, pool, self._calibration)
+            plan.kind, plan.pool, plan.filtered, plan.widths = ann.kind, pool, selector is not None, [width]
+            labels = ann.search_many(queries, pool, width, selector,
+                                     self._search_params(ann, allowed, info, pool, width, selector is not None))
+        finally:
+            self._rw.release_read()
+        tail = np.flatnonzero(allowed[covered:]) + covered if covered < len(allowed) else None
+        out: list[np.ndarray | None] = []
+        for row in labels:
+            found = row[row >= 0]
+            if len(found) < want:
+                out.append(None)
+            else:
+                out.append(np.concatenate([found, tail]) if tail is not None and len(tail) else found)
+        return out
+
     def _search_params(self, ann, allowed: np.ndarray, info: MaskInfo, k: int, width: int, filtered: bool):
         """FAISS parameters, reused: with a selector from the mask's cached info (a cached mask's
         bitmap lives as long as the info), without one from this index's own small table."""
@@ -457,6 +536,7 @@ class CollectionIndex:
         info = {**self.settings, "active": ann.kind if ann is not None else "exact", "state": state,
                 "library": "faiss" if ann is not None else None,
                 "indexed_rows": ann.ntotal if ann is not None else 0,
+                "adding": self._adder is not None,
                 "memory_bytes": ann.memory_bytes() if ann is not None else 0}
         if ann is not None:
             info.update(ann.info())

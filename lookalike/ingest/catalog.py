@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import BadRequest
+from ..jsontext import load_json
 from ..records import InvalidRecord
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -45,7 +46,7 @@ def sourced_records(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | 
                     if not line.strip():
                         continue
                     try:
-                        yield f"line {n}", json.loads(line)
+                        yield f"line {n}", load_json(line)  # json.loads's value, faster (jsontext.py)
                     except json.JSONDecodeError as exc:
                         yield f"line {n}", InvalidRecord(f"line {n} is not valid JSON: {exc.msg}")
         return from_jsonl(), path.parent, total

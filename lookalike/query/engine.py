@@ -21,7 +21,7 @@ from ..records import check_ids, decode_base64, parse_vector
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
-from .search import SearchParams, combine_anchors, format_hits, parse_boosts
+from .search import SearchParams, combine_anchors, format_hits, parse_boosts, project
 
 #: Query kinds that carry an image: its bytes come from `Searcher.image_bytes`.
 IMAGE_KINDS = ("url", "base64", "file", "image")
@@ -84,6 +84,8 @@ class Searcher:
         if kind == "vector":
             vec = parse_vector(value, self.settings.dim)
             return self.to_space(l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+        if kind == "vectors":
+            raise BadRequest("a 'vectors' query (several queries in one call) only works as the main query of search")
         if kind == "color":
             raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
                              "recommend or 'negative')")
@@ -149,6 +151,43 @@ class Searcher:
                                     negative=combine_anchors(negatives, [], 0.0) if negatives else None)
         return self.run(params, vector, exclude=exclude, slot_scores=slot_scores)
 
+    def visual_many(self, params: SearchParams, vectors: list[Any]) -> list[list[dict]]:
+        """Hits per vector of a `vectors` query (several queries in one call): each list is what
+        `visual` returns for `{"vector": v}` with the same parameters (negative anchors apply to
+        every vector), from one batched store search."""
+        rows = [self.anchor_vector({"vector": value})[0] for value in vectors]
+        negatives: list[np.ndarray] = []
+        exclude: list[str] = []
+        for anchor in params.negative:
+            vecs, ids = self.anchors(anchor)
+            negatives += vecs
+            exclude += ids
+        queries = np.stack([combine_anchors([row], negatives, params.negative_weight) for row in rows])
+        return self.run_many(params, queries, exclude=exclude)
+
+    def run_many(self, params: SearchParams, queries: np.ndarray, *, exclude: list[str]) -> list[list[dict]]:
+        """`run` for each row of `queries`: one store search and one metadata read for the batch."""
+        group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
+        boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts
+        request = SearchRequest(vector=queries[0], k=params.k, offset=params.offset, where=params.where,
+                                group_by=group_by, exclude=exclude, boosts=boosts)
+        found = self.store.search_many(queries, request)
+        ids = list(dict.fromkeys(hit.id for hits in found for hit in hits))
+        docs = dict(zip(ids, self.store.get(ids)))
+        out = []
+        for query, hits in zip(queries, found):
+            if any(docs[hit.id] is None for hit in hits):  # deleted meanwhile: as `run` handles it
+                out.append(self.run(params, query, exclude=exclude))
+                continue
+            items = []
+            for hit in hits:
+                item = {"_id": hit.id, "_score": round(hit.score, 6), **project(docs[hit.id], params.fields)}
+                if group_by:
+                    item["_group"] = hit.group
+                items.append(item)
+            out.append(items)
+        return out
+
     def run(self, params: SearchParams, vector: np.ndarray, *, exclude: list[str],
             slot_scores: np.ndarray | None = None, extra_boosts: Sequence[tuple[Node, float]] = ()) -> list[dict]:
         """The tail every ranked search shares: grouping (the request's, else the collection's),
@@ -173,7 +212,7 @@ class Searcher:
         """The store's best hits for `request`, shaped, without those scoring under `min_score`."""
         found, vanished = [], 0
         for _ in range(4):  # hits deleted between the search and reading their metadata: ask for more
-            hits = self.store.search(dataclasses.replace(request, k=request.k + vanished))
+            hits = self.store.search(dataclasses.replace(request, k=request.k + vanished) if vanished else request)
             found = format_hits(self.store, hits, params.fields, group_by)
             if len(found) == len(hits) or len(found) >= request.k:
                 break

@@ -21,7 +21,7 @@ MAX_OFFSET = 100_000
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_BOOST = 1e6  # larger weights overflow float32 scores
 MAX_MIN_SCORE = 1e9  # beyond any score: boosts are at most MAX_BOOST each
-QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "color", "text", "file", "image")
+QUERY_KINDS = ("id", "ids", "url", "base64", "vector", "vectors", "color", "text", "file", "image")
 
 
 @dataclass
@@ -129,6 +129,8 @@ def check_collapse(value: Any) -> dict | None:
 
 def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], weight: float) -> np.ndarray:
     """mean(positives) - weight * mean(negatives): scores become mean similarities."""
+    if len(positives) == 1 and not negatives:  # the common single anchor: its mean is itself
+        return np.array(positives[0], dtype=np.float32)
     q = np.mean(np.stack(positives), axis=0)
     if negatives:
         q = q - weight * np.mean(np.stack(negatives), axis=0)

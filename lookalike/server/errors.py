@@ -5,6 +5,8 @@ import json
 import logging
 from typing import Any
 
+import orjson
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -32,9 +34,22 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 class SafeJSONResponse(JSONResponse):
     """JSON as UTF-8, or ASCII with escapes when a string holds a lone surrogate: an error result
-    echoes the `_id` a client sent, `"\\ud800"` included, and that must never become a 500."""
+    echoes the `_id` a client sent, `"\\ud800"` included, and that must never become a 500.
+
+    Encoded by orjson (a search response in a tenth of `json.dumps`'s time), except where
+    orjson would write something else than the standard encoder: it writes NaN and infinity
+    as `null` where `json.dumps(allow_nan=False)` refuses them, and it refuses lone
+    surrogates, integers past 64 bits and non-string keys. So a body holding `null` (rare in
+    results), or one orjson refuses, is encoded as before: the same JSON value, or the same error.
+    """
 
     def render(self, content: Any) -> bytes:
+        try:
+            body = orjson.dumps(content)
+        except (TypeError, orjson.JSONEncodeError):
+            body = None
+        if body is not None and b"null" not in body:
+            return body
         try:
             return super().render(content)
         except UnicodeEncodeError:

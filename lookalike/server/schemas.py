@@ -19,7 +19,8 @@ from ..validation import MAX_DIM
 QUERY_DOC = ("One anchor: {\"id\": \"x\"}, {\"ids\": [\"x\", \"y\"]}, {\"url\": \"https://...\"}, "
              "{\"base64\": \"...\"}, {\"vector\": [...]}, {\"text\": \"striped dress\"} or {\"color\": \"#c0392b\"}; "
              "beside an image or id anchor \"box\": [x0, y0, x1, y1] (fractions) searches that part; "
-             "\"keywords\": \"AB-123 acme\" matches exact terms, alone or beside an anchor.")
+             "\"keywords\": \"AB-123 acme\" matches exact terms, alone or beside an anchor; "
+             "search also takes {\"vectors\": [[...], ...]} (several queries in one call).")
 FILTER_DOC = "MongoDB-like filter: {\"category\": \"shoes\", \"price\": {\"$lt\": 20}}; dotted paths for nested fields."
 
 
@@ -218,7 +219,8 @@ class Hit(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    hits: list[Hit]
+    hits: list[Hit] | list[list[Hit]] = Field(description="Best first; for a `vectors` query a list of hit "
+                                                          "lists, one per vector, in order.")
     took_ms: float
 
 

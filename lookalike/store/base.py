@@ -6,6 +6,7 @@ this interface, so the same code runs on a laptop and on a cluster.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from abc import ABC, abstractmethod
@@ -196,6 +197,11 @@ class CollectionStore(ABC):
     @abstractmethod
     def search(self, request: SearchRequest) -> list[Hit]:
         """Best hits for a query vector, best first, after filter, boosts and grouping."""
+
+    def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
+        """`search` for each row of `vectors` with the rest of `request` (backends with a batch
+        search override this; the results are the same)."""
+        return [self.search(dataclasses.replace(request, vector=v)) for v in vectors]
 
     @abstractmethod
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:

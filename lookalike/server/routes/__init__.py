@@ -7,6 +7,7 @@ from fastapi.security import HTTPBearer
 
 from .. import schemas as S
 from ..errors import errors, ok
+from ..fastjson import FastJSONRoute
 from .browse import browse_routes
 from .cleanup import cleanup_routes
 from .collections import collections_routes
@@ -27,7 +28,7 @@ def api_routes() -> APIRouter:
     """Every keyed route. The browse routes come before the records routes: GET
     .../records/{id:path} would otherwise take .../records/{id}/thumbnail."""
     bearer = HTTPBearer(auto_error=False, description="The admin key, or the search key for read routes.")
-    router = APIRouter(prefix="/v1", dependencies=[Security(bearer)])
+    router = APIRouter(prefix="/v1", dependencies=[Security(bearer)], route_class=FastJSONRoute)
     collections_routes(router)
     browse_routes(router)
     records_routes(router)

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...errors import Conflict, LookalikeError, NotFound
+from ...jsontext import dump_json, load_json
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
 from ..field_index import FieldIndex
@@ -244,10 +245,11 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     def get(self, ids: Sequence[str]) -> list[dict | None]:
         found: dict[str, dict] = {}
         con = self._store.reader()
+        loads = load_json
         for chunk in chunks(list(ids), 500):
             q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
-            for rid, doc, computed in con.execute(q, (self.name, *chunk)):
-                found[rid] = {**json.loads(doc), **json.loads(computed)}
+            for rid, doc, computed in con.execute(q, (self.name, *chunk)).fetchall():
+                found[rid] = loads(doc) if computed == "{}" else {**loads(doc), **loads(computed)}  # most have none
         self._check_present()  # rows of a re-created namesake are not this collection's
         return [found.get(i) for i in ids]
 
@@ -336,7 +338,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._extend_space(first, vectors)
         now = time.time()
         rows = [(self.name, r.id, first + i, r.content_hash, r.source_hash,
-                 json.dumps(r.doc, ensure_ascii=False), json.dumps(r.computed, ensure_ascii=False), now)
+                 dump_json(r.doc), dump_json(r.computed), now)
                 for i, r in enumerate(records)]
         old_slots = [self._slot_of[r.id] for r in records if r.id in self._slot_of]  # writes hold self._lock
         con = self._store.writer

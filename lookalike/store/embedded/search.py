@@ -1,6 +1,7 @@
 """Search in the embedded store: filter masks, exact or planned ANN ranking, boosts, grouping."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -52,7 +53,8 @@ class EmbeddedSearch:
             return rows[:size], vids[:size], list(post.keys)
 
     def search(self, request: SearchRequest) -> list[Hit]:
-        with self._reading():
+        with self._rw.read():  # _reading() inlined: this is every search's path
+            self._check_present()
             return self._search(request)
 
     def _search(self, request: SearchRequest) -> list[Hit]:
@@ -64,8 +66,10 @@ class EmbeddedSearch:
             # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
             known = self.count() if request.where is MATCH_ALL and not request.exclude else None
             slots, scores = self._index.search(request.vector, need, allowed, known)
-            return [Hit(self._slot_ids[s], sc) for s, sc in
-                    zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
+            ids = self._slot_ids
+            if request.offset:
+                slots, scores = slots[request.offset:], scores[request.offset:]
+            return [Hit(ids[s], sc) for s, sc in zip(slots.tolist(), scores.tolist())]
         matching = int(np.count_nonzero(allowed))
         if self._index.uses_ann(matching):
             hits = self._ann_ranked(request, allowed, matching)
@@ -74,6 +78,20 @@ class EmbeddedSearch:
         index = ExactIndex(self._matrix[:len(allowed)])
         slots, scores = index.scores(request.vector, allowed)
         return self._ranked(slots, scores, request, len(allowed))
+
+    def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
+        """`search` for each row of `vectors`: one index call for the batch when nothing but a
+        filter shapes the ranking (boosts, grouping, excluded ids: one search each)."""
+        with self._rw.read():
+            self._check_present()
+            if request.boosts or request.group_by or request.exclude or request.slot_scores is not None:
+                return [self._search(dataclasses.replace(request, vector=v)) for v in vectors]
+            allowed = self._allowed(request.where, ())
+            known = self.count() if request.where is MATCH_ALL else None
+            found = self._index.search_many(vectors, request.k + request.offset, allowed, known)
+            ids = self._slot_ids
+            return [[Hit(ids[s], sc) for s, sc in zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
+                    for slots, scores in found]
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
         """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""

@@ -1,0 +1,104 @@
+"""Bulk load of `_vector` records: large write batches, index adds on a background thread
+(searches scan the rows not added yet), and nothing lost when the process dies mid-load.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+
+import lookalike
+from lookalike.index import manager
+
+DIM = 32
+
+
+def vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def records(x: np.ndarray, start: int = 0) -> list[dict]:
+    return [{"_id": f"r{start + i}", "_vector": v.tolist(), "p": (start + i) % 10} for i, v in enumerate(x)]
+
+
+def top1(col, vector: np.ndarray) -> str:
+    return col.search({"vector": vector.tolist()}, k=1)["hits"][0]["_id"]
+
+
+def test_rows_being_added_in_the_background_are_found_meanwhile(db, monkeypatch):
+    col = db.collection("v", create=True, model="none", dim=DIM, index={"type": "hnsw", "threshold": 500})
+    first, extra = vectors(3000, 1), vectors(3 * manager.BACKGROUND_ADD_ROWS, 2)
+    col.upsert(records(first))
+    col._store.wait_index()
+    assert col.info()["index"]["indexed_rows"] == 3000
+    gate, grow = threading.Event(), manager.CollectionIndex._grow
+
+    def held(self):
+        gate.wait(30)
+        grow(self)
+    monkeypatch.setattr(manager.CollectionIndex, "_grow", held)
+    results = col.upsert(records(extra, start=3000))  # returns before the rows are in the graph
+    assert {r["status"] for r in results} == {"inserted"}
+    info = col.info()["index"]
+    assert info["adding"] and info["indexed_rows"] == 3000 and col.count() == 3000 + len(extra)
+    for i in (0, 1000, len(extra) - 1):  # not in the graph yet: scanned exactly, found
+        assert top1(col, extra[i]) == f"r{3000 + i}"
+    many = col.search({"vectors": [extra[5].tolist(), first[7].tolist()]}, k=1)["hits"]
+    assert [h[0]["_id"] for h in many] == ["r3005", "r7"]
+    assert col.search({"vector": extra[9].tolist()}, k=3, filter={"p": 2})["hits"][0]["_id"] != "r3009"
+    gate.set()
+    assert col._store.wait_index(60)
+    info = col.info()["index"]
+    assert not info["adding"] and info["indexed_rows"] == 3000 + len(extra)
+    assert top1(col, extra[2000]) == "r5000"
+
+
+def test_a_collection_of_vectors_writes_large_batches_by_default(db):
+    col = db.collection("v", create=True, model="none", dim=DIM)
+    sizes: list[int] = []
+    col.upsert(records(vectors(5000, 3)), on_batch=lambda batch: sizes.append(len(batch)))
+    assert sizes == [4096, 904]
+
+
+CRASH = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    import lookalike
+    dim, n, batch = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    db = lookalike.connect(sys.argv[1])
+    col = db.collection("v", create=True, model="none", dim=dim, index={"type": "hnsw", "threshold": 500})
+    for start in range(0, n, batch):
+        col.upsert([{"_id": f"r{i}", "_vector": x[i].tolist(), "p": i % 10} for i in range(start, start + batch)])
+        print(start + batch, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close: background adds and saves cut short
+""")
+
+
+def test_bulk_load_killed_mid_index_keeps_every_record(tmp_path: Path):
+    n, batch = 12_000, 4000
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(tmp_path), str(DIM), str(n), str(batch)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.stdout.split() == [str(s) for s in range(batch, n + 1, batch)]  # every upsert returned
+    x = np.random.default_rng(5).standard_normal((n, DIM)).astype(np.float32)
+    with lookalike.connect(tmp_path) as db:
+        col = db.collection("v")
+        assert col.count() == n
+        ids, total = col._store.list_ids(limit=n)
+        assert total == n and set(ids) == {f"r{i}" for i in range(n)}
+        assert col.get("r11999")["p"] == 9
+        col._store.wait_index(120)
+        assert col.info()["index"]["indexed_rows"] == n
+        for i in (0, 4321, n - 1):
+            assert top1(col, x[i] / np.linalg.norm(x[i])) == f"r{i}"
