@@ -7,7 +7,10 @@ the learner (three fits on a split of the categories), the final fit, scoring th
 quarter before and after, and mapping every row (the ANN index is rebuilt afterwards, in the
 background, as after any tune; `index s` is the wait until it answers again).
 
-    python bench/tune_scale.py [--sizes 5000,20000,100000] [--dim 1504]
+    python bench/tune_scale.py [--sizes 5000,20000,100000] [--dim 1504] [--index exact]
+
+`--index exact` leaves the ANN index out (its build at load time, minutes for 100k 1504-d
+vectors on 2 cores, is not what this measures).
 """
 from __future__ import annotations
 
@@ -40,12 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="5000,20000,100000")
     parser.add_argument("--dim", type=int, default=1504)
+    parser.add_argument("--index", default="auto", help="the collection's index type (auto, exact, hnsw, ivf)")
     args = parser.parse_args()
     print(f"{'records':>8} {'dim':>5} {'load s':>7} {'tune s':>7} {'index s':>8} {'learner':<14} "
           f"{'P@5 before':>10} {'after':>6}")
     for n in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
-            col = db.collection("t", create=True, model="none", dim=args.dim)
+            col = db.collection("t", create=True, model="none", dim=args.dim, index={"type": args.index})
             start = time.perf_counter()
             for batch in records(n, args.dim):
                 col.upsert(batch)
