@@ -20,7 +20,8 @@ from .ingest.filecache import FileDigests, for_data_dir
 from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
-from .query.duplicates import duplicates, match
+from .query.duplicates import duplicates
+from .query.match import match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
 from .query.labels import restrict_to_same_label
@@ -91,6 +92,7 @@ class Collection:
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
         doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (models/fingerprint.py)
+        doc.pop("_keypoints", None)  # internal: local features (models/keypoints.py)
         return doc
 
     def delete(self, ids: Sequence[str] | str | None = None, *, filter: dict | None = None) -> int:

@@ -43,7 +43,7 @@ def test_match_finds_the_original_of_an_edited_copy(col, transform):
     for n, (rid, im) in enumerate(ORIGINALS.items()):
         hits = col.match({"base64": b64(encode(TRANSFORMS[transform](im, n)))})["hits"]
         assert hits, (transform, rid)
-        assert hits[0]["_id"] == rid and hits[0]["_match"] == "near", (transform, rid, hits[:2])
+        assert hits[0]["_id"] == rid and hits[0]["_match"]["kind"] == "near", (transform, rid, hits[:2])
         assert 0.5 <= hits[0]["_score"] <= 1
 
 
@@ -71,7 +71,7 @@ def test_crop_check_is_skipped_beyond_its_collection_size_limit(col, monkeypatch
 def test_exact_for_the_same_bytes_and_for_the_same_pixels(col, tmp_path):
     im = ORIGINALS["photo-a"]
     same_bytes = col.match({"base64": b64(encode(im))})["hits"]
-    assert same_bytes[0]["_id"] == "photo-a" and same_bytes[0]["_match"] == "exact" and same_bytes[0]["_score"] == 1
+    assert same_bytes[0]["_id"] == "photo-a" and same_bytes[0]["_match"]["kind"] == "exact" and same_bytes[0]["_score"] == 1
     # a PNG stored, its pixels re-encoded as BMP: other bytes, identical pixels
     png = encode(ORIGINALS["blue-stripes"], "PNG")
     col.upsert([{"_id": "png", "_base64": b64(png)}])
@@ -80,8 +80,8 @@ def test_exact_for_the_same_bytes_and_for_the_same_pixels(col, tmp_path):
     path = tmp_path / "q.bmp"
     path.write_bytes(bmp.getvalue())
     hits = col.match({"file": str(path)})["hits"]
-    assert hits[0] == {**hits[0], "_id": "png", "_match": "exact"}
-    assert {h["_id"]: h["_match"] for h in hits}["blue-stripes"] == "near"  # the JPEG of the same drawing
+    assert hits[0] == {**hits[0], "_id": "png", "_match": {"kind": "exact"}}
+    assert {h["_id"]: h["_match"]["kind"] for h in hits}["blue-stripes"] == "near"  # the JPEG of the same drawing
     assert all("_fingerprint" not in h for h in hits) and "_fingerprint" not in col.get("png")
     col.delete(["png"])
     assert "png" not in [h["_id"] for h in col.match({"file": str(path)})["hits"]]
@@ -135,7 +135,7 @@ def test_duplicates_clusters_copies_and_nothing_else(tmp_path):
         c.delete(["photo-small"])
         assert c.duplicates()["clusters"] == [["red", "red-again", "red-grey"], ["photo", "photo-mirror"]]
         assert c.match({"id": "red"})["hits"][0] == {**c.match({"id": "red"})["hits"][0],
-                                                     "_id": "red-again", "_match": "exact"}
+                                                     "_id": "red-again", "_match": {"kind": "exact"}}
 
 
 def test_whole_image_pairs_equal_a_brute_force_reference():

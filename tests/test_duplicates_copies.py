@@ -62,7 +62,7 @@ def test_match_finds_the_original_of_each_geometric_copy_and_not_the_look_alike(
 
 def test_the_look_alike_matches_no_copy(col):
     hits = col.match({"base64": b64(OTHERS["red-stripes-2"])})["hits"]
-    assert [h["_id"] for h in hits] == ["red-stripes-2"] and hits[0]["_match"] == "exact"
+    assert [h["_id"] for h in hits] == ["red-stripes-2"] and hits[0]["_match"]["kind"] == "exact"
     assert col.match({"id": "red-stripes-2"})["hits"] == []
 
 

@@ -45,7 +45,7 @@ def hits_table(hits: list[dict], width: int) -> list[str]:
         ("_id", [str(h["_id"]) for h in hits], False),
         ("score", [f"{h['_score']:.4f}" for h in hits], True)]
     if any("_match" in h for h in hits):
-        columns.append(("match", [str(h.get("_match", "")) for h in hits], False))
+        columns.append(("match", [_match_summary(h.get("_match")) for h in hits], False))
     if any("_group" in h for h in hits):
         columns.append(("group", [_summary(h.get("_group", "")) for h in hits], False))
     columns.append(("label", [str((h.get("_labels") or [{}])[0].get("label", "")) for h in hits], False))
@@ -131,3 +131,15 @@ def error_line(origin: str | None, result: dict) -> str:
 
 def count_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(s, 0)} {s}" for s in ("inserted", "updated", "unchanged", "error"))
+
+
+def _match_summary(info: object) -> str:
+    """`exact`, or `near` with the copy's rotation, scale and mirror when they are not nil."""
+    if not isinstance(info, dict):
+        return str(info or "")
+    parts = [str(info.get("kind", ""))]
+    if info.get("mirrored"):
+        parts.append("mirrored")
+    if abs(float(info.get("angle") or 0)) >= 1:
+        parts.append(f"{float(info['angle']):+.0f}°")
+    return " ".join(parts)

@@ -8,22 +8,15 @@ import weakref
 
 import numpy as np
 
-from ..errors import BadRequest, NotFound
 from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_GRID, CROP_QUERY_GRID,
-                                     CROP_SCALE, CROP_WINDOW,
-                                     FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES, N_HASHES,
-                                     N_STORED, PIXEL_HASH, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
-                                     decode_fingerprint, full_width, has_copy_side, pixel_hash,
-                                     query_hashes, stored_query_hashes)
+                                  CROP_SCALE, CROP_WINDOW, FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES,
+                                  N_HASHES, N_STORED, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
+                                  decode_fingerprint, full_width, has_copy_side)
 from ..models.colors import hex_to_rgb, srgb_to_lab
-from ..models.images import open_image
-from ..records import check_id, digest
-from ..store.base import CollectionStore, SearchRequest
+from ..store.base import CollectionStore
 from ..store.filters import MATCH_ALL
-from ..validation import check_int, check_number
+from ..validation import check_number
 from .colors import ciede2000
-from .engine import IMAGE_KINDS, Searcher
-from .search import MAX_K, check_query, project
 
 CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
 #: Crops are looked for in collections of up to this many fingerprints (about 0.1 ms a record).
@@ -365,62 +358,6 @@ def _slots_with(store: CollectionStore, path: str, value: str) -> np.ndarray:
     except ValueError:
         return np.empty(0, dtype=np.int64)
     return rows[vids == vid]
-
-
-def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
-          fields: list[str] | None = None) -> dict:
-    """Records that are copies of the query image (or of a stored record, `{"id": ...}`)."""
-    start = time.perf_counter()
-    check_query(query)
-    limit = check_threshold(threshold, DEFAULT_MATCH_THRESHOLD)
-    k = check_int("k", k, 1, MAX_K)
-    kind, value = next(iter(query.items()))
-    store = engine.store
-    exclude: list[str] = []
-    source = None
-    if kind == "id":
-        check_id(value, "'id'")  # the same rule for ids as every other anchor
-        doc = store.get([value])[0]
-        if doc is None:
-            raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
-        fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
-        if fp is None:
-            raise BadRequest(f"record {value!r} has no image fingerprint (a '_vector' record, or ingested "
-                             "before fingerprints existed: upsert its image again)")
-        qhashes, pix, exclude = stored_query_hashes(fp), doc.get(PIXEL_HASH), [value]
-    elif kind in IMAGE_KINDS:
-        data = engine.image_bytes(kind, value)
-        encoder = engine.encoder
-        image = open_image(data, max_pixels=engine.max_pixels, draft_size=encoder.input_size if encoder else None)
-        qhashes, pix, source = query_hashes(image), pixel_hash(image), digest(data)
-    else:
-        raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
-    slots, hashes = stored_fingerprints(store)
-    exact_slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
-    size = int(max(slots.max(initial=-1), exact_slots.max(initial=-1))) + 1
-    scores = np.full(size, -np.inf, dtype=np.float32)
-    if len(slots) > CROP_SCAN_MAX:  # the crop check costs ~2000 comparisons a record: bounded
-        qhashes.crop = qhashes.crop[:0]
-    if len(slots):
-        sims = similarities(hashes, qhashes)
-        if qhashes.canvas is not None and len(qhashes.crop):
-            best = np.argsort(-sims)[:CROP_REFINE]
-            sims[best] = np.maximum(sims[best], refine_crops(hashes[best], qhashes))
-        scores[slots] = np.where(sims >= limit, sims, -np.inf)
-    scores[exact_slots] = 1.0
-    hits = store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=k, slot_scores=scores,
-                                      exclude=exclude))
-    docs = store.get([h.id for h in hits])
-    sources = store.hashes([h.id for h in hits]) if source else {}
-    out = []
-    for hit, doc in zip(hits, docs):
-        doc = doc or {}
-        same = (pix is not None and doc.get(PIXEL_HASH) == pix) or (
-            source is not None and sources.get(hit.id, ("", ""))[1] == source)
-        out.append({"_id": hit.id, "_score": round(1.0 if same else hit.score, 6),
-                    "_match": "exact" if same else "near", **project(doc, fields)})
-    out.sort(key=lambda h: (h["_match"] != "exact", -h["_score"]))
-    return {"hits": out, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
 
 def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
