@@ -131,20 +131,30 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("delay", [0.8, 1.5, 2.5])
 def test_kill_9_loses_no_acknowledged_record(data_dir, delay):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE)
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    pending = b""  # a non-blocking read can end mid-line: only whole lines are acknowledgements
     acked: list[int] = []
+
+    def take(chunk: bytes) -> None:
+        nonlocal pending
+        *lines, pending = (pending + chunk).split(b"\n")
+        acked.extend(int(line) for line in lines)
+
     deadline = time.monotonic() + delay
-    os.set_blocking(proc.stdout.fileno(), False)
     while time.monotonic() < deadline or not acked:
-        line = proc.stdout.readline()
-        if line:
-            acked.append(int(line))
-        else:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
             time.sleep(0.005)
+            continue
+        assert chunk or acked, "the writer exited before acknowledging a batch"
+        take(chunk)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    for line in proc.stdout.read().splitlines():  # acknowledged before the kill landed
-        acked.append(int(line))
+    os.set_blocking(fd, True)
+    take(proc.stdout.read())  # acknowledged before the kill landed
     with lookalike.connect(data_dir) as db:
         col = db.collection("crash")
         assert col.count() >= 20 * len(acked)
