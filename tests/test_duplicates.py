@@ -58,12 +58,14 @@ def test_match_finds_most_crops_and_never_a_wrong_original(col):
 
 
 def test_crop_check_is_skipped_beyond_its_collection_size_limit(col, monkeypatch):
-    import lookalike.query.duplicates as dup
+    """Past CROP_SCAN_MAX the fingerprints look for no crops (a striped drawing has too few
+    distinct keypoints for the local features to find it instead)."""
+    import lookalike.query.match as match_module
 
     crop = b64(encode(TRANSFORMS["crop60"](ORIGINALS["red-stripes"], 0)))
     grey = b64(encode(TRANSFORMS["grey"](ORIGINALS["red-stripes"], 0)))
     assert col.match({"base64": crop})["hits"][0]["_id"] == "red-stripes"
-    monkeypatch.setattr(dup, "CROP_SCAN_MAX", 1)
+    monkeypatch.setattr(match_module, "CROP_SCAN_MAX", 1)
     assert col.match({"base64": crop})["hits"] == []
     assert col.match({"base64": grey})["hits"][0]["_id"] == "red-stripes"
 
@@ -96,7 +98,9 @@ def test_unrelated_images_match_nothing(col):
 def test_threshold_and_id_query(col):
     grey = b64(encode(TRANSFORMS["grey"](ORIGINALS["green-dots"], 0)))
     assert col.match({"base64": grey}, threshold=0.0, k=3)["hits"][0]["_id"] == "green-dots"
-    assert len(col.match({"base64": grey}, threshold=0.0, k=3)["hits"]) == 3  # everything passes 0
+    # a threshold bounds the score of verified copies: even 0 lets no unverified record in
+    assert [h["_id"] for h in col.match({"base64": grey}, threshold=0.0, k=3)["hits"]] == ["green-dots"]
+    assert col.match({"base64": grey}, threshold=0.999)["hits"] == []
     by_id = col.match({"id": "green-dots"}, threshold=0.0, k=10)["hits"]
     assert "green-dots" not in [h["_id"] for h in by_id]
 

@@ -31,10 +31,10 @@ DEFAULT_MATCH_THRESHOLD = 0.5
 FINGERPRINT_CANDIDATES, EMBEDDING_CANDIDATES = 12, 12
 #: Fallback for pictures with too few keypoints to verify (flat colours, gradients): the
 #: whole-image fingerprints must be this similar (of 1), and the colours agree.
-FLAT_SIMILARITY = 0.85
+FLAT_SIMILARITY = 0.7
 #: Pictures local features cannot verify (repeated patterns defeat the ratio test) still match
 #: on a fingerprint similarity this high (query/duplicates.py scores; 0.55 let look-alikes in).
-FINGERPRINT_SIMILARITY = 0.7
+FINGERPRINT_SIMILARITY = 0.78
 
 
 def _candidate_ids(engine: Searcher, qhashes, vector: np.ndarray | None, exclude: list[str]) -> dict[str, float]:

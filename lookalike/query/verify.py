@@ -23,13 +23,21 @@ MIN_INLIERS = 10
 #: Scale (stored pixels per query pixel, both at SIDE) a copy may have: downscale to a fifth is
 #: undone by the reduction to SIDE, crops of 50 % zoom in 2x.
 SCALE_RANGE = (0.25, 4.0)
+#: Copies are rotated by at most this many degrees (phones, scanners: up to 15); a wilder
+#: rotation found by RANSAC is a coincidence of look-alike details (bench: 30-125 degrees).
+MAX_ANGLE = 20.0
 #: The query must cover at least this share of the stored image's area (as mapped), and
 #: the stored image this much of the query (else it is a shared logo or detail).
 MIN_COVER = 0.15
+#: ... and the stored image at least this share of the query (letterboxing a 16:9 picture
+#: to 9:16 leaves it 0.32; an icon drawn inside a bigger one is not its copy).
+MIN_QUERY_COVER = 0.3
 #: Colour check: cells with chroma (|a, b| in 8-bit CIELAB) over CHROMA on both sides vote;
 #: their median hue difference must stay under HUE_LIMIT degrees. A query with less than
 #: GREY_CHROMA mean chroma is grey and agrees with any tint.
-CHROMA, HUE_LIMIT, GREY_CHROMA = 10.0, 35.0, 3.0
+CHROMA, HUE_LIMIT, GREY_CHROMA = 10.0, 25.0, 3.0
+#: Fewer coloured query cells than this share of the aligned ones are an overlay's: no vote.
+OVERLAY_SHARE = 0.25
 
 
 @dataclass
@@ -39,7 +47,7 @@ class Verified:
     inliers: int
     matrix: np.ndarray          # 2 x 3, query pixels (at SIDE) -> stored pixels (at SIDE)
     mirrored: bool
-    angle: float                # degrees the copy is rotated by, relative to the stored image
+    angle: float                # degrees the copy is turned counter-clockwise from the stored image
     scale: float                # query content size / stored content size
     box: list[float]            # region of the stored image covered, fractions [x0, y0, x1, y1]
     score: float
@@ -87,9 +95,11 @@ def geometric(query: Features, stored: Features, mirrored: bool) -> Verified | N
     box = _covered(matrix, query.size, stored.size)
     stored_area = (box[2] - box[0]) * (box[3] - box[1])
     query_area = stored.size[0] * stored.size[1] * stored_area / (scale * scale) / (query.size[0] * query.size[1])
-    if stored_area < MIN_COVER or query_area < MIN_COVER:
+    if stored_area < MIN_COVER or query_area < MIN_QUERY_COVER:
         return None
-    angle = -math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
+    angle = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # counter-clockwise, as PIL rotates
+    if abs(angle) > MAX_ANGLE:
+        return None
     return Verified(inliers, matrix, mirrored, round(angle, 2), round(1 / scale, 4), box, score_of(inliers))
 
 
@@ -126,11 +136,11 @@ def colours_agree(v: Verified, query_lab: np.ndarray, query_size: tuple[int, int
     q = qa[np.round(qy[inside]).astype(int), np.round(qx[inside]).astype(int)]
     s = stored.colours.reshape(-1, 3)[inside, 1:].astype(np.float32) - 128
     qc, sc = np.hypot(q[:, 0], q[:, 1]), np.hypot(s[:, 0], s[:, 1])
-    both = (qc > CHROMA) & (sc > CHROMA)
-    if both.sum() < 3:
+    vote = qc > CHROMA  # a copy may lose colour (grey, desaturated), never gain it, but for overlays:
+    if vote.sum() < max(3, OVERLAY_SHARE * len(vote)):  # a coloured caption over a grey picture
         return True
-    diff = np.degrees(np.abs(np.arctan2(q[both, 1], q[both, 0]) - np.arctan2(s[both, 1], s[both, 0])))
-    diff = np.minimum(diff, 360 - diff)
+    diff = np.degrees(np.abs(np.arctan2(q[vote, 1], q[vote, 0]) - np.arctan2(s[vote, 1], s[vote, 0])))
+    diff = np.where(sc[vote] > CHROMA / 2, np.minimum(diff, 360 - diff), 180.0)
     return float(np.median(diff)) <= HUE_LIMIT
 
 
