@@ -88,3 +88,20 @@ def test_id_query_and_bad_thresholds(col):
         with pytest.raises(BadRequest, match="threshold"):
             col.match({"base64": b64(PHOTOS["coins"])}, threshold=bad)
     assert col.match({"base64": b64(PHOTOS["coins"])}, threshold=1.0)["hits"][0]["_match"] == {"kind": "exact"}
+
+
+def test_stored_fingerprints_are_decoded_once_not_per_match(col, monkeypatch):
+    """The store copies its list of distinct values per call: the fingerprint cache must still
+    recognise postings it has read (else every `match` decodes every fingerprint again)."""
+    import lookalike.query.duplicates as dup
+
+    col.match({"base64": b64(PHOTOS["coins"])})
+    calls = []
+    real = dup.decode_fingerprint
+    monkeypatch.setattr(dup, "decode_fingerprint", lambda value: calls.append(1) or real(value))
+    col.match({"base64": b64(PHOTOS["coins"])})
+    assert calls == []
+    col.upsert([{"_id": "more", "_base64": b64(tint(PHOTOS["horse"], 90))}])
+    col.match({"base64": b64(PHOTOS["coins"])})
+    assert len(calls) == 1   # just the new record's
+    col.delete(["more"])

@@ -87,7 +87,10 @@ class FingerprintCache:
     """Per-collection packed fingerprints by slot, grown from the field index's postings.
 
     Postings only grow, so each update decodes just the new ones; a rebuilt field index
-    (compaction, reopening) is recognised by its new list of distinct values, and read anew.
+    (compaction, reopening) is recognised by postings that no longer start with the ones read
+    (rows, values and the distinct values they index), and read anew. The store hands out a
+    copy of its distinct values list per call, so lists are compared by content: the same
+    value objects, so the comparison is one identity test per value.
     """
 
     def __init__(self) -> None:
@@ -97,14 +100,20 @@ class FingerprintCache:
     def _reset(self, keys: list | None) -> None:
         self._keys = keys      # the field index's distinct values list these postings index into
         self._seen = 0         # postings consumed
+        self._rows = np.empty(0, dtype=np.int64)   # the postings consumed, to recognise a rebuild
+        self._vids = np.empty(0, dtype=np.int64)
         self.slots = np.empty(0, dtype=np.int64)
         self.hashes = np.empty((0, N_HASHES, WORDS), dtype=np.uint64)
 
     def update(self, rows: np.ndarray, vids: np.ndarray, keys: list) -> tuple[np.ndarray, np.ndarray]:
         """(slots, hashes) of every posting so far; only new postings are decoded."""
         with self._lock:
-            if keys is not self._keys or len(rows) < self._seen:
+            known = self._keys
+            if known is None or len(keys) < len(known) or len(rows) < self._seen or \
+                    keys[:len(known)] != known or not np.array_equal(rows[:self._seen], self._rows) or \
+                    not np.array_equal(vids[:self._seen], self._vids):
                 self._reset(keys)
+            self._keys = keys
             if len(rows) > self._seen:
                 new_rows = rows[self._seen:]
                 decoded = [decode_fingerprint(keys[v][1]) if keys[v][0] == "s" else None
@@ -114,6 +123,7 @@ class FingerprintCache:
                     self.slots = np.concatenate([self.slots, new_rows[keep]])
                     self.hashes = np.concatenate([self.hashes, np.stack([full_width(decoded[i]) for i in keep])])
                 self._seen = len(rows)
+                self._rows, self._vids = np.array(rows), np.array(vids[:len(rows)])
             return self.slots, self.hashes
 
 
