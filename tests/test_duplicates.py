@@ -12,6 +12,7 @@ from lookalike.testing.copies import TRANSFORMS, encode
 from lookalike.errors import BadRequest, NotFound
 from lookalike.sample import COLORS, draw_item
 from lookalike.testing.photos import photo_like
+import lookalike.query.duplicates as dup
 
 
 def b64(data: bytes) -> str:
@@ -221,3 +222,19 @@ def test_match_stays_right_after_compaction_and_more_writes(tmp_path):
         for i in range(6):
             hits = c.match({"base64": b64(encode(TRANSFORMS["blur"](ims[i], 0)))})["hits"]
             assert [h["_id"] for h in hits[:1]] == [f"p{i}"], (i, hits)
+
+
+def test_stored_fingerprints_are_decoded_once_not_per_match(col, monkeypatch):
+    """The store copies its list of distinct values per call: the fingerprint cache must still
+    recognise postings it has read (else every `match` decodes every fingerprint again)."""
+    query = b64(encode(TRANSFORMS["grey"](ORIGINALS["green-dots"], 0)))
+    col.match({"base64": query})
+    calls = []
+    real = dup.decode_fingerprint
+    monkeypatch.setattr(dup, "decode_fingerprint", lambda value: calls.append(1) or real(value))
+    col.match({"base64": query})
+    assert calls == []
+    col.upsert([{"_id": "one-more", "_base64": b64(encode(photo_like(901, size=160)))}])
+    col.match({"base64": query})
+    assert len(calls) == 1   # just the new record's
+    col.delete(["one-more"])
