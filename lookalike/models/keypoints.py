@@ -18,12 +18,14 @@ KEYPOINTS = "_keypoints"
 #: crops' detail; a larger one costs ingest and query time: about 4 ms at 320 px).
 SIDE = 320
 N_FEATURES = 160
+#: Contrast limit of the local equalisation before corners are looked for.
+CLAHE_CLIP = 3.0
 #: Side of the grid of mean CIELAB colours kept for the colour check of an aligned region.
 COLOUR_GRID = 12
 #: Coordinates are kept in 1/COORD_SCALE pixel steps (uint16 holds SIDE * 64).
 COORD_SCALE = 64
 _HEADER = struct.Struct("<BHHH")  # version, width, height, keypoint count
-_VERSION = 1
+_VERSION = 2  # 2: corners found after local contrast equalisation
 
 
 @dataclass
@@ -58,6 +60,9 @@ def features(image: Image.Image | np.ndarray, n_features: int = N_FEATURES) -> F
     cv2 = _cv2()
     rgb = reduced(image) if isinstance(image, Image.Image) else image
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    # local contrast equalised: smooth or dark pictures (a gradient wallpaper, a night
+    # version) otherwise give FAST no corners at all
+    grey = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(4, 4)).apply(grey)
     orb = cv2.ORB_create(nfeatures=n_features, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15,
                          fastThreshold=8)
     kps, desc = orb.detectAndCompute(grey, None)
