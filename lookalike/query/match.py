@@ -94,7 +94,7 @@ def match(engine: Searcher, query: dict, threshold: float | None = None, k: int 
         fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
         own = decode_features(doc.get(KEYPOINTS))
         if fp is None or own is None:
-            raise BadRequest(f"record {value!r} has no image features (a '_vector' record, or ingested "
+            raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
                              "before they existed: upsert its image again)")
         qhashes, pix, exclude = stored_query_hashes(fp), doc.get(PIXEL_HASH), [value]
         versions, lab = [(own, False)], own.colours
