@@ -7,11 +7,17 @@ The labelled set is built from images that ship with installed packages, no down
   colour/contrast jitter, blur, JPEG); category = source photo (near-copy retrieval);
 - `textures`: `lookalike.testing.photos.photo_like` scenes, 8 seeds x 5 variants; category = seed.
 Every image queries the others (`{"id": ...}`); relevant = the rest of its category.
+
+`--tune`: untuned against tuned (`col.tune`, issue 17) per variant on real pictures, the icon
+set of bench/realsets.py (one icon name drawn by 3-5 themes = one category; embeddings cached).
+The tune holds out a quarter of the categories; both rows are `lookalike eval --holdout`
+scores (search by id over the whole collection, relevant = same icon name, only categories the
+tune never saw).
 Vectors go into `model: "none"` collections and are scored by `lookalike.query.evaluate`, so the
 numbers are exactly what `lookalike eval` reports. `+pcaw` rows add PCA-whitening fitted
 on the indexed vectors themselves (unsupervised, as a collection-level option would do).
 
-    python bench/relevance.py [--variants efficientnet-lite0,efficientnet-lite0-gem] [--quick]
+    python bench/relevance.py [--variants efficientnet-lite0,efficientnet-lite0-gem] [--quick] [--tune]
 """
 from __future__ import annotations
 
@@ -122,11 +128,42 @@ def score(vectors: np.ndarray, ids: list[str], cats: list[str], folder: Path, na
     return {"P@5": at5["precision@5"], "mAP@10": at10["map@10"], "nDCG@10": at10["ndcg@10"]}
 
 
+def tune_rows(variants: list[str], limit: int | None) -> None:
+    """Per variant: P@5 / mAP@10 on the tune's held-out categories, untuned and tuned."""
+    from bench.realsets import load_embedded
+    from lookalike.query.tune import holdout_truth
+    print(f"{'variant':<34} {'dim':>5} {'P@5':>6} {'tuned':>6} {'gain':>6} {'mAP@10':>7} {'tuned':>6} {'tune s':>7}")
+    with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
+        for n, model in enumerate(variants):
+            ids, cats, vectors = load_embedded("icons", model, limit)
+            col = db.collection(f"t{n}", create=True, model="none", dim=int(vectors.shape[1]))
+            col.upsert([{"_id": i, "_vector": v.tolist(), "icon": c} for i, c, v in zip(ids, cats, vectors)])
+            start = time.perf_counter()
+            out = col.tune(field="icon")
+            took = time.perf_counter() - start
+            truth = holdout_truth(col._store) if out["applied"] else None
+            if truth is None:
+                print(f"{model:<34} not applied: {out['before']} -> {out['after']}")
+                continue
+            tuned = {k: evaluate(col, truth, k=k)["metrics"] for k in (5, 10)}
+            col.tune(reset=True)
+            plain = {k: evaluate(col, truth, k=k)["metrics"] for k in (5, 10)}
+            p0, p1 = plain[5]["precision@5"], tuned[5]["precision@5"]
+            print(f"{model:<34} {vectors.shape[1]:>5} {p0:>6.3f} {p1:>6.3f} {p1 - p0:>+6.3f} "
+                  f"{plain[10]['map@10']:>7.3f} {tuned[10]['map@10']:>6.3f} {took:>7.1f}", flush=True)
+    print(f"\n{len(ids)} icons in {len(set(cats))} categories (last variant); scores over the held-out "
+          "categories' records, searching the whole collection")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--quick", action="store_true", help="a smaller set (for a smoke run)")
+    parser.add_argument("--tune", action="store_true", help="untuned vs tuned on the real icon set")
+    parser.add_argument("--limit", type=int, default=None, help="with --tune: the first N icon names only")
     args = parser.parse_args()
+    if args.tune:
+        return tune_rows(args.variants.split(","), args.limit)
     items = labelled_set(args.quick)
     ids, cats, images = [i for i, _, _ in items], [c for _, c, _ in items], [im for _, _, im in items]
     groups = sorted({c.split(":")[0] for c in cats})

@@ -287,12 +287,13 @@ class RemoteCollection:
         return self.client.request("POST", f"{self._path}/search/image", files=files, data=form)
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0) -> dict:
+                  offset: int = 0, group_by: str | bool | None = None) -> dict:
         """Items that look like `id`, excluding it and the rest of its group."""
-        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
+        parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
         if not isinstance(id, str):
             raise BadRequest("'id' must be a string")
-        return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields))
+        return self._post("recommend", _given(id=id, k=k, offset=offset, filter=filter, fields=fields,
+                                              group_by=group_by))
 
     def rerank(self, ids: list[str], query: dict, *, fields: list[str] | None = None) -> dict:
         """The given ids sorted by similarity to the query; unknown ids listed in `missing`."""
@@ -313,8 +314,16 @@ class RemoteCollection:
         """`{"clusters": [[id, ...], ...]}`: groups of records that are copies of each other."""
         return self._post("duplicates", _given(threshold=threshold))
 
-    def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
-        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`)."""
+    def tune(self, field: str | None = None, *, groups: bool = False, reset: bool = False) -> dict:
+        """Learn from a field's values which records are alike (admin key; see `Collection.tune`)."""
+        return self._post("tune", {"field": field, "groups": groups, "reset": reset})
+
+    def evaluate(self, truth: str | Path | list[dict] | None = None, k: int = 10, *, holdout: bool = False) -> dict:
+        """Search quality against a golden set, the searches running on the server (see `lookalike.query.evaluate`).
+        `holdout` needs the tune's held-out values, kept in the data folder: use the CLI there."""
+        if holdout or truth is None:
+            raise BadRequest("evaluate(holdout=True) reads the tune's held-out values from the data folder: run "
+                             "`lookalike eval --holdout` where the data is")
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

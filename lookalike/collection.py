@@ -27,6 +27,7 @@ from .query.evaluate import evaluate, evaluate_file
 from .query.labels import restrict_to_same_label
 from .query.search import check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
+from .query.tune import holdout_truth, tune, tuning_info
 from .records import check_delete, check_id, check_ids
 from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
@@ -142,6 +143,12 @@ class Collection:
             raise NotFound(f"no thumbnail kept for record {id!r} in collection {self.name!r}")
         return data
 
+    def tune(self, field: str | None = None, *, groups: bool = False, reset: bool = False) -> dict:
+        """Learn from the records' `field` values (or `groups`: the group_field) which records are
+        alike, and search in that space when it scores better on held-out values; `reset` goes
+        back to the model's own vectors. `{"applied", "before", "after", ...}` (see query/tune.py)."""
+        return tune(self._store, field, groups=groups, reset=reset)
+
     def compact(self) -> dict:
         """Rewrite the collection's files without the rows of deleted and replaced records, which
         stay on disk until then: `{"collection", "count", "bytes_before", "bytes"}` (see
@@ -162,7 +169,7 @@ class Collection:
                 "group_field": s.group_field, "text_fields": s.text_fields, "boosts": s.boosts,
                 "thumbnails": getattr(s, "thumbnails", True),
                 "index": stats.get("index", "exact"), "compression": s.compression, "bytes": stats.get("bytes", 0),
-                "bytes_per_vector": stats.get("bytes_per_vector")}
+                "bytes_per_vector": stats.get("bytes_per_vector"), "tuning": tuning_info(s.tuning)}
 
     # -- search --------------------------------------------------------------------------
     def search(self, query: dict, k: int = 10, *, offset: int = 0, filter: dict | None = None,
@@ -185,15 +192,20 @@ class Collection:
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
     def recommend(self, id: str, k: int = 10, *, filter: dict | None = None, fields: list[str] | None = None,
-                  offset: int = 0) -> dict:
-        """Items that look like `id`, excluding it and the rest of its group."""
+                  offset: int = 0, group_by: str | bool | None = None) -> dict:
+        """Items that look like `id`, excluding it and the rest of its group.
+
+        `group_by`: one hit per value of this field (default the collection's `group_field`;
+        False: every hit); the anchor's own group is excluded either way.
+        """
         start = time.perf_counter()
-        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields)
+        params = parse_search({"id": id}, k=k, offset=offset, filter=filter, fields=fields, group_by=group_by)
         group_field = self.settings.group_field
         if group_field:
             value = dotted(self.get(id), group_field)
             if value is not None and not isinstance(value, (dict, list)):
                 params.where = And((params.where, Not(Cond(group_field, "$eq", value))))
+        if params.group_by is None:
             params.group_by = group_field
         hits = self._searcher.visual(params)
         return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
@@ -223,9 +235,17 @@ class Collection:
         """Groups of records that are copies of each other: `{"clusters": [["a", "b"], ...]}`."""
         return duplicates(self._store, threshold)
 
-    def evaluate(self, truth: str | Path | list[dict], k: int = 10) -> dict:
+    def evaluate(self, truth: str | Path | list[dict] | None = None, k: int = 10, *, holdout: bool = False) -> dict:
         """Search quality against a golden set: a JSONL truth file's path or its lines as dicts
-        (see `lookalike.query.evaluate`); `{"metrics": {"map@k", "ndcg@k", "precision@k", "recall@k"}, ...}`."""
+        (see `lookalike.query.evaluate`); `{"metrics": {"map@k", "ndcg@k", "precision@k", "recall@k"}, ...}`.
+        `holdout` (no truth): search by id among the records whose tuned field has one of the
+        values the last tune held out (labels it never learned from); relevant = same value."""
+        if holdout:
+            if truth is not None:
+                raise BadRequest("give either a truth file or 'holdout', not both")
+            return evaluate(self, holdout_truth(self._store), k=k)
+        if truth is None:
+            raise BadRequest("evaluate needs a truth file (or 'holdout' on a tuned collection)")
         if isinstance(truth, (str, Path)):
             return evaluate_file(self, Path(truth), k=k)
         return evaluate(self, truth, k=k)

@@ -105,7 +105,7 @@ def test_group_by_false_means_no_grouping(shop, capsys):
 @pytest.mark.parametrize("args, problem", [
     (["--group-by", "prodcut_id"], "--group-by: no record of collection 'shop' has field(s) prodcut_id"),
     (["--fields", "price,nosuch"], "--fields: no record of collection 'shop' has field(s) nosuch"),
-    (["--boost", '[{"filter": {"color": "red"}}]'], "--boost: rule 1 has no 'weight'"),
+    (["--boost", '[{"filter": {"color": "red"}}]'], "boost rule 1 has no 'weight'"),
 ])
 def test_unknown_fields_and_weightless_boosts_are_refused(shop, capsys, args, problem):
     code, out, err = run_main(capsys, "search", "-c", "shop", "--id", "dots-red-square", *args, "--data", str(shop))
@@ -282,6 +282,10 @@ def test_recommend_offset_and_fields(shop, capsys):
     paged = json.loads(run_main(capsys, *args, "--offset", "2", "--fields", "price")[1])["hits"]
     assert [h["_id"] for h in paged[:2]] == [h["_id"] for h in first[2:4]]
     assert all(set(h) == {"_id", "_score", "_group", "price"} for h in paged)
+    ungrouped = json.loads(run_main(capsys, *args, "-k", "20", "--group-by", "false")[1])["hits"]
+    assert len(ungrouped) > len({h["product_id"] for h in ungrouped}) and all("_group" not in h for h in ungrouped)
+    code, _, err = run_main(capsys, *args, "--group-by", "colour")
+    assert code == 2 and "colour" in err
 
 
 def test_info_drop_single_image_and_export_round_trip(tmp_path, pattern_catalog, capsys):

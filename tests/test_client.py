@@ -157,6 +157,10 @@ def test_embedded_and_http_give_identical_hits(client, embedded, pattern_catalog
         same_hits(expected, remote.search(q, **kw))
     same_hits(local.search({"file": str(path)}, k=10), remote.search_image(path.read_bytes(), k=10))
     same_hits(local.recommend("stripes-green-circle", k=6), remote.recommend("stripes-green-circle", k=6))
+    for group_by in (False, "color"):
+        expected = local.recommend("stripes-green-circle", k=12, group_by=group_by)
+        assert expected["hits"]
+        same_hits(expected, remote.recommend("stripes-green-circle", k=12, group_by=group_by))
     ids = ["dots-red-square", "stripes-red-square", "dots-black-circle", "nope"]
     expected, got = local.rerank(ids, {"file": str(path)}), remote.rerank(ids, {"file": str(path)})
     same_hits(expected, got)

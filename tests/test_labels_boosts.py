@@ -140,6 +140,17 @@ def test_collection_default_boosts_change_the_ranking_without_client_code(writab
     assert col.info()["boosts"] == rules
 
 
+def test_a_boost_rule_without_weight_is_refused_not_ignored(writable):
+    col = writable.collection("patterns")
+    before = col.info()["boosts"]
+    with pytest.raises(BadRequest, match="boost rule 2 has no 'weight'"):
+        col.search({"id": "stripes-red-square"}, boost=[{"filter": {"on_sale": True}, "weight": 0.1},
+                                                        {"filter": {"in_stock": False}}])
+    with pytest.raises(BadRequest, match="boost rule 1 has no 'weight'"):
+        writable.collection("patterns", create=True, boosts=[{"filter": {"on_sale": True}}])
+    assert writable.collection("patterns").info()["boosts"] == before  # the settings stay as they were
+
+
 def test_negative_anchor_pushes_its_lookalikes_down(col):
     anchor, negative = "stripes-red-square", "dots-red-square"
     plain = col.search({"id": anchor}, k=22)["hits"]

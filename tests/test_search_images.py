@@ -108,6 +108,14 @@ def test_recommend_excludes_anchor_group(pattern_db_dir, pattern_catalog, tmp_pa
         hits = col.recommend("stripes-red-square", k=5)["hits"]
         assert hits and all(h["product_id"] != "stripes-square" for h in hits)
         assert len({h["product_id"] for h in hits}) == len(hits)
+        every = col.recommend("stripes-red-square", k=20, group_by=False)["hits"]
+        assert all(h["product_id"] != "stripes-square" for h in every)  # the anchor's group stays out
+        assert len({h["product_id"] for h in every}) < len(every)  # but one product may come several times
+        by_colour = col.recommend("stripes-red-square", k=20, group_by="color")["hits"]
+        assert len({h["color"] for h in by_colour}) == len(by_colour) > 1
+        assert all(h["product_id"] != "stripes-square" for h in by_colour)
+        with pytest.raises(BadRequest, match="group_by"):
+            col.recommend("stripes-red-square", group_by="")
         rr = col.rerank(["dots-red-square", "stripes-blue-square", "ghost"], {"id": "stripes-red-square"})
         assert [h["_id"] for h in rr["hits"]] == ["stripes-blue-square", "dots-red-square"]
         assert rr["missing"] == ["ghost"]

@@ -394,6 +394,8 @@ def test_search_errors(admin) -> None:
     r = admin.post("/collections/serr/records", content=records.encode(), headers={"Content-Type": "application/json"})
     assert [x["status"] for x in r.json()["results"]] == ["error", "error"]
     error_of(post({"query": {"base64": "%%%"}}), 400, "bad_request")
+    assert "has no 'weight'" in error_of(post({"query": {"id": "r1"}, "boost": [{"filter": {"price": 1}}]}),
+                                         400, "bad_request")
     assert "$near" in error_of(post({"query": {"id": "r1"}, "filter": {"x": {"$near": 1}}}), 400, "bad_request")
     error_of(post({"query": {"id": "nope"}}), 404, "not_found")
     error_of(post({"query": {"id": "r1"}, "k": 0}), 422, "validation_error")

@@ -72,16 +72,6 @@ def group_by_value(text: str | None) -> str | bool | None:
     return False if text.strip().lower() in NO_GROUPING else text
 
 
-def check_boosts(boost: Any) -> None:
-    """A boost rule without a weight would change nothing: refuse it rather than ignore it."""
-    if not isinstance(boost, list):
-        return  # the engine names the shape problem
-    for n, rule in enumerate(boost, 1):
-        if isinstance(rule, dict) and "filter" in rule and "weight" not in rule:
-            raise UsageError(f"--boost: rule {n} has no 'weight' (a number, e.g. 0.2; negative to demote), "
-                              "so it would change nothing")
-
-
 def parse_vector_arg(text: str) -> list[float]:
     """`--vector`: a JSON list of numbers, or comma-separated numbers."""
     import json

@@ -22,7 +22,7 @@ from ..models.text import get_text_encoder
 from ..query.evaluate import evaluate_file
 from ..records import files_anywhere
 from ..store.backup import backup, restore
-from .checks import UsageError, check_boosts, check_fields, group_by_value, parse_vector_arg
+from .checks import UsageError, check_fields, group_by_value, parse_vector_arg
 from .demo import run_demo
 from .export import export_records
 from .output import count_line, error_line, human_bytes, print_collections, print_hits, print_info, print_json
@@ -157,7 +157,6 @@ def _load_models(col: Any, query: dict, with_text: str | None) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     query = _query_from_args(args)
     boost = _parse_json_arg("--boost", args.boost)
-    check_boosts(boost)
     group_by = group_by_value(args.group_by)
     with _db(args) as db:
         col = db.collection(args.collection)
@@ -175,10 +174,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    group_by = group_by_value(args.group_by)
     with _db(args) as db:
         col = db.collection(args.collection)
+        if isinstance(group_by, str):
+            check_fields(col, [group_by], "--group-by")
         result = col.recommend(args.id, k=args.k, offset=args.offset, filter=_parse_json_arg("--filter", args.filter),
-                               fields=_fields_arg(col, args.fields))
+                               fields=_fields_arg(col, args.fields), group_by=group_by)
     print_json(result) if args.json else print_hits(result)
     return 0
 
@@ -297,7 +299,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     with _db(args) as db:
-        result = evaluate_file(db.collection(args.collection), Path(args.truth), k=args.k)
+        if args.holdout == (args.truth is not None):
+            raise UsageError("eval needs either --truth FILE or --holdout")
+        col = db.collection(args.collection)
+        result = col.evaluate(holdout=True, k=args.k) if args.holdout else evaluate_file(col, Path(args.truth), k=args.k)
     if args.json:
         print_json(result)
     else:
@@ -366,6 +371,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_serve:
         check_port(args.host, args.port)
     return run_demo(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    with _db(args) as db:
+        done = db.collection(args.collection).tune(field=args.field, groups=args.groups, reset=args.reset)
+    if args.json:
+        print_json(done)
+        return 0
+    if done.get("reset"):
+        print(f"{done['collection']}: back to the model's own vectors" if done["was_tuned"]
+              else f"{done['collection']} was not tuned: nothing to reset")
+        return 0
+    b, a = done["before"], done["after"]
+    print(f"{done['collection']} by {done['field']!r}: {done['records']} labelled records, {done['values']} values, "
+          f"{done['held_out_values']} held out for validation")
+    print(f"P@5 {b['p@5']:.3f} -> {a['p@5']:.3f}   mAP@10 {b['map@10']:.3f} -> {a['map@10']:.3f}")
+    print("applied" if done["applied"] else "not applied: it did not score better on the held-out values")
+    return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--offset", type=int, default=0, help="hits to skip, for paging")
     s.add_argument("--filter", help="JSON filter, as in search")
     s.add_argument("--fields", help="comma-separated fields to return (default all)")
+    s.add_argument("--group-by", help="at most one hit per value of this field (default: the collection's "
+                                      "group_field; false or none: no grouping)")
     s.set_defaults(func=c.cmd_recommend)
 
     s = sub.add_parser("rerank", parents=[common, col], help="sort ids by similarity to --id")
@@ -121,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reclaim the space of deleted and replaced records (embedded store)")
     s.set_defaults(func=c.cmd_compact)
 
+    s = sub.add_parser("tune", parents=[common, col],
+                       help="learn from a field's values which records are alike, and search in that space")
+    s.add_argument("--field", default=None, help="the metadata field whose equal values mean 'alike' (dotted path)")
+    s.add_argument("--groups", action="store_true", help="use the collection's group_field as the field")
+    s.add_argument("--reset", action="store_true", help="go back to the model's own vectors")
+    s.set_defaults(func=c.cmd_tune)
+
     s = sub.add_parser("export", parents=[common, col], help="write a collection's records as JSONL")
     s.add_argument("file", nargs="?", default="-", help="the JSONL file to write (default -: stdout)")
     s.add_argument("--no-vectors", action="store_true",
@@ -131,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_collections)
 
     s = sub.add_parser("eval", parents=[common, col], help="score search quality against a golden set")
-    s.add_argument("--truth", required=True, help="JSONL of {\"query\": ..., \"relevant\": [...]} lines")
+    s.add_argument("--truth", default=None, help="JSONL of {\"query\": ..., \"relevant\": [...]} lines")
+    s.add_argument("--holdout", action="store_true",
+                   help="instead of --truth: score with the field values the last tune held out")
     s.add_argument("-k", type=int, default=10, help="cut-off of the metrics (default 10)")
     s.set_defaults(func=c.cmd_eval)
 

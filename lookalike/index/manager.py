@@ -4,18 +4,20 @@ Design notes (how it works and why): docs/index.md, "Notes: `lookalike/index/man
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from . import planning
 from .ann import KINDS
+from .calibrate import GROWTH, MIN_QUERIES, QUERIES, Calibration, calibrate, floor
 from .compress import PCA
 from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k
 from .masks import MaskInfo, MaskInfos, cached_params
@@ -61,6 +63,14 @@ class RWLock:
             self._writer = False
             self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        self.acquire_read()
+        try:
+            yield
+        finally:
+            self.release_read()
+
 
 def _row_sum(matrix: np.ndarray, row: int) -> str:
     return hashlib.sha1(np.ascontiguousarray(matrix[row]).tobytes()).hexdigest() if row >= 0 else ""
@@ -89,6 +99,7 @@ class CollectionIndex:
         self._infos = MaskInfos()
         self._plans = threading.local()
         self._params: dict[tuple, object] = {}  # unfiltered FAISS search parameters by (kind, k, width)
+        self._calibration: Calibration | None = None  # widths measured to meet target_recall (calibrate.py)
 
     # -- files ---------------------------------------------------------------------------
     def _path(self, suffix: str) -> Path:
@@ -128,6 +139,8 @@ class CollectionIndex:
             ann.save(self._path("faiss"))
             meta = {"format": FORMAT, "library": "faiss", "key": self._key(), "ntotal": rows,
                     "last_row": _row_sum(self._matrix(), rows - 1)}
+            if self._calibration is not None:
+                meta["calibration"] = self._calibration.to_dict()
             tmp = self._path("json.tmp")
             with open(tmp, "w") as fh:
                 json.dump(meta, fh)
@@ -160,6 +173,9 @@ class CollectionIndex:
             if ann.ntotal != rows or ann.raw.d != width:
                 raise ValueError(f"graph holds {ann.ntotal} rows of {ann.raw.d}-d, meta says {rows} of {width}-d")
             self._saved_rows = rows
+            saved, target = meta.get("calibration"), self.settings["target_recall"]
+            if saved and target is not None:
+                self._calibration = Calibration.from_dict(saved, target, floor(ann, self.settings))
             return ann
         except Exception as exc:  # any damage means: rebuild from the vectors
             log.warning("index of collection %r unusable (%s); rebuilding from the vectors", self.name, exc)
@@ -206,12 +222,21 @@ class CollectionIndex:
             matrix = self._matrix()
             if ann.ntotal >= len(matrix):
                 return
-            self._rw.acquire_write()
-            try:
-                for start in range(ann.ntotal, len(matrix), BUILD_CHUNK):
-                    ann.add(matrix[start:start + BUILD_CHUNK])
-            finally:
-                self._rw.release_write()
+            due = self._calibration_due(ann, len(matrix) - ann.ntotal)
+            held = min(QUERIES, len(matrix) - ann.ntotal) if due else 0
+            self._add(ann, matrix, len(matrix) - held)  # measured at (nearly) its new size
+            if held:
+                self._calibration = self._measure(ann, matrix)  # searches only: readers may go on
+                self._add(ann, matrix, len(matrix))
+
+    def _add(self, ann, matrix: np.ndarray, end: int) -> None:
+        """Add rows ntotal..end-1 to the published index (searches wait)."""
+        self._rw.acquire_write()
+        try:
+            for start in range(ann.ntotal, end, BUILD_CHUNK):
+                ann.add(matrix[start:min(start + BUILD_CHUNK, end)])
+        finally:
+            self._rw.release_write()
 
     def _start_build(self) -> None:
         if len(self._matrix()) <= INLINE_BUILD_ROWS:
@@ -233,17 +258,21 @@ class CollectionIndex:
             wanted = min(len(matrix), kind.sample_rows(len(matrix), self.settings))
             sample = matrix[np.linspace(0, len(matrix) - 1, wanted).astype(np.int64)]
             ann = kind.create(self.dim, self.settings, self.compression, sample, len(matrix))
-            for start in range(0, len(matrix), BUILD_CHUNK):
+            held = self._held_out(len(matrix))  # the newest rows query the index before they join it
+            for start in range(0, len(matrix) - held, BUILD_CHUNK):
                 if self._cancel:
                     return
-                ann.add(matrix[start:start + BUILD_CHUNK])
+                ann.add(matrix[start:min(start + BUILD_CHUNK, len(matrix) - held)])
+            calibration = self._measure(ann, matrix) if held else None
+            if held:
+                ann.add(matrix[ann.ntotal:])
             with self._state:
                 if self._cancel:
                     return
                 latest = self._matrix()
                 if len(latest) > ann.ntotal:
                     ann.add(latest[ann.ntotal:])
-                self._ann = ann
+                self._ann, self._calibration = ann, calibration
             self._saved_rows = 0
             self.save()
             self._build_error = None
@@ -260,6 +289,31 @@ class CollectionIndex:
             builder.join(timeout)
         return self._builder is None
 
+    # -- calibration (calibrate.py) ------------------------------------------------------
+    def _held_out(self, rows: int) -> int:
+        """Rows kept out of a new index until it is measured (0: too few, or no target)."""
+        if self.settings["target_recall"] is None:
+            return 0
+        held = min(QUERIES, rows // 5)
+        return held if held >= MIN_QUERIES else 0
+
+    def _calibration_due(self, ann, pending: int) -> bool:
+        """Measure before adding `pending` rows? When a target is set, enough rows are pending,
+        and nothing was measured yet or the index has grown GROWTH-fold since."""
+        if self.settings["target_recall"] is None or pending < MIN_QUERIES:
+            return False
+        current = self._calibration
+        return current is None or ann.ntotal + pending >= current.rows * GROWTH
+
+    def _measure(self, ann, matrix: np.ndarray) -> Calibration | None:
+        """Recall curves of `ann` queried with (up to QUERIES of) the rows past its end."""
+        target = self.settings["target_recall"]
+        if target is None:
+            return None
+        tail = np.arange(ann.ntotal, len(matrix))
+        picks = tail[np.linspace(0, len(tail) - 1, min(QUERIES, len(tail))).astype(np.int64)]
+        return calibrate(ann, matrix, plain(matrix)[picks], self.settings, target)
+
     def reconfigure(self, index: dict, compression: dict) -> None:
         """New settings: search-time ones apply at once; build-time ones rebuild from the vectors."""
         rebuild = build_key(index, compression, self.dim) != self._key()
@@ -269,8 +323,27 @@ class CollectionIndex:
             for suffix in ("faiss", "json", "pca.npz"):
                 self._path(suffix).unlink(missing_ok=True)
             self._cancel = False
-            self._ann = None
+            self._ann, self._calibration = None, None
         if self._ann is None and self.wanted():
+            self._start_build()
+        elif index["target_recall"] is None:
+            self._calibration = None
+        elif self._calibration is not None and self._ann is not None:  # picked from the measured curves
+            self._calibration.retarget(index["target_recall"], floor(self._ann, index))
+
+    def drop(self) -> None:
+        """Forget the graph and its files: searches go exact until `rebuild` (the rows are about
+        to change in place, e.g. a new tuned space, and the old graph must not answer for them)."""
+        self.close(save=False)
+        for suffix in ("faiss", "json", "pca.npz"):
+            self._path(suffix).unlink(missing_ok=True)
+        self._cancel = False
+        self._ann = None
+
+    def rebuild(self) -> None:
+        """Build again from the matrix (after `drop` and the change of rows)."""
+        self.drop()
+        if self.wanted():
             self._start_build()
 
     def close(self, save: bool = True) -> None:
@@ -280,7 +353,7 @@ class CollectionIndex:
         if save and self._ann is not None and self._ann.ntotal != self._saved_rows:
             self.save()
         if not save:
-            self._ann = None
+            self._ann, self._calibration = None, None
 
     # -- search --------------------------------------------------------------------------
     @property
@@ -293,7 +366,7 @@ class CollectionIndex:
 
     def uses_ann(self, matching: int) -> bool:
         """The index (HNSW/IVF) for this many candidate records? (planning.uses_ann)"""
-        return planning.uses_ann(self._ann, self.settings, matching, self._live_count())
+        return planning.uses_ann(self._ann, self.settings, matching, self._live_count(), self._calibration)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -351,7 +424,7 @@ class CollectionIndex:
             # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
             # else a bitmap over `allowed` (slots past the index's end never come up in it)
             selector = None if in_count == ann.ntotal else info.selector(allowed)
-            width = planning.width(ann, self.settings, in_count, pool)
+            width = planning.width(ann, self.settings, in_count, pool, self._calibration)
             plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
             while True:
                 plan.widths.append(width)
@@ -387,6 +460,11 @@ class CollectionIndex:
                 "memory_bytes": ann.memory_bytes() if ann is not None else 0}
         if ann is not None:
             info.update(ann.info())
+        calibration = self._calibration if ann is not None else None
+        # what searches use: the measured widths, or the configured ones until measured
+        info["beam"] = calibration.beams[0][1] if calibration else (ann.base_width(self.settings) if ann else None)
+        info["measured_recall"] = calibration.beams[0][2] if calibration else None
+        info["calibration"] = calibration.summary() if calibration else None
         if self._build_error:
             info["error"] = self._build_error
         return info

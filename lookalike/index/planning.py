@@ -14,9 +14,12 @@ least width, whether a filter is worth the index) are the index classes' `base_w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .base import AnnIndex
+
+if TYPE_CHECKING:
+    from .calibrate import Calibration
 
 #: An IVF search scans at least this many matching codes (nprobe grows for rare filters):
 #: measured at 5M rows, 5 600 scanned matches (10 % filter) gave recall@10 0.994, 143
@@ -56,7 +59,8 @@ class Plan:
 ANN_POOL_MAX = 4096
 
 
-def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int) -> bool:
+def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int,
+             calibration: "Calibration | None" = None) -> bool:
     """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
 
     A filter (fewer matches than live records) is scanned exactly up to the smaller of
@@ -72,18 +76,24 @@ def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int) -> 
         limit = min(limit, settings["filter_threshold"])
     if matching <= limit:
         return False
-    return ann.worth(matching, width(ann, settings, matching, 0))
+    return ann.worth(matching, width(ann, settings, matching, 0, calibration))
 
 
-def width(ann: AnnIndex, settings: dict, in_count: int, pool: int) -> int:
+def width(ann: AnnIndex, settings: dict, in_count: int, pool: int,
+          calibration: "Calibration | None" = None) -> int:
     """efSearch (HNSW) or nprobe (IVF) for a search where `in_count` of the indexed rows may be returned.
 
-    Non-matching nodes still fill an HNSW beam, so a filter keeping a share s of the graph
+    With a `calibration` (calibrate.py: the narrowest widths that met `target_recall` on this
+    index, per filter share) its width; without one (not measured yet, or `target_recall`
+    null) the configured `expansion_search` / `nprobe`, widened for filters: non-matching
+    nodes still fill an HNSW beam, so a filter keeping a share s of the graph
     gets a beam sqrt(1/s) times wider (at most 8x): measured on 10 % filters, recall@10
     goes from 0.89 at the plain width to 0.99. In an IVF a filter's best matches lie
     further out, among more lists: nprobe widens by the same factor.
     """
     total = ann.ntotal
+    if calibration is not None and calibration.beams:
+        return min(ann.fit_width(calibration.wide(in_count, total), in_count, pool), ann.max_width)
     wide = ann.base_width(settings)
     if 0 < in_count < total:
         wide = int(wide * min(8.0, (total / in_count) ** 0.5))

@@ -14,9 +14,12 @@ DTYPES = ("f32", "f16", "i8")
 #: gathering scattered rows costs about 1 us each, a filtered graph walk about 0.3-1 ms.
 #: IVF (`type: "ivf"`): `nlist` k-means lists (null: 4 sqrt(rows) when built), `nprobe` of them
 #: scanned per query (measured: recall@10 >= 0.95 at 100k-1M with 32, see docs/index.md).
+#: `target_recall`: the recall@10 the index is calibrated to (calibrate.py): the search widths
+#: are then measured on the collection's own vectors, and `expansion_search` / `nprobe` only
+#: serve until that measurement is done, or always when it is null.
 INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 128,
                                   "expansion_search": 64, "threshold": 20_000, "filter_threshold": 4096,
-                                  "nlist": None, "nprobe": 32}
+                                  "nlist": None, "nprobe": 32, "target_recall": 0.95}
 COMPRESSION_DEFAULTS: dict[str, Any] = {"dtype": "f32", "pca_dim": None}
 _LIMITS = {"connectivity": (4, 128), "expansion_add": (8, 4096), "expansion_search": (8, 4096),
            "threshold": (0, 1_000_000_000), "filter_threshold": (0, 1_000_000_000),
@@ -58,6 +61,12 @@ def normalize_index(given: Any, dim: int | None = None) -> dict:
     for name, (low, high) in _OPTIONAL_LIMITS.items():
         if out[name] is not None:
             _int(name, out[name], low, high)
+    target = out["target_recall"]
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+            raise BadRequest(f"index setting 'target_recall' must be a number above 0 and at most 1 "
+                             f"(or null: use expansion_search / nprobe as given), got {target!r}")
+        out["target_recall"] = float(target)
     return out
 
 

@@ -67,7 +67,7 @@ def verdict(kind: str, known: tuple[str, str] | None, content: str, source: str)
 
 def stored_parts(store: CollectionStore, rid: str) -> tuple[np.ndarray, dict]:
     """The stored vector and computed fields of a record kept by a metadata-only update."""
-    vec = store.vectors([rid]).get(rid)
+    vec = store.raw_vectors([rid]).get(rid)  # the model's vector: the store maps it again if tuned
     stored = store.get([rid])[0]
     if vec is None or stored is None:
         raise BadRequest(f"record {rid!r} was deleted while being updated")

@@ -83,13 +83,19 @@ class Searcher:
             return np.mean(np.stack(vecs), axis=0), ids
         if kind == "vector":
             vec = parse_vector(value, self.settings.dim)
-            return (l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+            return self.to_space(l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
         if kind == "color":
             raise BadRequest("a 'color' query only works as the main query of search (not in rerank, "
                              "recommend or 'negative')")
         if kind == "text":
             raise NotImplementedYet(f"search by {kind} is not built yet")
-        return self.embed_image(self.image_bytes(kind, value)), []
+        return self.to_space(self.embed_image(self.image_bytes(kind, value))), []
+
+    def to_space(self, vector: np.ndarray) -> np.ndarray:
+        """A model vector (an image's, a given one's) in the space the collection searches: mapped
+        by its tuning, if tuned (stored vectors, and so `id` anchors, are mapped already)."""
+        transform = self.store.transform
+        return vector if transform is None else transform.apply(vector)
 
     def image_bytes(self, kind: str, value: Any) -> bytes:
         """The image file bytes an `image`, `base64`, `url` or `file` query names."""
@@ -140,7 +146,7 @@ class Searcher:
         """The tail every ranked search shares: grouping (the request's, else the collection's),
         the collection's boosts then the request's, the store's ranking, and hit shaping."""
         group_by = None if params.group_by is False else (params.group_by or self.settings.group_field)
-        boosts = parse_boosts(self.settings.boosts) + params.boosts + list(extra_boosts)
+        boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts + list(extra_boosts)
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
         found, vanished = [], 0

@@ -47,16 +47,23 @@ def check_query(query: Any, *, what: str = "query") -> dict:
     return query
 
 
-def parse_boosts(boost: Any) -> list[tuple[Node, float]]:
-    """`[{"filter": {...}, "weight": 0.2}, ...]` -> parsed (filter, weight) pairs."""
+def parse_boosts(boost: Any, *, stored: bool = False) -> list[tuple[Node, float]]:
+    """`[{"filter": {...}, "weight": 0.2}, ...]` -> parsed (filter, weight) pairs.
+
+    A rule without a weight would change nothing, so it is refused; `stored`: rules a
+    collection's settings kept from versions that took a missing weight as 0.
+    """
     if boost is None:
         return []
     if not isinstance(boost, list):
         raise BadRequest("'boost' must be a list of {\"filter\": ..., \"weight\": ...} rules")
     out = []
-    for rule in boost:
+    for n, rule in enumerate(boost, 1):
         if not isinstance(rule, dict) or set(rule) - {"filter", "weight"} or "filter" not in rule:
             raise BadRequest("each boost rule is {\"filter\": {...}, \"weight\": number}")
+        if "weight" not in rule and not stored:
+            raise BadRequest(f"boost rule {n} has no 'weight' (a number, e.g. 0.2; negative to demote), "
+                             "so it would change nothing")
         weight = check_number(rule.get("weight", 0.0), -MAX_BOOST, MAX_BOOST,
                               f"a boost rule's 'weight' must be a number from -{MAX_BOOST:g} to {MAX_BOOST:g}")
         out.append((parse_filter(rule["filter"]), weight))

@@ -120,7 +120,7 @@ def resolve(engine: Searcher, params: SearchParams, text: Any, hybrid: Any
         text = check_text(value, "query.text")
         tower = text_tower(engine)
         if tower is not None:
-            positives = [tower.embed_text([text])[0]]
+            positives = [engine.to_space(tower.embed_text([text])[0])]
         elif not has_text_vectors:
             raise BadRequest(f"collection {engine.name!r} cannot search by text: set its 'text_fields' "
                              "(searches metadata and labels), or use a model with a text tower (see docs/text.md)")

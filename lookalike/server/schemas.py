@@ -110,6 +110,21 @@ class Compacted(BaseModel):
     bytes: int = Field(description="Bytes of its vectors and index after compaction.")
 
 
+class TuneBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str | None = Field(None, description="Metadata field whose equal values mean 'alike' (dotted path).")
+    groups: bool = Field(False, description="Use the collection's group_field as the field.")
+    reset: bool = Field(False, description="Go back to the model's own vectors.")
+
+
+class Tuned(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    collection: str
+    applied: bool = Field(description="Whether searches now use the learned space.")
+    before: dict | None = Field(None, description="p@5 and map@10 on held-out values, untuned.")
+    after: dict | None = Field(None, description="p@5 and map@10 on held-out values, tuned.")
+
+
 # -- records ------------------------------------------------------------------------------
 class UpsertBody(BaseModel):
     """Records are checked one by one (a bad one gets its own error result), not as a body."""
@@ -199,6 +214,8 @@ class RecommendBody(_Body):
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
     filter: dict[str, Any] | None = Field(None, description=FILTER_DOC)
     fields: list[str] | None = None
+    group_by: str | bool | None = Field(None, description="At most one hit per value of this field "
+                                                         "(default: the collection's group_field; false: no grouping).")
 
 
 class RerankBody(_Body):

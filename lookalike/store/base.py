@@ -52,6 +52,7 @@ class CollectionSettings:
     compression: dict = field(default_factory=dict)
     thumbnails: bool = True  # keep a small JPEG per record made from a file/base64 (for the web page)
     compound: dict = field(default_factory=dict)  # per-part weights of image/text/attributes (query/text_search.py)
+    tuning: dict = field(default_factory=dict)  # a learned map of the model vectors, see query/tune.py ({} = untuned)
 
     def __post_init__(self) -> None:
         self.index = normalize_index(self.index)
@@ -129,13 +130,15 @@ class Capabilities:
     """What a backend offers beyond the core contract; callers check these flags.
 
     `thumbnails`: `thumbnail()` gives the JPEG kept per record; `compaction`: `compact()`
-    reclaims the rows of deleted and replaced records; `max_dim`: the widest vector a
+    reclaims the rows of deleted and replaced records; `tuning`: `set_tuning()` searches in a
+    learned space while keeping the raw model vectors; `max_dim`: the widest vector a
     collection may have (`validation.MAX_DIM`, or the backend's own lower limit).
     """
 
     thumbnails: bool = False
     compaction: bool = False
     max_dim: int = MAX_DIM
+    tuning: bool = False  # `set_tuning()` maps stored vectors through a learned transform (query/tune.py)
 
 
 class CollectionStore(ABC):
@@ -161,7 +164,25 @@ class CollectionStore(ABC):
 
     @abstractmethod
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of the ids that exist."""
+        """Stored vectors of the ids that exist, in the space searches use (tuned, if tuned)."""
+
+    def raw_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The model's own vectors of the ids that exist (what updates keep and tunes learn from)."""
+        return self.vectors(ids)
+
+    @property
+    def transform(self):
+        """The collection's learned `store.transform.Transform`, or None (untuned)."""
+        return None
+
+    def raw_all_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every live id and its model vector (tunes learn from these)."""
+        return self.all_vectors()
+
+    def set_tuning(self, tuning: dict) -> CollectionSettings:
+        """Store `tuning` (a settings dict with a `transform`, or {} for none) and move every search,
+        the ANN index included, into its space. Only for backends whose capabilities say `tuning`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot tune")
 
     @abstractmethod
     def delete(self, ids: Sequence[str]) -> int:

@@ -1,4 +1,4 @@
-"""Routes of collections: list, create or update, inspect, drop, compact."""
+"""Routes of collections: list, create or update, inspect, drop, compact, tune."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -47,3 +47,8 @@ def collections_routes(router: APIRouter) -> None:
                  summary="Reclaim the rows of deleted and replaced records (admin key)")
     def compact(request: Request, name: CollectionName) -> JSONResponse:
         return ok(collection_of(request, name).compact())
+
+    @router.post("/collections/{name}/tune", tags=tag, response_model=S.Tuned, responses=errors(400, 403, 501),
+                 summary="Learn from a field's values which records are alike (admin key)")
+    def tune(request: Request, name: CollectionName, body: S.TuneBody) -> JSONResponse:
+        return ok(collection_of(request, name).tune(field=body.field, groups=body.groups, reset=body.reset))

@@ -21,6 +21,7 @@ from ..base import Capabilities, CollectionSettings, CollectionStore, StoredReco
 from .. import field_snapshot
 from ..facets import facets_of
 from ..lock import ReadWriteLock
+from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
 from .search import EmbeddedSearch
@@ -63,8 +64,8 @@ def indexed_view(doc: dict, computed: dict) -> dict:
     return {**doc, **computed}
 
 
-#: The embedded store keeps thumbnails and compacts its vector file (`compact`).
-EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True)
+#: The embedded store keeps thumbnails, compacts its vector file (`compact`) and tunes (`set_tuning`).
+EMBEDDED_CAPABILITIES = Capabilities(thumbnails=True, compaction=True, tuning=True)
 
 
 class EmbeddedCollection(EmbeddedSearch, CollectionStore):
@@ -103,7 +104,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         index_class = _ReadOnlyIndex if self._store.read_only else CollectionIndex
         self._index = index_class(self._store.path / "index", self.name, self._generation, dim,
                                   self.settings.index, self.settings.compression,
-                                  lambda: self._vectors.matrix, self.count)
+                                  lambda: self._matrix, self.count)
         self._index.open()
 
     def _load_in(self, reader: sqlite3.Connection, dim: int) -> None:
@@ -111,6 +112,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
             "SELECT id, slot, content_hash FROM records WHERE collection=? ORDER BY slot", (self.name,)).fetchall()
         self._vectors = VectorFile(self._vector_path(self._generation), dim, writable=not self._store.read_only)
         self._n = self._vectors.rows  # slots readers may look at: published with each commit
+        self._set_space(transform_of(self.settings.tuning))
         capacity = max(1024, self._vectors.rows * 2)
         self._alive = np.zeros(capacity, dtype=bool)
         self._slot_hash = np.zeros(capacity, dtype=np.uint64)  # content hash per slot: checks field snapshots
@@ -128,6 +130,38 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._load_fields(reader, live)
         self._text = TextMatrix.load(reader, self.name, self._slot_of, self._vectors.rows)
         self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
+
+    # -- the searched space ---------------------------------------------------------------
+    def _set_space(self, transform: Transform | None) -> None:
+        """Searches use the raw vector file, or (tuned) its rows mapped by `transform`, kept in
+        memory with spare room for appends; the raw rows stay on disk as they are."""
+        self._transform = transform
+        self._space = None
+        if transform is not None:
+            rows = self._vectors.rows
+            self._space = np.zeros((max(1024, 2 * rows), self.settings.dim), dtype=np.float32)
+            self._space[:rows] = transform.apply(self._vectors.matrix) if rows else 0.0
+
+    def _extend_space(self, first: int, vectors: np.ndarray) -> None:
+        """Map appended raw rows into the tuned space (before readers may see their slots)."""
+        if self._transform is None:
+            return
+        need = first + len(vectors)
+        if need > len(self._space):  # a new array: readers holding the old one read only old slots
+            grown = np.zeros((max(need, 2 * len(self._space)), self.settings.dim), dtype=np.float32)
+            grown[:first] = self._space[:first]
+            self._space = grown
+        self._space[first:need] = self._transform.apply(vectors)
+
+    @property
+    def _matrix(self) -> np.ndarray:
+        """The rows searches score: the raw vector file, or its tuned image."""
+        space = self._space
+        return self._vectors.matrix if space is None else space[:self._vectors.rows]
+
+    @property
+    def transform(self) -> Transform | None:
+        return self._transform
 
     def _fields_path(self, generation: int | None = None) -> Path:
         gen = self._generation if generation is None else generation
@@ -214,16 +248,22 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._check_present()  # rows of a re-created namesake are not this collection's
         return [found.get(i) for i in ids]
 
-    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def vectors(self, ids: Sequence[str], raw: bool = False) -> dict[str, np.ndarray]:
         with self._reading():
-            matrix = self._vectors.matrix
+            matrix = self._vectors.matrix if raw else self._matrix
             slots = {i: self._slot_of.get(i) for i in ids}
             return {i: np.array(matrix[s]) for i, s in slots.items() if s is not None}
 
-    def all_vectors(self) -> tuple[list[str], np.ndarray]:
+    def raw_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.vectors(ids, raw=True)
+
+    def raw_all_vectors(self) -> tuple[list[str], np.ndarray]:
+        return self.all_vectors(raw=True)
+
+    def all_vectors(self, raw: bool = False) -> tuple[list[str], np.ndarray]:
         with self._reading():
             items = sorted(self._slot_of.items(), key=lambda kv: kv[1])
-            matrix = self._vectors.matrix
+            matrix = self._vectors.matrix if raw else self._matrix
         slots = np.array([s for _, s in items], dtype=np.int64)
         return [i for i, _ in items], np.asarray(matrix[slots]) if len(slots) else np.empty((0, self.settings.dim))
 
@@ -290,6 +330,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     def _commit(self, records: list[StoredRecord]) -> None:
         vectors = np.stack([np.asarray(r.vector, dtype=np.float32) for r in records])
         first = self._vectors.append(vectors)
+        self._extend_space(first, vectors)
         now = time.time()
         rows = [(self.name, r.id, first + i, r.content_hash, r.source_hash,
                  json.dumps(r.doc, ensure_ascii=False), json.dumps(r.computed, ensure_ascii=False), now)
@@ -393,11 +434,29 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
                 self._index.reconfigure(merged.index, merged.compression)
             return merged
 
+    def set_tuning(self, tuning: dict) -> CollectionSettings:
+        """Save `tuning` in the settings, map every row into its space (or back to the raw rows
+        for {}), and rebuild the ANN index from the mapped rows. The vector file is not touched."""
+        transform = transform_of(tuning)  # refuses an unreadable transform before anything changes
+        if transform is not None and transform.dim != self.settings.dim:
+            raise LookalikeError(f"a tuning for {transform.dim}-d vectors does not fit collection {self.name!r} "
+                                 f"({self.settings.dim}-d)")
+        with self._lock:
+            self._writable()
+            merged = CollectionSettings.from_dict({**self.settings.to_dict(), "tuning": tuning})
+            self._store._save_settings(merged)
+            self._index.drop()  # no graph of the old space answers for the new one
+            with self._rw.write():
+                self.settings = merged
+                self._set_space(transform)
+            self._index.rebuild()
+            return merged
+
     def compact(self) -> None:
         """Rewrite the vector file without dead rows (crash-safe: a new generation file)."""
         with self._lock:
             self._writable()
-            ids, matrix = self.all_vectors()
+            ids, matrix = self.raw_all_vectors()
             generation = self._generation + 1
             path = self._vector_path(generation)
             path.unlink(missing_ok=True)

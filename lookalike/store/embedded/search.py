@@ -71,7 +71,7 @@ class EmbeddedSearch:
             hits = self._ann_ranked(request, allowed, matching)
             if hits is not None:
                 return hits
-        index = ExactIndex(self._vectors.matrix[:len(allowed)])
+        index = ExactIndex(self._matrix[:len(allowed)])
         slots, scores = index.scores(request.vector, allowed)
         return self._ranked(slots, scores, request, len(allowed))
 
@@ -137,11 +137,11 @@ class EmbeddedSearch:
     def _hybrid_scores(self, vector: np.ndarray | None, text: np.ndarray | None, text_weight: float) -> np.ndarray:
         n = self.n_slots
         if text is None:
-            return np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+            return np.asarray(self._matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
         text_scores = self._text.scores(text, n)
         if vector is None:
             return text_scores
-        visual = np.asarray(self._vectors.matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
+        visual = np.asarray(self._matrix[:n] @ np.asarray(vector, dtype=np.float32), dtype=np.float32)
         return (1 - text_weight) * visual + text_weight * np.nan_to_num(text_scores, nan=0.0)  # no text: looks only
 
     def text_vectors(self, ids: Sequence[str]) -> np.ndarray:
@@ -151,7 +151,7 @@ class EmbeddedSearch:
 
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         with self._reading():
-            matrix = self._vectors.matrix
+            matrix = self._matrix
             known = [(i, self._slot_of[i]) for i in ids if i in self._slot_of]
             if not known:
                 return {}

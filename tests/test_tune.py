@@ -1,0 +1,250 @@
+"""`tune`: a learned space from the collection's own labels (issue 17).
+
+The set is synthetic but shaped like real catalogues: every vector is dominated by a "style"
+(one of 8 strong directions shared across categories: the drawing style of an icon theme) and
+the category shows only in a weak subspace. Untuned, neighbours share a style; tuned, they
+should share a category, also for categories held out of the fit. The acceptance numbers on
+real pictures come from bench/tune_learners.py and bench/relevance.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lookalike
+from lookalike.errors import BadRequest, NotImplementedYet
+from lookalike.query.learners import retrieval_scores
+from lookalike.store.backup import backup, restore
+
+DIM = 48
+
+
+def catalogue(n_cats: int = 60, per_cat: int = 6, seed: int = 3) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    styles = rng.normal(size=(8, DIM)) * 2.0
+    cats = rng.normal(size=(n_cats, 8))
+    records = []
+    for c in range(n_cats):
+        for m in range(per_cat):
+            v = styles[rng.integers(8)] + rng.normal(size=DIM) * 0.5
+            v[:8] += cats[c] * 1.2
+            records.append({"_id": f"c{c}-{m}", "_vector": v.tolist(), "kind": f"cat{c}",
+                            "product": f"p{c}-{m // 2}"})
+    return records
+
+
+@pytest.fixture
+def col(db):
+    c = db.collection("shop", create=True, model="none", dim=DIM, group_field="product")
+    c.upsert(catalogue())
+    return c
+
+
+def hits(col, query, k=8):
+    return [(h["_id"], h["_score"]) for h in col.search(query, k=k)["hits"]]
+
+
+def test_tune_raises_precision_on_held_out_labels_and_reset_restores(col):
+    probe = [{"id": "c3-0"}, {"id": "c41-2"}, {"vector": catalogue()[7]["_vector"]}]
+    untuned = [hits(col, q) for q in probe]
+    out = col.tune(field="kind")
+    assert out["applied"] is True
+    assert out["after"]["p@5"] >= out["before"]["p@5"] + 0.2, out
+    assert out["after"]["map@10"] > out["before"]["map@10"]
+    assert col.info()["tuning"]["field"] == "kind" and col.info()["tuning"]["version"] == 1
+    # labels the fit never saw, scored by the evaluation path over the whole collection
+    tuned_eval = col.evaluate(holdout=True, k=5)["metrics"]["precision@5"]
+    truth = lookalike.query.tune.holdout_truth(col._store)
+    assert [hits(col, q) for q in probe] != untuned
+    assert col.tune(reset=True)["was_tuned"] is True
+    assert [hits(col, q) for q in probe] == untuned  # bit for bit: the raw vectors never changed
+    assert col.info()["tuning"] is None
+    untuned_eval = col.evaluate(truth, k=5)["metrics"]["precision@5"]
+    assert tuned_eval >= untuned_eval + 0.2, (untuned_eval, tuned_eval)
+
+
+def test_groups_use_the_group_field_and_retune_starts_from_raw(col):
+    first = col.tune(groups=True)
+    assert first["applied"] and first["field"] == "product"
+    again = col.tune(groups=True)  # learned from the raw vectors again: the same map and scores
+    assert again["before"] == first["before"] and again["after"] == first["after"]
+    assert col.info()["tuning"]["version"] == 2
+
+
+def test_new_records_and_vector_queries_are_mapped(col):
+    col.tune(field="kind")
+    transform = col._store.transform
+    raw = np.asarray(catalogue()[12]["_vector"], dtype=np.float32)
+    col.upsert([{"_id": "new", "_vector": raw.tolist(), "kind": "cat2"}])
+    stored = col._store.vectors(["new"])["new"]
+    expected = transform.apply(raw / np.linalg.norm(raw))
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+    by_id = [h for h in hits(col, {"id": "new"}, k=5)]
+    by_vector = [h for h in hits(col, {"vector": raw.tolist()}, k=6) if h[0] != "new"]
+    assert [i for i, _ in by_id] == [i for i, _ in by_vector[:5]]
+    # a metadata-only update keeps the raw vector (not the tuned one) underneath
+    col.upsert([{"_id": "new", "kind": "cat2", "note": "x"}])
+    np.testing.assert_allclose(col._store.raw_vectors(["new"])["new"], raw / np.linalg.norm(raw), atol=1e-6)
+    np.testing.assert_allclose(col._store.vectors(["new"])["new"], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"field": "colour"}, "no record"),
+    ({"field": "kind"}, "one value"),
+    ({"field": "few"}, "too few labelled"),
+    ({}, "needs a 'field'"),
+    ({"field": "kind", "reset": True}, "not both"),
+    ({"field": "bad field!"}, "field"),
+])
+def test_bad_input_is_refused_and_changes_nothing(db, kwargs, message):
+    col = db.collection("plain", create=True, model="none", dim=DIM)
+    records = catalogue(n_cats=12, per_cat=3)
+    for n, r in enumerate(records):
+        r["kind"] = "same"
+        if n < 6:
+            r["few"] = f"v{n % 2}"
+    col.upsert(records)
+    before = [hits(col, {"id": f"c{c}-0"}) for c in range(5)]
+    raw_before = col._store.raw_all_vectors()[1].copy()
+    with pytest.raises(BadRequest, match=message):
+        col.tune(**kwargs)
+    assert col.settings.tuning == {} and col.info()["tuning"] is None
+    assert [hits(col, {"id": f"c{c}-0"}) for c in range(5)] == before
+    np.testing.assert_array_equal(col._store.raw_all_vectors()[1], raw_before)
+
+
+def test_unlabelled_collection_searches_exactly_as_an_untouched_one(db):
+    a = db.collection("a", create=True, model="none", dim=DIM)
+    b = db.collection("b", create=True, model="none", dim=DIM)
+    records = [{k: v for k, v in r.items() if k not in ("kind", "product")} for r in catalogue(n_cats=20)]
+    a.upsert(records)
+    b.upsert(records)
+    with pytest.raises(BadRequest):
+        b.tune(field="kind")
+    assert b.tune(reset=True)["was_tuned"] is False
+    for q in ({"id": "c1-1"}, {"vector": records[5]["_vector"]}, {"ids": ["c2-0", "c3-1"]}):
+        assert a.search(q, k=10)["hits"] == b.search(q, k=10)["hits"]
+
+
+def test_backup_restore_and_reopen_keep_the_tuning(db, col, tmp_path):
+    col.tune(field="kind")
+    tuned = [hits(col, {"id": f"c{c}-1"}) for c in (0, 9, 33)]
+    backup(db, "shop", tmp_path / "shop.lab")
+    restore(db, tmp_path / "shop.lab", name="copy")
+    copy = db.collection("copy")
+    assert copy.info()["tuning"]["version"] == 1
+    assert [hits(copy, {"id": f"c{c}-1"}) for c in (0, 9, 33)] == tuned
+    copy.tune(reset=True)  # the backup held raw vectors: the copy goes back to the untuned space too
+    assert [hits(copy, {"id": f"c{c}-1"}) for c in (0, 9, 33)] != tuned
+    path = db.store.path
+    db.close()
+    with lookalike.connect(path) as again:
+        assert [hits(again.collection("shop"), {"id": f"c{c}-1"}) for c in (0, 9, 33)] == tuned
+
+
+def test_compaction_keeps_raw_rows_and_the_tuned_space(col):
+    col.tune(field="kind")
+    col.delete(["c0-0", "c0-1"])
+    tuned = [hits(col, {"id": f"c{c}-2"}) for c in (0, 9)]
+    raw = col._store.raw_vectors(["c9-2"])["c9-2"].copy()
+    col.compact()
+    assert [hits(col, {"id": f"c{c}-2"}) for c in (0, 9)] == tuned
+    np.testing.assert_array_equal(col._store.raw_vectors(["c9-2"])["c9-2"], raw)
+
+
+def test_retrieval_scores_match_the_evaluation_definitions():
+    x = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]
+    x[1] += 0.01
+    labels = np.array([0, 0, 1, 1, 2])
+    s = retrieval_scores(x / np.linalg.norm(x, axis=1, keepdims=True), labels)
+    assert s["map@10"] == pytest.approx(1.0)  # the one relevant record always ranks first
+    assert s["p@5"] == pytest.approx(0.2)
+
+
+def test_a_store_without_tuning_says_so(col, monkeypatch):
+    from lookalike.store.base import Capabilities
+    monkeypatch.setattr(type(col._store), "capabilities", Capabilities())
+    with pytest.raises(NotImplementedYet, match="Milvus"):
+        col.tune(field="kind")
+
+
+def test_http_route_needs_the_admin_key_and_answers_the_contract(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lookalike.server import create_app
+    admin, search = "a" * 24, "s" * 24
+    with lookalike.connect(tmp_path, allow_file=False) as db:
+        db.collection("shop", create=True, model="none", dim=DIM).upsert(catalogue())
+        client = TestClient(create_app(db, admin_key=admin, search_key=search))
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        refused = client.post("/v1/collections/shop/tune", json={"field": "kind"},
+                              headers={"Authorization": f"Bearer {search}"})
+        assert refused.status_code == 403 and db.collection("shop").settings.tuning == {}
+        bad = client.post("/v1/collections/shop/tune", json={"field": "nope"}, headers=as_admin)
+        assert bad.status_code == 400 and "nope" in bad.json()["error"]["message"]
+        done = client.post("/v1/collections/shop/tune", json={"field": "kind"}, headers=as_admin)
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert body["applied"] is True and body["after"]["p@5"] > body["before"]["p@5"]
+        info = client.get("/v1/collections/shop", headers=as_admin).json()
+        assert info["tuning"]["field"] == "kind" and "transform" not in info["tuning"]
+        back = client.post("/v1/collections/shop/tune", json={"reset": True}, headers=as_admin).json()
+        assert back["was_tuned"] is True and client.get("/v1/collections/shop", headers=as_admin).json()["tuning"] is None
+
+
+def test_cli_tune_and_eval_holdout(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with lookalike.connect(data) as db:
+        db.collection("shop", create=True, model="none", dim=DIM).upsert(catalogue())
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "lookalike.cli", *args, "--data", str(data)],
+                              capture_output=True, text=True, timeout=300)
+    untuned = cli("eval", "-c", "shop", "--holdout", "--json")
+    assert untuned.returncode != 0 and "not tuned" in untuned.stderr + untuned.stdout
+    out = cli("tune", "-c", "shop", "--field", "kind", "--json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["applied"] is True and set(body["before"]) == {"p@5", "map@10"}
+    tuned = json.loads(cli("eval", "-c", "shop", "--holdout", "-k", "5", "--json").stdout)["metrics"]["precision@5"]
+    text = cli("tune", "-c", "shop", "--reset")
+    assert text.returncode == 0 and "back to the model's own vectors" in text.stdout
+    neither = cli("eval", "-c", "shop")
+    assert neither.returncode != 0 and "--holdout" in neither.stderr
+    assert tuned > body["before"]["p@5"]
+
+
+@pytest.mark.parametrize("settings", [{"index": {"type": "hnsw", "threshold": 0}},
+                                      {"index": {"type": "ivf", "threshold": 0}, "compression": {"dtype": "i8"}}])
+def test_the_ann_index_and_compression_search_the_tuned_space(db, settings, tmp_path):
+    col = db.collection("ann", create=True, model="none", dim=DIM, **settings)
+    col.upsert(catalogue())
+    col._store.wait_index()
+    col.tune(field="kind")
+    col._store.wait_index()
+    ids, tuned = col._store.all_vectors()
+    agree = 0
+    for q in range(0, len(ids), 12):
+        sims = tuned @ tuned[q]
+        sims[q] = -np.inf
+        best = {ids[j] for j in np.argsort(-sims)[:5]}
+        agree += len(best & {h["_id"] for h in col.search({"id": ids[q]}, k=5)["hits"]})
+    assert agree >= 0.9 * 5 * len(range(0, len(ids), 12))  # approximate, but in the tuned space
+    index = col._store.stats()["index"]
+    assert index["active"] != "exact" and index["indexed_rows"] == len(ids)
+
+
+def test_milvus_answers_not_implemented_and_keeps_its_vectors(tmp_path):
+    pytest.importorskip("pymilvus")
+    with lookalike.connect(str(tmp_path / "lite.db")) as db:
+        col = db.collection("shop", create=True, model="none", dim=DIM)
+        col.upsert(catalogue(n_cats=10))
+        before = hits(col, {"id": "c1-1"})
+        with pytest.raises(NotImplementedYet, match="Milvus") as caught:
+            col.tune(field="kind")
+        assert caught.value.status == 501 and caught.value.code == "not_implemented"
+        assert hits(col, {"id": "c1-1"}) == before
