@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-EXTRAS ?= models,text,ann,milvus,ray,dev
+EXTRAS ?= models,text,ann,milvus,milvus-server,ray,dev
 
 .PHONY: install demo test bench clean
 

@@ -369,18 +369,24 @@ def setup(server: Server, names: list[str]) -> None:
                 raise RuntimeError(f"creating {name}: {r.status_code} {r.text}")
 
 
-def run_round(data: Path, ledgers: dict[str, Ledger], round_no: int, rng: random.Random, *,
-              images: bool = False, kill_window: tuple[float, float] = (0.0, 2.0), sample: int = 100) -> RoundResult:
-    """Start the server, write from one thread per collection, SIGKILL it, check everything."""
-    names = ["exact", "ann"] + (["img"] if images else [])
+def start_writers(data: Path, ledgers: dict[str, Ledger], names: list[str]) -> tuple["Server", list[httpx.Client]]:
+    """A fresh server on `data` with the named collections set up, and one admin client per collection."""
     for name in names:
         ledgers.setdefault(name, Ledger(name))
     server = Server(data, data.parent / "server.log").start()
     setup(server, names)
-    stop = threading.Event()
-    failures: list[BaseException] = []
     clients = [httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"},
                             timeout=httpx.Timeout(60, connect=5)) for _ in names]
+    return server, clients
+
+
+def run_round(data: Path, ledgers: dict[str, Ledger], round_no: int, rng: random.Random, *,
+              images: bool = False, kill_window: tuple[float, float] = (0.0, 2.0), sample: int = 100) -> RoundResult:
+    """Start the server, write from one thread per collection, SIGKILL it, check everything."""
+    names = ["exact", "ann"] + (["img"] if images else [])
+    server, clients = start_writers(data, ledgers, names)
+    stop = threading.Event()
+    failures: list[BaseException] = []
     before = {n: ledgers[n].acked_ops for n in names}
 
     # the kill comes at a random moment after every writer had one request acknowledged (so
@@ -469,14 +475,9 @@ def run_intruder_round(data: Path, ledgers: dict[str, Ledger], round_no: int, rn
                        sample: int = 100) -> IntruderResult:
     """Server writers running; a CLI ingest and a CLI get on the same folder; SIGKILL; check."""
     names = ["exact", "ann"]
-    for name in names:
-        ledgers.setdefault(name, Ledger(name))
-    server = Server(data, data.parent / "server.log").start()
-    setup(server, names)
+    server, clients = start_writers(data, ledgers, names)
     stop = threading.Event()
     failures: list[BaseException] = []
-    clients = [httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"},
-                            timeout=httpx.Timeout(60, connect=5)) for _ in names]
     warm = {n: threading.Event() for n in names}
 
     def guarded(client: httpx.Client, ledger: Ledger, seed: int) -> None:

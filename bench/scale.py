@@ -1,17 +1,20 @@
-"""Beyond one machine, measured on one: Ray ingest vs one process, Milvus Lite vs the embedded store.
+"""Beyond one machine, measured on one: Ray ingest vs one process, Milvus (Lite, server) vs the embedded store.
 
-Run: python bench/scale.py [--images 128] [--size 384] [--vectors 10000] [--dim 256] [--queries 30]
+Run: python bench/scale.py [--images 128] [--size 384] [--vectors 100000] [--dim 256] [--queries 200]
 
 Ingest: the same generated JPEGs into a fresh embedded store by
 - one process (`Collection.upsert`: threads decode, the encoder batches on all cores),
-- `ray_ingest` with 1 and 2 encoder actors on a local Ray instance (`ray.init(num_cpus=2)`).
+- `ray_ingest` with 1 and 2 encoder actors on a local Ray instance (`ray.init(num_cpus=2)`),
+- `ray_ingest` with 2 actors on a two-node Ray cluster (a head and a worker node, 1 CPU each,
+  separate `ray start` processes: lookalike/testing/ray_cluster.py), from a driver process of its own.
 Ray's wall time includes starting the actors and loading one encoder per actor (each run
 starts its own actor pool); Ray's own start-up is reported apart, and "1st write s" (when
 the first batch reached the store) shows the fixed start-up cost.
 
-Search: the same random unit vectors in the embedded store and in Milvus Lite (`./x.db`,
-FLAT index, metric IP: both exact); latency per query (p50/p95) without and with a filter,
-through the Python API, and whether the two return the same ids in the same order.
+Search: the same random vectors in the embedded store, in Milvus Lite (`./x.db`) and in a Milvus
+standalone server started here (package `milvus`, lookalike/testing/milvus_server.py), FLAT
+index, metric IP: all exact; load rate, latency per query (p50/p99) without and with a filter,
+through the Python API, and whether each returns the embedded store's ids in the same order.
 """
 from __future__ import annotations
 
@@ -89,10 +92,44 @@ def ingest_rows(records: list[dict], work: Path) -> list[tuple[str, float, float
     finally:
         ray.shutdown()
     rows.append(("(ray.init itself, not in the rows above)", ray_start, float("nan"), ""))
+    rows.append(cluster_row(records, work))
     return rows
 
 
-def search_rows(n: int, dim: int, queries: int, work: Path) -> list[tuple[str, str, float, float, float, str]]:
+def cluster_row(records: list[dict], work: Path) -> tuple[str, float, float, str]:
+    """`ray_ingest` with 2 actors on a head and a worker node (separate processes), driven from a
+    process of its own; the wall time is the driver's `ray_ingest` call."""
+    import json
+    import subprocess
+
+    from lookalike.testing.ray_cluster import CLUSTER_ENV, Cluster
+
+    folder = Path(tempfile.mkdtemp(prefix="lkray", dir="/tmp"))
+    catalog = work / "cluster.jsonl"
+    relative = [{**r, "_file": os.path.relpath(r["_file"], work)} for r in records]  # files inside its folder
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in relative))
+    start = time.perf_counter()
+    cluster = Cluster(folder)
+    try:
+        cluster.add_worker()
+        up = time.perf_counter() - start
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **CLUSTER_ENV,
+               "LOOKALIKE_BATCH": "16", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.run([sys.executable, "-m", "lookalike.testing.ray_cluster", "ingest", cluster.address,
+                               str(work / "cluster-data"), str(catalog)], capture_output=True, text=True, env=env)
+        if proc.returncode:
+            raise SystemExit(f"two-node ingest failed: {proc.stderr[-3000:]}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert all(r["status"] == "inserted" for r in out["results"]), out["results"][:3]
+        nodes = len(out["actor_node_ports"])
+    finally:
+        cluster.stop()
+    return ("ray, 2 workers on a 2-node cluster", out["seconds"], float("nan"),
+            f"actors on {nodes} nodes; incl. actor start + model load; cluster start {up:.0f} s")
+
+
+def search_rows(n: int, dim: int, queries: int, work: Path,
+                server: bool = True) -> list[tuple[str, str, float, float, float, str]]:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     records = [{"_id": f"v{i}", "_vector": vectors[i].tolist(), "price": int(i % 100), "color": ("red", "blue")[i % 2]}
@@ -100,31 +137,50 @@ def search_rows(n: int, dim: int, queries: int, work: Path) -> list[tuple[str, s
     qs = rng.normal(size=(queries, dim)).tolist()
     results: dict[str, dict] = {}
     rows = []
-    for name, location in (("embedded", work / "emb"), ("milvus lite", str(work / "lite.db"))):
-        with lookalike.connect(location) as db:
-            col = db.collection("vec", create=True, model="none", dim=dim)
-            start = time.perf_counter()
-            for i in range(0, n, 2000):
-                col.upsert(records[i:i + 2000], batch_size=500)
-            if hasattr(col._store, "flush"):
-                col._store.flush()  # seal the bulk load into a segment, as a server would soon do itself
-            load = time.perf_counter() - start
-            queries = (("no filter", None), ("price < 10 and color = red", {"price": {"$lt": 10}, "color": "red"}))
-            for label, flt in queries:
-                col.search({"vector": qs[0]}, k=10, filter=flt)  # warm up
-                times, hits = [], []
-                for q in qs:
-                    start = time.perf_counter()
-                    res = col.search({"vector": q}, k=10, filter=flt)
-                    times.append((time.perf_counter() - start) * 1000)
-                    hits.append([h["_id"] for h in res["hits"]])
-                results.setdefault(label, {})[name] = hits
-                p95 = statistics.quantiles(times, n=20)[-1]
-                rows.append((name, label, statistics.median(times), p95, n / load, ""))
+    stores: list[tuple[str, object]] = [("embedded", work / "emb"), ("milvus lite", str(work / "lite.db"))]
+    milvus = None
+    if server:
+        from lookalike.testing.milvus_server import MilvusProcess
+        (work / "milvus-server").mkdir()
+        milvus = MilvusProcess(work / "milvus-server")
+        stores.append((f"milvus {milvus.version}", milvus.url))
+    try:
+        for name, location in stores:
+            rows.extend(_search_store(name, location, records, qs, dim, results))
+    finally:
+        if milvus is not None:
+            milvus.stop()
     for i, row in enumerate(rows):
-        if row[0] == "milvus lite":
-            same = results[row[1]]["embedded"] == results[row[1]]["milvus lite"]
+        if row[0] != "embedded":
+            same = results[row[1]]["embedded"] == results[row[1]][row[0]]
             rows[i] = (*row[:5], "same ids, same order" if same else "DIFFERENT hits")
+    return rows
+
+
+def _search_store(name: str, location, records: list[dict], qs: list, dim: int, results: dict) -> list[tuple]:
+    """Load the records into one store, then time the queries; rows of (store, query, p50, p99, rate, '')."""
+    rows = []
+    n = len(records)
+    with lookalike.connect(location) as db:
+        col = db.collection("vec", create=True, model="none", dim=dim)
+        start = time.perf_counter()
+        for i in range(0, n, 2000):
+            col.upsert(records[i:i + 2000], batch_size=500)
+        if hasattr(col._store, "flush"):
+            col._store.flush()  # seal the bulk load into a segment, as a server would soon do itself
+        load = time.perf_counter() - start
+        queries = (("no filter", None), ("price < 10 and color = red", {"price": {"$lt": 10}, "color": "red"}))
+        for label, flt in queries:
+            col.search({"vector": qs[0]}, k=10, filter=flt)  # warm up
+            times, hits = [], []
+            for q in qs:
+                start = time.perf_counter()
+                res = col.search({"vector": q}, k=10, filter=flt)
+                times.append((time.perf_counter() - start) * 1000)
+                hits.append([h["_id"] for h in res["hits"]])
+            results.setdefault(label, {})[name] = hits
+            p99 = statistics.quantiles(times, n=100)[-1]
+            rows.append((name, label, statistics.median(times), p99, n / load, ""))
     return rows
 
 
@@ -132,9 +188,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--size", type=int, default=384)
-    p.add_argument("--vectors", type=int, default=10_000)
+    p.add_argument("--vectors", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--queries", type=int, default=30)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--no-server", action="store_true", help="skip the Milvus server rows")
     p.add_argument("--skip-ingest", action="store_true")
     p.add_argument("--skip-search", action="store_true")
     args = p.parse_args()
@@ -155,11 +212,12 @@ def main() -> None:
         if args.skip_search:
             return
         print(f"\nSearch: {args.vectors} random {args.dim}-d vectors, k=10, {args.queries} queries, Python API\n")
-        print(f"| {'store':<12} | {'query':<27} | {'p50 ms':>7} | {'p95 ms':>7} | {'upserts/s':>9} "
+        print(f"| {'store':<25} | {'query':<27} | {'p50 ms':>7} | {'p99 ms':>7} | {'upserts/s':>9} "
               "| hits vs embedded |")
-        print(f"|{'-' * 14}|{'-' * 29}|{'-' * 9}|{'-' * 9}|{'-' * 11}|------------------|")
-        for name, label, p50, p95, rate, note in search_rows(args.vectors, args.dim, args.queries, work):
-            print(f"| {name:<12} | {label:<27} | {p50:7.2f} | {p95:7.2f} | {rate:9.0f} | {note} |")
+        print(f"|{'-' * 27}|{'-' * 29}|{'-' * 9}|{'-' * 9}|{'-' * 11}|------------------|")
+        rows = search_rows(args.vectors, args.dim, args.queries, work, server=not args.no_server)
+        for name, label, p50, p99, rate, note in rows:
+            print(f"| {name:<25} | {label:<27} | {p50:7.2f} | {p99:7.2f} | {rate:9.0f} | {note} |")
 
 
 if __name__ == "__main__":

@@ -76,3 +76,36 @@ def _allow_loopback_urls(monkeypatch, request):
     """Tests serve images from loopback; production refuses it (see test_url_safety.py)."""
     if "no_url_allow" not in request.keywords:
         monkeypatch.setenv("LOOKALIKE_URL_ALLOW", "127.0.0.0/8,::1")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One Milvus standalone server for the session (package `milvus`; lookalike/testing/milvus_server.py).
+
+    Skips when the package is missing, unless LOOKALIKE_REQUIRE_MILVUS_SERVER is set (CI).
+    """
+    import os
+    if os.environ.get("LOOKALIKE_REQUIRE_MILVUS_SERVER"):
+        import milvus  # noqa: F401  (fails, not skips, in CI)
+    else:
+        pytest.importorskip("milvus")
+    from lookalike.testing.milvus_server import MilvusProcess
+    server = MilvusProcess(tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["lite", "server"])
+def milvus_backend(request):
+    """Which Milvus the module's tests run on: Milvus Lite files, or the session's Milvus server."""
+    return request.getfixturevalue("milvus_server") if request.param == "server" else None
+
+
+@pytest.fixture
+def milvus_at(milvus_backend, tmp_path):
+    """`milvus_at(name)`: the location of a fresh Milvus store for this test (the same name gives
+    the same store again): a Milvus Lite file, or a database of its own on the session's server."""
+    from lookalike.testing.milvus_server import Locations
+    locations = Locations(milvus_backend, tmp_path)
+    yield locations
+    locations.drop()

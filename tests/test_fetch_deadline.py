@@ -7,16 +7,15 @@ import time
 
 import httpx
 import pytest
-import uvicorn
 
 import lookalike
 from lookalike.ingest import fetch
 from lookalike.errors import BadRequest
 from lookalike.ingest.fetch import Busy, UrlPolicy, fetch_url
 from lookalike.server import create_app
+from lookalike.testing.servers import serving
 
 from slowhost import DrippingHost
-from test_server_process import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -67,21 +66,8 @@ def test_fetches_beyond_the_slots_fail_fast_with_busy():
 def live(tmp_path):
     db = lookalike.connect(tmp_path / "data", allow_file=False)
     db.collection("c", create=True, model="none", dim=3).upsert([{"_id": "a", "_vector": [1, 0, 0]}])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(15)
+    with serving(create_app(db)) as url:
+        yield url
     db.close()
 
 

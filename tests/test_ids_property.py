@@ -10,9 +10,6 @@ problem (a per-record error in upsert), never a 500, and no other record is touc
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +22,7 @@ from lookalike.errors import BadRequest
 from lookalike.records import MAX_ID_LENGTH
 from lookalike.server.app import create_app
 from lookalike.store.base import NAME_RE
+from lookalike.testing.servers import serving
 
 V = [1.0, 0.0, 0.0, 0.0]
 SENTINEL = "sentinel"
@@ -50,31 +48,15 @@ def has_surrogate(value: str) -> bool:
 def env(tmp_path_factory):
     """(httpx.Client, Database, lookalike.Client) on a server over one data folder with
     collection 'p' holding the sentinel record."""
-    import uvicorn
-
     folder = tmp_path_factory.mktemp("prop")
     db = lookalike.connect(folder, allow_file=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=url, timeout=30)
-    assert http.put("/v1/collections/p", json={"model": "none", "dim": 4}).status_code == 201
-    assert http.post("/v1/collections/p/records", json={"records": [{"_id": SENTINEL, "_vector": V}]}).status_code == 200
-    client = lookalike.Client(url)
-    yield http, db, client
-    client.close()
-    http.close()
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(db)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.put("/v1/collections/p", json={"model": "none", "dim": 4}).status_code == 201
+        assert http.post("/v1/collections/p/records",
+                         json={"records": [{"_id": SENTINEL, "_vector": V}]}).status_code == 200
+        client = lookalike.Client(url)
+        yield http, db, client
+        client.close()
     db.close()
 
 

@@ -8,11 +8,9 @@ where a URL record's thumbnail is checked (a tiny TorchScript model made here).
 from __future__ import annotations
 
 import asyncio
-import http.server
 import io
 import json
 import os
-import threading
 from pathlib import Path
 
 import httpx
@@ -24,6 +22,7 @@ import lookalike
 from lookalike.errors import BadRequest
 from lookalike.sample import COLORS, draw_item
 from lookalike.server.app import create_app
+from lookalike.testing.servers import serving_files
 
 from conftest import jpeg_bytes
 
@@ -250,26 +249,8 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture
 def image_host():
     """A loopback HTTP server with one JPEG at /a.jpg, counting requests."""
-    body = jpeg_bytes(draw_item("stripes", COLORS["blue"], seed=3, size=200))
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", hits
-    srv.shutdown()
-    srv.server_close()
+    with serving_files({"/a.jpg": jpeg_bytes(draw_item("stripes", COLORS["blue"], seed=3, size=200))}) as host:
+        yield host
 
 
 def test_url_records_keep_a_thumbnail_for_the_page(tmp_path, tiny_model, image_host) -> None:

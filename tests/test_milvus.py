@@ -1,9 +1,11 @@
-"""The Milvus store (on Milvus Lite) against the embedded store: same hits, statuses, reads and errors."""
+"""The Milvus store against the embedded store: same hits, statuses, reads and errors.
+
+Every test taking `milvus_at` or a `pair` runs twice: on Milvus Lite and on a Milvus server
+started for the session (lookalike/testing/milvus_server.py; conftest.py's `milvus_backend`)."""
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,8 @@ from lookalike.store.base import StoredRecord
 pytest.importorskip("pymilvus")
 from lookalike.store.milvus import MilvusStore, milvus_name, parse_location  # noqa: E402
 from lookalike.store.milvus.filters import filter_view, path_key, to_expression  # noqa: E402
+from lookalike.testing.milvus_server import Locations  # noqa: E402
+from lookalike.testing.servers import free_port  # noqa: E402
 
 DIM = 16
 COLORS = ["red", "blue", "green", None]
@@ -43,10 +47,11 @@ def make_records(n: int = 240, seed: int = 7) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """The same records in Milvus Lite and in the embedded store (read-only use)."""
+def pair(tmp_path_factory, milvus_backend):
+    """The same records in Milvus (Lite or server) and in the embedded store (read-only use)."""
     folder = tmp_path_factory.mktemp("milvus")
-    milvus, embedded = lookalike.connect(str(folder / "lite.db")), lookalike.connect(folder / "embedded")
+    locations = Locations(milvus_backend, folder)
+    milvus, embedded = lookalike.connect(locations("lite")), lookalike.connect(folder / "embedded")
     recs = make_records()
     for db in (milvus, embedded):
         col = db.collection("vec", create=True, model="none", dim=DIM)
@@ -54,6 +59,7 @@ def pair(tmp_path_factory):
     yield milvus.collection("vec"), embedded.collection("vec")
     milvus.close()
     embedded.close()
+    locations.drop()
 
 
 FILTERS = [
@@ -124,8 +130,8 @@ def test_recommend_rerank_get_like_embedded(pair):
     assert info["index"]["active"] == "milvus-flat" and info["index"]["indexed_rows"] == 240
 
 
-def test_statuses_updates_and_deletes(tmp_path):
-    with lookalike.connect(str(tmp_path / "s.db")) as db:
+def test_statuses_updates_and_deletes(milvus_at):
+    with lookalike.connect(milvus_at("s")) as db:
         col = db.collection("v", create=True, model="none", dim=4)
         v1, v2 = [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]
         res = col.upsert([{"_id": "a", "_vector": v1, "price": 1}, {"_id": "b", "_vector": v2}])
@@ -148,8 +154,8 @@ def test_statuses_updates_and_deletes(tmp_path):
         assert col._store.list_ids(parse_filter({"n": {"$exists": True}}), offset=1, limit=2) == (["x1", "x2"], 3)
 
 
-def test_collections_persist_and_reopen(tmp_path):
-    path = str(tmp_path / "c.db")
+def test_collections_persist_and_reopen(milvus_at):
+    path = milvus_at("c")
     with lookalike.connect(path) as db:
         col = db.collection("my-col_1", create=True, model="none", dim=3, group_field="g")
         col.upsert([{"_id": "a", "_vector": [1, 0, 0], "g": 1}, {"_id": "b", "_vector": [0, 1, 0], "g": 2}])
@@ -175,7 +181,7 @@ def test_filter_translation():
     assert to_expression(parse_filter(None)) == ""
     expr = to_expression(parse_filter({"tags": "a", "price": {"$gt": 3}}))
     assert 'json_contains(filter_view["v"]["tags"], "a")' in expr and 'filter_view["nhi"]["price"] > 3' in expr
-    assert 'exists filter_view["nhi"]["price"] and' in expr  # guarded: definite on missing fields
+    assert '(exists filter_view["nhi"]["price"]) and' in expr  # guarded: definite on missing fields
     assert to_expression(parse_filter({"s": 'say "hi"\\'})) .count('"say \\"hi\\"\\\\"') == 1
     assert path_key("a.b") == "a.b" and path_key('we"ird') != 'we"ird' and path_key('we"ird').startswith("~")
     view = filter_view({"tags": ["a", 1, True, None], "n": 3.0, "o": {"x": "q"}})
@@ -190,14 +196,14 @@ def test_filter_translation():
         to_expression(And((Cond("x", "$gt", [1]),)))
 
 
-def test_locations_and_bad_requests(tmp_path):
+def test_locations_and_bad_requests(milvus_at):
     assert milvus_name("my-col_1") == "lk_my_dcol__1" and milvus_name("my_dcol") != milvus_name("my-col")
     assert parse_location("milvus://u:p%40ss@db.internal:19531/shop") == {
         "uri": "http://db.internal:19531", "token": "u:p@ss", "db_name": "shop"}
     assert parse_location("milvus://h")["uri"] == "http://h:19530"
     with pytest.raises(BadRequest):
         parse_location("milvus://")
-    with lookalike.connect(str(tmp_path / "b.db")) as db:
+    with lookalike.connect(milvus_at("b")) as db:
         col = db.collection("v", create=True, model="none", dim=4)
         col.upsert([{"_id": "a", "_vector": [1, 0, 0, 0]}])
         with pytest.raises(BadRequest, match="16384"):
@@ -214,12 +220,6 @@ def test_unreachable_server_is_a_clear_error(monkeypatch):
         MilvusStore("milvus://127.0.0.1:1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -233,23 +233,26 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def test_two_stateless_servers_on_one_milvus(tmp_path):
-    """A Milvus server process and two `lookalike serve` processes pointed at it serve the same results."""
-    milvus_port = _free_port()
+def test_two_stateless_servers_on_one_milvus(tmp_path, milvus_at, milvus_backend):
+    """A Milvus server process and two `lookalike serve` processes pointed at it serve the same results
+    (the Milvus server: Milvus Lite's server mode, or the session's Milvus standalone server)."""
     env = {**os.environ, "LOOKALIKE_CACHE": str(tmp_path / "cache")}
-    milvus = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "mdata"),
-                               "--host", "127.0.0.1", "--port", str(milvus_port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    milvus = None
+    if milvus_backend is None:
+        milvus_port = free_port()
+        milvus = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "mdata"),
+                                   "--host", "127.0.0.1", "--port", str(milvus_port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     servers: list[subprocess.Popen] = []
     try:
-        url = f"milvus://127.0.0.1:{milvus_port}"
+        url = f"milvus://127.0.0.1:{milvus_port}" if milvus else milvus_at("shared")
         deadline = time.time() + 60
         while True:  # the Milvus server takes a moment to listen
             try:
                 db = lookalike.connect(url)
                 break
             except LookalikeError:
-                if time.time() > deadline or milvus.poll() is not None:
+                if time.time() > deadline or (milvus and milvus.poll() is not None):
                     raise
                 time.sleep(0.5)
         with db:
@@ -260,7 +263,7 @@ def test_two_stateless_servers_on_one_milvus(tmp_path):
             paints._store.write([StoredRecord(name, {"_id": name}, {"_colors": [{"color": hex_, "weight": 1.0}]},
                                               np.eye(DIM, dtype=np.float32)[i], "0" * 64, f"{i:064x}")
                                  for i, (name, hex_) in enumerate(palette.items())])
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         for port in ports:
             servers.append(subprocess.Popen(
                 [sys.executable, "-m", "lookalike.cli", "serve", "--store", url, "--port", str(port),
@@ -288,17 +291,18 @@ def test_two_stateless_servers_on_one_milvus(tmp_path):
         got = httpx.get(f"http://127.0.0.1:{ports[1]}/v1/collections/shared/records/new", headers=headers, timeout=30)
         assert got.status_code == 200 and got.json()["_id"] == "new"
     finally:
-        for proc in [*servers, milvus]:
+        procs = [*servers, *([milvus] if milvus else [])]
+        for proc in procs:
             proc.terminate()
-        for proc in [*servers, milvus]:
+        for proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
 
 
-def test_cli_store_flag_on_milvus_lite(tmp_path, capsys):
-    store = str(tmp_path / "cli.db")
+def test_cli_store_flag(tmp_path, milvus_at, capsys):
+    store = milvus_at("cli")
     catalog = tmp_path / "vectors.jsonl"
     catalog.write_text("".join(json.dumps(r) + "\n" for r in make_records(30)))
     assert main(["ingest", str(catalog), "-c", "v", "--model", "none", "--store", store, "-q"]) == 2  # needs dim
@@ -313,3 +317,22 @@ def test_cli_store_flag_on_milvus_lite(tmp_path, capsys):
     assert len(hits) == 3 and all(h["price"] < 50 for h in hits)
     assert main(["search", "-c", "v", "--store", store, "--id", "r001", "--filter", '{"price": {"$foo": 1}}']) == 2
     assert "$foo" in capsys.readouterr().err
+
+
+def test_server_version_is_read_and_old_servers_refused(milvus_at, milvus_backend, monkeypatch):
+    """The version is read at connect; a server before 2.3.0 is refused naming both versions."""
+    from pymilvus import MilvusClient
+    from lookalike.store.milvus.version import MIN_SERVER, server_release
+    location = milvus_at("v")
+    with lookalike.connect(location) as db:
+        version = db.store.server_version
+    if milvus_backend is None:
+        assert version.startswith("milvus_lite") and server_release(version) is None
+    else:
+        assert version == milvus_backend.version and server_release(version) >= MIN_SERVER
+    assert server_release("v2.3.5-lite") == (2, 3, 5) and server_release("2.4.13-hotfix") == (2, 4, 13)
+    monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kw: "v2.2.16")
+    with pytest.raises(LookalikeError, match=r"Milvus >= 2\.3\.0 needed .* is v2\.2\.16"):
+        lookalike.connect(location)
+    monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kw: "v2.3.0")
+    lookalike.connect(location).close()

@@ -1,4 +1,4 @@
-"""Text, hybrid and colour search on the Milvus store (Milvus Lite) against the embedded store.
+"""Text, hybrid and colour search on the Milvus store (Lite and server) against the embedded store.
 
 The same records (precomputed visual vectors, real MiniLM sentence vectors of their titles,
 drawn-looking `_colors`) are written to both stores through the store interface; every query
@@ -23,6 +23,7 @@ from lookalike.store.base import SearchRequest, StoredRecord
 pytest.importorskip("pymilvus")
 pytest.importorskip("torch")
 from lookalike.store.milvus import text_collection_name  # noqa: E402
+from lookalike.testing.milvus_server import Locations  # noqa: E402
 
 DIM = 8
 TITLES = ["brown leather hiking boots", "red silk evening dress", "ceramic coffee mug with a handle",
@@ -57,23 +58,27 @@ def stored_records(encoder, ids_titles: list[tuple[str, str]], seed: int = 3, te
     return out
 
 
-def open_pair(folder, name: str = "shop", **settings):
-    milvus, embedded = lookalike.connect(str(folder / "lite.db")), lookalike.connect(folder / "embedded")
+def open_pair(location: str, folder, name: str = "shop", **settings):
+    """A collection `name` in the Milvus store at `location` and in an embedded store under `folder`."""
+    milvus, embedded = lookalike.connect(location), lookalike.connect(folder / "embedded")
     cols = [db.collection(name, create=True, model="none", dim=DIM, text_fields=["title"], **settings)
             for db in (milvus, embedded)]
     return (milvus, embedded), cols
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, encoder):
-    """The same 18 records in Milvus Lite and in the embedded store (read-only use)."""
-    dbs, cols = open_pair(tmp_path_factory.mktemp("milvus-text"))
+def pair(tmp_path_factory, encoder, milvus_backend):
+    """The same 18 records in Milvus (Lite or server) and in the embedded store (read-only use)."""
+    folder = tmp_path_factory.mktemp("milvus-text")
+    locations = Locations(milvus_backend, folder)
+    dbs, cols = open_pair(locations("lite"), folder)
     records = stored_records(encoder, [(f"r{i:02d}", t) for i, t in enumerate(TITLES)])
     for col in cols:
         assert col._store.write(records) == ["inserted"] * len(records)
     yield cols
     for db in dbs:
         db.close()
+    locations.drop()
 
 
 def ids(result: dict) -> list[str]:
@@ -136,8 +141,8 @@ def test_text_ranking_is_semantic_and_text_vectors_alike(pair):
     assert own.shape == (2, 384)
 
 
-def test_compound_setting_like_embedded(tmp_path, encoder):
-    dbs, cols = open_pair(tmp_path, compound={"image": 1.0, "text": 0.5,
+def test_compound_setting_like_embedded(tmp_path, milvus_at, encoder):
+    dbs, cols = open_pair(milvus_at(), tmp_path, compound={"image": 1.0, "text": 0.5,
                                               "attributes": {"fields": ["kind"], "weight": 0.3}})
     records = stored_records(encoder, [(f"c{i}", t) for i, t in enumerate(TITLES[:10])], seed=5)
     for col in cols:
@@ -147,8 +152,8 @@ def test_compound_setting_like_embedded(tmp_path, encoder):
         db.close()
 
 
-def test_updates_and_deletes_are_followed(tmp_path, encoder):
-    dbs, (milvus, embedded) = open_pair(tmp_path)
+def test_updates_and_deletes_are_followed(tmp_path, milvus_at, encoder):
+    dbs, (milvus, embedded) = open_pair(milvus_at(), tmp_path)
     first = stored_records(encoder, [(f"u{i}", t) for i, t in enumerate(TITLES[:8])], seed=11)
     for col in (milvus, embedded):
         col._store.write(first)
@@ -186,9 +191,9 @@ def test_updates_and_deletes_are_followed(tmp_path, encoder):
         db.close()
 
 
-def test_equal_scores_rank_in_write_order(tmp_path, encoder):
+def test_equal_scores_rank_in_write_order(tmp_path, milvus_at, encoder):
     """Copies of one image score alike: both stores rank them oldest write first (not by id)."""
-    dbs, cols = open_pair(tmp_path)
+    dbs, cols = open_pair(milvus_at(), tmp_path)
     base = stored_records(encoder, [("x", "red silk evening dress")])[0]
     copies = [StoredRecord(rid, {**base.doc, "_id": rid}, base.computed, base.vector, h, h,
                            text_vector=base.text_vector)
@@ -202,10 +207,10 @@ def test_equal_scores_rank_in_write_order(tmp_path, encoder):
         db.close()
 
 
-def test_a_scan_left_by_duplicates_is_not_reused_after_a_write(tmp_path, encoder):
+def test_a_scan_left_by_duplicates_is_not_reused_after_a_write(milvus_at, encoder):
     """`duplicates` reads postings without a search; a colour query after a write elsewhere
     (another collection object of the process) still sees the new record."""
-    with lookalike.connect(str(tmp_path / "d.db")) as db:
+    with lookalike.connect(milvus_at("d")) as db:
         one = db.collection("c", create=True, model="none", dim=DIM, text_fields=["title"])
         other = db.collection("c")
         other._store.write(stored_records(encoder, [("a", TITLES[0]), ("b", TITLES[1])], seed=1))
@@ -216,8 +221,8 @@ def test_a_scan_left_by_duplicates_is_not_reused_after_a_write(tmp_path, encoder
         assert ids(one.search({"color": "#c82828"}, k=1)) == ["red"]
 
 
-def test_text_vectors_persist_and_go_with_the_collection(tmp_path, encoder):
-    path = str(tmp_path / "p.db")
+def test_text_vectors_persist_and_go_with_the_collection(milvus_at, encoder):
+    path = milvus_at("p")
     with lookalike.connect(path) as db:
         col = db.collection("my-col_1", create=True, model="none", dim=DIM, text_fields=["title"])
         col._store.write(stored_records(encoder, [("a", TITLES[0]), ("b", TITLES[2])]))
@@ -242,12 +247,12 @@ def test_text_vectors_persist_and_go_with_the_collection(tmp_path, encoder):
             col._store.search(SearchRequest(vector=np.zeros(DIM, np.float32), slot_scores=np.ones(1)))
 
 
-def test_drawn_images_end_to_end(tmp_path):
+def test_drawn_images_end_to_end(tmp_path, milvus_at):
     """Upserts of drawn images (default model, colours and text computed at ingest) search alike."""
     items = [("dots", "red"), ("stripes", "blue"), ("checks", "green"), ("dots", "orange"), ("rings", "blue")]
     records = [{"_id": f"{p}-{c}", "title": f"{c} {p} pattern", "_base64": base64.b64encode(
         encode(draw_item(p, SAMPLE_COLORS[c], seed=i))).decode()} for i, (p, c) in enumerate(items)]
-    with lookalike.connect(str(tmp_path / "img.db")) as milvus, lookalike.connect(tmp_path / "emb") as embedded:
+    with lookalike.connect(milvus_at("img")) as milvus, lookalike.connect(tmp_path / "emb") as embedded:
         cols = [db.collection("imgs", create=True, text_fields=["title"]) for db in (milvus, embedded)]
         for col in cols:
             assert [r["status"] for r in col.upsert(records)] == ["inserted"] * len(items)

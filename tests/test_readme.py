@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from lookalike.sample import COLORS, draw_item
+from lookalike.testing.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = ("stripes", "dots")
@@ -30,11 +30,6 @@ def quick_start_lines() -> list[str]:
     lines = [line.strip() for line in code_blocks("bash")[0].splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

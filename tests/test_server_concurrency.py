@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 import lookalike
 from lookalike.query.engine import Searcher
 from lookalike.server import create_app
+from lookalike.testing.servers import serving
 
-from test_server_process import free_port
 
 
 @pytest.fixture
@@ -27,21 +25,8 @@ def live(tmp_path):
     db = lookalike.connect(tmp_path / "data", allow_file=False)
     col = db.collection("c", create=True, model="none", dim=3)
     col.upsert([{"_id": "a", "_vector": [1, 0, 0]}, {"_id": "b", "_vector": [0, 1, 0]}])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(15)
+    with serving(create_app(db)) as url:
+        yield url
     db.close()
 
 

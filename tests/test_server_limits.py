@@ -3,19 +3,17 @@ filters with too many branches or values, and the pixels being decoded at once."
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 import lookalike
 from lookalike.server import create_app
 from lookalike.server.run import protocol_with_header_timeout
+from lookalike.testing.servers import serving
 
-from test_server_process import free_port
 
 
 @pytest.fixture
@@ -28,18 +26,8 @@ def db(tmp_path):
 
 
 def test_a_client_dripping_its_headers_is_disconnected(db):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, http=protocol_with_header_timeout(1.0)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    with serving(create_app(db), http=protocol_with_header_timeout(1.0)) as url:
+        port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
             started = time.monotonic()
             closed = False
@@ -60,13 +48,10 @@ def test_a_client_dripping_its_headers_is_disconnected(db):
         assert closed, "the server kept a connection whose headers never completed"
         assert took < 8
         # kept-alive connections that send their next request promptly are unaffected
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        with httpx.Client(base_url=url) as c:
             for _ in range(3):
                 assert c.get("/v1/health").status_code == 200
                 time.sleep(0.4)
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def _search(db, flt):

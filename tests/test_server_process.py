@@ -4,7 +4,6 @@ helper (`ServerProcess`) the other server tests use to run a real server on a lo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,8 @@ from lookalike.records import InvalidRecord
 from lookalike.server.guard import Guard, Keys, required_role, role_of
 from lookalike.server.ndjson import iter_records
 from lookalike.server.run import check_keys, is_loopback
+from lookalike.testing.servers import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

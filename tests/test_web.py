@@ -8,14 +8,10 @@ Screenshots go to `test-artifacts/web/`.
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +21,7 @@ from PIL import Image
 import lookalike
 from lookalike.errors import BadRequest, NotFound
 from lookalike.sample import COLORS, draw_item
+from lookalike.testing.servers import serving, serving_files
 
 from conftest import jpeg_bytes, read_jsonl
 
@@ -149,23 +146,9 @@ def served_db(web_data):
 
 @pytest.fixture(scope="module")
 def server(served_db):
-    import uvicorn
-
     from lookalike.server import create_app
-    app = create_app(served_db, admin_key=ADMIN, search_key=SEARCH)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(served_db, admin_key=ADMIN, search_key=SEARCH)) as url:
+        yield url
 
 
 def test_browse_routes_over_http_need_a_key_and_answer_errors_in_shape(server):
@@ -442,44 +425,26 @@ def test_unavailable_features_show_a_message_not_a_crash(tab):
 
 def test_page_shows_kept_thumbnails_and_never_loads_a_records_url(browser, server):
     body = jpeg_bytes(draw_item("dots", COLORS["green"], seed=41, size=300))
-    hits: list[str] = []
-
-    class Host(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Host)
-    threading.Thread(target=host.serve_forever, daemon=True).start()
-    third_party = f"http://127.0.0.1:{host.server_address[1]}"
-    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-        admin.put("/v1/collections/remote", json={}).raise_for_status()
-        done = admin.post("/v1/collections/remote/records", json={"records": [
-            {"_id": "far", "_url": f"{third_party}/far.jpg"}]}).json()["results"]
-        assert done[0]["status"] == "inserted", done
-    assert hits == ["/far.jpg"]  # the server fetched it once, at ingest
-    tab = Page(browser, server, bypass_csp=False)  # under the page's real Content-Security-Policy
-    seen: list[str] = []
-    tab.page.on("request", lambda r: seen.append(r.url))
-    try:
-        tab.page.goto(f"{server}/#c=remote")
-        tab.page.wait_for_selector("#results .card[data-id='far'] img[src^='blob:']")
-        assert hits == ["/far.jpg"] and not [u for u in seen if u.startswith(third_party)], seen
-        assert any("/records/far/thumbnail" in u for u in seen), seen
-        assert tab.errors == []  # no CSP violation: the page runs under its own policy
-    finally:
-        tab.close()
-        host.shutdown()
-        host.server_close()
+    with serving_files({"/far.jpg": body}) as (third_party, hits):
         with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-            admin.delete("/v1/collections/remote")
+            admin.put("/v1/collections/remote", json={}).raise_for_status()
+            done = admin.post("/v1/collections/remote/records", json={"records": [
+                {"_id": "far", "_url": f"{third_party}/far.jpg"}]}).json()["results"]
+            assert done[0]["status"] == "inserted", done
+        assert hits == ["/far.jpg"]  # the server fetched it once, at ingest
+        tab = Page(browser, server, bypass_csp=False)  # under the page's real Content-Security-Policy
+        seen: list[str] = []
+        tab.page.on("request", lambda r: seen.append(r.url))
+        try:
+            tab.page.goto(f"{server}/#c=remote")
+            tab.page.wait_for_selector("#results .card[data-id='far'] img[src^='blob:']")
+            assert hits == ["/far.jpg"] and not [u for u in seen if u.startswith(third_party)], seen
+            assert any("/records/far/thumbnail" in u for u in seen), seen
+            assert tab.errors == []  # no CSP violation: the page runs under its own policy
+        finally:
+            tab.close()
+            with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+                admin.delete("/v1/collections/remote")
 
 
 def test_duplicates_view_shows_clusters_side_by_side(browser, server, served_db):

@@ -77,6 +77,11 @@ def literal(value: Any) -> str:
     raise BadRequest(f"the Milvus store cannot compare with a value of type {type(value).__name__}")
 
 
+def _exists(ref: str) -> str:
+    """`exists` in parentheses: Milvus 2.3's grammar reads `exists a and b` as `exists (a and b)`."""
+    return f"(exists {ref})"
+
+
 def _ref(m: str, path: str) -> str:
     return f'{COLUMN}["{m}"]["{path_key(path)}"]'
 
@@ -107,8 +112,8 @@ def _expr(node: Node) -> str:
 def _cond(cond: Cond) -> str:
     op, value, path = cond.op, cond.value, cond.path
     if op == "$exists":
-        present = f"exists {_ref('p', path)}"
-        return present if value else f"not ({present})"
+        present = _exists(_ref('p', path))
+        return present if value else f"not {present}"
     if op in ("$eq", "$in"):
         return _any_of(path, [value] if op == "$eq" else list(value))
     if op in ("$ne", "$nin"):
@@ -123,7 +128,7 @@ def _cond(cond: Cond) -> str:
         else:
             raise BadRequest(f"'{op}' on '{path}': the Milvus store cannot compare with {type(value).__name__}")
         ref = _ref(hi if op in ("$gt", "$gte") else lo, path)
-        return f"(exists {ref} and {ref} {_RANGE[op]} {literal(value)})"
+        return f"({_exists(ref)} and {ref} {_RANGE[op]} {literal(value)})"
     raise BadRequest(f"filter operator '{op}' (on '{path}') has no Milvus translation")
 
 
@@ -135,14 +140,14 @@ def _any_of(path: str, values: list) -> str:
     if scalars:
         ref = _ref("v", path)
         if len(scalars) == 1:
-            parts.append(f"(exists {ref} and json_contains({ref}, {literal(scalars[0])}))")
+            parts.append(f"({_exists(ref)} and json_contains({ref}, {literal(scalars[0])}))")
         else:
-            parts.append(f"(exists {ref} and json_contains_any({ref}, [{', '.join(literal(v) for v in scalars)}]))")
+            parts.append(f"({_exists(ref)} and json_contains_any({ref}, [{', '.join(literal(v) for v in scalars)}]))")
     for b in dict.fromkeys(bools):
         ref = _ref("b", path)
-        parts.append(f"(exists {ref} and json_contains({ref}, {literal(b)}))")
+        parts.append(f"({_exists(ref)} and json_contains({ref}, {literal(b)}))")
     if any(v is None for v in values):
-        parts.append(f"(not (exists {_ref('p', path)}) or exists {_ref('z', path)})")
+        parts.append(f"(not {_exists(_ref('p', path))} or {_exists(_ref('z', path))})")
     if not parts:  # `$in: []` matches nothing
         return f"not ({TRUE})"
     return " or ".join(parts)

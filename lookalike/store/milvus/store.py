@@ -11,6 +11,7 @@ from ..base import CollectionSettings, Store, check_collection_name
 from .collection import MILVUS_CAPABILITIES, MilvusCollection
 from .filters import COLUMN
 from .names import FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, milvus_name, text_collection_name
+from .version import check_server_version
 
 
 def _import_pymilvus():
@@ -61,6 +62,13 @@ class MilvusStore(Store):
             raise LookalikeError(f"cannot connect to Milvus at {location}: {exc.message}") from None
         except Exception as exc:  # grpc/connection errors come in several types
             raise LookalikeError(f"cannot connect to Milvus at {location}: {exc}") from None
+        #: The server's version string (`v2.3.5-lite`, `milvus_lite-3.2.2`).
+        self.server_version = str(self.call(self.client.get_server_version))
+        try:
+            check_server_version(self.server_version, location)
+        except LookalikeError:
+            self.close()
+            raise
         self._loaded: set[str] = set()
         self._text_dims: dict[str, int] = {}  # text collection name -> width of its vectors
         self._writes: dict[str, int] = {}  # collection name -> writes and deletes through this process
