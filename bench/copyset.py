@@ -139,6 +139,18 @@ def near_flat(n: int, seed: int) -> list[tuple[str, Image.Image]]:
     return out
 
 
+#: Mean chroma (|a, b| of 8-bit CIELAB) a picture needs for its tints to be other items.
+TINT_CHROMA = 12.0
+
+
+def colourful(im: Image.Image) -> bool:
+    """Has the picture enough colour that turning its hues makes another picture?"""
+    import cv2
+
+    lab = cv2.cvtColor(np.asarray(im.convert("RGB").resize((64, 64))), cv2.COLOR_RGB2LAB).astype(np.float32)
+    return float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean()) >= TINT_CHROMA
+
+
 def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: int = 0) -> CopySet:
     """The set: `originals` queried pictures (copied by every transform and `pairs` pairs of
     transforms), at most `distractors` unrelated icons, tints and flats; non-copies as many as
@@ -175,8 +187,10 @@ def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: in
     pool += [(f"ic-{n}", im) for n, im in icons_in[:8]] + [(n, im) for n, im in flats[:4]]
     rng.shuffle(pool)
     chosen = pool[:originals]
-    # tints of a third of the chosen originals are stored, each its own item
-    for item, im in chosen[::3]:
+    # tints of a third of the chosen originals are stored, each its own item; only coloured
+    # pictures: a tint of a grey (or nearly grey) picture is the same picture, so a copy
+    tinted_originals = [(item, im) for item, im in chosen if colourful(im)][::3]
+    for item, im in tinted_originals:
         for degrees in TINTS:
             s.stored.append((f"{item}-tint{int(degrees)}", f"{item}-tint{int(degrees)}", tint(im, degrees)))
     names = list(COPY_TRANSFORMS)
@@ -186,7 +200,7 @@ def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: in
         for p in range(pairs):
             a, b = rng.sample(names, 2)
             s.queries.append((f"{a}+{b}", compose(COPY_TRANSFORMS[a], COPY_TRANSFORMS[b])(im, n * 31 + p), item))
-    for n, (item, im) in enumerate(chosen[::3]):  # a copy of a stored tint finds that tint
+    for n, (item, im) in enumerate(tinted_originals):  # a copy of a stored tint finds that tint
         tinted = f"{item}-tint{int(TINTS[0])}"
         name = rng.choice(["crop", "jpeg", "caption", "mirror"])
         s.queries.append((f"tinted {name}", COPY_TRANSFORMS[name](tint(im, TINTS[0]), n), tinted))
@@ -194,7 +208,7 @@ def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: in
     # a grey copy of a tint is a copy of every tint), which must match nothing
     outside = [im for item in held_walls for _, im in walls[item][-1:]] + [im for _, im in held_photos]
     outside += [im for _, im in held_icons] + [im for _, im in flats[20:]]
-    outside += [tint(im, 160.0) for _, im in chosen[::3]]
+    outside += [tint(im, 160.0) for _, im in tinted_originals]
     colour_safe = [n for n in names if n not in ("grey",)]
     for n, im in enumerate(outside):
         for k in range(2):
