@@ -20,7 +20,7 @@ from .ingest.filecache import FileDigests, for_data_dir
 from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
-from .query.duplicates import duplicates
+from .query.clusters import duplicates
 from .query.match import match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file

@@ -23,7 +23,7 @@ CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: disc
 CROP_SCAN_MAX = 20_000
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
 DEFAULT_MATCH_THRESHOLD = 0.55
-DEFAULT_DUPLICATE_THRESHOLD = 0.6
+DEFAULT_DUPLICATE_THRESHOLD = 0.6  # of the fingerprint scores alone (`duplicates` verifies: query/clusters.py)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -381,27 +381,3 @@ def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
     vid_live = np.array([key[1] in live for key in keys], dtype=bool) & (latest >= 0)
     chosen = np.flatnonzero(vid_live)
     return latest[chosen], [keys[v][1] for v in chosen]
-
-
-def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
-    """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
-    start = time.perf_counter()
-    limit = check_threshold(threshold, DEFAULT_DUPLICATE_THRESHOLD)
-    live_slots, live_ids = _live_slots(store)
-    slots, hashes = stored_fingerprints(store)
-    position = np.full(int(max(slots.max(initial=-1), live_slots.max(initial=-1))) + 1, -1, dtype=np.int64)
-    position[slots] = np.arange(len(slots))
-    have = position[live_slots] >= 0
-    ids = [i for i, ok in zip(live_ids, have) if ok]
-    chosen = hashes[position[live_slots[have]]]
-    if len(chosen) > CLUSTER_FULL_MAX:  # whole images only, thresholded block by block
-        rows, cols = similar_pairs(chosen[:, 0], limit)
-    else:
-        rows, cols = np.nonzero(np.triu(copy_scores(chosen) >= limit - 1e-6, k=1))
-        if 1 < len(chosen) <= CLUSTER_CROP_MAX:
-            crop_rows, crop_cols = crop_edges(chosen, components(len(chosen), rows, cols), limit)
-            same = colours_cover(store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols]))
-            rows, cols = np.concatenate([rows, crop_rows[same]]), np.concatenate([cols, crop_cols[same]])
-    groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
-    groups.sort(key=lambda g: (-len(g), g[0]))
-    return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

@@ -108,6 +108,14 @@ class Query:
         return self._mirror
 
 
+def look_of(stored: Features) -> QueryLook:
+    """A stored record's look, for comparing it as a query: its colour grid (no pixels kept)."""
+    grid = stored.colours
+    look = QueryLook.of(grid, (grid.shape[1], grid.shape[0]))
+    look.factor = grid.shape[1] / stored.size[0]
+    return look
+
+
 def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str, float]:
     """Candidate id -> its fingerprint similarity (-1 when it came from the embedding only),
     in the order to verify them: fingerprint and embedding ranks taken in turns."""
@@ -165,9 +173,7 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
             raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
                              "before they existed: upsert its image again)")
         vector = engine.anchor_vector({"id": value})[0] if engine.encoder is not None else None
-        look = QueryLook.of(own.colours, (own.colours.shape[1], own.colours.shape[0]))
-        look.factor = own.colours.shape[1] / own.size[0]
-        return Query(stored_query_hashes(fp), own, look, pix=doc.get(PIXEL_HASH), vector=vector), [value]
+        return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH), vector=vector), [value]
     if kind in IMAGE_KINDS:
         data = engine.image_bytes(kind, value)
         encoder = engine.encoder

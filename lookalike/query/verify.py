@@ -23,6 +23,10 @@ from ..models.keypoints import Features, _cv2
 MAX_DISTANCE, RATIO = 64, 0.85
 #: A copy needs this many RANSAC inliers (random look-alikes reach about 6-8 on the bench).
 MIN_INLIERS = 10
+#: ... and this share of the descriptor matches (repeated patterns, stripes or checks, give
+#: many matches of which a dozen fit some transform by chance; bench/copybench.py: 0.2 drops
+#: no copy).
+MIN_INLIER_RATIO = 0.2
 #: Scale (stored pixels per query pixel, both at SIDE) a copy may have: downscale to a fifth is
 #: undone by the reduction to SIDE, crops of 50 % zoom in 2x.
 SCALE_RANGE = (0.25, 4.0)
@@ -69,7 +73,7 @@ class Estimate:
     @property
     def plausible(self) -> bool:
         """Is the transform an edit a copy goes through (scale, rotation, overlap)?"""
-        return (self.inliers >= MIN_INLIERS and SCALE_RANGE[0] <= 1 / self.scale <= SCALE_RANGE[1]
+        return (self.inliers >= MIN_INLIERS and self.inliers >= MIN_INLIER_RATIO * self.matches and SCALE_RANGE[0] <= 1 / self.scale <= SCALE_RANGE[1]
                 and abs(self.angle) <= MAX_ANGLE and self.stored_cover >= MIN_COVER
                 and self.query_cover >= MIN_QUERY_COVER)
 
