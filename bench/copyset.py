@@ -45,6 +45,8 @@ class CopySet:
     stored: list[tuple[str, str, Image.Image]] = field(default_factory=list)   # (id, item, image)
     #: (transform name, query image, item it must find, or None: a non-copy that must find nothing)
     queries: list[tuple[str, Image.Image, str | None]] = field(default_factory=list)
+    #: (item, picture) of the queried originals
+    originals: list[tuple[str, Image.Image]] = field(default_factory=list)
 
     def item_of(self) -> dict[str, str]:
         return {rid: item for rid, item, _ in self.stored}
@@ -187,6 +189,7 @@ def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: in
     pool += [(f"ic-{n}", im) for n, im in icons_in[:8]] + [(n, im) for n, im in flats[:4]]
     rng.shuffle(pool)
     chosen = pool[:originals]
+    s.originals = list(chosen)
     # tints of a third of the chosen originals are stored, each its own item; only coloured
     # pictures: a tint of a grey (or nearly grey) picture is the same picture, so a copy
     tinted_originals = [(item, im) for item, im in chosen if colourful(im)][::3]

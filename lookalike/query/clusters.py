@@ -30,6 +30,9 @@ DEFAULT_DUPLICATE_THRESHOLD = 0.5
 CANDIDATE_SCORE = 0.5
 #: The fingerprint score the crop edges are looked for from (query/duplicates.py's default).
 CROP_LIMIT = 0.6
+#: Records whose colour grid's mean chroma is under this are pale (grey, washed out): they
+#: agree with any tint, so they keep one pair with a coloured record (`_one_tint_each`).
+PALE_CHROMA = 8.0
 #: Nearest records by embedding taken as candidates of each record.
 NEIGHBOURS = 5
 #: Collections up to this size get their embedding neighbours by one blocked matrix product;
@@ -49,7 +52,8 @@ def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: C
                 limit: float) -> tuple[np.ndarray, np.ndarray]:
     """The fingerprints' crop edges (query/duplicates.py `crop_edges`: a clear best original by
     sub-windows, with its colours) in collections of up to CLUSTER_CROP_MAX: kept without
-    keypoints, which cannot verify crops of repeated patterns (stripes, checks)."""
+    keypoints, which cannot verify crops of repeated patterns (stripes, checks), where the
+    embedding finds the pair too (bench: alone, they chained a letterboxed photo to icons)."""
     if not 1 < len(hashes) <= CLUSTER_CROP_MAX:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     rows, cols = np.nonzero(np.triu(scores >= limit, k=1))
@@ -112,6 +116,28 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     return best
 
 
+def _chroma(f: Features) -> float:
+    """Mean chroma of a record's colour grid (8-bit CIELAB)."""
+    ab = f.colours[..., 1:].astype(np.float32) - 128
+    return float(np.hypot(ab[..., 0], ab[..., 1]).mean())
+
+
+def _one_tint_each(feats: dict[int, Features | None], rows: list[int], cols: list[int],
+                   scores: list[float]) -> tuple[list[int], list[int]]:
+    """Verified pairs, where a grey or washed-out record keeps only its best pair with a
+    coloured one: it agrees with every tint of its picture, and clusters are connected
+    components, so two of its edges would join tints that are different items."""
+    grey = {n for n, f in feats.items() if f is not None and _chroma(f) < PALE_CHROMA}
+    best: dict[int, tuple[float, int]] = {}
+    for k, (i, j, score) in enumerate(zip(rows, cols, scores)):
+        for pale, other in ((i, j), (j, i)):
+            if pale in grey and other not in grey and score > best.get(pale, (-1.0, -1))[0]:
+                best[pale] = (score, k)
+    keep = [k for k, (i, j) in enumerate(zip(rows, cols))
+            if not ((i in grey) != (j in grey)) or best.get(i if i in grey else j, (0, k))[1] == k]
+    return [rows[k] for k in keep], [cols[k] for k in keep]
+
+
 def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
     """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
     start = time.perf_counter()
@@ -130,7 +156,7 @@ def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
     docs = store.get(ids) if pairs.size else []
     cache = _feature_cache(store)
     feats = {}
-    keep_rows, keep_cols = [], []
+    keep_rows, keep_cols, keep_scores = [], [], []
     for i, j in pairs.T.tolist():
         for n in (i, j):
             if n not in feats:
@@ -143,13 +169,18 @@ def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
             fingerprint = float(scores[i, j])
         else:
             fingerprint = 1.0 - 2.0 * float(np.bitwise_count(chosen[i, 0] ^ chosen[j, 0]).sum()) / BITS
-        if pair_score(feats[i], feats[j], fingerprint) >= limit:
+        score = pair_score(feats[i], feats[j], fingerprint)
+        if score >= limit:
             keep_rows.append(i)
             keep_cols.append(j)
-    if scores is not None:
-        crop_rows, crop_cols = _crop_edges(chosen, scores, ids, store, CROP_LIMIT)
-        keep_rows += crop_rows.tolist()
-        keep_cols += crop_cols.tolist()
+            keep_scores.append(score)
+    keep_rows, keep_cols = _one_tint_each(feats, keep_rows, keep_cols, keep_scores)
+    if scores is not None:  # crop edges of pictures that are embedding neighbours too
+        near = set(zip(more_rows.tolist(), more_cols.tolist()))
+        for i, j in zip(*_crop_edges(chosen, scores, ids, store, CROP_LIMIT)):
+            if (min(i, j), max(i, j)) in near:
+                keep_rows.append(int(i))
+                keep_cols.append(int(j))
     groups = [sorted(ids[i] for i in group)
               for group in clusters(len(ids), np.array(keep_rows, np.int64), np.array(keep_cols, np.int64))]
     groups.sort(key=lambda g: (-len(g), g[0]))
