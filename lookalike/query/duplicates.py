@@ -3,7 +3,6 @@ fingerprints (models/fingerprint.py); how the scores are built: docs/duplicates.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 
 import numpy as np
@@ -338,16 +337,28 @@ def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
 
 
 # -- match and duplicates ---------------------------------------------------------------------
-_CACHES: "weakref.WeakKeyDictionary[object, FingerprintCache]" = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
+class PerStore:
+    """One object per collection store, made by `factory` when first asked for, dropped with
+    the store (the fingerprint and feature caches)."""
+
+    def __init__(self, factory) -> None:
+        self._factory = factory
+        self._items: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, store: CollectionStore):
+        with self._lock:
+            item = self._items.get(store)
+            if item is None:
+                item = self._items[store] = self._factory()
+            return item
+
+
+_CACHES = PerStore(FingerprintCache)
 
 
 def _cache(store: CollectionStore) -> FingerprintCache:
-    with _CACHES_LOCK:
-        cache = _CACHES.get(store)
-        if cache is None:
-            cache = _CACHES[store] = FingerprintCache()
-        return cache
+    return _CACHES.get(store)
 
 
 def check_threshold(value: object, default: float) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, featu
 from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
 from ..validation import check_int
-from .duplicates import CROP_SCAN_MAX, _slots_with, check_threshold, similarities, stored_fingerprints
+from .duplicates import CROP_SCAN_MAX, PerStore, _slots_with, check_threshold, similarities, stored_fingerprints
 from .engine import IMAGE_KINDS, Searcher
 from .search import MAX_K, check_query, project
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
@@ -71,16 +70,11 @@ class FeatureCache:
         return decoded
 
 
-_FEATURES: "weakref.WeakKeyDictionary[object, FeatureCache]" = weakref.WeakKeyDictionary()
-_FEATURES_LOCK = threading.Lock()
+_FEATURES = PerStore(FeatureCache)
 
 
 def _feature_cache(store: CollectionStore) -> FeatureCache:
-    with _FEATURES_LOCK:
-        cache = _FEATURES.get(store)
-        if cache is None:
-            cache = _FEATURES[store] = FeatureCache()
-        return cache
+    return _FEATURES.get(store)
 
 
 @dataclass
