@@ -105,3 +105,20 @@ def test_stored_fingerprints_are_decoded_once_not_per_match(col, monkeypatch):
     col.match({"base64": b64(PHOTOS["coins"])})
     assert len(calls) == 1   # just the new record's
     col.delete(["more"])
+
+
+def test_big_collections_skip_the_fingerprint_scan(col, monkeypatch):
+    """Past FINGERPRINT_SCAN_MAX the candidates are the embedding's: no scan of every stored
+    fingerprint (it grows with the collection), yet copies are found and verified as before."""
+    import lookalike.query.match as match_module
+
+    sizes = []
+    real = match_module.similarities
+    monkeypatch.setattr(match_module, "similarities", lambda hashes, q: sizes.append(len(hashes)) or real(hashes, q))
+    queries = [COPY_TRANSFORMS[name](PHOTOS["coffee"], 5) for name in ("crop", "jpeg", "mirror")]
+    before = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
+    assert before == ["coffee"] * 3 and max(sizes) >= len(PHOTOS)  # every stored fingerprint
+    sizes.clear()
+    monkeypatch.setattr(match_module, "FINGERPRINT_SCAN_MAX", 1)
+    after = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
+    assert after == before and max(sizes, default=1) == 1

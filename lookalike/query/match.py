@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BadRequest, NotFound
-from ..models.fingerprint import (FINGERPRINT, PIXEL_HASH, decode_fingerprint, pixel_hash, query_hashes,
-                                  stored_query_hashes, trim_border)
+from ..models.fingerprint import (FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width, pixel_hash,
+                                  query_hashes, stored_query_hashes, trim_border)
 from ..models.images import open_image
 from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
 from ..records import check_id, digest
@@ -35,6 +35,8 @@ DEFAULT_MATCH_THRESHOLD = 0.5
 #: Candidates taken: the best by fingerprint similarity and by embedding similarity; at most
 #: MAX_VERIFIED of them, alternating between the two lists, are verified.
 FINGERPRINT_CANDIDATES, EMBEDDING_CANDIDATES, MAX_VERIFIED = 12, 12, 16
+#: Collections with an embedding and more fingerprints than this skip the fingerprint scan.
+FINGERPRINT_SCAN_MAX = 20_000
 #: Fallback for pictures local features cannot verify (too few keypoints: flat colours,
 #: gradients; repeated patterns defeat the ratio test; noise-like texture lost to JPEG): the
 #: fingerprints (query/duplicates.py scores) must be this similar, and the images aligned as
@@ -92,6 +94,7 @@ class Query:
     #: the looks of the image (and of it without a uniform frame) with their sizes, for the
     #: fingerprint fallback's check of the unmoved images
     unmoved: list[tuple[QueryLook, tuple[int, int]]] | None = None
+    scanned: bool = True               # did the fingerprints of the whole collection get scanned?
     _mirror: tuple[Features, QueryLook] | None = None
 
     def mirror(self) -> tuple[Features | None, QueryLook | None]:
@@ -112,11 +115,15 @@ def look_of(stored: Features) -> QueryLook:
 
 def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str, float]:
     """Candidate id -> its fingerprint similarity (-1 when it came from the embedding only),
-    in the order to verify them: fingerprint and embedding ranks taken in turns."""
+    in the order to verify them: fingerprint and embedding ranks taken in turns. Collections
+    past FINGERPRINT_SCAN_MAX with an embedding take the embedding's alone (`query.scanned`
+    False): the scan grows with the collection, and found 10 of 1,517 verified copies the
+    embedding's candidates did not (bench/copybench.py set)."""
     store = engine.store
     slots, hashes = stored_fingerprints(store)
     by_print: list[tuple[str, float]] = []
-    if len(slots):
+    query.scanned = len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None
+    if len(slots) and query.scanned:
         qhashes = query.hashes
         if len(slots) > CROP_SCAN_MAX:
             qhashes.crop = qhashes.crop[:0]
@@ -236,7 +243,11 @@ def match(engine: Searcher, query: dict, threshold: float | None = None, k: int 
         stored = cache.get(rid, doc.get(KEYPOINTS))
         if stored is None:
             continue
-        v = verified(q, stored, candidates.get(rid, -1.0))
+        similarity = candidates.get(rid, -1.0)
+        if not q.scanned:  # no scan: the fingerprint of just this candidate
+            fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
+            similarity = float(similarities(full_width(fp)[None], q.hashes)[0]) if fp is not None else -1.0
+        v = verified(q, stored, similarity)
         if v is None or v.score < limit:
             continue
         out.append((rid, v.score, v.info(), doc))
