@@ -221,9 +221,11 @@ def match_section(s: copyset.CopySet, args: argparse.Namespace) -> None:
         total = np.zeros(4)
         for key, (n, m, e, p) in rows.items():
             total += (n, m, e, p)
-            print(f"| {key} | {n} | {m / n:.3f} | {e / n:.3f} | {p / n:.3f} |")
+            base = "| - | - |" if args.no_baselines else f"| {e / n:.3f} | {p / n:.3f} |"
+            print(f"| {key} | {n} | {m / n:.3f} {base}")
         n = total[0]
-        print(f"| **all copies** | {int(n)} | {total[1] / n:.3f} | {total[2] / n:.3f} | {total[3] / n:.3f} |")
+        base = "| - | - |" if args.no_baselines else f"| {total[2] / n:.3f} | {total[3] / n:.3f} |"
+        print(f"| **all copies** | {int(n)} | {total[1] / n:.3f} {base}")
         print(f"\nfalse matches on non-copies: {false}/{nonc} = {false / max(1, nonc):.3f}")
         print(f"match took_ms: p50 {np.percentile(ms, 50):.1f}, p90 {np.percentile(ms, 90):.1f} "
               f"(collection of {col.count()})")
