@@ -23,7 +23,8 @@ from .models import get_encoder
 from .models.images import DEFAULT_MAX_PIXELS
 from .models.registry import DEFAULT_MODEL, check_model_name
 from .query import cleanup
-from .query.duplicates import duplicates, match
+from .query.clusters import duplicates
+from .query.match import match
 from .query.engine import Searcher
 from .query.evaluate import evaluate, evaluate_file
 from .query.explain import prepare as prepare_explain
@@ -106,6 +107,7 @@ class Collection:
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
         doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (models/fingerprint.py)
+        doc.pop("_keypoints", None)  # internal: local features (models/keypoints.py)
         return doc
 
     def update(self, id: str, fields: dict) -> dict:

@@ -24,7 +24,7 @@ from .models.registry import model_version
 from .validation import is_number
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
-COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash", "_image")  # written by the engine only
+COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash", "_image", "_keypoints")  # written by the engine only
 MAX_ID_LENGTH = 256
 MAX_DEPTH = 32
 MAX_VECTOR_NORM = 1e18

@@ -172,7 +172,7 @@ def test_embedded_and_http_give_identical_hits(client, embedded, pattern_catalog
     got = outcome(lambda: remote.match({"file": str(copy)}))
     assert expected == got
     if isinstance(got, dict):
-        assert got["hits"][0]["_id"] == "dots-blue-square" and got["hits"][0]["_match"] == "exact"
+        assert got["hits"][0]["_id"] == "dots-blue-square" and got["hits"][0]["_match"]["kind"] == "exact"
     assert outcome(lambda: local.duplicates()) == outcome(lambda: remote.duplicates())
     assert remote.count() == local.count() == 24
 

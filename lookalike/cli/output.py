@@ -45,7 +45,7 @@ def hits_table(hits: list[dict], width: int) -> list[str]:
         ("_id", [str(h["_id"]) for h in hits], False),
         ("score", [f"{h['_score']:.4f}" for h in hits], True)]
     if any("_match" in h for h in hits):
-        columns.append(("match", [str(h.get("_match", "")) for h in hits], False))
+        columns.append(("match", [_match_summary(h.get("_match")) for h in hits], False))
     if any("_group" in h for h in hits):
         columns.append(("group", [_summary(h.get("_group", "")) for h in hits], False))
     if any("_collapsed" in h for h in hits):
@@ -158,3 +158,15 @@ def why_lines(hits: list[dict]) -> list[str]:
         if hit.get("_collapsed_ids"):
             lines.append(f"{n:>3} {hit['_id']} hides copies: {', '.join(hit['_collapsed_ids'])}")
     return lines
+
+
+def _match_summary(info: object) -> str:
+    """`exact`, or `near` with the copy's rotation, scale and mirror when they are not nil."""
+    if not isinstance(info, dict):
+        return str(info or "")
+    parts = [str(info.get("kind", ""))]
+    if info.get("mirrored"):
+        parts.append("mirrored")
+    if abs(float(info.get("angle") or 0)) >= 1:
+        parts.append(f"{float(info['angle']):+.0f}°")
+    return " ".join(parts)

@@ -21,6 +21,7 @@ from PIL import Image
 from ..errors import BadRequest
 from ..models.colors import dominant_colors
 from ..models.fingerprint import fingerprint
+from ..models.keypoints import keypoint_fields
 from ..models.images import decoded, device_pixels, fit_square
 
 DECODE_MODES = ("threads", "processes")
@@ -57,7 +58,8 @@ def decode_image(data: bytes, *, size: int, fit: str, max_pixels: int, thumbnail
     their own device (see models/gpu_preprocess.py).
     """
     with decoded(data, max_pixels=max_pixels, draft_size=size) as image:  # holds its pixels of the budget
-        computed = {"_colors": dominant_colors(image), **fingerprint(image), "_image": image_info(data)}
+        computed = {"_colors": dominant_colors(image), **fingerprint(image),  # models/fingerprint.py
+                    **keypoint_fields(image), "_image": image_info(data)}  # local features for copy verification
         thumb = make_thumbnail(image) if thumbnail else None
         pixels = fit_square(image, size, mode=fit) if host_resize else device_pixels(image, size, mode=fit)
     return Decoded(pixels, computed, thumb)

@@ -3,34 +3,26 @@ fingerprints (models/fingerprint.py); how the scores are built: docs/duplicates.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 
 import numpy as np
 
-from ..errors import BadRequest, NotFound
 from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_GRID, CROP_QUERY_GRID,
-                                     CROP_SCALE, CROP_WINDOW,
-                                     FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES, N_HASHES,
-                                     N_STORED, PIXEL_HASH, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
-                                     decode_fingerprint, full_width, has_copy_side, pixel_hash,
-                                     query_hashes, stored_query_hashes)
+                                  CROP_SCALE, CROP_WINDOW, FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES,
+                                  N_HASHES, N_STORED, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
+                                  decode_fingerprint, full_width, has_copy_side)
 from ..models.colors import hex_to_rgb, srgb_to_lab
-from ..models.images import open_image
-from ..records import check_id, digest
-from ..store.base import CollectionStore, SearchRequest
+from ..store.base import CollectionStore
 from ..store.filters import MATCH_ALL
-from ..validation import check_int, check_number
+from ..validation import check_number
 from .colors import ciede2000
-from .engine import IMAGE_KINDS, Searcher
-from .search import MAX_K, check_query, project
 
 CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
 #: Crops are looked for in collections of up to this many fingerprints (about 0.1 ms a record).
 CROP_SCAN_MAX = 20_000
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
 DEFAULT_MATCH_THRESHOLD = 0.55
-DEFAULT_DUPLICATE_THRESHOLD = 0.6
+DEFAULT_DUPLICATE_THRESHOLD = 0.6  # of the fingerprint scores alone (`duplicates` verifies: query/clusters.py)
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -345,16 +337,28 @@ def clusters(n: int, rows: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
 
 
 # -- match and duplicates ---------------------------------------------------------------------
-_CACHES: "weakref.WeakKeyDictionary[object, FingerprintCache]" = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
+class PerStore:
+    """One object per collection store, made by `factory` when first asked for, dropped with
+    the store (the fingerprint and feature caches)."""
+
+    def __init__(self, factory) -> None:
+        self._factory = factory
+        self._items: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, store: CollectionStore):
+        with self._lock:
+            item = self._items.get(store)
+            if item is None:
+                item = self._items[store] = self._factory()
+            return item
+
+
+_CACHES = PerStore(FingerprintCache)
 
 
 def _cache(store: CollectionStore) -> FingerprintCache:
-    with _CACHES_LOCK:
-        cache = _CACHES.get(store)
-        if cache is None:
-            cache = _CACHES[store] = FingerprintCache()
-        return cache
+    return _CACHES.get(store)
 
 
 def check_threshold(value: object, default: float) -> float:
@@ -377,62 +381,6 @@ def _slots_with(store: CollectionStore, path: str, value: str) -> np.ndarray:
     return rows[vids == vid]
 
 
-def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
-          fields: list[str] | None = None) -> dict:
-    """Records that are copies of the query image (or of a stored record, `{"id": ...}`)."""
-    start = time.perf_counter()
-    check_query(query)
-    limit = check_threshold(threshold, DEFAULT_MATCH_THRESHOLD)
-    k = check_int("k", k, 1, MAX_K)
-    kind, value = next(iter(query.items()))
-    store = engine.store
-    exclude: list[str] = []
-    source = None
-    if kind == "id":
-        check_id(value, "'id'")  # the same rule for ids as every other anchor
-        doc = store.get([value])[0]
-        if doc is None:
-            raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
-        fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
-        if fp is None:
-            raise BadRequest(f"record {value!r} has no image fingerprint (a '_vector' record, or ingested "
-                             "before fingerprints existed: upsert its image again)")
-        qhashes, pix, exclude = stored_query_hashes(fp), doc.get(PIXEL_HASH), [value]
-    elif kind in IMAGE_KINDS:
-        data = engine.image_bytes(kind, value)
-        encoder = engine.encoder
-        image = open_image(data, max_pixels=engine.max_pixels, draft_size=encoder.input_size if encoder else None)
-        qhashes, pix, source = query_hashes(image), pixel_hash(image), digest(data)
-    else:
-        raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
-    slots, hashes = stored_fingerprints(store)
-    exact_slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
-    size = int(max(slots.max(initial=-1), exact_slots.max(initial=-1))) + 1
-    scores = np.full(size, -np.inf, dtype=np.float32)
-    if len(slots) > CROP_SCAN_MAX:  # the crop check costs ~2000 comparisons a record: bounded
-        qhashes.crop = qhashes.crop[:0]
-    if len(slots):
-        sims = similarities(hashes, qhashes)
-        if qhashes.canvas is not None and len(qhashes.crop):
-            best = np.argsort(-sims)[:CROP_REFINE]
-            sims[best] = np.maximum(sims[best], refine_crops(hashes[best], qhashes))
-        scores[slots] = np.where(sims >= limit, sims, -np.inf)
-    scores[exact_slots] = 1.0
-    hits = store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=k, slot_scores=scores,
-                                      exclude=exclude))
-    docs = store.get([h.id for h in hits])
-    sources = store.hashes([h.id for h in hits]) if source else {}
-    out = []
-    for hit, doc in zip(hits, docs):
-        doc = doc or {}
-        same = (pix is not None and doc.get(PIXEL_HASH) == pix) or (
-            source is not None and sources.get(hit.id, ("", ""))[1] == source)
-        out.append({"_id": hit.id, "_score": round(1.0 if same else hit.score, 6),
-                    "_match": "exact" if same else "near", **project(doc, fields)})
-    out.sort(key=lambda h: (h["_match"] != "exact", -h["_score"]))
-    return {"hits": out, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
-
-
 def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
     """Slot of every live record (the latest slot written for an id still present) and its id."""
     rows, vids, keys = store.postings("_id")
@@ -444,27 +392,3 @@ def _live_slots(store: CollectionStore) -> tuple[np.ndarray, list[str]]:
     vid_live = np.array([key[1] in live for key in keys], dtype=bool) & (latest >= 0)
     chosen = np.flatnonzero(vid_live)
     return latest[chosen], [keys[v][1] for v in chosen]
-
-
-def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
-    """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
-    start = time.perf_counter()
-    limit = check_threshold(threshold, DEFAULT_DUPLICATE_THRESHOLD)
-    live_slots, live_ids = _live_slots(store)
-    slots, hashes = stored_fingerprints(store)
-    position = np.full(int(max(slots.max(initial=-1), live_slots.max(initial=-1))) + 1, -1, dtype=np.int64)
-    position[slots] = np.arange(len(slots))
-    have = position[live_slots] >= 0
-    ids = [i for i, ok in zip(live_ids, have) if ok]
-    chosen = hashes[position[live_slots[have]]]
-    if len(chosen) > CLUSTER_FULL_MAX:  # whole images only, thresholded block by block
-        rows, cols = similar_pairs(chosen[:, 0], limit)
-    else:
-        rows, cols = np.nonzero(np.triu(copy_scores(chosen) >= limit - 1e-6, k=1))
-        if 1 < len(chosen) <= CLUSTER_CROP_MAX:
-            crop_rows, crop_cols = crop_edges(chosen, components(len(chosen), rows, cols), limit)
-            same = colours_cover(store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols]))
-            rows, cols = np.concatenate([rows, crop_rows[same]]), np.concatenate([cols, crop_cols[same]])
-    groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
-    groups.sort(key=lambda g: (-len(g), g[0]))
-    return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

@@ -164,7 +164,7 @@ def dotted(doc: Any, path: str) -> Any:
 def project(doc: dict, fields: list[str] | None) -> dict:
     """The record's fields for a hit: all, or only those asked for (dotted paths allowed)."""
     if fields is None:
-        return {k: v for k, v in doc.items() if k not in ("_id", "_fingerprint")}  # hashes stay internal
+        return {k: v for k, v in doc.items() if k not in ("_id", "_fingerprint", "_keypoints")}  # hashes stay internal
     out = {}
     for name in fields:
         value: Any = doc

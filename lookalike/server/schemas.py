@@ -200,7 +200,9 @@ class MatchHit(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str = Field(alias="_id")
     score: float = Field(alias="_score")
-    match: str = Field(alias="_match", description="exact or near")
+    match: dict[str, Any] = Field(alias="_match", description=(
+        "kind: exact or near; for near copies box ([x0, y0, x1, y1] fractions of the stored image "
+        "covered), angle (degrees), scale, mirrored and inliers"))
 
 
 class MatchResponse(BaseModel):

@@ -1,0 +1,260 @@
+"""`match`: the stored records an image (or a record) is a copy of, verified geometrically.
+
+Candidates come from the perceptual fingerprints (query/duplicates.py `similarities`) and the
+global embedding, taken in turns by rank; the first MAX_VERIFIED of them are verified with
+local features and RANSAC (query/verify.py), the query's mirror only where the plain query
+fails, then photometrically on the aligned region. Images without enough keypoints (near-flat
+ones, smooth gradients) fall back to a strict whole-image fingerprint match. The cost per
+query is bounded (a fixed number of candidates), whatever the collection's size. Measured with
+bench/copybench.py; notes in docs/duplicates.md.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import BadRequest, NotFound
+from ..models.fingerprint import (FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width, pixel_hash,
+                                  query_hashes, stored_query_hashes, trim_border)
+from ..models.images import open_image
+from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
+from ..records import check_id, digest
+from ..store.base import CollectionStore, SearchRequest
+from ..validation import check_int
+from .duplicates import CROP_SCAN_MAX, PerStore, _slots_with, check_threshold, similarities, stored_fingerprints
+from .engine import IMAGE_KINDS, Searcher
+from .search import MAX_K, check_query, project
+from .verify import Estimate, QueryLook, Verified, check, score_of, verify
+
+#: Default score (query/verify.py `score_of`: MIN_INLIERS inliers give 0.5) a copy needs.
+DEFAULT_MATCH_THRESHOLD = 0.5
+#: Candidates taken: the best by fingerprint similarity and by embedding similarity; at most
+#: MAX_VERIFIED of them, alternating between the two lists, are verified.
+FINGERPRINT_CANDIDATES, EMBEDDING_CANDIDATES, MAX_VERIFIED = 12, 12, 16
+#: Collections with an embedding and more fingerprints than this skip the fingerprint scan.
+FINGERPRINT_SCAN_MAX = 20_000
+#: Fallback for pictures local features cannot verify (too few keypoints: flat colours,
+#: gradients; repeated patterns defeat the ratio test; noise-like texture lost to JPEG): the
+#: fingerprints (query/duplicates.py scores) must be this similar, and the images aligned as
+#: they are must pass the photometric check with a correlation of FLAT_NCC.
+FINGERPRINT_SIMILARITY, FLAT_NCC = 0.7, 0.8
+#: Longest side of the query's CIELAB image warped for the photometric check.
+LOOK_SIDE = 80
+#: Decoded stored features kept per collection (about 7 KB each), most recently used first.
+FEATURE_CACHE = 4096
+
+
+class FeatureCache:
+    """Decoded `_keypoints` of recently verified records, by id (checked against the stored
+    string, so an upsert's new features are decoded again)."""
+
+    def __init__(self, size: int = FEATURE_CACHE) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[str, Features | None]] = OrderedDict()
+        self._size = size
+
+    def get(self, rid: str, value: object) -> Features | None:
+        with self._lock:
+            hit = self._items.get(rid)
+            if hit is not None and hit[0] == value:
+                self._items.move_to_end(rid)
+                return hit[1]
+        decoded = decode_features(value)
+        with self._lock:
+            self._items[rid] = (value if isinstance(value, str) else "", decoded)
+            self._items.move_to_end(rid)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return decoded
+
+
+_FEATURES = PerStore(FeatureCache)
+
+
+def _feature_cache(store: CollectionStore) -> FeatureCache:
+    return _FEATURES.get(store)
+
+
+@dataclass
+class Query:
+    """What `match` compares: hashes, features (and, for an image, its mirror's, made when
+    first needed), colours, and what makes a record an exact copy."""
+
+    hashes: object
+    plain: Features
+    look: QueryLook
+    rgb: np.ndarray | None = None      # the reduced image, for the mirrored features
+    pix: str | None = None
+    source: str | None = None
+    vector: np.ndarray | None = None
+    #: the looks of the image (and of it without a uniform frame) with their sizes, for the
+    #: fingerprint fallback's check of the unmoved images
+    unmoved: list[tuple[QueryLook, tuple[int, int]]] | None = None
+    scanned: bool = True               # did the fingerprints of the whole collection get scanned?
+    _mirror: tuple[Features, QueryLook] | None = None
+
+    def mirror(self) -> tuple[Features | None, QueryLook | None]:
+        if self.rgb is None:
+            return None, None
+        if self._mirror is None:
+            self._mirror = (features(mirrored(self.rgb)), self.look.mirrored())
+        return self._mirror
+
+
+def look_of(stored: Features) -> QueryLook:
+    """A stored record's look, for comparing it as a query: its colour grid (no pixels kept)."""
+    grid = stored.colours
+    look = QueryLook.of(grid, (grid.shape[1], grid.shape[0]))
+    look.factor = grid.shape[1] / stored.size[0]
+    return look
+
+
+def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str, float]:
+    """Candidate id -> its fingerprint similarity (-1 when it came from the embedding only),
+    in the order to verify them: fingerprint and embedding ranks taken in turns. Collections
+    past FINGERPRINT_SCAN_MAX with an embedding take the embedding's alone (`query.scanned`
+    False): the scan grows with the collection, and found 10 of 1,517 verified copies the
+    embedding's candidates did not (bench/copybench.py set)."""
+    store = engine.store
+    slots, hashes = stored_fingerprints(store)
+    by_print: list[tuple[str, float]] = []
+    query.scanned = len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None
+    if len(slots) and query.scanned:
+        qhashes = query.hashes
+        if len(slots) > CROP_SCAN_MAX:
+            qhashes.crop = qhashes.crop[:0]
+        sims = similarities(hashes, qhashes)
+        top = np.argpartition(-sims, min(len(sims), FINGERPRINT_CANDIDATES + len(exclude)) - 1)
+        top = top[:FINGERPRINT_CANDIDATES + len(exclude)]
+        scores = np.full(int(slots.max()) + 1, -np.inf, dtype=np.float32)
+        scores[slots[top]] = sims[top]
+        by_print = [(hit.id, float(hit.score)) for hit in store.search(SearchRequest(
+            vector=np.zeros(1, dtype=np.float32), k=FINGERPRINT_CANDIDATES, slot_scores=scores, exclude=exclude))]
+    by_vector: list[str] = []
+    if query.vector is not None:
+        by_vector = [hit.id for hit in store.search(SearchRequest(vector=query.vector, k=EMBEDDING_CANDIDATES,
+                                                                  exclude=exclude))]
+    prints = dict(by_print)
+    out: dict[str, float] = {}
+    for n in range(max(len(by_print), len(by_vector))):
+        for rid in ([by_print[n][0]] if n < len(by_print) else []) + ([by_vector[n]] if n < len(by_vector) else []):
+            out.setdefault(rid, prints.get(rid, -1.0))
+    return out
+
+
+def _flat_match(query: Query, stored: Features, similarity: float) -> Verified | None:
+    """The fingerprint fallback: the whole images aligned as they are, checked photometrically."""
+    if similarity < FINGERPRINT_SIMILARITY:
+        return None
+    for look, size in query.unmoved or [(query.look, query.plain.size)]:
+        sx, sy = stored.size[0] / size[0], stored.size[1] / size[1]
+        e = Estimate(0, 0, np.array([[sx, 0, 0], [0, sy, 0]], dtype=np.float64), False, 0.0, 1.0,
+                     [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
+        v = check(e, look, stored, geometry=False)
+        if v is not None and v.ncc >= FLAT_NCC:
+            return Verified(e, v.ncc, round(similarity, 6))
+    return None
+
+
+def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]]:
+    """The query's hashes, features and colours, and the ids to leave out of its hits."""
+    store = engine.store
+    if kind == "id":
+        check_id(value, "'id'")
+        doc = store.get([value])[0]
+        if doc is None:
+            raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
+        fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
+        own = decode_features(doc.get(KEYPOINTS))
+        if fp is None or own is None:
+            raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
+                             "before they existed: upsert its image again)")
+        vector = engine.anchor_vector({"id": value})[0] if engine.encoder is not None else None
+        return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH), vector=vector), [value]
+    if kind in IMAGE_KINDS:
+        data = engine.image_bytes(kind, value)
+        encoder = engine.encoder
+        image = open_image(data, max_pixels=engine.max_pixels, draft_size=max(SIDE, encoder.input_size if encoder else 0))
+        rgb = reduced(image)
+        plain = features(rgb)
+        look = QueryLook.of(lab_image(rgb, LOOK_SIDE), plain.size)
+        unmoved = [(look, plain.size)]
+        trimmed = trim_border(image)
+        if trimmed is not None:
+            small = reduced(trimmed)
+            size = (small.shape[1], small.shape[0])
+            unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
+        vector = engine.embed_image(data) if encoder is not None else None
+        return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved), []
+    raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
+
+
+def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> set[str]:
+    """Records with the very same pixels, found through their slots."""
+    slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
+    if not len(slots):
+        return set()
+    scores = np.full(int(slots.max()) + 1, -np.inf, dtype=np.float32)
+    scores[slots] = 1.0
+    return {h.id for h in store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=MAX_K,
+                                                     slot_scores=scores, exclude=exclude))}
+
+
+def verified(query: Query, stored: Features, similarity: float) -> Verified | None:
+    """The query verified against one stored record: keypoints (plain, then mirrored), else
+    the fingerprints and the photometric check of the unmoved images."""
+    v = verify(query.plain, query.look, stored, query.mirror)
+    return v if v is not None else _flat_match(query, stored, similarity)
+
+
+def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
+          fields: list[str] | None = None) -> dict:
+    """Records that are copies of the query image (or of a stored record, `{"id": ...}`).
+
+    Each hit's `_match` says `kind` ("exact": the same pixels or source bytes; "near": a
+    verified copy) and, for near copies, the `box` of the stored image the query covers
+    ([x0, y0, x1, y1] fractions), the `angle` (degrees) and `scale` of the copy against the
+    stored image, whether it is `mirrored`, and the keypoint `inliers` that verified it."""
+    start = time.perf_counter()
+    check_query(query)
+    limit = check_threshold(threshold, DEFAULT_MATCH_THRESHOLD)
+    k = check_int("k", k, 1, MAX_K)
+    kind, value = next(iter(query.items()))
+    store = engine.store
+    q, exclude = _query(engine, kind, value)
+    candidates = _candidates(engine, q, exclude)
+    exact = _exact_ids(store, q.pix, exclude)
+    ids = [i for i in dict.fromkeys([*exact, *list(candidates)[:MAX_VERIFIED]]) if i not in exclude]
+    docs = store.get(ids)
+    sources = store.hashes(ids) if q.source else {}
+    cache = _feature_cache(store)
+    out = []
+    for rid, doc in zip(ids, docs):
+        if doc is None:
+            continue
+        if rid in exact and doc.get(PIXEL_HASH) == q.pix or (
+                q.source is not None and sources.get(rid, ("", ""))[1] == q.source):
+            out.append((rid, 1.0, {"kind": "exact"}, doc))
+            continue
+        stored = cache.get(rid, doc.get(KEYPOINTS))
+        if stored is None:
+            continue
+        similarity = candidates.get(rid, -1.0)
+        if not q.scanned:  # no scan: the fingerprint of just this candidate
+            fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
+            similarity = float(similarities(full_width(fp)[None], q.hashes)[0]) if fp is not None else -1.0
+        v = verified(q, stored, similarity)
+        if v is None or v.score < limit:
+            continue
+        out.append((rid, v.score, v.info(), doc))
+    out.sort(key=lambda h: (h[2]["kind"] != "exact", -h[1], h[0]))
+    hits = [{"_id": rid, "_score": round(score, 6), "_match": info, **project(doc, fields)}
+            for rid, score, info, doc in out[:k]]
+    return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+
+__all__ = ["match", "DEFAULT_MATCH_THRESHOLD", "score_of"]

@@ -1,0 +1,246 @@
+"""Geometric and photometric verification of copy candidates (`match`, `duplicates`).
+
+A candidate is a copy when enough of the query's ORB keypoints (models/keypoints.py), or its
+mirror's, map onto the stored record's by one similarity transform (rotation, uniform scale,
+shift) found by RANSAC, that transform is a plausible edit (scale, rotation, overlap), and the
+query warped by it into the stored image looks like the stored image: the lightness of the
+aligned 12 x 12 grid correlates, and the hues agree (another tint of the same picture is
+another item; a grey picture agrees with any tint). Measured with bench/copybench.py; design
+notes in docs/duplicates.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..models.keypoints import Features, _cv2
+
+#: Keypoint pairs under this Hamming distance (of 256 bits) are tried, and the best must beat
+#: the second best by RATIO (Lowe's test).
+MAX_DISTANCE, RATIO = 64, 0.85
+#: A copy needs this many RANSAC inliers (random look-alikes reach about 6-8 on the bench).
+MIN_INLIERS = 10
+#: ... and this share of the descriptor matches (repeated patterns, stripes or checks, give
+#: many matches of which a dozen fit some transform by chance; bench/copybench.py: 0.2 drops
+#: no copy).
+MIN_INLIER_RATIO = 0.2
+#: Scale (stored pixels per query pixel, both at SIDE) a copy may have: downscale to a fifth is
+#: undone by the reduction to SIDE, crops of 50 % zoom in 2x.
+SCALE_RANGE = (0.25, 4.0)
+#: Copies are rotated by at most this many degrees (phones, scanners: up to 15); a wilder
+#: rotation found by RANSAC is a coincidence of look-alike details.
+MAX_ANGLE = 20.0
+#: The query must cover at least this share of the stored image's area (as mapped) ...
+MIN_COVER = 0.15
+#: ... and the stored image at least this share of the query (letterboxing a 16:9 picture
+#: to 9:16 leaves it 0.32; an icon drawn inside a bigger one is not its copy).
+MIN_QUERY_COVER = 0.3
+#: Photometric check: the Pearson correlation of the lightness of the aligned grid cells
+#: (query warped into the stored frame against the stored colour grid) must reach MIN_NCC,
+#: over the cells left when the TRIM share that disagree most are set aside (a caption or
+#: logo covers up to a fifth; twice, the second time standardised without the first's outliers); cells whose lightness hardly varies (flat pictures) cannot
+#: tell, so FLAT_L (std of 8-bit L) lets them through on the hue check alone. bench/copybench.py:
+#: true copies' correlation has its 5th percentile at 0.84, look-alikes' median is 0.86 (most
+#: are shared artwork of icon themes), and 0.6 keeps recall while dropping a tenth of them.
+MIN_NCC, FLAT_L, TRIM = 0.6, 4.0, 0.25
+#: Share of the stored grid's cells the warped query must cover for the photometric check to vote.
+MIN_CELLS = 6
+#: Colour check: cells with chroma (|a, b| in 8-bit CIELAB) over CHROMA on both sides vote;
+#: their median hue difference must stay under HUE_LIMIT degrees. A picture with less than
+#: GREY_CHROMA mean chroma is grey and agrees with any tint.
+CHROMA, HUE_LIMIT, GREY_CHROMA = 10.0, 25.0, 3.0
+#: Fewer coloured query cells than this share of the aligned ones are an overlay's: no vote.
+OVERLAY_SHARE = 0.25
+
+
+@dataclass
+class Estimate:
+    """A RANSAC fit of query keypoints onto a stored record's: the transform and its support."""
+
+    matches: int                # descriptor pairs passing the distance and ratio tests
+    inliers: int
+    matrix: np.ndarray          # 2 x 3, query pixels (at SIDE) -> stored pixels (at SIDE)
+    mirrored: bool
+    angle: float                # degrees the copy is turned counter-clockwise from the stored image
+    scale: float                # query content size / stored content size
+    box: list[float]            # region of the stored image covered, fractions [x0, y0, x1, y1]
+    stored_cover: float         # share of the stored image the query covers
+    query_cover: float          # share of the query the stored image covers
+
+    @property
+    def plausible(self) -> bool:
+        """Is the transform an edit a copy goes through (scale, rotation, overlap)?"""
+        return (self.inliers >= MIN_INLIERS and self.inliers >= MIN_INLIER_RATIO * self.matches and SCALE_RANGE[0] <= 1 / self.scale <= SCALE_RANGE[1]
+                and abs(self.angle) <= MAX_ANGLE and self.stored_cover >= MIN_COVER
+                and self.query_cover >= MIN_QUERY_COVER)
+
+
+@dataclass
+class Verified:
+    """A verified copy: the fit, its photometric agreement and the score it earns."""
+
+    estimate: Estimate
+    ncc: float
+    score: float
+
+    def info(self) -> dict:
+        """The `_match` object of a near copy."""
+        e = self.estimate
+        return {"kind": "near", "box": e.box, "angle": e.angle, "scale": e.scale, "mirrored": e.mirrored,
+                "inliers": e.inliers}
+
+
+def _matches(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (query, stored) of descriptor matches passing the distance and ratio tests."""
+    cv2 = _cv2()
+    if len(q) < 2 or len(s) < 2:
+        return np.empty(0, int), np.empty(0, int)
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(q, s, k=2)
+    qi, si = [], []
+    for pair in pairs:
+        if len(pair) < 2:
+            continue
+        best, second = pair
+        if best.distance <= MAX_DISTANCE and best.distance < RATIO * second.distance:
+            qi.append(best.queryIdx)
+            si.append(best.trainIdx)
+    return np.array(qi, int), np.array(si, int)
+
+
+def score_of(inliers: int) -> float:
+    """A 0-1 score growing with the inliers: MIN_INLIERS gives 0.5, 30 about 0.75."""
+    return round(inliers / (inliers + MIN_INLIERS), 6)
+
+
+def estimate(query: Features, stored: Features, mirrored: bool) -> Estimate | None:
+    """The similarity transform best mapping the query's keypoints onto the stored ones."""
+    cv2 = _cv2()
+    qi, si = _matches(query.descriptors, stored.descriptors)
+    if len(qi) < MIN_INLIERS:
+        return None
+    src, dst = query.points[qi], stored.points[si]
+    matrix, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
+                                               maxIters=1000, confidence=0.995, refineIters=10)
+    if matrix is None:
+        return None
+    scale = float(math.hypot(matrix[0, 0], matrix[1, 0]))
+    if scale <= 1e-6:
+        return None
+    box = _covered(matrix, query.size, stored.size)
+    stored_area = (box[2] - box[0]) * (box[3] - box[1])
+    query_area = stored.size[0] * stored.size[1] * stored_area / (scale * scale) / (query.size[0] * query.size[1])
+    angle = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # counter-clockwise, as PIL rotates
+    return Estimate(len(qi), int(mask.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
+                    stored_area, query_area)
+
+
+def _covered(matrix: np.ndarray, qsize: tuple[int, int], ssize: tuple[int, int]) -> list[float]:
+    """Bounding box of the query's mapped outline in the stored image, clipped, as fractions."""
+    w, h = qsize
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ matrix.T
+    x0, y0 = corners.min(axis=0)
+    x1, y1 = corners.max(axis=0)
+    sw, sh = ssize
+    return [round(float(np.clip(v, 0, 1)), 4) for v in (x0 / sw, y0 / sh, x1 / sw, y1 / sh)]
+
+
+@dataclass
+class QueryLook:
+    """The query's colours for the photometric check: a small CIELAB image (float32, the
+    size of the features' image scaled by `factor`) and whether it is grey."""
+
+    lab: np.ndarray
+    factor: float
+    grey: bool
+
+    @classmethod
+    def of(cls, lab: np.ndarray, size: tuple[int, int]) -> "QueryLook":
+        lab = lab.astype(np.float32)
+        chroma = np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)
+        return cls(lab, lab.shape[1] / size[0], float(chroma.mean()) < GREY_CHROMA)
+
+    def mirrored(self) -> "QueryLook":
+        return QueryLook(np.ascontiguousarray(self.lab[:, ::-1]), self.factor, self.grey)
+
+
+def aligned_cells(e: Estimate, look: QueryLook, stored: Features) -> tuple[np.ndarray, np.ndarray]:
+    """The query's mean CIELAB over each cell of the stored colour grid, through the transform,
+    and which cells it covers whole (float32 (g, g, 3), bool (g, g))."""
+    cv2 = _cv2()
+    grid = stored.colours.shape[0]
+    out = grid * 4                                     # the stored frame, 4 x 4 pixels a cell
+    sx, sy = out / stored.size[0], out / stored.size[1]
+    to_small = np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], dtype=np.float64)
+    from_query = np.array([[1 / look.factor, 0, 0], [0, 1 / look.factor, 0], [0, 0, 1]], dtype=np.float64)
+    m = (to_small @ np.vstack([e.matrix, [0, 0, 1]]) @ from_query)[:2]
+    warped = cv2.warpAffine(look.lab, m, (out, out), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    inside = cv2.warpAffine(np.ones(look.lab.shape[:2], np.float32), m, (out, out), flags=cv2.INTER_LINEAR,
+                            borderValue=0)
+    cells = cv2.resize(warped, (grid, grid), interpolation=cv2.INTER_AREA)
+    cover = cv2.resize(inside, (grid, grid), interpolation=cv2.INTER_AREA)
+    return cells, cover > 0.95
+
+
+def photometric(e: Estimate, look: QueryLook, stored: Features) -> tuple[float, float]:
+    """(lightness correlation, median hue difference in degrees) of the aligned region, both
+    over the cells left when the TRIM share that disagree most (an overlay's) are set aside;
+    a correlation of 1 where the region is flat, a hue difference of 0 where the colours
+    cannot tell (a grey side, too few coloured cells, an overlay's colours)."""
+    cells, inside = aligned_cells(e, look, stored)
+    if inside.sum() < MIN_CELLS:
+        return 1.0, 0.0
+    q = cells[inside]
+    s = stored.colours[inside].astype(np.float32)
+    ql, sl = q[:, 0], s[:, 0]
+    if ql.std() < FLAT_L or sl.std() < FLAT_L:
+        return 1.0, _hue_difference(q, s, look.grey)
+    keep = np.ones(len(ql), dtype=bool)
+    for _ in range(2):  # the second pass standardises by the first's kept cells, free of the overlay
+        a, b = ql[keep], sl[keep]
+        if a.std() <= 1e-3 or b.std() <= 1e-3:
+            break
+        gap = np.abs((ql - a.mean()) / a.std() - (sl - b.mean()) / b.std())
+        keep = gap <= np.quantile(gap, 1 - TRIM)
+    a, b = ql[keep], sl[keep]
+    ncc = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-3 and b.std() > 1e-3 else 1.0
+    return ncc, _hue_difference(q[keep], s[keep], look.grey)
+
+
+def _hue_difference(q: np.ndarray, s: np.ndarray, grey_query: bool) -> float:
+    """Median hue difference (degrees) of the cells coloured on the query side; 0 when no vote."""
+    qa, sa = q[:, 1:] - 128, s[:, 1:] - 128
+    qc, sc = np.hypot(qa[:, 0], qa[:, 1]), np.hypot(sa[:, 0], sa[:, 1])
+    if grey_query or sc.mean() < GREY_CHROMA:
+        return 0.0
+    vote = qc > CHROMA  # a copy may lose colour (grey, desaturated), never gain it, but for overlays:
+    if vote.sum() < max(3, OVERLAY_SHARE * len(vote)):  # a coloured caption over a grey picture
+        return 0.0
+    diff = np.degrees(np.abs(np.arctan2(qa[vote, 1], qa[vote, 0]) - np.arctan2(sa[vote, 1], sa[vote, 0])))
+    diff = np.where(sc[vote] > CHROMA / 2, np.minimum(diff, 360 - diff), 180.0)
+    return float(np.median(diff))
+
+
+def check(e: Estimate | None, look: QueryLook, stored: Features, geometry: bool = True) -> Verified | None:
+    """The verified copy an estimate makes, or None: plausible (unless `geometry` is False: an
+    alignment given, not fitted), lightness correlated, hues agreeing."""
+    if e is None or geometry and not e.plausible:
+        return None
+    ncc, hue = photometric(e, look, stored)
+    if ncc < MIN_NCC or hue > HUE_LIMIT:
+        return None
+    return Verified(e, ncc, score_of(e.inliers))
+
+
+def verify(query: Features, look: QueryLook, stored: Features,
+           mirror: Callable[[], tuple[Features | None, QueryLook | None]] | None = None) -> Verified | None:
+    """The query verified as a copy of `stored`, as is or else mirrored (`mirror` makes the
+    mirrored query's features and look, when first needed); None when neither."""
+    found = check(estimate(query, stored, False), look, stored)
+    if found is None and mirror is not None:
+        feats, mirror_look = mirror()
+        if feats is not None and mirror_look is not None:
+            found = check(estimate(feats, stored, True), mirror_look, stored)
+    return found

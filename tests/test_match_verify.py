@@ -1,0 +1,124 @@
+"""`match` verified by local features (query/verify.py) on real photos (scikit-image's bundled
+ones): each copy family is found with the region and transform it shows, another tint is not
+a copy, a non-copy finds nothing, bad thresholds are refused."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike.errors import BadRequest
+from lookalike.testing.copies import COPY_TRANSFORMS, encode, tint
+
+data = pytest.importorskip("skimage.data")
+
+
+def _photo(name: str) -> Image.Image:
+    im = Image.fromarray(getattr(data, name)()).convert("RGB")
+    im.thumbnail((400, 400))
+    return im
+
+
+PHOTOS = {n: _photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse", "coins")}
+TINTED = tint(PHOTOS["astronaut"], 120)
+OUTSIDER = _photo("hubble_deep_field")   # never stored
+
+
+def b64(im: Image.Image) -> str:
+    return base64.b64encode(encode(im, quality=92)).decode()
+
+
+@pytest.fixture(scope="module")
+def col(tmp_path_factory):
+    db = lookalike.connect(tmp_path_factory.mktemp("verify"))
+    c = db.collection("photos", create=True)
+    c.upsert([{"_id": n, "_base64": b64(im)} for n, im in PHOTOS.items()] +
+             [{"_id": "astronaut-tint", "_base64": b64(TINTED)}])
+    yield c
+    db.close()
+
+
+@pytest.mark.parametrize("name", ["rotate_expand", "rotate_same", "crop", "letterbox", "caption", "logo",
+                                  "jpeg", "grey", "brightness", "mirror", "down5", "blur"])
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea"])
+def test_each_copy_family_finds_its_original_first(col, name, photo):
+    hits = col.match({"base64": b64(COPY_TRANSFORMS[name](PHOTOS[photo], 7))})["hits"]
+    assert hits, (name, photo)
+    ok = {photo, "astronaut-tint"} if name == "grey" and photo == "astronaut" else {photo}
+    assert hits[0]["_id"] in ok and hits[0]["_match"]["kind"] == "near", (name, photo, hits[:2])
+
+
+def test_another_tint_is_not_a_copy_and_the_right_tint_ranks_first(col):
+    crop = COPY_TRANSFORMS["crop"](PHOTOS["astronaut"], 3)
+    assert [h["_id"] for h in col.match({"base64": b64(crop)})["hits"]] == ["astronaut"]
+    tinted_crop = COPY_TRANSFORMS["crop"](TINTED, 3)
+    assert [h["_id"] for h in col.match({"base64": b64(tinted_crop)})["hits"]] == ["astronaut-tint"]
+    grey = {h["_id"] for h in col.match({"base64": b64(COPY_TRANSFORMS["grey"](crop, 0))})["hits"]}
+    assert grey == {"astronaut", "astronaut-tint"}   # a grey copy may be of either tint
+
+
+def test_non_copies_find_nothing(col):
+    for n, im in enumerate([OUTSIDER, COPY_TRANSFORMS["crop"](OUTSIDER, 1), tint(PHOTOS["coffee"], 180)]):
+        assert col.match({"base64": b64(im)})["hits"] == [], n
+
+
+def test_box_angle_and_mirror_are_reported(col):
+    im = PHOTOS["chelsea"]
+    w, h = im.size
+    box = (round(w * 0.2), round(h * 0.3), round(w * 0.8), round(h * 0.9))
+    hit = col.match({"base64": b64(im.crop(box))})["hits"][0]
+    assert hit["_id"] == "chelsea" and hit["_match"]["mirrored"] is False
+    want = [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
+    assert np.allclose(hit["_match"]["box"], want, atol=0.03), (hit["_match"], want)
+    assert hit["_match"]["scale"] == pytest.approx(1 / 0.6, rel=0.08)
+    for angle in (-12, 8):
+        turned = im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+        got = col.match({"base64": b64(turned)})["hits"][0]["_match"]
+        assert got["angle"] == pytest.approx(angle, abs=1.5) and got["mirrored"] is False, (angle, got)
+    got = col.match({"base64": b64(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))})["hits"][0]["_match"]
+    assert got["mirrored"] is True and abs(got["angle"]) < 1.5 and np.allclose(got["box"], [0, 0, 1, 1], atol=0.03)
+
+
+def test_id_query_and_bad_thresholds(col):
+    assert [h["_id"] for h in col.match({"id": "astronaut"})["hits"]] == []   # the tint is another item
+    for bad in (1.5, -0.1, "high", float("nan")):
+        with pytest.raises(BadRequest, match="threshold"):
+            col.match({"base64": b64(PHOTOS["coins"])}, threshold=bad)
+    assert col.match({"base64": b64(PHOTOS["coins"])}, threshold=1.0)["hits"][0]["_match"] == {"kind": "exact"}
+
+
+def test_stored_fingerprints_are_decoded_once_not_per_match(col, monkeypatch):
+    """The store copies its list of distinct values per call: the fingerprint cache must still
+    recognise postings it has read (else every `match` decodes every fingerprint again)."""
+    import lookalike.query.duplicates as dup
+
+    col.match({"base64": b64(PHOTOS["coins"])})
+    calls = []
+    real = dup.decode_fingerprint
+    monkeypatch.setattr(dup, "decode_fingerprint", lambda value: calls.append(1) or real(value))
+    col.match({"base64": b64(PHOTOS["coins"])})
+    assert calls == []
+    col.upsert([{"_id": "more", "_base64": b64(tint(PHOTOS["horse"], 90))}])
+    col.match({"base64": b64(PHOTOS["coins"])})
+    assert len(calls) == 1   # just the new record's
+    col.delete(["more"])
+
+
+def test_big_collections_skip_the_fingerprint_scan(col, monkeypatch):
+    """Past FINGERPRINT_SCAN_MAX the candidates are the embedding's: no scan of every stored
+    fingerprint (it grows with the collection), yet copies are found and verified as before."""
+    import lookalike.query.match as match_module
+
+    sizes = []
+    real = match_module.similarities
+    monkeypatch.setattr(match_module, "similarities", lambda hashes, q: sizes.append(len(hashes)) or real(hashes, q))
+    queries = [COPY_TRANSFORMS[name](PHOTOS["coffee"], 5) for name in ("crop", "jpeg", "mirror")]
+    before = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
+    assert before == ["coffee"] * 3 and max(sizes) >= len(PHOTOS)  # every stored fingerprint
+    sizes.clear()
+    monkeypatch.setattr(match_module, "FINGERPRINT_SCAN_MAX", 1)
+    after = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
+    assert after == before and max(sizes, default=1) == 1
