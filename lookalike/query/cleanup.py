@@ -1,6 +1,6 @@
 """Duplicate clean-up: a report of the copy clusters with a suggested keeper, and resolving them.
 
-Built on `query.duplicates.duplicates` (which finds the clusters). Per cluster the suggested
+Built on `query.clusters.duplicates` (which finds the clusters). Per cluster the suggested
 keeper is the member with, in this order: the most pixels (width x height of the original file,
 the `_image` field stored at ingest), the largest file (`_image.bytes`, less compressed), the most
 complete metadata (user fields with a non-empty value), then the smallest id (stable). Members
