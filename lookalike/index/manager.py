@@ -458,6 +458,20 @@ class CollectionIndex:
         best = top_k(scores, k)
         return slots[best], scores[best]
 
+    def _plan_ann(self, ann, k: int, allowed: np.ndarray, info: MaskInfo,
+                  plan: Plan) -> tuple[int, int, int, object, int]:
+        """(rows covered by the index, hits wanted, pool, selector, first width) of an index search
+        for `k` hits among `allowed`; records the choice in `plan`."""
+        covered = min(ann.ntotal, len(allowed))
+        in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
+        pool = planning.pool(ann, k)
+        # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
+        # else a bitmap over `allowed` (slots past the index's end never come up in it)
+        selector = None if in_count == ann.ntotal else info.selector(allowed)
+        width = planning.width(ann, self.settings, in_count, pool, self._calibration)
+        plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
+        return covered, min(k, in_count), pool, selector, width
+
     def _ann_candidates(self, query: np.ndarray, k: int, allowed: np.ndarray, info: MaskInfo,
                         plan: Plan) -> np.ndarray | None:
         """Candidate slots from the index (plus unindexed tail rows), or None to go exact."""
@@ -466,15 +480,7 @@ class CollectionIndex:
             ann = self._ann
             if ann is None:
                 return None
-            covered = min(ann.ntotal, len(allowed))
-            in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
-            want = min(k, in_count)
-            pool = planning.pool(ann, k)
-            # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
-            # else a bitmap over `allowed` (slots past the index's end never come up in it)
-            selector = None if in_count == ann.ntotal else info.selector(allowed)
-            width = planning.width(ann, self.settings, in_count, pool, self._calibration)
-            plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
+            covered, want, pool, selector, width = self._plan_ann(ann, k, allowed, info, plan)
             while True:
                 plan.widths.append(width)
                 found = ann.search(query, pool, width, selector, self._search_params(ann, allowed, info, pool, width,
@@ -501,13 +507,8 @@ class CollectionIndex:
             ann = self._ann
             if ann is None:
                 return None
-            covered = min(ann.ntotal, len(allowed))
-            in_count = plan.matching if covered == len(allowed) else int(np.count_nonzero(allowed[:covered]))
-            want = min(k, in_count)
-            pool = planning.pool(ann, k)
-            selector = None if in_count == ann.ntotal else info.selector(allowed)
-            width = planning.width(ann, self.settings, in_count, pool, self._calibration)
-            plan.kind, plan.pool, plan.filtered, plan.widths = ann.kind, pool, selector is not None, [width]
+            covered, want, pool, selector, width = self._plan_ann(ann, k, allowed, info, plan)
+            plan.widths = [width]
             labels = ann.search_many(queries, pool, width, selector,
                                      self._search_params(ann, allowed, info, pool, width, selector is not None))
         finally:
