@@ -35,7 +35,7 @@ from .query.regions import apply_box, check_regions, region_hits
 from .query.search import check_min_score, check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
 from .query.tune import holdout_truth, tune, tuning_info
-from .records import check_delete, check_id, check_ids
+from .records import INTERNAL, check_delete, check_id, check_ids
 from .store import CollectionSettings, CollectionStore, Store, open_store
 from .store.base import KNOWN_DIMS, METRICS, check_collection_name
 from .store.filters import And, Cond, Not, parse_filter
@@ -106,9 +106,7 @@ class Collection:
         doc = self._store.get([id])[0]
         if doc is None:
             raise NotFound(f"record {id!r} not found in collection {self.name!r}")
-        doc.pop("_fingerprint", None)  # internal: near-duplicate hashes (models/fingerprint.py)
-        doc.pop("_keypoints", None)  # internal: local features (models/keypoints.py)
-        return doc
+        return {k: v for k, v in doc.items() if k not in INTERNAL}
 
     def update(self, id: str, fields: dict) -> dict:
         """Change a record's metadata in place: `fields` are merged in (`None` removes one); the

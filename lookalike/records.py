@@ -25,6 +25,9 @@ from .validation import is_number
 
 SOURCES = ("_file", "_url", "_base64", "_vector")
 COMPUTED = ("_labels", "_colors", "_fingerprint", "_pixel_hash", "_image", "_keypoints")  # written by the engine only
+#: Computed fields kept for the engine's own comparisons, never shown in a record or hit: the
+#: near-duplicate hashes (models/fingerprint.py) and local features (models/keypoints.py).
+INTERNAL = ("_fingerprint", "_keypoints")
 MAX_ID_LENGTH = 256
 MAX_DEPTH = 32
 MAX_VECTOR_NORM = 1e18

@@ -108,6 +108,7 @@ def test_update_changes_metadata_only_and_filters_see_it_at_once(db, tmp_path):
     col.upsert([image_record(tmp_path, "a", "stripes", "red", 1, price=10, old="x", attrs={"size": "S"}),
                 image_record(tmp_path, "b", "dots", "blue", 2, price=20)])
     before, vector, thumb = col.get("a"), col._store.raw_vectors(["a"])["a"], col.thumbnail("a")
+    stored_before = col._store.get(["a"])[0]
     ranking = col.search({"id": "b"}, k=5, fields=[])["hits"]
     out = col.update("a", {"price": 12, "old": None, "attrs": {"size": "M"}, "new": [1, "two"]})
     after = col.get("a")
@@ -117,7 +118,9 @@ def test_update_changes_metadata_only_and_filters_see_it_at_once(db, tmp_path):
         assert after[key] == before[key], key
     assert np.array_equal(col._store.raw_vectors(["a"])["a"], vector) and col.thumbnail("a") == thumb
     assert col.search({"id": "b"}, k=5, fields=[])["hits"] == ranking  # same vector, same scores
-    assert col.match({"id": "b"}, threshold=0.0, k=5)["hits"][0]["_id"] == "a"  # fingerprint kept
+    raw_before = {k: stored_before[k] for k in ("_fingerprint", "_keypoints")}
+    assert raw_before["_fingerprint"] and raw_before["_keypoints"]
+    assert {k: col._store.get(["a"])[0][k] for k in raw_before} == raw_before  # copy-detection features kept
     assert [h["_id"] for h in col.search({"id": "b"}, filter={"price": 12})["hits"]] == ["a"]
     assert col.search({"id": "b"}, filter={"price": 10})["hits"] == []
     assert col.search({"id": "b"}, filter={"old": {"$exists": True}})["hits"] == []

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest, NotFound
-from ..records import COMPUTED, SOURCES, check_id, check_text, check_value, content_hash, content_identity
+from ..records import (COMPUTED, INTERNAL, SOURCES, check_id, check_text, check_value, content_hash,
+                       content_identity)
 from ..store.base import CollectionStore, StoredRecord
 from . import triage
 
@@ -79,7 +80,7 @@ def update(store: CollectionStore, rid: str, fields: Any) -> dict:
                               content_hash(doc, source_hash, content_identity(settings.model, settings.text_fields or ())),
                               thumbnail=None, text_vector=text_vector)
         store.write([record])
-    out = {**doc, **{k: v for k, v in computed.items() if k != "_fingerprint"}}
+    out = {**doc, **{k: v for k, v in computed.items() if k not in INTERNAL}}
     return out
 
 

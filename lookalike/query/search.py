@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import BadRequest
+from ..records import INTERNAL
 from ..store.filters import MATCH_ALL, Node, parse_filter
 from ..validation import check_bool, check_field_names, check_int, check_number
 
@@ -164,7 +165,7 @@ def dotted(doc: Any, path: str) -> Any:
 def project(doc: dict, fields: list[str] | None) -> dict:
     """The record's fields for a hit: all, or only those asked for (dotted paths allowed)."""
     if fields is None:
-        return {k: v for k, v in doc.items() if k not in ("_id", "_fingerprint", "_keypoints")}  # hashes stay internal
+        return {k: v for k, v in doc.items() if k != "_id" and k not in INTERNAL}
     out = {}
     for name in fields:
         value: Any = doc
