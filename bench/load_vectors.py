@@ -32,17 +32,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
-
-import importlib.util  # noqa: E402
+# the repository root first, in place of this folder (its scripts are named like standard modules)
+sys.path[0] = str(HERE.parent)
 
 import lookalike  # noqa: E402
 from lookalike.store import StoredRecord  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("search_data", HERE / "search_data.py")
-search_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(search_data)
+from bench import search_data  # noqa: E402
 
 
 def raw_add(data: np.ndarray, batch: int) -> float:

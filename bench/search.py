@@ -47,21 +47,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# Python puts this folder first on sys.path; other scripts here named like standard modules would shadow
-# the standard library, so import the package from the repository root and our helper by path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
-
-import importlib.util  # noqa: E402
+# the repository root first, in place of this folder (its scripts are named like standard modules)
+sys.path[0] = str(HERE.parent)
 
 import lookalike  # noqa: E402
 from lookalike.index.exact import top_k  # noqa: E402
 from lookalike.store.filters import parse_filter  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("search_data", HERE / "search_data.py")
-search_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(search_data)
+from bench import search_data  # noqa: E402
 clustered, real = search_data.clustered, search_data.real
 
 K = 10
