@@ -16,7 +16,6 @@ from ...errors import Conflict, LookalikeError, NotFound
 from ...jsontext import dump_json, load_json
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
-from ..field_index import FieldIndex
 from ..filters import MATCH_ALL, Node
 from ..base import Capabilities, CollectionSettings, CollectionStore, StoredRecord, plan_write
 from .. import field_snapshot
@@ -26,6 +25,7 @@ from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
 from . import fts
+from .opening import indexed_view, load_slots
 from .search import EmbeddedSearch
 from .sqlite import chunks, connect_db, marks, write_thumbnails
 
@@ -59,11 +59,6 @@ def _grown(array: np.ndarray, need: int) -> np.ndarray:
     out = np.zeros(max(need, 2 * len(array)), dtype=array.dtype)
     out[: len(array)] = array
     return out
-
-
-def indexed_view(doc: dict, computed: dict) -> dict:
-    """What filters see: the metadata plus engine-computed fields."""
-    return {**doc, **computed}
 
 
 #: The embedded store keeps thumbnails, compacts its vector file (`compact`) and tunes (`set_tuning`).
@@ -112,26 +107,16 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._index.open()
 
     def _load_in(self, reader: sqlite3.Connection, dim: int) -> None:
-        rows = reader.execute(
-            "SELECT id, slot, content_hash FROM records WHERE collection=? ORDER BY slot", (self.name,)).fetchall()
         self._vectors = VectorFile(self._vector_path(self._generation), dim, writable=not self._store.read_only)
         self._n = self._vectors.rows  # slots readers may look at: published with each commit
         self._set_space(transform_of(self.settings.tuning))
-        capacity = max(1024, self._vectors.rows * 2)
-        self._alive = np.zeros(capacity, dtype=bool)
-        self._slot_hash = np.zeros(capacity, dtype=np.uint64)  # content hash per slot: checks field snapshots
-        self._slot_ids: list[str | None] = [None] * self._vectors.rows
-        self._slot_of: dict[str, int] = {}
-        for rid, slot, _ in rows:
-            if slot >= self._vectors.rows:
-                raise LookalikeError(
-                    f"collection {self.name!r} is damaged: record {rid!r} points past the end of its vector file")
-            self._alive[slot] = True
-            self._slot_ids[slot] = rid
-            self._slot_of[rid] = slot
-        live = np.fromiter((slot for _, slot, _ in rows), dtype=np.int64, count=len(rows))
-        self._slot_hash[live] = field_snapshot.hash64([h for _, _, h in rows])
-        self._load_fields(reader, live)
+        slots = load_slots(reader, self.name, self._vectors.rows, self._fields_path())
+        self._alive, self._slot_hash, self._fields = slots.alive, slots.hashes, slots.fields
+        self._slot_ids, self._slot_of = slots.ids, slots.of
+        self._fields_saved, self._saved_state = slots.covered, slots.saved_state
+        self._fields_saver: threading.Thread | None = None
+        if not self._store.read_only and self._snapshot_due(slots.state):
+            self._save_fields(background=False)
         self._text = TextMatrix.load(reader, self.name, self._slot_of, self._vectors.rows)
         self._masks, self._fields_version = MaskCache(), 0  # filter masks, valid per field-index version
 
@@ -171,18 +156,12 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         gen = self._generation if generation is None else generation
         return self._store.path / "fields" / f"{self.name}.{gen}.npz"
 
-    def _load_fields(self, reader: sqlite3.Connection, live: np.ndarray) -> None:
-        """The field index: the saved snapshot plus the records written after it, or rebuilt."""
-        snapshot = field_snapshot.load(self._fields_path(), live, self._slot_hash[live], self._vectors.rows)
-        self._fields, covered = snapshot or (FieldIndex(), 0)
-        rows = reader.execute("SELECT slot, doc, computed FROM records WHERE collection=? AND slot >= ? ORDER BY slot",
-                              (self.name, covered)).fetchall()
-        self._fields.add([slot for slot, _, _ in rows],
-                         [indexed_view(json.loads(doc), json.loads(computed)) for _, doc, computed in rows])
-        self._fields_saved = covered
-        self._fields_saver: threading.Thread | None = None
-        if self._vectors.rows - covered >= FIELDS_SAVE_MIN and not self._store.read_only:
-            self._save_fields(background=False)
+    def _snapshot_due(self, state: tuple[str, int] | None) -> bool:
+        """Whether the field snapshot is worth saving: FIELDS_SAVE_MIN slots not in it, or (for a
+        collection that big) records changed since it was saved, so the next open reads it alone."""
+        rows = self._vectors.rows
+        return rows - self._fields_saved >= FIELDS_SAVE_MIN or (
+            rows >= FIELDS_SAVE_MIN and state is not None and state != self._saved_state)
 
     def _save_fields(self, background: bool) -> None:
         """Snapshot the field index (call with the collection lock held); the file is written on a
@@ -190,7 +169,9 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         if self._fields_saver is not None and self._fields_saver.is_alive():
             return  # one at a time: the next threshold or close saves again
         covered = self._vectors.rows
-        arrays = field_snapshot.take(self._fields, self._slot_hash, covered)
+        state = self._store.write_state(self.name)  # no write of this collection runs: its lock is held
+        arrays = field_snapshot.take(self._fields, self._slot_hash, covered, self._slot_ids, self._alive, state)
+        self._saved_state = state
         path = self._fields_path()
 
         def write() -> None:
@@ -552,7 +533,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     def close(self, save: bool = True) -> None:
         save = save and not self._store.read_only
         with self._lock:
-            if save and self._vectors.rows - self._fields_saved >= FIELDS_SAVE_MIN:
+            if save and self._snapshot_due(self._store.write_state(self.name)):
                 self._save_fields(background=False)
             self._wait_fields_saver()
         self._index.close(save=save)

@@ -31,6 +31,25 @@ CREATE TABLE IF NOT EXISTS thumbnails (
     data BLOB NOT NULL,
     PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
+-- How many record rows each collection has had written (inserted, updated, deleted), counted
+-- by triggers so that no write path can forget it: a field snapshot saved at count n describes
+-- the collection exactly while the count is still n (store/embedded/opening.py).
+CREATE TABLE IF NOT EXISTS record_writes (
+    collection TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS records_count_insert AFTER INSERT ON records BEGIN
+    INSERT INTO record_writes VALUES (NEW.collection, 1) ON CONFLICT(collection) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_count_update AFTER UPDATE ON records BEGIN
+    INSERT INTO record_writes VALUES (NEW.collection, 1) ON CONFLICT(collection) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS records_count_delete AFTER DELETE ON records BEGIN
+    INSERT INTO record_writes VALUES (OLD.collection, 1) ON CONFLICT(collection) DO UPDATE SET n = n + 1;
+END;
+-- A random name for this database, so a snapshot copied from another folder is never trusted.
+CREATE TABLE IF NOT EXISTS store_identity (id TEXT NOT NULL);
+INSERT INTO store_identity SELECT lower(hex(randomblob(16))) WHERE NOT EXISTS (SELECT 1 FROM store_identity);
 """
 
 
@@ -42,6 +61,17 @@ def connect_db(path: Path, read_only: bool = False) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     return con
+
+
+def write_state(con: sqlite3.Connection, collection: str) -> tuple[str, int] | None:
+    """(database identity, record write count of `collection`), or None for a database written
+    before they were kept (then nothing can be trusted without reading every record)."""
+    try:
+        ident = con.execute("SELECT id FROM store_identity LIMIT 1").fetchone()
+        count = con.execute("SELECT n FROM record_writes WHERE collection=?", (collection,)).fetchone()
+    except sqlite3.OperationalError:  # no such table: an older database opened read-only
+        return None
+    return None if ident is None else (ident[0], count[0] if count else 0)
 
 
 def write_thumbnails(con: sqlite3.Connection, collection: str, records: Sequence[StoredRecord]) -> None:

@@ -12,7 +12,7 @@ from ..lock import WriterLock
 from ..text_vectors import delete_text_vectors, ensure_schema
 from .collection import EMBEDDED_CAPABILITIES, EmbeddedCollection
 from . import fts
-from .sqlite import SCHEMA, connect_db
+from .sqlite import SCHEMA, connect_db, write_state
 
 #: Address space each reader connection maps of the database file (pages load as read).
 READER_MMAP_BYTES = 1 << 30
@@ -56,6 +56,14 @@ class EmbeddedStore(Store):
         """Forbidden on a read-only store (writes go through the process holding the folder)."""
         if self.read_only:
             raise Forbidden(f"data folder {self.path} is open read-only")
+
+    def write_state(self, name: str) -> tuple[str, int] | None:
+        """The database's identity and write count of collection `name` (sqlite.py), as the
+        writer sees them; None for a read-only store (which never saves a field snapshot)."""
+        if self.writer is None:
+            return None
+        with self.write_lock:
+            return write_state(self.writer, name)
 
     def reader(self) -> sqlite3.Connection:
         """A per-thread read connection (WAL lets readers run beside the writer)."""
