@@ -1,0 +1,153 @@
+"""A short path for the hot route, `POST /v1/collections/{name}/search` with a JSON body.
+
+Through FastAPI a vector search spent more time in the framework than in the engine (route
+matching over every route, dependency solving, and a hop to a worker thread and back). This
+ASGI layer, inside the Guard (keys and body limits are checked first), answers the common
+case itself with the same steps as the route: the body read by `load_json`, validated once
+by the route's own model (`SearchBody`), `Collection.search`, the answer by the same
+response class and the same error handler. Anything else (another content type, JSON that
+does not parse, a body the model refuses, a trailing slash, a mounted root path) goes on to
+FastAPI untouched, so every error body is the one the route gives.
+
+Where the search runs: `Pacer` runs a search on the event loop when its query needs no model
+or network (vector, id) and that collection's recent searches were short, and in a worker
+thread otherwise (a first search, an image or text query, a large exact scan, a search
+waiting for a writer), so the loop is never held for long.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any, Callable
+
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from ..errors import LookalikeError
+from ..jsontext import load_json
+from . import schemas as S
+from .errors import ok, on_lookalike_error
+from .guard import ASGIApp, Receive, Scope, Send, _replay, header
+
+SEARCH_PATH = re.compile(r"/v1/collections/([^/]+)/search")
+#: Query anchors answered from stored vectors alone (no model, no image, no URL fetch).
+INLINE_ANCHORS = frozenset({"id", "ids", "vector", "vectors"})
+#: Body keys that add no model or image work to such a query.
+INLINE_OPTIONS = frozenset({"query", "k", "offset", "filter", "group_by", "boost", "fields", "min_score",
+                            "negative", "negative_weight"})
+
+
+class Pacer:
+    """Runs short calls on the event loop and long ones in worker threads, per key (a collection).
+
+    A key's calls run in a thread until one has been timed, then on the loop while the moving
+    average of their durations stays under `inline_max_s`; a call that took longer sends the
+    next ones back to threads, where they are timed too, so the key comes back once they are
+    short again. On the loop a call's wall time counts (what it held the loop for, waits for a
+    writer's lock included); in a thread its own CPU time (the wall time there also counts the
+    GIL held by other threads, which would keep a busy server off the loop for good). On the
+    loop a search costs its own time; the hop to a thread and back adds ~0.2 ms of the server's.
+    """
+
+    def __init__(self, inline_max_s: float = 0.002, weight: float = 0.2) -> None:
+        self.inline_max_s = inline_max_s
+        self.weight = weight
+        self._average: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def inline(self, key: str) -> bool:
+        average = self._average.get(key)
+        return average is not None and average <= self.inline_max_s
+
+    def _timed(self, key: str, fn: Callable[[], Any], clock: Callable[[], float]) -> Any:
+        """fn(), its duration on `clock` counted for `key` once it returns (so keys are real
+        collections: a client naming missing ones cannot grow the table)."""
+        start = clock()
+        result = fn()
+        took = clock() - start
+        with self._lock:
+            average = self._average.get(key)
+            # one slow call is enough to leave the loop; a fast one only nudges the average down
+            self._average[key] = took if average is None or took > self.inline_max_s \
+                else average + self.weight * (took - average)
+        return result
+
+    async def run(self, key: str, fn: Callable[[], Any], may_inline: bool) -> Any:
+        """fn() on the loop or in a worker thread; calls that may not run inline are not timed."""
+        if not may_inline:
+            return await run_in_threadpool(fn)
+        if self.inline(key):
+            return self._timed(key, fn, time.perf_counter)
+        return await run_in_threadpool(self._timed, key, fn, time.thread_time)
+
+
+def _json_content(scope: Scope) -> bool:
+    """`Content-Type: application/json` (parameters allowed), which FastAPI reads as JSON too."""
+    value = header(scope, b"content-type")
+    return value is not None and value.partition(";")[0].strip().lower() == "application/json"
+
+
+def _inline_query(params: dict) -> bool:
+    query = params.get("query")
+    negative = params.get("negative") or []
+    return (params.keys() <= INLINE_OPTIONS and isinstance(query, dict) and 0 < len(query)
+            and query.keys() <= INLINE_ANCHORS
+            and all(isinstance(n, dict) and n.keys() <= INLINE_ANCHORS for n in negative))
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class FastSearch:
+    """The search route's common case answered without FastAPI's routing (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, pacer: Pacer | None = None) -> None:
+        self.app = app
+        self.pacer = pacer or Pacer()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = SEARCH_PATH.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" \
+            and not scope.get("root_path") else None
+        if match is None or not _json_content(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await _body(receive)
+        params = _validated(body)
+        if params is None:  # FastAPI parses it again and answers its own error
+            await self.app(scope, _replay(body, receive), send)
+            return
+        name = match.group(1)
+        db = scope["app"].state.db
+        query = params.pop("query")
+
+        def search() -> dict:
+            return db.collection(name).search(query, **params)
+        try:
+            result = await self.pacer.run(name, search, _inline_query({"query": query, **params}))
+        except LookalikeError as exc:
+            response = await on_lookalike_error(Request(scope), exc)
+        else:
+            response = ok(result)
+        await response(scope, receive, send)
+
+
+def _validated(body: bytes) -> dict | None:
+    """The body as the route's keyword arguments, or None when the route would refuse it."""
+    if not body:
+        return None
+    try:
+        data = load_json(body)
+        return S.SearchBody.model_validate(data).model_dump(exclude_unset=True)
+    except (ValueError, ValidationError, RecursionError):
+        return None
