@@ -161,7 +161,7 @@ def test_the_short_path_answers_itself_and_hands_on_what_it_does_not_take(tmp_pa
 
 
 def test_the_pacer_runs_a_key_on_the_loop_only_while_its_calls_are_short():
-    pacer = Pacer(inline_max_s=0.05)
+    pacer = Pacer(inline_max_s=0.05, stall_s=10.0)
     where: list[str] = []
 
     def work(seconds: float = 0.0):
@@ -189,3 +189,24 @@ def test_the_pacer_runs_a_key_on_the_loop_only_while_its_calls_are_short():
         assert where[-2:] == ["thread", "thread"]
     asyncio.run(scenario())
     assert pacer.inline("c") and pacer.inline("other") and not pacer.inline("never-called")
+
+
+def test_a_call_that_held_the_loop_waiting_keeps_its_key_off_the_loop_for_a_while():
+    pacer = Pacer(inline_max_s=0.01, stall_s=0.05, cooldown_s=0.2)
+    where: list[str] = []
+
+    def work(wait: float = 0.0):
+        def fn() -> None:
+            where.append("loop" if threading.current_thread() is threading.main_thread() else "thread")
+            time.sleep(wait)  # waiting (as for a lock) costs no CPU time
+        return fn
+
+    async def scenario() -> None:
+        await pacer.run("c", work(), True)
+        await pacer.run("c", work(0.1), True)  # on the loop, held it 0.1 s: off it for ~0.4 s
+        await pacer.run("c", work(), True)
+        assert where == ["thread", "loop", "thread"]
+        await asyncio.sleep(0.6)
+        await pacer.run("c", work(), True)
+        assert where[-1] == "loop"
+    asyncio.run(scenario())

@@ -43,35 +43,44 @@ class Pacer:
     """Runs short calls on the event loop and long ones in worker threads, per key (a collection).
 
     A key's calls run in a thread until one has been timed, then on the loop while the moving
-    average of their durations stays under `inline_max_s`; a call that took longer sends the
+    average of their CPU time stays under `inline_max_s`; a call that took longer sends the
     next ones back to threads, where they are timed too, so the key comes back once they are
-    short again. On the loop a call's wall time counts (what it held the loop for, waits for a
-    writer's lock included); in a thread its own CPU time (the wall time there also counts the
-    GIL held by other threads, which would keep a busy server off the loop for good). On the
-    loop a search costs its own time; the hop to a thread and back adds ~0.2 ms of the server's.
+    short again. CPU time, not wall time: on a busy machine a short call is often preempted,
+    and in a thread it waits for the GIL, neither of which says the call is long. What CPU time
+    misses, a call on the loop that waited (for a writer's index lock, a slow disk), counts by
+    wall time: one that held the loop over `stall_s` keeps the key off it for `cooldown_s`, or
+    longer in proportion to the stall. On the loop a search costs its own time; the hop to a
+    worker thread and back added ~0.2 ms of the server's time and two thread wake-ups.
     """
 
-    def __init__(self, inline_max_s: float = 0.002, weight: float = 0.2) -> None:
+    def __init__(self, inline_max_s: float = 0.002, stall_s: float = 0.05, cooldown_s: float = 1.0,
+                 weight: float = 0.2) -> None:
         self.inline_max_s = inline_max_s
+        self.stall_s = stall_s
+        self.cooldown_s = cooldown_s
         self.weight = weight
         self._average: dict[str, float] = {}
+        self._off_loop_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def inline(self, key: str) -> bool:
         average = self._average.get(key)
-        return average is not None and average <= self.inline_max_s
+        return (average is not None and average <= self.inline_max_s
+                and self._off_loop_until.get(key, 0.0) <= time.monotonic())
 
-    def _timed(self, key: str, fn: Callable[[], Any], clock: Callable[[], float]) -> Any:
-        """fn(), its duration on `clock` counted for `key` once it returns (so keys are real
-        collections: a client naming missing ones cannot grow the table)."""
-        start = clock()
+    def _timed(self, key: str, fn: Callable[[], Any], on_loop: bool) -> Any:
+        """fn(), its time counted for `key` once it returns (so keys are real collections: a
+        client naming missing ones cannot grow the tables)."""
+        wall, cpu = time.perf_counter(), time.thread_time()
         result = fn()
-        took = clock() - start
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
         with self._lock:
             average = self._average.get(key)
-            # one slow call is enough to leave the loop; a fast one only nudges the average down
-            self._average[key] = took if average is None or took > self.inline_max_s \
-                else average + self.weight * (took - average)
+            # one long call is enough to leave the loop; a short one only nudges the average down
+            self._average[key] = cpu if average is None or cpu > self.inline_max_s \
+                else average + self.weight * (cpu - average)
+            if on_loop and wall > self.stall_s:
+                self._off_loop_until[key] = time.monotonic() + self.cooldown_s * wall / self.stall_s
         return result
 
     async def run(self, key: str, fn: Callable[[], Any], may_inline: bool) -> Any:
@@ -79,8 +88,8 @@ class Pacer:
         if not may_inline:
             return await run_in_threadpool(fn)
         if self.inline(key):
-            return self._timed(key, fn, time.perf_counter)
-        return await run_in_threadpool(self._timed, key, fn, time.thread_time)
+            return self._timed(key, fn, True)
+        return await run_in_threadpool(self._timed, key, fn, False)
 
 
 def _json_content(scope: Scope) -> bool:
