@@ -210,3 +210,35 @@ def test_a_call_that_held_the_loop_waiting_keeps_its_key_off_the_loop_for_a_whil
         await pacer.run("c", work(), True)
         assert where[-1] == "loop"
     asyncio.run(scenario())
+
+
+class Recording:
+    """A Database whose searches note whether they ran on the event loop (the main thread)."""
+
+    def __init__(self, db, store) -> None:
+        self.db, self.store, self.on_loop = db, store, []
+
+    def collection(self, name: str):
+        col, on_loop = self.db.collection(name), self.on_loop
+
+        class Searching:
+            def search(self, query, **params):
+                on_loop.append(threading.current_thread() is threading.main_thread())
+                return col.search(query, **params)
+        return Searching()
+
+
+def test_searches_of_the_embedded_store_move_to_the_loop_and_others_stay_in_threads(tmp_path):
+    db = lookalike.connect(tmp_path / "data", allow_file=False)
+    db.collection("c", create=True, model="none", dim=2).upsert([{"_id": "a", "_vector": [1, 0]},
+                                                                 {"_id": "b", "_vector": [1, 1]}])
+    for store, expected in ((db.store, [False, True, True, True]), (object(), [False] * 4)):
+        recording, app = Recording(db, store), FastSearch(Inner())
+        for _ in range(4):
+            assert call(app, recording, "/v1/collections/c/search", b'{"query": {"vector": [1, 0]}}')[0] == 200
+        assert recording.on_loop == expected
+    recording, app = Recording(db, db.store), FastSearch(Inner())
+    for _ in range(3):  # a query that may need a model never runs on the loop
+        call(app, recording, "/v1/collections/c/search", b'{"query": {"color": "#ff0000"}}')
+    assert recording.on_loop == [False] * 3
+    db.close()

@@ -10,9 +10,9 @@ does not parse, a body the model refuses, a trailing slash, a mounted root path)
 FastAPI untouched, so every error body is the one the route gives.
 
 Where the search runs: `Pacer` runs a search on the event loop when its query needs no model
-or network (vector, id) and that collection's recent searches were short, and in a worker
-thread otherwise (a first search, an image or text query, a large exact scan, a search
-waiting for a writer), so the loop is never held for long.
+or network (vector, id), the store is the embedded one, and that collection's recent searches
+were short; in a worker thread otherwise (a first search, an image or text query, a large
+exact scan, a search waiting for a writer, a Milvus store), so the loop is never held long.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from starlette.requests import Request
 
 from ..errors import LookalikeError
 from ..jsontext import load_json
+from ..store import EmbeddedStore
 from . import schemas as S
 from .errors import ok, on_lookalike_error
 from .guard import ASGIApp, Receive, Scope, Send, _replay, header
@@ -142,8 +143,11 @@ class FastSearch:
 
         def search() -> dict:
             return db.collection(name).search(query, **params)
+        # the embedded store searches in this process (CPU work); an external one (Milvus) waits
+        # on its server, which would hold the loop whatever the CPU time says
+        may_inline = isinstance(db.store, EmbeddedStore) and _inline_query({"query": query, **params})
         try:
-            result = await self.pacer.run(name, search, _inline_query({"query": query, **params}))
+            result = await self.pacer.run(name, search, may_inline)
         except LookalikeError as exc:
             response = await on_lookalike_error(Request(scope), exc)
         else:
