@@ -242,3 +242,21 @@ def test_searches_of_the_embedded_store_move_to_the_loop_and_others_stay_in_thre
         call(app, recording, "/v1/collections/c/search", b'{"query": {"color": "#ff0000"}}')
     assert recording.on_loop == [False] * 3
     db.close()
+
+
+@pytest.mark.parametrize("params,inline", [
+    ({"query": {"vector": [1, 0]}}, True),
+    ({"query": {"id": "a"}, "k": 20, "filter": {"n": 1}, "negative": [{"id": "b"}]}, True),
+    ({"query": {"ids": ["a"] * 32}}, True),
+    ({"query": {"ids": ["a"] * 33}}, False),
+    ({"query": {"vectors": [[1, 0]]}}, False),  # a batch
+    ({"query": {"vector": [1, 0]}, "k": 90, "offset": 11}, False),  # past a page of hits
+    ({"query": {"id": "a", "box": [0, 0, 0.5, 0.5]}}, False),  # a crop: the model
+    ({"query": {"vector": [1, 0]}, "text": "red"}, False),  # a text model
+    ({"query": {"vector": [1, 0]}, "negative": [{"url": "http://x/y.jpg"}]}, False),  # a fetch
+    ({"query": {"base64": "AAAA"}}, False),
+    ({"query": {}}, False),
+])
+def test_which_searches_may_run_on_the_loop(params, inline):
+    from lookalike.server.fastpath import _inline_query
+    assert _inline_query(params) is inline

@@ -33,11 +33,15 @@ from .errors import ok, on_lookalike_error
 from .guard import ASGIApp, Receive, Scope, Send, _replay, header
 
 SEARCH_PATH = re.compile(r"/v1/collections/([^/]+)/search")
-#: Query anchors answered from stored vectors alone (no model, no image, no URL fetch).
-INLINE_ANCHORS = frozenset({"id", "ids", "vector", "vectors"})
+#: Query anchors answered from stored vectors alone (no model, no image, no URL fetch); a
+#: batch (`vectors`) is work for a thread.
+INLINE_ANCHORS = frozenset({"id", "ids", "vector"})
 #: Body keys that add no model or image work to such a query.
 INLINE_OPTIONS = frozenset({"query", "k", "offset", "filter", "group_by", "boost", "fields", "min_score",
                             "negative", "negative_weight"})
+#: At most this many anchor ids, and hits asked for (k + offset), on the loop.
+INLINE_MAX_IDS = 32
+INLINE_MAX_HITS = 100
 
 
 class Pacer:
@@ -100,11 +104,14 @@ def _json_content(scope: Scope) -> bool:
 
 
 def _inline_query(params: dict) -> bool:
+    """True for a query of one vector or a few stored records, for a page of hits."""
     query = params.get("query")
-    negative = params.get("negative") or []
-    return (params.keys() <= INLINE_OPTIONS and isinstance(query, dict) and 0 < len(query)
-            and query.keys() <= INLINE_ANCHORS
-            and all(isinstance(n, dict) and n.keys() <= INLINE_ANCHORS for n in negative))
+    anchors = [query, *(params.get("negative") or [])]
+    return (params.keys() <= INLINE_OPTIONS
+            and params.get("k", 10) + params.get("offset", 0) <= INLINE_MAX_HITS
+            and len(anchors) <= INLINE_MAX_IDS
+            and all(isinstance(a, dict) and a and a.keys() <= INLINE_ANCHORS
+                    and (not isinstance(a.get("ids"), list) or len(a["ids"]) <= INLINE_MAX_IDS) for a in anchors))
 
 
 async def _body(receive: Receive) -> bytes:
