@@ -7,22 +7,30 @@ starts `lookalike serve` on a loopback port, and runs the same searches:
   * over HTTP with C concurrent clients (threads, one keep-alive `httpx.Client` each).
 
 Two kinds of query: `{"id": ...}` (a small body) and `{"vector": [256 floats]}` with a
-filter (a ~5 KB body). Prints searches/s and client-side p50/p99 latency per row.
+filter (a ~5 KB body). Prints searches/s, client-side p50/p99 latency, and CPU time per
+request of the server process and of this process per row.
 
-    python bench/http_search.py [--records 10000] [--searches 2000] [--clients 8]
+Clients and server share the machine's cores, so the clients' own cost is measured too: the
+client threads run in this process (not the server's), and `GET /v1/health`, a route that
+does no work, gives the floor any HTTP request costs the clients and the server here. The CPU
+columns (from /proc and getrusage) say where the time went even when other processes make
+wall-clock latency noisy.
+
+    python bench/http_search.py [--records 10000] [--searches 2000] [--clients 8] [--client httpx]
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-# This file is named http.py: keep its folder off the front of sys.path, or it would shadow
-# the standard library's `http` package; search_data is imported from the end of the path.
+# Keep this folder off the front of sys.path, so no bench file shadows a standard library
+# module (`http.client` is used here); search_data is imported from the end of the path.
 _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_HERE)] + [_HERE]
 
 import argparse
 import os
+import resource
 import subprocess
 import tempfile
 import threading
@@ -77,8 +85,19 @@ def start_server(data: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("server did not start")
 
 
-def run(searches: list[dict], workers: int, search: Callable[[dict], dict]) -> tuple[float, np.ndarray]:
-    """(searches/s, latencies in ms) for `searches` spread over `workers` threads."""
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (None: this process)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(searches: list[dict], workers: int, search: Callable[[dict], dict],
+        server: int | None = None) -> tuple[float, np.ndarray, float, float]:
+    """(searches/s, latencies in ms, CPU ms per search of this process, of the `server` process)
+    for `searches` spread over `workers` threads."""
     latencies = np.zeros(len(searches))
     position = iter(range(len(searches)))
     lock = threading.Lock()
@@ -92,26 +111,54 @@ def run(searches: list[dict], workers: int, search: Callable[[dict], dict]) -> t
             start = time.perf_counter()
             result = search(searches[i])
             latencies[i] = (time.perf_counter() - start) * 1000
-            assert result["hits"], searches[i]
+            assert result.get("hits") or result.get("status") == "ok", searches[i]
 
-    start = time.perf_counter()
+    start, mine, theirs = time.perf_counter(), cpu_seconds(), cpu_seconds(server) if server else 0.0
     with ThreadPoolExecutor(workers) as pool:
         for f in [pool.submit(worker) for _ in range(workers)]:
             f.result()
-    return len(searches) / (time.perf_counter() - start), latencies
+    took = time.perf_counter() - start
+    n = len(searches)
+    server_ms = (cpu_seconds(server) - theirs) / n * 1000 if server else 0.0
+    return n / took, latencies, (cpu_seconds() - mine) / n * 1000, server_ms
 
 
-def http_search(url: str) -> Callable[[dict], dict]:
+def http_search(url: str, kind: str) -> Callable[[dict], dict]:
+    """A search over HTTP (an empty body: GET /v1/health), one keep-alive connection per thread.
+
+    `kind` "http.client": the standard library's connection with orjson, about the least a
+    Python client can spend per request; "httpx": an `httpx.Client`, as an application would
+    use (several times the client CPU, which the server's searches compete with here)."""
     local = threading.local()
+    search_path = "/v1/collections/bench/search"
+    if kind == "httpx":
+        def search(body: dict) -> dict:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = httpx.Client(base_url=url, timeout=60)
+            response = client.post(search_path, json=body) if body else client.get("/v1/health")
+            response.raise_for_status()
+            return response.json()
+        return search
+    import http.client
+    import orjson
+    host, port = url.removeprefix("http://").split(":")
+    headers = {"Content-Type": "application/json"}
 
-    def search(body: dict) -> dict:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = httpx.Client(base_url=url + "/v1/collections/bench", timeout=60)
-        response = client.post("/search", json=body)
-        response.raise_for_status()
-        return response.json()
-    return search
+    def search_std(body: dict) -> dict:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        if body:
+            conn.request("POST", search_path, body=orjson.dumps(body), headers=headers)
+        else:
+            conn.request("GET", "/v1/health")
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+        return orjson.loads(data)
+    return search_std
 
 
 def main() -> None:
@@ -121,6 +168,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="passes over the paths, alternating")
+    ap.add_argument("--client", choices=("http.client", "httpx"), default="http.client",
+                    help="the HTTP client the client threads use (see http_search)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lookalike-http-bench-") as tmp:
@@ -143,7 +192,7 @@ def main() -> None:
             def local(body: dict) -> dict:
                 params = dict(body)
                 return col.search(params.pop("query"), **params)
-            remote = http_search(url)
+            remote = http_search(url, args.client)
             for body in kinds["id"][:50] + kinds["vector+filter"][:50]:  # warm up both, and check they agree
                 a, b = local(body), remote(body)
                 assert [h["_id"] for h in a["hits"]] == [h["_id"] for h in b["hits"]]
@@ -151,19 +200,19 @@ def main() -> None:
             paths = (("in-process, 1 thread", 1, local), ("HTTP, 1 client", 1, remote),
                      (f"in-process, {args.clients} threads", args.clients, local),
                      (f"HTTP, {args.clients} clients", args.clients, remote))
+            kinds["health (no work)"] = [{}] * args.searches  # the floor: what any request costs
             for kind, searches in kinds.items():
-                lat_by: dict[str, list] = {name: [] for name, _, _ in paths}
-                rate_by: dict[str, list] = {name: [] for name, _, _ in paths}
+                runs = [p for p in paths if p[2] is remote] if not searches[0] else paths
+                got: dict[str, list] = {name: [] for name, _, _ in runs}
                 for _ in range(args.rounds):  # alternate the paths, so a busy machine's slow minutes hit all
-                    for name, workers, fn in paths:
-                        rate, lat = run(searches, workers, fn)
-                        lat_by[name].append(lat)
-                        rate_by[name].append(rate)
-                for name, _, _ in paths:
-                    lat = np.concatenate(lat_by[name])
-                    rows.append((kind, name, float(np.median(rate_by[name])), np.percentile(lat, 50),
-                                 np.percentile(lat, 99)))
-            parts = breakdown(col, kinds["vector+filter"][:200])
+                    for name, workers, fn in runs:
+                        got[name].append(run(searches, workers, fn, proc.pid if fn is remote else None))
+                for name, _, _ in runs:
+                    rates, lats, mine, theirs = zip(*got[name])
+                    lat = np.concatenate(lats)
+                    rows.append((kind, name, float(np.median(rates)), np.percentile(lat, 50), np.percentile(lat, 99),
+                                 float(np.median(mine)), float(np.median(theirs))))
+            parts = breakdown(db, col, kinds["vector+filter"][:200])
         finally:
             db.close()
             proc.terminate()
@@ -171,34 +220,42 @@ def main() -> None:
 
     cores = len(os.sched_getaffinity(0))
     print(f"\n{args.records} records x {DIM}-d (model none), k={args.k}, {args.searches} searches per row, "
-          f"{cores} cores, server and clients on one machine\n")
-    print(f"| {'query':<14} | {'path':<24} | {'searches/s':>10} | {'p50 ms':>7} | {'p99 ms':>7} |")
-    print(f"|{'-' * 16}|{'-' * 26}|{'-' * 12}|{'-' * 9}|{'-' * 9}|")
-    for kind, name, rate, p50, p99 in rows:
-        print(f"| {kind:<14} | {name:<24} | {rate:>10.0f} | {p50:>7.2f} | {p99:>7.2f} |")
+          f"{cores} cores, server and {args.client} clients on one machine; CPU ms per request: of this process (the "
+          f"client threads, or the in-process search) and of the server process\n")
+    print(f"| {'query':<16} | {'path':<24} | {'searches/s':>10} | {'p50 ms':>7} | {'p99 ms':>7} "
+          f"| {'client CPU':>10} | {'server CPU':>10} |")
+    print(f"|{'-' * 18}|{'-' * 26}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 12}|")
+    for kind, name, rate, p50, p99, mine, theirs in rows:
+        print(f"| {kind:<16} | {name:<24} | {rate:>10.0f} | {p50:>7.2f} | {p99:>7.2f} | {mine:>10.3f} "
+              f"| {theirs if theirs else float('nan'):>10.3f} |")
     print(f"\n| query | p50 added by the server, 1 client (ms) | HTTP {args.clients} clients / in-process "
-          f"{args.clients} threads, searches/s |")
-    print("|---|---|---|")
-    for kind in kinds:
-        got = {name: (rate, p50) for k, name, rate, p50, _ in rows if k == kind}
+          f"{args.clients} threads, searches/s | server CPU per search over the in-process search's (ms) |")
+    print("|---|---|---|---|")
+    for kind in [k for k in kinds if kinds[k][0]]:
+        got = {name: (rate, p50, mine, theirs) for k, name, rate, p50, _, mine, theirs in rows if k == kind}
         added = got["HTTP, 1 client"][1] - got["in-process, 1 thread"][1]
         share = got[f"HTTP, {args.clients} clients"][0] / got[f"in-process, {args.clients} threads"][0]
-        print(f"| {kind} | {added:.2f} | {share:.2f} |")
-    print("\nWhere a vector+filter search's server time goes (us per request, in-process, median of 200):\n")
+        over = got["HTTP, 1 client"][3] - got["in-process, 1 thread"][2]
+        print(f"| {kind} | {added:.2f} | {share:.2f} | {over:.2f} |")
+    print("\nWhere a vector+filter search's server time goes (us per request, in this process, median of 200;"
+          " the app called as ASGI without a socket):\n")
     print("| step | us |")
     print("|---|---|")
     for step, us in parts:
         print(f"| {step} | {us:.1f} |")
 
 
-def breakdown(col, bodies: list[dict]) -> list[tuple[str, float]]:
-    """The steps of the server's work on one search, each timed alone on the same bodies."""
+def breakdown(db, col, bodies: list[dict]) -> list[tuple[str, float]]:
+    """The steps of the server's work on one search, each timed alone on the same bodies, and the
+    whole app (middleware, routing, the search) called in-process with and without the short path."""
+    import asyncio
+    import inspect
     import json
-    from lookalike.server import schemas
+    from lookalike.jsontext import load_json
+    from lookalike.server import create_app, schemas
     from lookalike.server.errors import SafeJSONResponse
-    from starlette.responses import JSONResponse
     raw = [json.dumps(b).encode() for b in bodies]
-    parsed = [json.loads(r) for r in raw]
+    parsed = [load_json(r) for r in raw]
     models = [schemas.SearchBody.model_validate(p) for p in parsed]
     results = []
     for b in bodies:
@@ -216,12 +273,45 @@ def breakdown(col, bodies: list[dict]) -> list[tuple[str, float]]:
     def search(body: dict) -> None:
         params = dict(body)
         col.search(params.pop("query"), **params)
-    return [("body JSON parse (json.loads, as FastAPI)", each(json.loads, raw)),
-            ("pydantic SearchBody validation", each(schemas.SearchBody.model_validate, parsed)),
+
+    def whole_app(fast: bool, method: str, path: str) -> float:
+        options = {"fast_search": fast} if has_fast_path else {}  # an older server has no short path
+        app = create_app(db, auth_failures=False, **options)
+
+        async def call(body: bytes) -> float:
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                     "path": path, "raw_path": path.encode(), "root_path": "", "scheme": "http",
+                     "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1),
+                     "server": ("127.0.0.1", 2), "state": {}}
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive() -> dict:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    assert message["status"] == 200, message
+            t = time.perf_counter()
+            await app(scope, receive, send)
+            return time.perf_counter() - t
+
+        async def calls() -> float:
+            times = [await call(r) for r in raw + raw]
+            return float(np.median(times[len(raw):]) * 1e6)  # the first pass warms up
+        return asyncio.run(calls())
+    path = "/v1/collections/bench/search"
+    has_fast_path = "fast_search" in inspect.signature(create_app).parameters
+    short = [("whole app: search, the short path (fastpath.FastSearch)", whole_app(True, "POST", path))] \
+        if has_fast_path else []
+    return [("body JSON parse (load_json: orjson)", each(load_json, raw)),
+            ("pydantic SearchBody validation (lone-surrogate check included)",
+             each(schemas.SearchBody.model_validate, parsed)),
             ("model_dump(exclude_unset)", each(lambda m: m.model_dump(exclude_unset=True), models)),
             ("Collection.search (its own validation included)", each(search, bodies)),
-            ("response JSON, json.dumps (starlette JSONResponse)", each(lambda r: JSONResponse(r).body, results)),
-            ("response JSON, the server's response class", each(lambda r: SafeJSONResponse(r).body, results))]
+            ("response JSON, the server's response class (orjson)", each(lambda r: SafeJSONResponse(r).body, results)),
+            ("whole app: GET /v1/health (middleware, routing)", whole_app(True, "GET", "/v1/health")),
+            *short, ("whole app: search through FastAPI's route (worker thread)", whole_app(False, "POST", path))]
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def db(tmp_path):
     database.close()
 
 
-def test_a_client_dripping_its_headers_is_disconnected(db):
-    with serving(create_app(db), http=protocol_with_header_timeout(1.0)) as url:
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_client_dripping_its_headers_is_disconnected(db, http):
+    with serving(create_app(db), http=protocol_with_header_timeout(1.0, http)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
             started = time.monotonic()
@@ -52,6 +53,38 @@ def test_a_client_dripping_its_headers_is_disconnected(db):
             for _ in range(3):
                 assert c.get("/v1/health").status_code == 200
                 time.sleep(0.4)
+
+
+def _exchange(url: str, request: bytes) -> bytes:
+    """What the server sends back for `request` on a raw connection, until it closes it."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        try:
+            conn.sendall(request)
+        except OSError:  # closed while sending: what arrived first is the answer
+            pass
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_request_headers_pending_over_16_kib_are_refused_by_either_protocol(db, http):
+    """h11 bounds the bytes of a request's headers not yet complete; httptools does not, so the
+    protocol does (a client could otherwise grow the server's memory for `header_timeout`)."""
+    with serving(create_app(db), http=protocol_with_header_timeout(5.0, http)) as url:
+        huge = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 20_000  # never completed
+        assert _exchange(url, huge).startswith(b"HTTP/1.1 400")
+        dripped = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 100)
+                                                                        for i in range(300))
+        assert _exchange(url, dripped).startswith(b"HTTP/1.1 400")  # never completed, refused by size
+        fine = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 8000 + b"\r\nConnection: close\r\n\r\n"
+        assert _exchange(url, fine).startswith(b"HTTP/1.1 200")
+        body = b'{"query": {"vector": [1, 0, 0]}, "fields": ["' + b"n" * 40_000 + b'"]}'
+        search = (b"POST /v1/collections/c/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+        assert _exchange(url, search).startswith(b"HTTP/1.1 200")  # a large body is not a large header
 
 
 def _search(db, flt):

@@ -3,7 +3,8 @@
 The server is a thin layer: every route validates the body's shape, then calls the same
 `Database` / `Collection` method as the Python API in a worker thread (encoding and store
 writes never run on the event loop), and maps `LookalikeError` to its status and the
-contract's `{"error": {"code", "message"}}` body.
+contract's `{"error": {"code", "message"}}` body. JSON searches take a shorter path to the
+same answers (`fastpath.py`), on the event loop while they are measured short.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..errors import LookalikeError
 from ..records import CONTROL_CHARS
 from .errors import (COMMON_ERRORS, ERROR_DOCS, on_http_error, on_lookalike_error, on_unexpected,
                      on_validation_error)
+from .fastpath import FastSearch
 from .guard import AuthFailures, Guard, Keys, send_error
 from .routes import api_routes, system_routes
 from .. import web
@@ -40,12 +42,14 @@ TAGS = [{"name": "collections", "description": "Create, inspect and drop collect
 def create_app(db: Database, *, admin_key: str | None = None, search_key: str | None = None,
                cors_origins: list[str] | tuple[str, ...] = (), max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                ingest_batch_size: int = 32, auth_failures: AuthFailures | None | bool = True,
-               models_dir: str | FilePath | None = None) -> FastAPI:
+               models_dir: str | FilePath | None = None, fast_search: bool = True) -> FastAPI:
     """The HTTP API over `db` (open it with `allow_file=False`: `_file` is refused over HTTP).
 
     `auth_failures`: the wrong-key limiter (True: 10 per minute per address and per key; False: off).
     `models_dir`: the only folder `model: "torchscript:PATH"` may name over HTTP (None: user
     models are refused), so an admin request cannot probe the server's files.
+    `fast_search`: answer JSON searches by `fastpath.FastSearch` (False: every request goes
+    through FastAPI's routing; the answers are the same).
     """
     app = _fastapi(title="lookalike", version=__version__, openapi_tags=TAGS,
                    description="Self-hosted visual similarity search: HTTP API v1. Send "
@@ -63,6 +67,8 @@ def create_app(db: Database, *, admin_key: str | None = None, search_key: str | 
     _mount_web(app)
     _document_errors(app)
     limiter = AuthFailures() if auth_failures is True else auth_failures or None
+    if fast_search:
+        app.add_middleware(FastSearch)
     app.add_middleware(RefuseControlPaths)
     app.add_middleware(Guard, keys=Keys(admin_key or None, search_key or None), max_body_bytes=max_body_bytes,
                        auth_failures=limiter)

@@ -2,19 +2,17 @@
 
 Slow and numerous clients are bounded here: uvicorn's `limit_concurrency` caps connections and
 in-flight requests (503 beyond), its `timeout_keep_alive` closes idle kept-alive connections, and
-`HeaderTimeoutH11Protocol` closes a connection whose request headers have not all arrived within
-`header_timeout` seconds (uvicorn has no such option; a client dripping headers held a
-connection forever).
+the protocol (`protocol.py`: httptools' C parser when installed, else h11) closes a connection
+whose request headers have not all arrived within `header_timeout` seconds (uvicorn has no such
+option; a client dripping headers held a connection forever). The event loop is uvicorn's
+`auto` choice: uvloop when installed.
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import sys
 from typing import Any
-
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..collection import connect
 from ..errors import BadRequest
@@ -22,58 +20,13 @@ from ..ingest import fetch
 from ..models.images import DEFAULT_MAX_PIXELS
 from .app import DEFAULT_MAX_BODY_BYTES, create_app
 from .guard import AuthFailures
+from .protocol import DEFAULT_HEADER_TIMEOUT_S, protocol_with_header_timeout
 
 #: Shortest API key not warned about at startup.
 MIN_KEY_LENGTH = 16
 #: Defaults for the slow-client bounds (each a `serve` option and an environment variable).
-DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_KEEP_ALIVE_S = 5
-
-
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, closing connections whose request headers arrive too slowly.
-
-    The clock starts when the connection opens or a response completes (waiting for the next
-    request) and stops once a request's headers are complete; `header_timeout` is set on the
-    class by `protocol_with_header_timeout`.
-    """
-
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
-    _header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._start_header_timer()
-
-    def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self._waiting_for_headers():
-            self._start_header_timer()  # the next request on a kept-alive connection
-        super().data_received(data)
-        if self._header_timer is not None and not self._waiting_for_headers():
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        super().connection_lost(exc)
-
-    def _waiting_for_headers(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
-
-    def _start_header_timer(self) -> None:
-        self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
-
-    def _header_timed_out(self) -> None:
-        self._header_timer = None
-        if self._waiting_for_headers() and not self.transport.is_closing():
-            self.transport.close()
-
-
-def protocol_with_header_timeout(seconds: float) -> type[HeaderTimeoutH11Protocol]:
-    return type("HeaderTimeoutH11Protocol", (HeaderTimeoutH11Protocol,), {"header_timeout": float(seconds)})
 
 
 def key_warnings(admin_key: str | None, search_key: str | None) -> list[str]:
