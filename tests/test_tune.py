@@ -304,3 +304,30 @@ def test_scoring_samples_whole_categories_under_the_cap():
     assert 0 < mask.sum() <= 3000 and mask.sum() == 20 * len(kept)  # whole categories only
     assert mask.sum() > 2900  # and as many as fit
     assert scored_sample(labels, limit=20_000).all()
+
+
+def test_milvus_reads_a_tuned_map_only_when_the_collection_uses_it(tmp_path, monkeypatch):
+    """Listing collections read every tuned collection's whole map (megabytes each) before."""
+    pytest.importorskip("pymilvus")
+    from lookalike.store.milvus import tuning as milvus_tuning
+    records = catalogue(n_cats=30)
+    path = str(tmp_path / "lite.db")
+    with lookalike.connect(path) as mdb:
+        for name in ("one", "two"):
+            col = mdb.collection(name, create=True, model="none", dim=DIM)
+            col.upsert(records)
+            assert col.tune(field="kind")["applied"]
+        expected = hits(mdb.collection("one"), {"id": "c3-1"})
+    loads: list[str] = []
+    real = milvus_tuning.load_map
+    monkeypatch.setattr(milvus_tuning, "load_map", lambda store, name, tuning: loads.append(name) or real(store, name, tuning))
+    import lookalike.store.milvus.store as milvus_store
+    monkeypatch.setattr(milvus_store, "load_map", milvus_tuning.load_map)
+    with lookalike.connect(path) as again:
+        listed = again.collections()
+        assert {c["name"]: c["count"] for c in listed} == {"one": len(records), "two": len(records)}
+        col = again.collection("one")
+        assert loads == []  # listed, counted and opened: no map read yet
+        assert hits(col, {"id": "c3-1"}) == expected  # searched in the tuned space
+        assert col.info()["tuning"]["version"] == 1
+        assert loads == ["one"]  # read once, for the collection that used it
