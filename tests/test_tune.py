@@ -331,3 +331,44 @@ def test_milvus_reads_a_tuned_map_only_when_the_collection_uses_it(tmp_path, mon
         assert hits(col, {"id": "c3-1"}) == expected  # searched in the tuned space
         assert col.info()["tuning"]["version"] == 1
         assert loads == ["one"]  # read once, for the collection that used it
+
+
+def _unseen_split(n_cats: int, per_cat: int, signal_dims: int, seed: int = 0, dim: int = 128):
+    """(fit x, fit y, unseen x, unseen y): `catalogue`-shaped vectors (strong shared styles, the
+    category in a weak subspace of `signal_dims` axes), the categories split in halves."""
+    rng = np.random.default_rng(seed)
+    styles = rng.normal(size=(8, dim)) * 2.0
+    centres = rng.normal(size=(n_cats, signal_dims)) * 1.2
+    x = np.empty((n_cats * per_cat, dim), np.float32)
+    y = np.repeat(np.arange(n_cats), per_cat)
+    for row, c in enumerate(y):
+        x[row] = styles[rng.integers(8)] + rng.normal(size=dim) * 0.5
+        x[row, :signal_dims] += centres[c]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fit = y < n_cats // 2
+    return x[fit], y[fit], x[~fit], y[~fit]
+
+
+@pytest.mark.parametrize("name", ["lda", "lda-128", "within-whiten"])
+def test_every_learner_tune_chooses_from_lifts_categories_it_never_saw(name):
+    from lookalike.query.learners import CHOICES, principal_basis
+    xf, yf, xu, yu = _unseen_split(n_cats=120, per_cat=5, signal_dims=8)
+    before = retrieval_scores(xu / np.linalg.norm(xu, axis=1, keepdims=True), yu)["p@5"]
+    transform = CHOICES[name](xf, yf, basis=principal_basis(xf))
+    after = retrieval_scores(transform.apply(xu), yu)["p@5"]
+    assert before < 0.15 and after > before + 0.12, (name, before, after)
+
+
+@pytest.mark.parametrize("dim, best", [(DIM, "within-whiten"), (128, "lda")])
+def test_choose_learner_picks_what_carries_to_unseen_categories(dim, best):
+    """The same categories among 48 axes, then among 128 (80 of pure noise): a discriminant keeps
+    at most categories - 1 axes, which drops the noise axes when there are many and the signal of
+    unseen categories when there are few; whitening inside categories keeps every axis. The
+    choice, made on fitted categories only, must be the learner best on the unseen ones."""
+    from lookalike.query.learners import CHOICES, choose_learner
+    xf, yf, xu, yu = _unseen_split(n_cats=120, per_cat=5, signal_dims=8, dim=dim)
+    chosen, table = choose_learner(xf, yf)
+    unseen = {n: retrieval_scores(fit(xf, yf).apply(xu), yu)["p@5"] for n, fit in CHOICES.items()}
+    assert set(table) == set(CHOICES) and chosen == best, table
+    others = [v for n, v in unseen.items() if not n.startswith(best)]
+    assert unseen[chosen] > max(others) + 0.04, unseen
