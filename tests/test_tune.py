@@ -372,3 +372,16 @@ def test_choose_learner_picks_what_carries_to_unseen_categories(dim, best):
     assert set(table) == set(CHOICES) and chosen == best, table
     others = [v for n, v in unseen.items() if not n.startswith(best)]
     assert unseen[chosen] > max(others) + 0.04, unseen
+
+
+def test_tune_checks_held_out_records_among_the_whole_collection():
+    """The check scores as `eval --holdout` does: held-out records query, every other record is a
+    distractor that never counts as relevant, and at most MAX_SCORED rows are ranked."""
+    from lookalike.query.learners import MAX_SCORED
+    from lookalike.query.tune import _checked_rows
+    check, y_check = [3, 7, 8, 20], np.array([0, 0, 1, 1])
+    rows, labels = _checked_rows(30, check, y_check)
+    assert sorted(rows) == list(range(30)) and list(rows[:4]) == check and list(labels[:4]) == [0, 0, 1, 1]
+    assert len(set(labels[4:])) == 26 and not set(labels[4:]) & {0, 1}  # never relevant to a query
+    rows_big, _ = _checked_rows(3 * MAX_SCORED, check, y_check)
+    assert len(rows_big) == MAX_SCORED and set(check) <= set(rows_big.tolist())
