@@ -128,14 +128,17 @@ def score(vectors: np.ndarray, ids: list[str], cats: list[str], folder: Path, na
     return {"P@5": at5["precision@5"], "mAP@10": at10["map@10"], "nDCG@10": at10["ndcg@10"]}
 
 
-def tune_rows(variants: list[str], limit: int | None, which: str = "icons") -> None:
-    """Per variant: P@5 / mAP@10 on the tune's held-out categories, untuned and tuned."""
+def tune_rows(variants: list[str], limit: int | None, which: str = "icons", seeds: tuple[int, ...] = (17,)) -> None:
+    """Per variant (and hold-out seed): P@5 / mAP@10 on the tune's held-out categories, untuned and tuned."""
     from bench.realsets import load_embedded
+    from lookalike.query import tune as tune_module
     from lookalike.query.tune import holdout_truth
-    print(f"{which}\n{'variant':<34} {'dim':>5} {'P@5':>6} {'tuned':>6} {'gain':>6} {'mAP@10':>7} {'tuned':>6} "
-          f"{'tune s':>7} learner")
+    print(f"{which}\n{'variant':<34} {'seed':>4} {'dim':>5} {'P@5':>6} {'tuned':>6} {'gain':>6} {'mAP@10':>7} "
+          f"{'tuned':>6} {'tune s':>7} learner")
+    runs = [(model, seed) for model in variants for seed in seeds]
     with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
-        for n, model in enumerate(variants):
+        for n, (model, seed) in enumerate(runs):
+            tune_module.HOLDOUT_SEED = seed  # which quarter of the categories the tune holds out
             ids, cats, vectors = load_embedded(which, model, limit)
             col = db.collection(f"t{n}", create=True, model="none", dim=int(vectors.shape[1]))
             col.upsert([{"_id": i, "_vector": v.tolist(), "icon": c} for i, c, v in zip(ids, cats, vectors)])
@@ -150,7 +153,7 @@ def tune_rows(variants: list[str], limit: int | None, which: str = "icons") -> N
             col.tune(reset=True)
             plain = {k: evaluate(col, truth, k=k)["metrics"] for k in (5, 10)}
             p0, p1 = plain[5]["precision@5"], tuned[5]["precision@5"]
-            print(f"{model:<34} {vectors.shape[1]:>5} {p0:>6.3f} {p1:>6.3f} {p1 - p0:>+6.3f} "
+            print(f"{model:<34} {seed:>4} {vectors.shape[1]:>5} {p0:>6.3f} {p1:>6.3f} {p1 - p0:>+6.3f} "
                   f"{plain[10]['map@10']:>7.3f} {tuned[10]['map@10']:>6.3f} {took:>7.1f} {out['method']}", flush=True)
     print(f"\n{len(ids)} pictures in {len(set(cats))} categories (last variant); scores over the held-out "
           "categories' records, searching the whole collection")
@@ -163,9 +166,10 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="untuned vs tuned on the real icon set")
     parser.add_argument("--limit", type=int, default=None, help="with --tune: the first N icon names only")
     parser.add_argument("--set", default="icons", help="with --tune: icons or icon-families (bench/realsets.py)")
+    parser.add_argument("--seeds", default="17", help="with --tune: hold-out seeds, comma-separated (tune's own: 17)")
     args = parser.parse_args()
     if args.tune:
-        return tune_rows(args.variants.split(","), args.limit, args.set)
+        return tune_rows(args.variants.split(","), args.limit, args.set, tuple(int(s) for s in args.seeds.split(",")))
     items = labelled_set(args.quick)
     ids, cats, images = [i for i, _, _ in items], [c for _, c, _ in items], [im for _, _, im in items]
     groups = sorted({c.split(":")[0] for c in cats})

@@ -304,3 +304,84 @@ def test_scoring_samples_whole_categories_under_the_cap():
     assert 0 < mask.sum() <= 3000 and mask.sum() == 20 * len(kept)  # whole categories only
     assert mask.sum() > 2900  # and as many as fit
     assert scored_sample(labels, limit=20_000).all()
+
+
+def test_milvus_reads_a_tuned_map_only_when_the_collection_uses_it(tmp_path, monkeypatch):
+    """Listing collections read every tuned collection's whole map (megabytes each) before."""
+    pytest.importorskip("pymilvus")
+    from lookalike.store.milvus import tuning as milvus_tuning
+    records = catalogue(n_cats=30)
+    path = str(tmp_path / "lite.db")
+    with lookalike.connect(path) as mdb:
+        for name in ("one", "two"):
+            col = mdb.collection(name, create=True, model="none", dim=DIM)
+            col.upsert(records)
+            assert col.tune(field="kind")["applied"]
+        expected = hits(mdb.collection("one"), {"id": "c3-1"})
+    loads: list[str] = []
+    real = milvus_tuning.load_map
+    monkeypatch.setattr(milvus_tuning, "load_map", lambda store, name, tuning: loads.append(name) or real(store, name, tuning))
+    import lookalike.store.milvus.store as milvus_store
+    monkeypatch.setattr(milvus_store, "load_map", milvus_tuning.load_map)
+    with lookalike.connect(path) as again:
+        listed = again.collections()
+        assert {c["name"]: c["count"] for c in listed} == {"one": len(records), "two": len(records)}
+        col = again.collection("one")
+        assert loads == []  # listed, counted and opened: no map read yet
+        assert hits(col, {"id": "c3-1"}) == expected  # searched in the tuned space
+        assert col.info()["tuning"]["version"] == 1
+        assert loads == ["one"]  # read once, for the collection that used it
+
+
+def _unseen_split(n_cats: int, per_cat: int, signal_dims: int, seed: int = 0, dim: int = 128):
+    """(fit x, fit y, unseen x, unseen y): `catalogue`-shaped vectors (strong shared styles, the
+    category in a weak subspace of `signal_dims` axes), the categories split in halves."""
+    rng = np.random.default_rng(seed)
+    styles = rng.normal(size=(8, dim)) * 2.0
+    centres = rng.normal(size=(n_cats, signal_dims)) * 1.2
+    x = np.empty((n_cats * per_cat, dim), np.float32)
+    y = np.repeat(np.arange(n_cats), per_cat)
+    for row, c in enumerate(y):
+        x[row] = styles[rng.integers(8)] + rng.normal(size=dim) * 0.5
+        x[row, :signal_dims] += centres[c]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fit = y < n_cats // 2
+    return x[fit], y[fit], x[~fit], y[~fit]
+
+
+@pytest.mark.parametrize("name", ["lda", "lda-128", "within-whiten"])
+def test_every_learner_tune_chooses_from_lifts_categories_it_never_saw(name):
+    from lookalike.query.learners import CHOICES, principal_basis
+    xf, yf, xu, yu = _unseen_split(n_cats=120, per_cat=5, signal_dims=8)
+    before = retrieval_scores(xu / np.linalg.norm(xu, axis=1, keepdims=True), yu)["p@5"]
+    transform = CHOICES[name](xf, yf, basis=principal_basis(xf))
+    after = retrieval_scores(transform.apply(xu), yu)["p@5"]
+    assert before < 0.15 and after > before + 0.12, (name, before, after)
+
+
+@pytest.mark.parametrize("dim, best", [(DIM, "within-whiten"), (128, "lda")])
+def test_choose_learner_picks_what_carries_to_unseen_categories(dim, best):
+    """The same categories among 48 axes, then among 128 (80 of pure noise): a discriminant keeps
+    at most categories - 1 axes, which drops the noise axes when there are many and the signal of
+    unseen categories when there are few; whitening inside categories keeps every axis. The
+    choice, made on fitted categories only, must be the learner best on the unseen ones."""
+    from lookalike.query.learners import CHOICES, choose_learner
+    xf, yf, xu, yu = _unseen_split(n_cats=120, per_cat=5, signal_dims=8, dim=dim)
+    chosen, table = choose_learner(xf, yf)
+    unseen = {n: retrieval_scores(fit(xf, yf).apply(xu), yu)["p@5"] for n, fit in CHOICES.items()}
+    assert set(table) == set(CHOICES) and chosen == best, table
+    others = [v for n, v in unseen.items() if not n.startswith(best)]
+    assert unseen[chosen] > max(others) + 0.04, unseen
+
+
+def test_tune_checks_held_out_records_among_the_whole_collection():
+    """The check scores as `eval --holdout` does: held-out records query, every other record is a
+    distractor that never counts as relevant, and at most MAX_SCORED rows are ranked."""
+    from lookalike.query.learners import MAX_SCORED
+    from lookalike.query.tune import _checked_rows
+    check, y_check = [3, 7, 8, 20], np.array([0, 0, 1, 1])
+    rows, labels = _checked_rows(30, check, y_check)
+    assert sorted(rows) == list(range(30)) and list(rows[:4]) == check and list(labels[:4]) == [0, 0, 1, 1]
+    assert len(set(labels[4:])) == 26 and not set(labels[4:]) & {0, 1}  # never relevant to a query
+    rows_big, _ = _checked_rows(3 * MAX_SCORED, check, y_check)
+    assert len(rows_big) == MAX_SCORED and set(check) <= set(rows_big.tolist())

@@ -16,7 +16,7 @@ from ..filters import MATCH_ALL, Node
 from .filters import COLUMN, filter_view, to_expression
 from .names import CHUNK, FIELDS, MAX_JSON_BYTES, milvus_name, scan_batch, stored_view, text_collection_name
 from .search import MilvusSearch
-from .tuning import MilvusTuning
+from .tuning import MilvusTuning, map_pending
 
 
 #: Milvus keeps no thumbnails, compacts its own segments, tunes (tuning.py), and takes vectors up
@@ -33,10 +33,22 @@ class MilvusCollection(MilvusTuning, MilvusSearch, CollectionStore):
         """`store`: the MilvusStore that opened it (its client, call wrapper and write counts)."""
         self._store = store
         self._client = store.client
-        self.settings = settings
+        self._settings = settings  # a tuned collection's map is read on first use (`settings`)
         self.name = settings.name
         self._mname = milvus_name(settings.name)
         self._local = threading.local()  # .scan: this thread's current _Scan
+
+    @property
+    def settings(self) -> CollectionSettings:
+        """The collection's settings, the learned map of a tuned one read from Milvus on the first
+        call (opening or listing collections reads none: a map is megabytes)."""
+        if map_pending(self._settings.tuning):
+            self._settings = self._store.full_settings(self._settings)
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: CollectionSettings) -> None:
+        self._settings = value
 
     # -- reads ---------------------------------------------------------------------------
     def count(self) -> int:

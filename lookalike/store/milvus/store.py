@@ -12,7 +12,7 @@ from .collection import MILVUS_CAPABILITIES, MilvusCollection
 from .filters import COLUMN
 from .names import (FIELDS, MAX_WINDOW, SETTINGS_COLLECTION, map_collection_name, milvus_name, raw_collection_name,
                     text_collection_name)
-from .tuning import load_map, prune_maps, store_map
+from .tuning import load_map, map_pending, prune_maps, store_map
 from .version import check_server_version
 
 
@@ -118,10 +118,17 @@ class MilvusStore(Store):
         return self._settings_of(rows[0]["settings"]) if rows else None
 
     def _settings_of(self, text: str) -> CollectionSettings:
-        data = json.loads(text)
-        if data.get("tuning"):  # the learned map lives in its own collection (milvus/tuning.py)
-            data["tuning"] = load_map(self, data["name"], data["tuning"])
-        return CollectionSettings.from_dict(data)
+        """Settings as the row keeps them: a tuned collection's learned map stays in its own
+        collection (named by digest, milvus/tuning.py) until the collection first needs it
+        (`MilvusCollection.settings`), so listing collections reads no map."""
+        return CollectionSettings.from_dict(json.loads(text))
+
+    def full_settings(self, settings: CollectionSettings) -> CollectionSettings:
+        """`settings` with the learned map read back into `tuning` (the same object when untuned)."""
+        if not map_pending(settings.tuning):
+            return settings
+        return CollectionSettings.from_dict({**settings.to_dict(),
+                                             "tuning": load_map(self, settings.name, settings.tuning)})
 
     def _save_settings(self, settings: CollectionSettings) -> None:
         data = settings.to_dict()
@@ -200,6 +207,7 @@ class MilvusStore(Store):
 
     # -- collections ---------------------------------------------------------------------
     def list_collections(self) -> list[CollectionSettings]:
+        """Every collection's settings, a tuned one's map not read (`tuning.transform` names its digest)."""
         rows = self.call(self.client.query, SETTINGS_COLLECTION, filter='name != ""', output_fields=["settings"],
                          limit=MAX_WINDOW)
         found = [self._settings_of(r["settings"]) for r in rows]

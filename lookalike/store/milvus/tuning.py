@@ -128,6 +128,11 @@ def store_map(store: Any, name: str, tuning: dict) -> dict:
     return {**tuning, "transform": {**light, "rows": digest}}
 
 
+def map_pending(tuning: dict | None) -> bool:
+    """Whether `tuning` names its map by digest (as the settings row keeps it) instead of holding it."""
+    return bool(tuning) and "rows" in ((tuning or {}).get("transform") or {})
+
+
 def load_map(store: Any, name: str, tuning: dict) -> dict:
     """The settings row's `tuning` with the transform's numbers read back from the map collection."""
     data = (tuning or {}).get("transform")
