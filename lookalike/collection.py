@@ -240,7 +240,8 @@ class Collection:
             if wants_text(params.query, text, hybrid) or self.settings.compound:
                 return run_text_search(self._searcher, params, text, hybrid)
             return self._searcher.visual(params)
-        out: dict = {"hits": ranked(dataclasses.replace(params))}
+        # a copy only where the query's own parameters are used again (`ranked` may narrow them)
+        out: dict = {"hits": ranked(dataclasses.replace(params) if n_regions else params)}
         if n_regions:
             out["regions"] = region_hits(self._searcher, given, n_regions, read_stored, ranked)
         out["took_ms"] = round((time.perf_counter() - start) * 1000, 3)

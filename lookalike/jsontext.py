@@ -47,6 +47,34 @@ def load_json(text: str | bytes) -> Any:
     return json.loads(text) if _may_hold_big_integer(value) else value
 
 
+#: Byte table for `bytes.translate`: each ASCII digit to b"0", every other byte to b".", so that a
+#: run of digits is found by a plain `find` (~0.1 us per stored document).
+_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
+#: The shortest digit run of an integer orjson may read as a float (-9223372036854775809).
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_number(text: str) -> bool:
+    """Whether `text` holds a run of 19 or more digits (UTF-8 never puts ASCII digits inside a
+    multi-byte character; lone surrogates pass through `surrogatepass` unchanged)."""
+    return text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO).find(_LONG_RUN) >= 0
+
+
+def load_json_many(texts: list[str]) -> list[Any]:
+    """`[load_json(t) for t in texts]` for a search's stored documents: texts without a run of 19
+    digits (no integer past orjson's 64 bits) are orjson's values as they are, checked in one
+    pass over the batch rather than one scan of each parsed document."""
+    if _has_long_number("".join(texts)):  # a run may also span two texts: each is read as load_json reads it
+        return [load_json(t) for t in texts]
+    out = []
+    for text in texts:
+        try:
+            out.append(orjson.loads(text))
+        except orjson.JSONDecodeError:
+            out.append(json.loads(text))
+    return out
+
+
 def dump_json(value: Any) -> str:
     """JSON text of a document (as `json.dumps(value, ensure_ascii=False)`, compact), by orjson
     unless it refuses the value (integers past 64 bits); `load_json` reads it back to `value`."""

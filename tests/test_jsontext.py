@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from lookalike.jsontext import dump_json, load_json
+from lookalike.jsontext import dump_json, load_json, load_json_many
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
@@ -48,3 +49,40 @@ def test_integers_past_64_bits_stay_exact():
     # floats with long fractions and vectors read as orjson reads them (same values as json)
     line = json.dumps({"_id": "r", "_vector": [0.012345678901234567, -0.9876543210987654] * 128})
     assert same(load_json(line), json.loads(line))
+
+
+@pytest.mark.parametrize("texts", [
+    ['{"a": 1}', '{"b": -9223372036854775809}', '{"c": "x"}'],  # 19 digits below -2**63: orjson reads a float
+    ['{"a": -9223372036854775808, "b": 18446744073709551615}'],  # the ends of orjson's integers
+    ['{"a": 1234567890}', '{"b": 1}'], ['1234567890', '123456789'],  # digits meeting across two texts
+    ['{"a": NaN}', '{"b": 2}'], ['{"a": 18446744073709551616}'], [], ['{"é": 1.5}'] * 3,
+    ['{"a": "sku-12345678901234567890"}', '{"a": 1E400}', '{"a": "caf\\u00e9 \\ud83d\\ude00", "b": "\\ud800"}'],
+    ['{"a": "\ud800", "n": 1}'],  # a lone surrogate in the str itself: orjson refuses it, json reads it
+])
+def test_load_json_many_gives_each_json_loads_value(texts):
+    got = load_json_many(texts)
+    assert len(got) == len(texts) and all(same(g, json.loads(t)) for g, t in zip(got, texts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values, max_size=5))
+def test_load_json_many_reads_what_json_reads(batch):
+    texts = [json.dumps(v) for v in batch]
+    assert all(same(g, json.loads(t)) for g, t in zip(load_json_many(texts), texts))
+
+
+def test_store_get_returns_stored_documents_exactly(tmp_path):
+    """The documents a search's hits carry (read in one batch) are the ones written, values and types."""
+    import lookalike
+    db = lookalike.connect(tmp_path)
+    col = db.collection("c", create=True, model="none", dim=2)
+    docs = [{"big": -9223372036854775809, "f": 1.0, "i": 1, "s": "sku-12345678901234567890", "n": None},
+            {"nested": {"a": [1, 2.5, "x"]}, "u": "café"}, {"huge": 2**70}, {}]
+    col.upsert([{"_id": f"r{i}", "_vector": [1.0, i + 0.5], **doc} for i, doc in enumerate(docs)])
+    for i, doc in enumerate(docs):
+        assert same(col.get(f"r{i}"), {"_id": f"r{i}", **doc})
+    hits = col.search({"vector": [1.0, 0.0]}, k=4)["hits"]
+    assert [h["_id"] for h in hits] == ["r0", "r1", "r2", "r3"]
+    for hit in hits:
+        assert same({k: v for k, v in hit.items() if k != "_score"}, {"_id": hit["_id"], **docs[int(hit["_id"][1:])]})
+    db.close()

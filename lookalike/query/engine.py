@@ -21,7 +21,7 @@ from ..records import check_ids, decode_base64, parse_vector
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
-from .search import SearchParams, combine_anchors, format_hits, parse_boosts, project
+from .search import SearchParams, combine_anchors, format_hits, hit_item, parse_boosts
 
 #: Query kinds that carry an image: its bytes come from `Searcher.image_bytes`.
 IMAGE_KINDS = ("url", "base64", "file", "image")
@@ -181,7 +181,7 @@ class Searcher:
                 continue
             items = []
             for hit in hits:
-                item = {"_id": hit.id, "_score": round(hit.score, 6), **project(docs[hit.id], params.fields)}
+                item = hit_item(hit.id, hit.score, docs[hit.id], params.fields)
                 if group_by:
                     item["_group"] = hit.group
                 items.append(item)
@@ -196,14 +196,15 @@ class Searcher:
         boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts + list(extra_boosts)
         request = SearchRequest(vector=vector, k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts, slot_scores=slot_scores)
-        # imported here: both build on this module (collapse reads fingerprints through query/duplicates.py)
-        from .collapse import collapse_hits
-        from .explain import explain_hits
+        # imported where used: both build on this module (collapse reads fingerprints through
+        # query/duplicates.py), and an import statement per search costs a microsecond each
         if params.collapse is not None:
+            from .collapse import collapse_hits
             found = collapse_hits(self, params, request, group_by)
         else:
             found = self.ranked(params, request, group_by)
         if params.explain:
+            from .explain import explain_hits
             explain_hits(self, params, found, vector=vector, slot_scores=slot_scores,
                          boosts=(parse_boosts(self.settings.boosts, stored=True), params.boosts, list(extra_boosts)))
         return found

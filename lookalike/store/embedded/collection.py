@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...errors import Conflict, LookalikeError, NotFound
-from ...jsontext import dump_json, load_json
+from ...jsontext import dump_json, load_json, load_json_many
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
 from ..filters import MATCH_ALL, Node
@@ -226,11 +226,12 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
     def get(self, ids: Sequence[str]) -> list[dict | None]:
         found: dict[str, dict] = {}
         con = self._store.reader()
-        loads = load_json
         for chunk in chunks(list(ids), 500):
             q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
-            for rid, doc, computed in con.execute(q, (self.name, *chunk)).fetchall():
-                found[rid] = loads(doc) if computed == "{}" else {**loads(doc), **loads(computed)}  # most have none
+            rows = con.execute(q, (self.name, *chunk)).fetchall()
+            docs = load_json_many([doc for _, doc, _ in rows])
+            for (rid, _, computed), doc in zip(rows, docs):
+                found[rid] = doc if computed == "{}" else {**doc, **load_json(computed)}  # most have none
         self._check_present()  # rows of a re-created namesake are not this collection's
         return [found.get(i) for i in ids]
 

@@ -58,18 +58,11 @@ class EmbeddedSearch:
             return self._search(request)
 
     def _search(self, request: SearchRequest) -> list[Hit]:
+        if request.slot_scores is None and not request.boosts and not request.group_by:
+            return self._by_vector(request)
         allowed = self._allowed(request.where, request.exclude)
-        need = request.k + request.offset
         if request.slot_scores is not None:
             return self._precomputed(request, allowed)
-        if not request.boosts and not request.group_by:
-            # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
-            known = self.count() if request.where is MATCH_ALL and not request.exclude else None
-            slots, scores = self._index.search(request.vector, need, allowed, known)
-            ids = self._slot_ids
-            if request.offset:
-                slots, scores = slots[request.offset:], scores[request.offset:]
-            return [Hit(ids[s], sc) for s, sc in zip(slots.tolist(), scores.tolist())]
         matching = int(np.count_nonzero(allowed))
         if self._index.uses_ann(matching):
             hits = self._ann_ranked(request, allowed, matching)
@@ -78,6 +71,34 @@ class EmbeddedSearch:
         index = ExactIndex(self._matrix[:len(allowed)])
         slots, scores = index.scores(request.vector, allowed)
         return self._ranked(slots, scores, request, len(allowed))
+
+    def _by_vector(self, request: SearchRequest) -> list[Hit]:
+        """Hits ranked by the vector alone: one index search over the cached live & filter mask.
+
+        Excluded ids (an `id` query's own anchors) are searched for as many more hits and then
+        left out, so the mask keeps its cached count, slot list and FAISS selector (a fresh mask
+        without them cost a copy, a count and a bitmap per query: half an `id` search). Exact
+        search gives the same hits in the same order (ties go to the lower slot either way); the
+        index searches a pool larger by the excluded count.
+        """
+        allowed = self._allowed(request.where, ())
+        n = len(allowed)
+        drop = set()
+        for rid in request.exclude:
+            slot = self._slot_of.get(rid)
+            if slot is not None and slot < n and allowed[slot]:
+                drop.add(slot)
+        need = request.k + request.offset
+        # unfiltered: the live count (never above the allowed count, see _apply_insert/delete)
+        known = self.count() if request.where is MATCH_ALL else None
+        slots, scores = self._index.search(request.vector, need + len(drop), allowed, known)
+        listed = slots.tolist()
+        if drop:
+            keep = [i for i, s in enumerate(listed) if s not in drop][:need]
+            listed, scores = [listed[i] for i in keep], scores[keep]
+        ids = self._slot_ids
+        off = request.offset
+        return [Hit(ids[s], sc) for s, sc in zip(listed[off:], scores[off:].tolist())]
 
     def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
         """`search` for each row of `vectors`: one index call for the batch when nothing but a
