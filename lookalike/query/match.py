@@ -47,8 +47,10 @@ FINGERPRINT_SIMILARITY, FLAT_NCC = 0.7, 0.8
 #: keypoints did not verify are tried again with QUERY_FEATURES of them (a crop or a rotated
 #: copy keeps few of the stored keypoints, and more query keypoints give more of them a
 #: partner), the inliers needing DENSE_RATIO of the matches (more query keypoints make more
-#: matches that have no partner). ORB costs about the same; matching 1.2 ms a candidate.
-QUERY_FEATURES, DENSE_CANDIDATES, DENSE_RATIO = 400, 4, 0.1
+#: matches that have no partner) and to number DENSE_INLIERS (bench/copybench.py set: copies
+#: this pass verified had 11-71, 15 of 17 at least 12; non-copies it let through 10-11). ORB
+#: costs about the same; matching 1.2 ms a candidate.
+QUERY_FEATURES, DENSE_CANDIDATES, DENSE_RATIO, DENSE_INLIERS = 400, 4, 0.1, 12
 #: Longest side of the query's CIELAB image warped for the photometric check.
 LOOK_SIDE = 80
 #: Decoded stored features kept per collection (about 7 KB each), most recently used first.
@@ -231,6 +233,8 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
     v = verify(query.plain, query.look, stored, query.mirror)
     if v is None and dense and (more := query.dense()) is not None:
         v = verify(more[0], query.look, stored, lambda: (more[1], query.look.mirrored()), DENSE_RATIO)
+        if v is not None and v.estimate.inliers < DENSE_INLIERS:
+            v = None
     if v is None:
         v = _flat_match(query, stored, similarity)
     if v is None and len(stored.points) < SMOOTH_KEYPOINTS:
