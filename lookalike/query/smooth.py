@@ -3,12 +3,13 @@
 A stored record with fewer than SMOOTH_KEYPOINTS keypoints has no detail its 12 x 12 colour
 grid (models/keypoints.py) misses, so the grid stands for the picture: the query (its small
 CIELAB image) is resampled onto every window of the grid at least half as wide and half as
-high (crops of 50-95 % of a side, anywhere) and shaped as the query, as is and mirrored, and the window whose cells
-are nearest in colour wins. It is a copy when, with the SMOOTH_TRIM share of the cells that
-differ most set aside (a caption, a logo, a rotation's corners), the cells are within
-SMOOTH_DISTANCE of the stored ones; the query must be smooth itself (SMOOTH_DETAIL). Brightness or contrast edits of a plain colour make
-another plain colour: those stay unfound (no test can tell them from a different colour).
-Measured with bench/copybench.py (the set's flat and gradient items).
+high (crops of 50-95 % of a side, anywhere) and shaped as the query, as is and mirrored, and
+the window whose cells are nearest in colour wins. It is a copy when, with the SMOOTH_TRIM
+share of the cells that differ most set aside (a caption, a logo, a rotation's corners), the
+cells are within SMOOTH_DISTANCE of the stored ones; the query must be smooth itself
+(SMOOTH_DETAIL). Brightness or contrast edits of a plain colour make another plain colour:
+those stay unfound (no test can tell them from a different colour). Measured with
+bench/copybench.py (the set's flat and gradient items).
 """
 from __future__ import annotations
 

@@ -200,7 +200,8 @@ def aligned_cells(e: Estimate, look: QueryLook, stored: Features) -> tuple[np.nd
     return cells, cover > 0.95
 
 
-def photometric(e: Estimate, look: QueryLook, stored: Features, strict_grey: bool = False) -> tuple[float, float, float]:
+def photometric(e: Estimate, look: QueryLook, stored: Features,
+                strict_grey: bool = False) -> tuple[float, float, float]:
     """(lightness correlation, median hue difference in degrees, median colour distance) of
     the aligned region, all over the cells left when the TRIM share that disagree most (an
     overlay's) are set aside; a correlation of 1 where the region is flat, a hue difference of
