@@ -113,7 +113,8 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
         if v is not None:
             best = max(best, v.score)
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
-        if max(_unmoved(a, b, False), _unmoved(a, b, True)) >= FLAT_NCC:
+        # either way round: a grey record agrees with a coloured one as the query only
+        if max(_unmoved(a, b, False), _unmoved(a, b, True), _unmoved(b, a, False), _unmoved(b, a, True)) >= FLAT_NCC:
             best = fingerprint
     return best
 

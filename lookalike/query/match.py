@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import BadRequest, NotFound
 from ..models.fingerprint import (FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width, pixel_hash,
                                   query_hashes, stored_query_hashes, trim_border)
-from ..models.images import open_image
+from ..models.images import fit_square, open_image
 from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
 from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
@@ -28,6 +28,7 @@ from ..validation import check_int
 from .duplicates import CROP_SCAN_MAX, PerStore, _slots_with, check_threshold, similarities, stored_fingerprints
 from .engine import IMAGE_KINDS, Searcher
 from .search import MAX_K, check_query, project
+from .smooth import SMOOTH_KEYPOINTS, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
 
 #: Default score (query/verify.py `score_of`: MIN_INLIERS inliers give 0.5) a copy needs.
@@ -42,6 +43,14 @@ FINGERPRINT_SCAN_MAX = 20_000
 #: fingerprints (query/duplicates.py scores) must be this similar, and the images aligned as
 #: they are must pass the photometric check with a correlation of FLAT_NCC.
 FINGERPRINT_SIMILARITY, FLAT_NCC = 0.7, 0.8
+#: Second pass: the best DENSE_CANDIDATES records by embedding that the query's N_FEATURES
+#: keypoints did not verify are tried again with QUERY_FEATURES of them (a crop or a rotated
+#: copy keeps few of the stored keypoints, and more query keypoints give more of them a
+#: partner), the inliers needing DENSE_RATIO of the matches (more query keypoints make more
+#: matches that have no partner) and to number DENSE_INLIERS (bench/copybench.py set: copies
+#: this pass verified had 11-71, 15 of 17 at least 12; non-copies it let through 10-11). ORB
+#: costs about the same; matching 1.2 ms a candidate.
+QUERY_FEATURES, DENSE_CANDIDATES, DENSE_RATIO, DENSE_INLIERS = 400, 4, 0.1, 12
 #: Longest side of the query's CIELAB image warped for the photometric check.
 LOOK_SIDE = 80
 #: Decoded stored features kept per collection (about 7 KB each), most recently used first.
@@ -95,7 +104,17 @@ class Query:
     #: fingerprint fallback's check of the unmoved images
     unmoved: list[tuple[QueryLook, tuple[int, int]]] | None = None
     scanned: bool = True               # did the fingerprints of the whole collection get scanned?
+    embedding_top: tuple[str, ...] = ()   # the best DENSE_CANDIDATES by embedding
     _mirror: tuple[Features, QueryLook] | None = None
+    _dense: tuple[Features, Features] | None = None
+
+    def dense(self) -> tuple[Features, Features] | None:
+        """The query's and its mirror's QUERY_FEATURES keypoints (made when first needed)."""
+        if self.rgb is None:
+            return None
+        if self._dense is None:
+            self._dense = (features(self.rgb, QUERY_FEATURES), features(mirrored(self.rgb), QUERY_FEATURES))
+        return self._dense
 
     def mirror(self) -> tuple[Features | None, QueryLook | None]:
         if self.rgb is None:
@@ -138,6 +157,7 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
     if query.vector is not None:
         by_vector = [hit.id for hit in store.search(SearchRequest(vector=query.vector, k=EMBEDDING_CANDIDATES,
                                                                   exclude=exclude))]
+    query.embedding_top = tuple(by_vector[:DENSE_CANDIDATES])
     prints = dict(by_print)
     out: dict[str, float] = {}
     for n in range(max(len(by_print), len(by_vector))):
@@ -156,7 +176,7 @@ def _flat_match(query: Query, stored: Features, similarity: float) -> Verified |
                      [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
         v = check(e, look, stored, geometry=False)
         if v is not None and v.ncc >= FLAT_NCC:
-            return Verified(e, v.ncc, round(similarity, 6))
+            return Verified(e, v.ncc, round(similarity, 6), v.distance)
     return None
 
 
@@ -188,7 +208,9 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
             small = reduced(trimmed)
             size = (small.shape[1], small.shape[0])
             unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
-        vector = engine.embed_image(data) if encoder is not None else None
+        # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE)
+        vector = encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0] \
+            if encoder is not None else None
         return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved), []
     raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
 
@@ -204,11 +226,23 @@ def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> s
                                                      slot_scores=scores, exclude=exclude))}
 
 
-def verified(query: Query, stored: Features, similarity: float) -> Verified | None:
-    """The query verified against one stored record: keypoints (plain, then mirrored), else
-    the fingerprints and the photometric check of the unmoved images."""
+def verified(query: Query, stored: Features, similarity: float, dense: bool = False) -> Verified | None:
+    """The query verified against one stored record: keypoints (plain, then mirrored; `dense`:
+    then with more query keypoints), else the fingerprints and the photometric check of the
+    unmoved images, else (a smooth stored picture) the colour grid (query/smooth.py)."""
     v = verify(query.plain, query.look, stored, query.mirror)
-    return v if v is not None else _flat_match(query, stored, similarity)
+    if v is None and dense and (more := query.dense()) is not None:
+        v = verify(more[0], query.look, stored, lambda: (more[1], query.look.mirrored()), DENSE_RATIO)
+        if v is not None and v.estimate.inliers < DENSE_INLIERS:
+            v = None
+    if v is None:
+        v = _flat_match(query, stored, similarity)
+    if v is None and len(stored.points) < SMOOTH_KEYPOINTS:
+        for look, _ in query.unmoved or [(query.look, query.plain.size)]:
+            v = smooth_match(look, stored)
+            if v is not None:
+                break
+    return v
 
 
 def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
@@ -247,10 +281,10 @@ def match(engine: Searcher, query: dict, threshold: float | None = None, k: int 
         if not q.scanned:  # no scan: the fingerprint of just this candidate
             fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
             similarity = float(similarities(full_width(fp)[None], q.hashes)[0]) if fp is not None else -1.0
-        v = verified(q, stored, similarity)
+        v = verified(q, stored, similarity, dense=rid in q.embedding_top)
         if v is None or v.score < limit:
             continue
-        out.append((rid, v.score, v.info(), doc))
+        out.append((rid, v.ranked, v.info(), doc))
     out.sort(key=lambda h: (h[2]["kind"] != "exact", -h[1], h[0]))
     hits = [{"_id": rid, "_score": round(score, 6), "_match": info, **project(doc, fields)}
             for rid, score, info, doc in out[:k]]

@@ -30,14 +30,16 @@ MIN_INLIER_RATIO = 0.2
 #: Scale (stored pixels per query pixel, both at SIDE) a copy may have: downscale to a fifth is
 #: undone by the reduction to SIDE, crops of 50 % zoom in 2x.
 SCALE_RANGE = (0.25, 4.0)
-#: Copies are rotated by at most this many degrees (phones, scanners: up to 15); a wilder
-#: rotation found by RANSAC is a coincidence of look-alike details.
-MAX_ANGLE = 20.0
+#: Copies are rotated by at most this many degrees (phones, scanners: up to 15, and two such
+#: edits one after the other up to 30); a wilder rotation found by RANSAC is a coincidence of
+#: look-alike details.
+MAX_ANGLE = 31.0
 #: The query must cover at least this share of the stored image's area (as mapped) ...
 MIN_COVER = 0.15
 #: ... and the stored image at least this share of the query (letterboxing a 16:9 picture
-#: to 9:16 leaves it 0.32; an icon drawn inside a bigger one is not its copy).
-MIN_QUERY_COVER = 0.3
+#: to 9:16 leaves it 0.32, and a border around that 0.23; an icon drawn small inside a bigger
+#: one is not its copy).
+MIN_QUERY_COVER = 0.2
 #: Photometric check: the Pearson correlation of the lightness of the aligned grid cells
 #: (query warped into the stored frame against the stored colour grid) must reach MIN_NCC,
 #: over the cells left when the TRIM share that disagree most are set aside (a caption or
@@ -49,9 +51,15 @@ MIN_NCC, FLAT_L, TRIM = 0.6, 4.0, 0.25
 #: Share of the stored grid's cells the warped query must cover for the photometric check to vote.
 MIN_CELLS = 6
 #: Colour check: cells with chroma (|a, b| in 8-bit CIELAB) over CHROMA on both sides vote;
-#: their median hue difference must stay under HUE_LIMIT degrees. A picture with less than
-#: GREY_CHROMA mean chroma is grey and agrees with any tint.
+#: their median hue difference must stay under HUE_LIMIT degrees. A query with less than
+#: GREY_CHROMA mean chroma is grey and agrees with any tint, and so does a grey stored picture
+#: but in the unaligned fallback (`check` with geometry False), where a coloured query agrees
+#: with a grey picture only where its colour is an overlay's (OVERLAY_SHARE).
 CHROMA, HUE_LIMIT, GREY_CHROMA = 10.0, 25.0, 3.0
+#: Ranking: a verified copy's score loses up to COLOUR_RANK (a share) as the colour distance of
+#: the aligned region grows to COLOUR_SCALE (8-bit CIELAB): a wallpaper's light edition and its
+#: dark one verify alike (same drawing, lightness correlated), the query's own colours win.
+COLOUR_RANK, COLOUR_SCALE = 0.1, 40.0
 #: Fewer coloured query cells than this share of the aligned ones are an overlay's: no vote.
 OVERLAY_SHARE = 0.25
 
@@ -69,11 +77,12 @@ class Estimate:
     box: list[float]            # region of the stored image covered, fractions [x0, y0, x1, y1]
     stored_cover: float         # share of the stored image the query covers
     query_cover: float          # share of the query the stored image covers
+    min_ratio: float = MIN_INLIER_RATIO   # share of the matches the inliers must reach
 
     @property
     def plausible(self) -> bool:
         """Is the transform an edit a copy goes through (scale, rotation, overlap)?"""
-        return (self.inliers >= MIN_INLIERS and self.inliers >= MIN_INLIER_RATIO * self.matches and SCALE_RANGE[0] <= 1 / self.scale <= SCALE_RANGE[1]
+        return (self.inliers >= MIN_INLIERS and self.inliers >= self.min_ratio * self.matches and SCALE_RANGE[0] <= 1 / self.scale <= SCALE_RANGE[1]
                 and abs(self.angle) <= MAX_ANGLE and self.stored_cover >= MIN_COVER
                 and self.query_cover >= MIN_QUERY_COVER)
 
@@ -84,7 +93,13 @@ class Verified:
 
     estimate: Estimate
     ncc: float
-    score: float
+    score: float                # what the threshold applies to
+    distance: float = 0.0       # colour distance of the aligned region (`photometric`)
+
+    @property
+    def ranked(self) -> float:
+        """The hit's `_score`: the score less a little for the colour distance (`ranked_score`)."""
+        return ranked_score(self.score, self.distance)
 
     def info(self) -> dict:
         """The `_match` object of a near copy."""
@@ -115,8 +130,9 @@ def score_of(inliers: int) -> float:
     return round(inliers / (inliers + MIN_INLIERS), 6)
 
 
-def estimate(query: Features, stored: Features, mirrored: bool) -> Estimate | None:
-    """The similarity transform best mapping the query's keypoints onto the stored ones."""
+def estimate(query: Features, stored: Features, mirrored: bool, min_ratio: float = MIN_INLIER_RATIO) -> Estimate | None:
+    """The similarity transform best mapping the query's keypoints onto the stored ones
+    (`min_ratio`: the share of the matches its inliers must reach to be plausible)."""
     cv2 = _cv2()
     qi, si = _matches(query.descriptors, stored.descriptors)
     if len(qi) < MIN_INLIERS:
@@ -134,7 +150,7 @@ def estimate(query: Features, stored: Features, mirrored: bool) -> Estimate | No
     query_area = stored.size[0] * stored.size[1] * stored_area / (scale * scale) / (query.size[0] * query.size[1])
     angle = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # counter-clockwise, as PIL rotates
     return Estimate(len(qi), int(mask.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
-                    stored_area, query_area)
+                    stored_area, query_area, min_ratio)
 
 
 def _covered(matrix: np.ndarray, qsize: tuple[int, int], ssize: tuple[int, int]) -> list[float]:
@@ -184,19 +200,22 @@ def aligned_cells(e: Estimate, look: QueryLook, stored: Features) -> tuple[np.nd
     return cells, cover > 0.95
 
 
-def photometric(e: Estimate, look: QueryLook, stored: Features) -> tuple[float, float]:
-    """(lightness correlation, median hue difference in degrees) of the aligned region, both
-    over the cells left when the TRIM share that disagree most (an overlay's) are set aside;
-    a correlation of 1 where the region is flat, a hue difference of 0 where the colours
-    cannot tell (a grey side, too few coloured cells, an overlay's colours)."""
+def photometric(e: Estimate, look: QueryLook, stored: Features,
+                strict_grey: bool = False) -> tuple[float, float, float]:
+    """(lightness correlation, median hue difference in degrees, median colour distance) of
+    the aligned region, all over the cells left when the TRIM share that disagree most (an
+    overlay's) are set aside; a correlation of 1 where the region is flat, a hue difference of
+    0 where the colours cannot tell (a grey query, too few coloured cells, an overlay's
+    colours). The distance (8-bit CIELAB, lightness alone for a grey query) ranks versions
+    of one picture (a wallpaper's light and dark editions) that both verify."""
     cells, inside = aligned_cells(e, look, stored)
     if inside.sum() < MIN_CELLS:
-        return 1.0, 0.0
+        return 1.0, 0.0, 0.0
     q = cells[inside]
     s = stored.colours[inside].astype(np.float32)
     ql, sl = q[:, 0], s[:, 0]
     if ql.std() < FLAT_L or sl.std() < FLAT_L:
-        return 1.0, _hue_difference(q, s, look.grey)
+        return 1.0, _hue_difference(q, s, look.grey, strict_grey), colour_distance(q, s, look.grey)
     keep = np.ones(len(ql), dtype=bool)
     for _ in range(2):  # the second pass standardises by the first's kept cells, free of the overlay
         a, b = ql[keep], sl[keep]
@@ -206,14 +225,29 @@ def photometric(e: Estimate, look: QueryLook, stored: Features) -> tuple[float, 
         keep = gap <= np.quantile(gap, 1 - TRIM)
     a, b = ql[keep], sl[keep]
     ncc = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-3 and b.std() > 1e-3 else 1.0
-    return ncc, _hue_difference(q[keep], s[keep], look.grey)
+    return (ncc, _hue_difference(q[keep], s[keep], look.grey, strict_grey),
+            colour_distance(q[keep], s[keep], look.grey))
 
 
-def _hue_difference(q: np.ndarray, s: np.ndarray, grey_query: bool) -> float:
-    """Median hue difference (degrees) of the cells coloured on the query side; 0 when no vote."""
+def colour_distance(q: np.ndarray, s: np.ndarray, grey_query: bool) -> float:
+    """Median CIELAB distance (8-bit units) of aligned cells; lightness alone for a grey query."""
+    d = np.abs(q[:, 0] - s[:, 0]) if grey_query else np.linalg.norm(q - s, axis=1)
+    return float(np.median(d)) if len(d) else 0.0
+
+
+def ranked_score(score: float, distance: float) -> float:
+    """A verified score less up to COLOUR_RANK for the colour distance of the aligned region:
+    of two versions of one picture that both verify, the one in the query's colours first."""
+    return round(score * (1.0 - COLOUR_RANK * min(1.0, distance / COLOUR_SCALE)), 6)
+
+
+def _hue_difference(q: np.ndarray, s: np.ndarray, grey_query: bool, strict_grey: bool = False) -> float:
+    """Median hue difference (degrees) of the cells coloured on the query side; 0 when no vote
+    (a grey query; a grey stored picture, unless `strict_grey`: a verified drawing in colour
+    and in grey are one picture, but colours alone, unaligned, must agree)."""
     qa, sa = q[:, 1:] - 128, s[:, 1:] - 128
     qc, sc = np.hypot(qa[:, 0], qa[:, 1]), np.hypot(sa[:, 0], sa[:, 1])
-    if grey_query or sc.mean() < GREY_CHROMA:
+    if grey_query or not strict_grey and sc.mean() < GREY_CHROMA:
         return 0.0
     vote = qc > CHROMA  # a copy may lose colour (grey, desaturated), never gain it, but for overlays:
     if vote.sum() < max(3, OVERLAY_SHARE * len(vote)):  # a coloured caption over a grey picture
@@ -225,22 +259,24 @@ def _hue_difference(q: np.ndarray, s: np.ndarray, grey_query: bool) -> float:
 
 def check(e: Estimate | None, look: QueryLook, stored: Features, geometry: bool = True) -> Verified | None:
     """The verified copy an estimate makes, or None: plausible (unless `geometry` is False: an
-    alignment given, not fitted), lightness correlated, hues agreeing."""
+    alignment given, not fitted, where a coloured query does not match a grey picture),
+    lightness correlated, hues agreeing."""
     if e is None or geometry and not e.plausible:
         return None
-    ncc, hue = photometric(e, look, stored)
+    ncc, hue, distance = photometric(e, look, stored, strict_grey=not geometry)
     if ncc < MIN_NCC or hue > HUE_LIMIT:
         return None
-    return Verified(e, ncc, score_of(e.inliers))
+    return Verified(e, ncc, score_of(e.inliers), distance)
 
 
 def verify(query: Features, look: QueryLook, stored: Features,
-           mirror: Callable[[], tuple[Features | None, QueryLook | None]] | None = None) -> Verified | None:
+           mirror: Callable[[], tuple[Features | None, QueryLook | None]] | None = None,
+           min_ratio: float = MIN_INLIER_RATIO) -> Verified | None:
     """The query verified as a copy of `stored`, as is or else mirrored (`mirror` makes the
     mirrored query's features and look, when first needed); None when neither."""
-    found = check(estimate(query, stored, False), look, stored)
+    found = check(estimate(query, stored, False, min_ratio), look, stored)
     if found is None and mirror is not None:
         feats, mirror_look = mirror()
         if feats is not None and mirror_look is not None:
-            found = check(estimate(feats, stored, True), mirror_look, stored)
+            found = check(estimate(feats, stored, True, min_ratio), mirror_look, stored)
     return found

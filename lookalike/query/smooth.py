@@ -1,0 +1,91 @@
+"""Copies of smooth pictures (plain colours, gradients), which local features cannot verify.
+
+A stored record with fewer than SMOOTH_KEYPOINTS keypoints has no detail its 12 x 12 colour
+grid (models/keypoints.py) misses, so the grid stands for the picture: the query (its small
+CIELAB image) is resampled onto every window of the grid at least half as wide and half as
+high (crops of 50-95 % of a side, anywhere) and shaped as the query, as is and mirrored, and
+the window whose cells are nearest in colour wins. It is a copy when, with the SMOOTH_TRIM
+share of the cells that differ most set aside (a caption, a logo, a rotation's corners), the
+cells are within SMOOTH_DISTANCE of the stored ones; the query must be smooth itself
+(SMOOTH_DETAIL). Brightness or contrast edits of a plain colour make another plain colour:
+those stay unfound (no test can tell them from a different colour). Measured with
+bench/copybench.py (the set's flat and gradient items).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.keypoints import Features, _cv2
+from .verify import Estimate, QueryLook, Verified
+
+#: Stored records with fewer keypoints than this are checked by their colour grid.
+SMOOTH_KEYPOINTS = 20
+#: The query must be smooth too: its median lightness detail (`detail`, 8-bit CIELAB at 80 px)
+#: at most this (copies of the bench set's flats: 0-0.8, with captions and JPEG blocks; a
+#: crop of scikit-image's cell photo 2.7, which the grid alone took for a gradient's half).
+SMOOTH_DETAIL = 1.5
+#: A window is at least this share of the grid's side (crops keep half of each side).
+MIN_WINDOW = 0.5
+#: Share of the cells that may disagree (overlays up to a fifth, a 15 degree rotation's corners).
+SMOOTH_TRIM = 0.35
+#: The kept cells' largest colour distance (8-bit CIELAB; lightness alone for a grey query)
+#: a copy stays within (JPEG at quality 10-15 moves a plain colour's cells by up to 8; the
+#: bench set's stored flats are 10 or more apart, and the nearest ranks first).
+SMOOTH_DISTANCE = 9.0
+
+
+def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float
+                 ) -> tuple[float, tuple[int, int, int, int]]:
+    """(robust distance, (x0, y0, w, h) in cells) of the grid window nearest the query image,
+    among windows whose shape (`aspect`: the stored picture's width over height) is the
+    query's to within half a cell (a crop keeps the content's proportions)."""
+    cv2 = _cv2()
+    g = grid.shape[0]
+    best = (np.inf, (0, 0, g, g))
+    channels = slice(0, 1) if grey else slice(0, 3)
+    smallest = max(1, int(np.ceil(MIN_WINDOW * g)))
+    query_aspect = lab.shape[1] / lab.shape[0]
+    for h in range(smallest, g + 1):
+        for w in range(smallest, g + 1):
+            if abs(np.log(w / h * aspect / query_aspect)) > np.log(1 + 0.5 / w + 0.5 / h):
+                continue
+            small = cv2.resize(lab, (w, h), interpolation=cv2.INTER_AREA)[..., channels]
+            windows = np.lib.stride_tricks.sliding_window_view(grid[..., channels], (h, w), axis=(0, 1))
+            # windows: (g-h+1, g-w+1, channels, h, w)
+            d = np.sqrt(((windows - np.moveaxis(small, -1, 0)) ** 2).sum(axis=2)).reshape(*windows.shape[:2], -1)
+            kth = min(d.shape[-1] - 1, int((1 - SMOOTH_TRIM) * d.shape[-1]))
+            robust = np.partition(d, kth, axis=-1)[..., kth]
+            y, x = np.unravel_index(int(np.argmin(robust)), robust.shape)
+            if robust[y, x] < best[0]:
+                best = (float(robust[y, x]), (int(x), int(y), w, h))
+    return best
+
+
+def detail(lab: np.ndarray) -> float:
+    """Median absolute lightness detail of a small CIELAB image (lightness less its blur)."""
+    light = lab[..., 0].astype(np.float32)
+    return float(np.median(np.abs(light - _cv2().GaussianBlur(light, (0, 0), 2.0))))
+
+
+def smooth_match(look: QueryLook, stored: Features) -> Verified | None:
+    """The query verified as a copy of a smooth stored picture by its colour grid, or None."""
+    if len(stored.points) >= SMOOTH_KEYPOINTS or detail(look.lab) > SMOOTH_DETAIL:
+        return None
+    grid = stored.colours.astype(np.float32)
+    g = grid.shape[0]
+    found = None
+    for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
+        distance, (x0, y0, w, h) = _best_window(lab, grid, look.grey, stored.size[0] / stored.size[1])
+        if distance <= SMOOTH_DISTANCE and (found is None or distance < found[0]):
+            found = (distance, mirrored, (x0, y0, w, h))
+    if found is None:
+        return None
+    distance, mirrored, (x0, y0, w, h) = found
+    qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
+    sw, sh = stored.size
+    sx, sy = w / g * sw / qw, h / g * sh / qh
+    matrix = np.array([[sx, 0, x0 / g * sw], [0, sy, y0 / g * sh]], dtype=np.float64)
+    box = [round(x0 / g, 4), round(y0 / g, 4), round((x0 + w) / g, 4), round((y0 + h) / g, 4)]
+    cover = w * h / (g * g)
+    e = Estimate(0, 0, matrix, mirrored, 0.0, round(float(np.sqrt(1 / (sx * sy))), 4), box, cover, 1.0)
+    return Verified(e, 1.0, round(1.0 - 0.5 * distance / SMOOTH_DISTANCE, 6), distance)
