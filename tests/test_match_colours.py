@@ -103,3 +103,25 @@ def test_other_plain_colours_and_gradients_are_not_copies(col):
               _gradient((30, 140, 160), (120, 40, 160)), _gradient((240, 180, 60), (30, 140, 160))]
     for n, im in enumerate(others):
         assert col.match({"base64": b64(COPY_TRANSFORMS["crop"](im, n))})["hits"] == [], n
+
+
+def test_a_tuned_collection_takes_match_candidates_in_its_own_space(tmp_path):
+    """After a tune the stored vectors live in the learned space: the query's embedding must be
+    mapped the same way, or match's embedding candidates are the wrong records."""
+    from lookalike.query import match as matching
+    from lookalike.store.transform import Transform
+    db = lookalike.connect(tmp_path)
+    try:
+        c = db.collection("t", create=True)
+        c.upsert([{"_id": n, "_base64": b64(im)} for n, im in PHOTOS.items()])
+        dim = c._store.settings.dim
+        rotation, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((dim, dim)))
+        c._store.set_tuning({"transform": Transform(np.zeros(dim, np.float32), rotation.astype(np.float32)).to_dict()})
+        for name in ("coffee", "rocket", "horse"):
+            im = PHOTOS[name]
+            crop = im.crop((im.width // 10, im.height // 10, im.width * 9 // 10, im.height * 9 // 10))
+            query, _ = matching._query(c._searcher, "base64", b64(crop))
+            matching._candidates(c._searcher, query, [])
+            assert query.embedding_top[0] == name
+    finally:
+        db.close()

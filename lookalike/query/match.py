@@ -209,8 +209,9 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
             size = (small.shape[1], small.shape[0])
             unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
         # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE)
-        vector = encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0] \
-            if encoder is not None else None
+        # (mapped into the collection's tuned space, where its stored vectors are searched)
+        vector = None if encoder is None else engine.to_space(
+            encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0])
         return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved), []
     raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
 
