@@ -15,7 +15,7 @@ filter keeping a share s gets the width of the bucket at or below s, never an ea
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
