@@ -205,3 +205,24 @@ def test_forged_snapshot_state_is_caught_by_the_sample(data_dir, monkeypatch):
         assert sum(added) == 40
     finally:
         db.close()
+
+
+def test_a_copied_folder_written_apart_does_not_share_snapshots(data_dir, tmp_path, monkeypatch):
+    """Two copies of one folder (same identity) each given one different record at the same slot
+    reach the same write state: the sample's content hashes tell their snapshots apart."""
+    with lookalike.connect(data_dir) as db:
+        db.collection("c", create=True, model="none", dim=2).upsert(recs(0, 40))
+    twin = tmp_path / "twin"
+    shutil.copytree(data_dir, twin)
+    with lookalike.connect(data_dir) as db:
+        db.collection("c").upsert([{"_id": "r40", "_vector": [1.0, 0.4], "colour": "red", "n": 40}])
+    with lookalike.connect(twin) as db:
+        db.collection("c").upsert([{"_id": "r40", "_vector": [1.0, 0.4], "colour": "green", "n": 40}])
+        want = answers(db.collection("c"))
+    shutil.copy(data_dir / "fields" / "c.0.npz", twin / "fields" / "c.0.npz")
+    db, added = reopen(twin, monkeypatch)
+    try:
+        assert answers(db.collection("c")) == want and "r40" in matching(db.collection("c"), {"colour": "green"})
+        assert sum(added) == 41
+    finally:
+        db.close()

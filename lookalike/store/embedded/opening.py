@@ -71,7 +71,7 @@ def _from_snapshot(reader: sqlite3.Connection, name: str, n_rows: int, saved: fi
         return None
     ids, saved_alive = table
     live = np.flatnonzero(saved_alive)
-    if not _sample_agrees(reader, name, ids, saved.hashes, live):
+    if not _sample_agrees(reader, name, ids, saved, live):
         log.warning("field index snapshot of %r disagrees with its records: rebuilding", name)
         return None
     alive = np.zeros(_capacity(n_rows), dtype=bool)
@@ -84,16 +84,17 @@ def _from_snapshot(reader: sqlite3.Connection, name: str, n_rows: int, saved: fi
     return Slots(ids, of, alive, hashes, saved.index(), saved.covered, saved.state, state)
 
 
-def _sample_agrees(reader: sqlite3.Connection, name: str, ids: list[str | None], hashes: np.ndarray,
+def _sample_agrees(reader: sqlite3.Connection, name: str, ids: list[str | None], saved: field_snapshot.Saved,
                    live: np.ndarray) -> bool:
     """Whether up to SAMPLE live records have, in SQLite, the slot and content hash saved."""
     picks = live[np.linspace(0, len(live) - 1, min(SAMPLE, len(live))).astype(np.int64)] if len(live) else live
     want = {ids[s]: int(s) for s in picks.tolist()}
     rows = reader.execute(f"SELECT id, slot, content_hash FROM records WHERE collection=? AND id IN ({marks(want)})",
                           (name, *want)).fetchall() if want else []
-    if len(rows) != len(want):
+    if len(rows) != len(want) or any(want.get(rid) != slot for rid, slot, _ in rows):
         return False
-    return all(want.get(rid) == slot and field_snapshot.hash64([h])[0] == hashes[slot] for rid, slot, h in rows)
+    slots = np.array([slot for _, slot, _ in rows], dtype=np.int64)
+    return saved.matches(slots, field_snapshot.hash64([h for _, _, h in rows]))
 
 
 def _from_records(reader: sqlite3.Connection, name: str, n_rows: int, saved: field_snapshot.Saved | None,
