@@ -14,11 +14,10 @@ from lookalike.models.colors import dominant_colors
 from lookalike.models import fingerprint as fp
 from lookalike.query import duplicates as dup
 from lookalike.sample import COLORS, draw_item
-from lookalike.testing.photos import photo_like
+from lookalike.testing.photos import jpeg_base64, photo_like
 
 
-def b64(im) -> str:
-    return base64.b64encode(encode(im)).decode()
+b64 = jpeg_base64
 
 
 RED = draw_item("stripes", COLORS["red"], seed=1, size=288)

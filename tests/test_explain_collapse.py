@@ -6,7 +6,6 @@ lookalike/testing/copies.py: copies must collapse, distinct photographs and simi
 """
 from __future__ import annotations
 
-import base64
 import json
 import random
 
@@ -19,6 +18,7 @@ import lookalike
 from lookalike.cli import main
 from lookalike.errors import BadRequest
 from lookalike.testing.copies import crop60, down5, encode, jpeg10, mirror
+from lookalike.testing.photos import jpeg_base64
 from lookalike.testing.servers import serving
 
 data = pytest.importorskip("skimage.data")
@@ -33,10 +33,6 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(data, name)()).convert("RGB")
 
 
-def b64(image: Image.Image) -> str:
-    return base64.b64encode(encode(image)).decode()
-
-
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory):
     """Four photographs, each with a 5x smaller copy, a quality-10 JPEG and a mirror; the stereo pair."""
@@ -44,11 +40,11 @@ def photo_dir(tmp_path_factory):
     records = []
     for n, name in enumerate(PHOTOS):
         original = photo(name)
-        records += [{"_id": name, "_base64": b64(original), "kind": "original", "n": n},
-                    {"_id": f"{name}-small", "_base64": b64(down5(original, 1)), "kind": "copy", "n": n},
-                    {"_id": f"{name}-q10", "_base64": b64(jpeg10(original, 1)), "kind": "copy", "n": n},
-                    {"_id": f"{name}-mirror", "_base64": b64(mirror(original, 1)), "kind": "copy", "n": n}]
-    records += [{"_id": side, "_base64": b64(photo(side)), "kind": "original", "n": 9}
+        records += [{"_id": name, "_base64": jpeg_base64(original), "kind": "original", "n": n},
+                    {"_id": f"{name}-small", "_base64": jpeg_base64(down5(original, 1)), "kind": "copy", "n": n},
+                    {"_id": f"{name}-q10", "_base64": jpeg_base64(jpeg10(original, 1)), "kind": "copy", "n": n},
+                    {"_id": f"{name}-mirror", "_base64": jpeg_base64(mirror(original, 1)), "kind": "copy", "n": n}]
+    records += [{"_id": side, "_base64": jpeg_base64(photo(side)), "kind": "original", "n": 9}
                 for side in ("stereo-left", "stereo-right")]
     with lookalike.connect(folder) as db:
         col = db.collection("photos", create=True)

@@ -5,22 +5,17 @@ and plain colours and gradients (no keypoints) are found through their colour gr
 other colours are not."""
 from __future__ import annotations
 
-import base64
+from functools import partial
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 import lookalike
-from lookalike.testing.copies import COPY_TRANSFORMS, encode, tint
+from lookalike.testing.copies import COPY_TRANSFORMS, tint
+from lookalike.testing.photos import jpeg_base64, skimage_photo
 
-data = pytest.importorskip("skimage.data")
-
-
-def _photo(name: str) -> Image.Image:
-    im = Image.fromarray(getattr(data, name)()).convert("RGB")
-    im.thumbnail((400, 400))
-    return im
+pytest.importorskip("skimage.data")  # skimage_photo below
 
 
 def _gradient(a: tuple[int, int, int], b: tuple[int, int, int], size=(360, 240)) -> Image.Image:
@@ -29,15 +24,14 @@ def _gradient(a: tuple[int, int, int], b: tuple[int, int, int], size=(360, 240))
     return Image.fromarray((np.array(a) * (1 - t) + np.array(b) * t).astype(np.uint8))
 
 
-PHOTOS = {n: _photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse")}
+PHOTOS = {n: skimage_photo(n, 400) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse")}
 COFFEE_DARK = ImageEnhance.Brightness(PHOTOS["coffee"]).enhance(0.45)   # the "night edition"
 PLAIN = Image.fromarray(np.clip(np.array((120, 60, 70)) + np.random.default_rng(1).normal(0, 2, (400, 600, 3)),
                                 0, 255).astype(np.uint8))
 GRADIENT = _gradient((30, 140, 160), (240, 180, 60))
 
 
-def b64(im: Image.Image) -> str:
-    return base64.b64encode(encode(im, quality=92)).decode()
+b64 = partial(jpeg_base64, quality=92)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ ones): each copy family is found with the region and transform it shows, another
 a copy, a non-copy finds nothing, bad thresholds are refused."""
 from __future__ import annotations
 
-import base64
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,24 +11,18 @@ from PIL import Image
 
 import lookalike
 from lookalike.errors import BadRequest
-from lookalike.testing.copies import COPY_TRANSFORMS, encode, tint
+from lookalike.testing.copies import COPY_TRANSFORMS, tint
+from lookalike.testing.photos import jpeg_base64, skimage_photo
 
-data = pytest.importorskip("skimage.data")
-
-
-def _photo(name: str) -> Image.Image:
-    im = Image.fromarray(getattr(data, name)()).convert("RGB")
-    im.thumbnail((400, 400))
-    return im
+pytest.importorskip("skimage.data")  # skimage_photo below
 
 
-PHOTOS = {n: _photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse", "coins")}
+PHOTOS = {n: skimage_photo(n, 400) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera", "horse", "coins")}
 TINTED = tint(PHOTOS["astronaut"], 120)
-OUTSIDER = _photo("hubble_deep_field")   # never stored
+OUTSIDER = skimage_photo("hubble_deep_field", 400)   # never stored
 
 
-def b64(im: Image.Image) -> str:
-    return base64.b64encode(encode(im, quality=92)).decode()
+b64 = partial(jpeg_base64, quality=92)
 
 
 @pytest.fixture(scope="module")

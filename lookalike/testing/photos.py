@@ -1,6 +1,8 @@
-"""Photo-like test images: smooth gradients, blobs and noise, reproducible from a seed."""
+"""Test images: photo-like ones drawn from a seed, scikit-image's bundled photos, and the
+base64 JPEG text a `_base64` record or query carries."""
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
@@ -21,3 +23,19 @@ def photo_like(seed: int, size: int = 512) -> Image.Image:
         img += blob[..., None] * rng.uniform(-120, 120, 3)
     img += rng.normal(0, 6, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def skimage_photo(name: str, side: int | None = None) -> Image.Image:
+    """scikit-image's bundled photo `name` (`skimage.data.<name>()`) as RGB, thumbnailed to fit
+    `side` x `side` when given (real pictures no one here drew; skimage is a test dependency)."""
+    from skimage import data
+    im = Image.fromarray(getattr(data, name)()).convert("RGB")
+    if side is not None:
+        im.thumbnail((side, side))
+    return im
+
+
+def jpeg_base64(im: Image.Image, quality: int = 90) -> str:
+    """An image as base64 JPEG text (a `_base64` record's or query's value)."""
+    from .copies import encode
+    return base64.b64encode(encode(im, quality=quality)).decode()
