@@ -233,6 +233,10 @@ def main() -> None:
             ("GPU: model only, fp16", lambda: model_only(max(n, 4 * b), b, gpu_enc)),
             ("GPU: ingest, resize on GPU (fp16)", lambda: ingest(paths, b, model, gpu_enc, resize="device")),
             ("GPU: ingest, resize on host (fp16)", lambda: ingest(paths, b, model, gpu_enc, resize="host")),
+            ("GPU: ingest, decode in processes, resize on GPU", lambda: ingest(paths, b, model, gpu_enc,
+                                                                               decode="processes", resize="device")),
+            ("GPU: ingest, decode in processes, resize on host", lambda: ingest(paths, b, model, gpu_enc,
+                                                                                decode="processes", resize="host")),
         ]
     else:
         gpu_note = ("GPU rows skipped: torch sees no CUDA device here (torch "
