@@ -111,3 +111,35 @@ def test_top_k_breaks_ties_at_the_kth_score_by_position():
         k = int(rng.integers(1, 60))
         from lookalike.index.exact import top_k
         assert top_k(scores, k).tolist() == np.lexsort((np.arange(len(scores)), -scores))[:k].tolist()
+
+
+GOOD = [0.1] * DIM
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([float("nan")] * DIM, r"'vectors'\[2\] contains NaN or infinite values"),
+    ([0.1] * 3, r"'vectors'\[2\] has 3 dimensions, the collection expects 24"),
+    ([0.0] * DIM, r"'vectors'\[2\] is all zeros"),
+    ([1e30] * DIM, r"'vectors'\[2\] is too long"),
+    (["0.1"] + [0.1] * (DIM - 1), r"'vectors'\[2\] must contain only numbers"),
+    ([True] + [0.1] * (DIM - 1), r"'vectors'\[2\] must contain only numbers"),
+    ([10 ** 400] + [0.1] * (DIM - 1), r"'vectors'\[2\] contains a number too large"),
+    ([], r"'vectors'\[2\] must be a non-empty list"),
+])
+def test_a_bad_vector_in_a_batch_is_named_by_its_position(collections, bad, message):
+    with pytest.raises(BadRequest, match=message):
+        collections["exact"].search({"vectors": [GOOD, GOOD, bad, GOOD]})
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_batch_rows_are_bit_for_bit_the_single_query_vectors(db, metric):
+    """One NumPy pass over the batch gives exactly the vector each `{"vector": v}` query gets
+    (so the same hits and the same scores to the last bit)."""
+    col = db.collection(f"rows_{metric}", create=True, model="none", dim=DIM, metric=metric)
+    rng = np.random.default_rng(4)
+    scales = rng.uniform(1e-3, 1e3, (60, 1))
+    values = (rng.standard_normal((60, DIM)) * scales).tolist()
+    values[3] = [int(x * 100) for x in values[3]]  # integers mixed in
+    rows = col._searcher.vector_rows(values)
+    single = [col._searcher.anchor_vector({"vector": v})[0] for v in values]
+    assert rows.dtype == np.float32 and all(np.array_equal(r, s) for r, s in zip(rows, single))
