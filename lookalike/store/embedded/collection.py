@@ -79,7 +79,6 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._rw = ReadWriteLock()  # reads share it; publishing a write takes it alone
         self._dropped = False
         self._generation = generation
-        self._docs = DocCache()  # stored documents by slot (docs.py), emptied with each new generation
         self._load()
         if not store.read_only:
             self._sync_keywords()
@@ -95,13 +94,12 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         if not dim:
             raise LookalikeError(f"collection {self.name!r} has no dimension recorded")
         reader = self._store.reader()
-        self._docs.clear()  # slots of another generation: before and after the view changes
         reader.execute("BEGIN")
         try:
             self._load_in(reader, dim)
         finally:
             reader.execute("COMMIT")
-        self._docs.clear()
+        self._docs = DocCache(self._slot_of)  # stored documents by slot of this generation (docs.py)
         self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
         index_class = _ReadOnlyIndex if self._store.read_only else CollectionIndex
@@ -231,7 +229,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         """Stored documents (None for an unknown id), kept per slot after the first read (docs.py)."""
         if self._store.read_only and self._store.changed_elsewhere():
             self._docs.clear()  # the writer committed: what was read before may be stale
-        docs = read_docs(self._docs, self._store.reader(), self.name, ids, lambda: self._slot_of)
+        docs = read_docs(self._docs, self._store.reader(), self.name, ids)
         self._check_present()  # rows of a re-created namesake are not this collection's
         return docs
 

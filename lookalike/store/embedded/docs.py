@@ -19,8 +19,7 @@ documents do go to the database (as ever); there the cache is emptied whenever S
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ...jsontext import load_json, load_json_many
 from .sqlite import chunks, marks
@@ -32,34 +31,34 @@ ENTRY_OVERHEAD = 200
 
 
 class DocCache:
-    """(doc text, computed text) per slot, least recently used first out, bounded in bytes.
+    """(doc text, computed text) per slot, bounded in bytes, oldest kept first out.
 
-    `epoch` changes with every `clear`: a reader notes it before its database read and stores
-    what it read only if it is unchanged, so rows read from an older generation never land in
-    a newer one's cache.
+    One cache serves one generation of the collection's view, `view` (its id -> slot dict, which
+    writes change in place and compaction replaces): a reader takes the cache object and uses its
+    `view`, so slots and kept texts always come from the same generation.
+
+    First in, first out rather than least recently used: a read then touches only the dict's
+    table (no reordering, no lock: each `dict.get` is atomic), and a document still in demand
+    after leaving is read and kept again. `epoch` changes with every `clear`: a reader notes it
+    before its database read and stores what it read only if it is unchanged, so rows read
+    before commits this process did not make never land after the clear they caused.
     """
 
-    def __init__(self, limit_bytes: int | None = None) -> None:
+    def __init__(self, view: dict[str, int], limit_bytes: int | None = None) -> None:
+        self.view = view
         self.limit = CACHE_BYTES if limit_bytes is None else limit_bytes
         self.epoch = 0
-        self._items: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._items: dict[int, tuple[str, str]] = {}
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # writers: store and clear
 
     def __len__(self) -> int:
         return len(self._items)
 
     def lookup(self, slots: Sequence[int | None]) -> list[tuple[str, str] | None]:
         """The kept texts per slot (None: not kept, or no slot)."""
-        items = self._items
-        out: list[tuple[str, str] | None] = []
-        with self._lock:
-            for slot in slots:
-                texts = items.get(slot) if slot is not None else None
-                if texts is not None:
-                    items.move_to_end(slot)
-                out.append(texts)
-        return out
+        get = self._items.get
+        return [get(slot) if slot is not None else None for slot in slots]
 
     def store(self, epoch: int, entries: list[tuple[int, tuple[str, str]]]) -> None:
         """Keep `entries` (slot, texts) read while `epoch` was current; nothing if it has passed."""
@@ -68,22 +67,23 @@ class DocCache:
         with self._lock:
             if epoch != self.epoch:
                 return
+            items = self._items
             for slot, texts in entries:
-                if slot in self._items:
+                if slot in items:
                     continue
                 size = len(texts[0]) + len(texts[1]) + ENTRY_OVERHEAD
                 if size > self.limit:
                     continue
-                self._items[slot] = texts
+                items[slot] = texts
                 self._bytes += size
             while self._bytes > self.limit:
-                _, (doc, computed) = self._items.popitem(last=False)
+                doc, computed = items.pop(next(iter(items)))
                 self._bytes -= len(doc) + len(computed) + ENTRY_OVERHEAD
 
     def clear(self) -> None:
-        """Forget every slot (a new generation, or commits this process did not make)."""
+        """Forget every slot (commits this process did not make: a read-only store's)."""
         with self._lock:
-            self._items.clear()
+            self._items = {}
             self._bytes = 0
             self.epoch += 1
 
@@ -95,14 +95,13 @@ def parse(texts: list[tuple[str, str]]) -> list[dict]:
             for doc, (_, computed) in zip(docs, texts)]
 
 
-def read_docs(cache: DocCache, con, name: str, ids: Sequence[str],
-              slot_of: Callable[[], dict[str, int]]) -> list[dict | None]:
+def read_docs(cache: DocCache, con, name: str, ids: Sequence[str]) -> list[dict | None]:
     """The stored documents of `ids` (None for an id without a row), from the cache where the
-    collection's current slot of an id is kept, else from the database (`con`), keeping each row
-    read whose slot is the one the collection's view (`slot_of()`) gives its id at that moment."""
+    slot its view gives an id is kept, else from the database (`con`), keeping each row read
+    whose slot is the one the view gives its id after the read."""
     ids = list(ids)
     epoch = cache.epoch
-    current = slot_of()
+    current = cache.view
     kept = cache.lookup([current.get(i) for i in ids])
     if None not in kept:  # every one kept: a search's hits read again
         return parse(kept)  # type: ignore[arg-type]
@@ -115,7 +114,7 @@ def read_docs(cache: DocCache, con, name: str, ids: Sequence[str],
             for rid, slot, doc, computed in con.execute(q, (name, *chunk)).fetchall():
                 texts[rid] = (doc, computed)
                 fresh.append((slot, rid, (doc, computed)))
-        current = slot_of()  # the view now: an id moved meanwhile keeps nothing under its old slot
+        # an id written or deleted meanwhile keeps nothing (its slot in the view moved or went)
         cache.store(epoch, [(slot, t) for slot, rid, t in fresh if current.get(rid) == slot])
     found = [texts.get(i) for i in ids]
     present = [t for t in found if t is not None]
