@@ -143,3 +143,19 @@ def test_batch_rows_are_bit_for_bit_the_single_query_vectors(db, metric):
     rows = col._searcher.vector_rows(values)
     single = [col._searcher.anchor_vector({"vector": v})[0] for v in values]
     assert rows.dtype == np.float32 and all(np.array_equal(r, s) for r, s in zip(rows, single))
+
+
+@pytest.mark.parametrize("dim", [3, 24, 256, 1280])
+def test_rescore_many_is_each_single_rescoring_to_the_bit(dim):
+    from lookalike.index.exact import dot, rescore_many, top_k
+    rng = np.random.default_rng(dim)
+    rows = rng.standard_normal((4000, dim)).astype(np.float32)
+    rows[50:90] = rows[49]  # tied candidates: the lower position first, as top_k ranks them
+    queries = rng.standard_normal((150, dim)).astype(np.float32)
+    cands = rng.integers(0, 4000, (150, 20))
+    cands[:, :5] = np.arange(49, 54)
+    for k in (1, 10, 20):
+        for (slots, scores), cand, q in zip(rescore_many(rows, queries, cands, k), cands, queries):
+            single = dot(rows[cand], q)
+            best = top_k(single, k)
+            assert slots.tolist() == cand[best].tolist() and np.array_equal(scores, single[best])
