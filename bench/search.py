@@ -31,7 +31,8 @@ Reported per row:
 - recall@10 against exact search over the same records (for filters: over the matching ones)
 - p50/p99 ms: one query at a time; `store` is the engine (filter, plan, HNSW, exact re-score),
   `api` adds `Collection.search` (query parsing, documents from SQLite, projection)
-- p50/raw, p50/raw@same: p50 over the `raw` and the `raw@same` row's p50
+- p50/raw, p50/raw@same: p50 over the `raw` and the `raw@same` row's p50 (batch rows: time per
+  query over the raw batch's); a `# api/raw` line per case repeats the API's two ratios
 - qps: queries per second with 2 threads on the 2 cores
 """
 from __future__ import annotations
@@ -349,11 +350,12 @@ def measure(label: str, kind: str, col, data: np.ndarray, queries: np.ndarray, m
                         f"{mem / f32_mb:5.2f} | {mem / i8_mb:5.2f} | {rec:6.3f} | {p50:6.2f} | {p99:6.2f} | "
                         f"{ratio:5.2f} | {same:5.2f} | {rate:7.0f} | {extra}{lists if name == 'store' else ''}")
             print(rows[-1], flush=True)
-        batch_rows(label, kind, n, fname, flt, col, raw, mask, raw_width, queries, truth[fname], args, rows)
+        single = percentiles(lat["api"])[0] / percentiles(lat["raw@same"])[0]
+        batch_rows(label, kind, n, fname, flt, col, raw, mask, raw_width, queries, truth[fname], args, rows, single)
 
 
 def batch_rows(label: str, kind: str, n: int, fname: str, flt, col, raw, mask, width, queries: np.ndarray,
-               truth: list[set[int]], args, rows: list[str]) -> None:
+               truth: list[set[int]], args, rows: list[str], single: float) -> None:
     """All queries in one call: `{"vectors": [...]}` through the API against one FAISS search of
     the batch at the same width (both on 2 threads); the time per query of the best of ROUNDS."""
     import faiss
@@ -374,6 +376,10 @@ def batch_rows(label: str, kind: str, n: int, fname: str, flt, col, raw, mask, w
         times["api batch"].append(time.perf_counter() - t)
         got["api batch"] = [{int(h["_id"][1:]) for h in one} for one in hits]
     base = min(times["raw batch"]) / len(queries) * 1000
+    api_per = min(times["api batch"]) / len(queries) * 1000
+    # the issue's targets (#21: 1.2x unfiltered, 1.5x filtered), one line per case for the closing note
+    print(f"# api/raw {label} {kind} {n:,} filter {fname}: single {single:.2f} (p50 over raw@same), "
+          f"batched {api_per / base:.2f} (per query over the raw batch)", flush=True)
     for name in ("raw batch", "api batch"):
         per = min(times[name]) / len(queries) * 1000
         rec = float(np.mean([len(g & t) / K for g, t in zip(got[name], truth)]))

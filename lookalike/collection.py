@@ -256,6 +256,7 @@ class Collection:
         if text is not None or hybrid is not None or params.same_label:
             raise BadRequest("a 'vectors' query takes no 'text', 'hybrid' or 'same_label': search them one at a time")
         if self.settings.compound:  # ranked by several parts (query/text_search.py): one search each
+            self._searcher.vector_rows(vectors)  # every row checked first, a bad one named by position
             return [run_text_search(self._searcher, dataclasses.replace(params, query={"vector": v}), None, None)
                     for v in vectors]
         return self._searcher.visual_many(params, vectors)

@@ -111,3 +111,51 @@ def test_top_k_breaks_ties_at_the_kth_score_by_position():
         k = int(rng.integers(1, 60))
         from lookalike.index.exact import top_k
         assert top_k(scores, k).tolist() == np.lexsort((np.arange(len(scores)), -scores))[:k].tolist()
+
+
+GOOD = [0.1] * DIM
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([float("nan")] * DIM, r"'vectors'\[2\] contains NaN or infinite values"),
+    ([0.1] * 3, r"'vectors'\[2\] has 3 dimensions, the collection expects 24"),
+    ([0.0] * DIM, r"'vectors'\[2\] is all zeros"),
+    ([1e30] * DIM, r"'vectors'\[2\] is too long"),
+    (["0.1"] + [0.1] * (DIM - 1), r"'vectors'\[2\] must contain only numbers"),
+    ([True] + [0.1] * (DIM - 1), r"'vectors'\[2\] must contain only numbers"),
+    ([10 ** 400] + [0.1] * (DIM - 1), r"'vectors'\[2\] contains a number too large"),
+    ([], r"'vectors'\[2\] must be a non-empty list"),
+])
+def test_a_bad_vector_in_a_batch_is_named_by_its_position(collections, bad, message):
+    with pytest.raises(BadRequest, match=message):
+        collections["exact"].search({"vectors": [GOOD, GOOD, bad, GOOD]})
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_batch_rows_are_bit_for_bit_the_single_query_vectors(db, metric):
+    """One NumPy pass over the batch gives exactly the vector each `{"vector": v}` query gets
+    (so the same hits and the same scores to the last bit)."""
+    col = db.collection(f"rows_{metric}", create=True, model="none", dim=DIM, metric=metric)
+    rng = np.random.default_rng(4)
+    scales = rng.uniform(1e-3, 1e3, (60, 1))
+    values = (rng.standard_normal((60, DIM)) * scales).tolist()
+    values[3] = [int(x * 100) for x in values[3]]  # integers mixed in
+    rows = col._searcher.vector_rows(values)
+    single = [col._searcher.anchor_vector({"vector": v})[0] for v in values]
+    assert rows.dtype == np.float32 and all(np.array_equal(r, s) for r, s in zip(rows, single))
+
+
+@pytest.mark.parametrize("dim", [3, 24, 256, 1280])
+def test_rescore_many_is_each_single_rescoring_to_the_bit(dim):
+    from lookalike.index.exact import dot, rescore_many, top_k
+    rng = np.random.default_rng(dim)
+    rows = rng.standard_normal((4000, dim)).astype(np.float32)
+    rows[50:90] = rows[49]  # tied candidates: the lower position first, as top_k ranks them
+    queries = rng.standard_normal((150, dim)).astype(np.float32)
+    cands = rng.integers(0, 4000, (150, 20))
+    cands[:, :5] = np.arange(49, 54)
+    for k in (1, 10, 20):
+        for (slots, scores), cand, q in zip(rescore_many(rows, queries, cands, k), cands, queries):
+            single = dot(rows[cand], q)
+            best = top_k(single, k)
+            assert slots.tolist() == cand[best].tolist() and np.array_equal(scores, single[best])

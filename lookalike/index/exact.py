@@ -95,6 +95,27 @@ MANY_MARGIN = 16
 MANY_CHUNK = 32_768
 
 
+#: Queries re-scored per gather in `rescore_many` (64 queries x 20 candidates x 1504 floats: 8 MB).
+RESCORE_CHUNK = 64
+
+
+def rescore_many(vectors: np.ndarray, queries: np.ndarray, cands: np.ndarray,
+                 k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query row, its candidate slots (a row of `cands`, at most SMALL of them) re-scored and
+    ranked as `dot` and `top_k` do one query at a time: (best k slots, their scores). One gather
+    and one einsum per chunk of queries; each sum runs over the same contiguous inner loop as a
+    single query's, so the scores are the same to the bit (tests/test_batch_search.py)."""
+    vectors = plain(vectors)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for start in range(0, len(cands), RESCORE_CHUNK):
+        part = cands[start:start + RESCORE_CHUNK]
+        scores = np.einsum("qpd,qd->qp", vectors[part], queries[start:start + RESCORE_CHUNK])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # top_k of a few: one stable sort
+        rows = np.arange(len(part))[:, None]
+        out += zip(part[rows, order], scores[rows, order])
+    return out
+
+
 def top_k_many(vectors: np.ndarray, queries: np.ndarray, k: int,
                slots: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """`ExactIndex.search` for each query row, over `vectors[slots]` (all rows when None).

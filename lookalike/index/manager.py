@@ -19,7 +19,7 @@ from . import planning
 from .ann import KINDS
 from .calibrate import GROWTH, MIN_QUERIES, QUERIES, Calibration, calibrate, floor
 from .compress import PCA
-from .exact import ExactIndex, dot, plain, score_all, score_slots, top_k, top_k_many
+from .exact import SMALL, ExactIndex, dot, plain, rescore_many, score_all, score_slots, top_k, top_k_many
 from .masks import MaskInfo, MaskInfos, cached_params
 from .planning import Plan
 from .rwlock import RWLock
@@ -422,6 +422,9 @@ class CollectionIndex:
             found = self._ann_candidates_many(queries, k, allowed, info, plan)
             if found is not None:
                 matrix = plain(self._matrix())
+                sizes = {len(cand) if cand is not None else -1 for cand in found}
+                if len(sizes) == 1 and 0 < next(iter(sizes)) <= SMALL:  # all answered, alike: one gather
+                    return rescore_many(matrix, queries, np.stack(found), k)
                 out = []
                 for query, cand in zip(queries, found):
                     if cand is None:

@@ -13,6 +13,7 @@ class RWLock:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._waiting = 0  # writers waiting for readers to leave
 
     def acquire_read(self) -> None:
         with self._cond:
@@ -23,13 +24,17 @@ class RWLock:
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1
-            if not self._readers:  # only a writer waits for readers
+            if not self._readers and self._waiting:  # only a writer waits for readers
                 self._cond.notify_all()
 
     def acquire_write(self) -> None:
         with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._writer = True
 
     def release_write(self) -> None:

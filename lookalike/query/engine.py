@@ -17,7 +17,7 @@ from ..errors import BadRequest, NotFound, NotImplementedYet
 from ..models import get_encoder, l2_normalize
 from ..models.base import ImageEncoder
 from ..models.images import DEFAULT_MAX_PIXELS, load_pixels
-from ..records import check_ids, decode_base64, parse_vector
+from ..records import check_ids, decode_base64, parse_vector, parse_vectors
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
@@ -155,15 +155,28 @@ class Searcher:
         """Hits per vector of a `vectors` query (several queries in one call): each list is what
         `visual` returns for `{"vector": v}` with the same parameters (negative anchors apply to
         every vector), from one batched store search."""
-        rows = [self.anchor_vector({"vector": value})[0] for value in vectors]
+        queries = self.vector_rows(vectors)
         negatives: list[np.ndarray] = []
         exclude: list[str] = []
         for anchor in params.negative:
             vecs, ids = self.anchors(anchor)
             negatives += vecs
             exclude += ids
-        queries = np.stack([combine_anchors([row], negatives, params.negative_weight) for row in rows])
+        if negatives:  # combine_anchors' arithmetic, on every row at once
+            queries = (queries - params.negative_weight * np.mean(np.stack(negatives), axis=0)).astype(np.float32)
         return self.run_many(params, queries, exclude=exclude)
+
+    def vector_rows(self, vectors: list[Any]) -> np.ndarray:
+        """The rows of a `vectors` query as `anchor_vector` makes each `{"vector": v}`: checked
+        (a bad one named by position), unit length for cosine, mapped by the tuning; bit for bit
+        the same values, computed for all rows at once."""
+        rows = parse_vectors(vectors, self.settings.dim)
+        if self.settings.metric == "cosine":  # l2_normalize's sum per row: the same float32 results
+            norms = np.sqrt(np.add.reduce(rows * rows, axis=1))
+            rows = rows / np.where(norms > 0, norms, np.float32(1.0))[:, None]
+        if self.store.transform is not None:  # row by row: a matrix product may round otherwise
+            rows = np.stack([self.to_space(row) for row in rows])
+        return rows
 
     def run_many(self, params: SearchParams, queries: np.ndarray, *, exclude: list[str]) -> list[list[dict]]:
         """`run` for each row of `queries`: one store search and one metadata read for the batch."""

@@ -64,13 +64,72 @@ Node = Union[Cond, And, Or, Not]
 MATCH_ALL = And(())
 
 
+#: Parsed filters kept by their exact value (filters repeat: tenants, categories, facets): parsing
+#: `{"p10": true}` cost 4 us of a 100 us search, three conditions 10 us; and their mask-cache keys.
+_PARSED: dict[tuple, Node] = {}
+_KEYS: dict[int, tuple[Node, str]] = {id(MATCH_ALL): (MATCH_ALL, repr(MATCH_ALL))}
+#: Filters kept, and the most values one kept filter may hold (larger ones are parsed each time).
+PARSED_MAX, FROZEN_MAX = 512, 64
+
+
 def parse_filter(spec: Any) -> Node:
-    """Validate a filter object and return its tree; `None`/`{}` match everything."""
+    """Validate a filter object and return its tree; `None`/`{}` match everything. A filter seen
+    before (the same JSON value, types included) gives the same tree object again (trees are
+    immutable); one that was refused is checked again each time."""
     if spec is None:
         return MATCH_ALL
     if not isinstance(spec, dict):
         raise BadRequest(f"a filter must be a JSON object, got {type(spec).__name__}")
-    return _parse_object(spec, depth=0, budget=_Budget())
+    frozen = _frozen(spec, [FROZEN_MAX])
+    node = _PARSED.get(frozen) if frozen is not None else None
+    if node is None:
+        node = _parse_object(spec, depth=0, budget=_Budget())
+        if frozen is not None:
+            if len(_PARSED) >= PARSED_MAX:
+                _PARSED.clear()
+                _KEYS.clear()
+                _KEYS[id(MATCH_ALL)] = (MATCH_ALL, repr(MATCH_ALL))
+            _KEYS[id(node)] = (node, repr(node))
+            _PARSED[frozen] = node
+    return node
+
+
+def filter_key(node: Node) -> str:
+    """A string that tells filters apart exactly (their repr: 1, 1.0 and True differ), for cache
+    keys; kept with the parsed filters, so a repeated filter costs a lookup, not a repr."""
+    kept = _KEYS.get(id(node))
+    return kept[1] if kept is not None and kept[0] is node else repr(node)
+
+
+def _frozen(value: Any, left: list[int]) -> tuple | None:
+    """A hashable image of a JSON value, equal only for values parsing cannot tell apart (exact
+    types; floats by their hex digits, so -0.0 is not 0.0); None for anything else and past
+    `left[0]` values (nesting or size), which are then parsed each time."""
+    left[0] -= 1
+    if left[0] < 0:
+        return None
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return (kind, value)
+    if kind is float:
+        return (kind, value.hex())
+    if kind is dict:
+        items = []
+        for key, item in value.items():
+            frozen = _frozen(item, left)
+            if frozen is None or type(key) is not str:
+                return None
+            items.append((key, frozen))
+        return (kind, tuple(items))
+    if kind is list:
+        items = []
+        for item in value:
+            frozen = _frozen(item, left)
+            if frozen is None:
+                return None
+            items.append(frozen)
+        return (kind, tuple(items))
+    return None
 
 
 def _parse_object(spec: dict, depth: int, budget: _Budget) -> Node:

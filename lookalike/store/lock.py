@@ -106,6 +106,15 @@ class WriterLock:
             os.close(fd)
 
 
+class _ThreadState(threading.local):
+    """A thread's hold on a `ReadWriteLock`; class defaults, so a read of a field never set on
+    this thread finds one instead of raising AttributeError inside getattr (~0.7 us each)."""
+
+    depth = 0  # reads held (nested)
+    counted = False  # whether the outermost read counts in `_readers`
+    writing = False  # whether this thread holds the write side
+
+
 class ReadWriteLock:
     """Many readers or one writer, writers first (a steady stream of searches never starves a
     write). Re-entrant per thread for reads, and for reads inside this thread's own write."""
@@ -115,7 +124,7 @@ class ReadWriteLock:
         self._readers = 0
         self._writer = False
         self._waiting = 0
-        self._local = threading.local()
+        self._local = _ThreadState()
         self._reading = _Reading(self)
 
     def read(self) -> "_Reading":
@@ -125,8 +134,8 @@ class ReadWriteLock:
 
     def _enter_read(self) -> None:
         local = self._local
-        depth = getattr(local, "depth", 0)
-        if depth or getattr(local, "writing", False):
+        depth = local.depth
+        if depth or local.writing:
             local.depth = depth + 1  # nested in this thread's read or write: already held
             return
         with self._cond:
@@ -138,12 +147,12 @@ class ReadWriteLock:
     def _exit_read(self) -> None:
         local = self._local
         local.depth -= 1
-        if local.depth or not getattr(local, "counted", False):
+        if local.depth or not local.counted:
             return
         local.counted = False
         with self._cond:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._waiting:  # only a writer waits for readers
                 self._cond.notify_all()
 
     @contextmanager

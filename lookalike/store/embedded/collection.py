@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...errors import Conflict, LookalikeError, NotFound
-from ...jsontext import dump_json, load_json, load_json_many
+from ...jsontext import dump_json
 from ...index.manager import CollectionIndex
 from ...index.masks import MaskCache
 from ..filters import MATCH_ALL, Node
@@ -25,6 +25,7 @@ from ..transform import Transform, transform_of
 from ..text_vectors import TextMatrix, delete_text_vectors, write_text_vectors
 from ..vectors import VectorFile
 from . import fts
+from .docs import DocCache, read_docs
 from .opening import indexed_view, load_slots
 from .search import EmbeddedSearch
 from .sqlite import chunks, connect_db, marks, write_thumbnails
@@ -98,6 +99,7 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
             self._load_in(reader, dim)
         finally:
             reader.execute("COMMIT")
+        self._docs = DocCache(self._slot_of)  # stored documents by slot of this generation (docs.py)
         self._alive_version = 0  # bumped after every change of _alive (keys cached allowed-slot masks)
         # The ANN graph is derived data: loaded if it provably covers this vector file, else rebuilt.
         index_class = _ReadOnlyIndex if self._store.read_only else CollectionIndex
@@ -224,16 +226,12 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         return out
 
     def get(self, ids: Sequence[str]) -> list[dict | None]:
-        found: dict[str, dict] = {}
-        con = self._store.reader()
-        for chunk in chunks(list(ids), 500):
-            q = f"SELECT id, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
-            rows = con.execute(q, (self.name, *chunk)).fetchall()
-            docs = load_json_many([doc for _, doc, _ in rows])
-            for (rid, _, computed), doc in zip(rows, docs):
-                found[rid] = doc if computed == "{}" else {**doc, **load_json(computed)}  # most have none
+        """Stored documents (None for an unknown id), kept per slot after the first read (docs.py)."""
+        if self._store.read_only and self._store.changed_elsewhere():
+            self._docs.clear()  # the writer committed: what was read before may be stale
+        docs = read_docs(self._docs, self._store.reader(), self.name, ids)
         self._check_present()  # rows of a re-created namesake are not this collection's
-        return [found.get(i) for i in ids]
+        return docs
 
     def vectors(self, ids: Sequence[str], raw: bool = False) -> dict[str, np.ndarray]:
         with self._reading():

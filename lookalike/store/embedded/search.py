@@ -8,7 +8,7 @@ import numpy as np
 
 from ...index import planning
 from ...index.exact import ExactIndex, top_k
-from ..filters import MATCH_ALL, Node
+from ..filters import MATCH_ALL, Node, filter_key
 from ..base import Hit, SearchRequest
 from ..ranking import add_boosts, best_hits, group_keys
 
@@ -20,7 +20,7 @@ class EmbeddedSearch:
     def _allowed(self, where: Node, exclude: Sequence[str]) -> np.ndarray:
         n = self.n_slots
         if not exclude:  # live & filter, cached read-only (the index reuses its count and bitmap)
-            key = ("allowed", repr(where), n, self._fields_version, self._alive_version)
+            key = ("allowed", filter_key(where), n, self._fields_version, self._alive_version)
             return self._masks.get(key, lambda: self._live_matching(where, n))
         allowed = self._alive[:n].copy()
         if where is not MATCH_ALL:
@@ -33,7 +33,7 @@ class EmbeddedSearch:
 
     def _filter_mask(self, where: Node, n: int) -> np.ndarray:
         version = self._fields_version  # read before computing: a newer mask never hides under it
-        return self._masks.get((repr(where), n, version), lambda: self._fields.mask(where, n))
+        return self._masks.get((filter_key(where), n, version), lambda: self._fields.mask(where, n))
 
     def _live_matching(self, where: Node, n: int) -> np.ndarray:
         """Live slots matching `where`, as a new read-only mask."""

@@ -80,6 +80,14 @@ class EmbeddedStore(Store):
             self._local.con = con
         return con
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (the writing process, for a read-only store) committed to
+        the database since this thread last asked; True on a thread's first question."""
+        version = self.reader().execute("PRAGMA data_version").fetchone()[0]
+        last = getattr(self._local, "data_version", None)
+        self._local.data_version = version
+        return version != last
+
     def _remove_stale_vector_files(self) -> None:
         """Drop vector files of dropped collections and of superseded generations."""
         live = {f"{n}.{g}.f32" for n, g in self.writer.execute("SELECT name, generation FROM collections")}
