@@ -15,6 +15,7 @@ import numpy as np
 
 import lookalike
 from lookalike.index import manager
+from lookalike.index.ann import HnswIndex
 
 DIM = 32
 
@@ -102,3 +103,42 @@ def test_bulk_load_killed_mid_index_keeps_every_record(tmp_path: Path):
         assert col.info()["index"]["indexed_rows"] == n
         for i in (0, 4321, n - 1):
             assert top1(col, x[i] / np.linalg.norm(x[i])) == f"r{i}"
+
+
+def test_rows_waiting_in_a_bulk_load_join_the_graph_in_large_adds(db, monkeypatch):
+    """FAISS's add is parallel only within one call: a backlog goes in BULK_ADD_CHUNK rows at a
+    time (fewer calls, less CPU), a small remainder in ADD_CHUNK rows (searches wait less)."""
+    monkeypatch.setattr(manager, "ADD_CHUNK", 500)
+    monkeypatch.setattr(manager, "BULK_ADD_CHUNK", 2000, raising=False)
+    col = db.collection("v", create=True, model="none", dim=DIM, index={"type": "hnsw", "threshold": 500})
+    col.upsert(records(vectors(1000, 1)))
+    col._store.wait_index()
+    sizes: list[int] = []
+    add = HnswIndex.add
+
+    def counted(self, rows):
+        sizes.append(len(rows))
+        add(self, rows)
+    monkeypatch.setattr(HnswIndex, "add", counted)
+    extra = vectors(5300, 2)
+    col.upsert(records(extra, start=1000), batch_size=len(extra))
+    assert col._store.wait_index(60)
+    assert sum(sizes) == len(extra) and col.info()["index"]["indexed_rows"] == 1000 + len(extra)
+    assert sizes[:2] == [2000, 2000] and max(sizes) == 2000
+    assert top1(col, extra[4000]) == "r5000"
+
+
+def test_new_collections_build_with_efconstruction_64_and_old_ones_keep_theirs(tmp_path: Path):
+    """The calibrated beam (target_recall) makes up the recall a narrower build beam gives up;
+    a collection made with 128 keeps it, so its saved graph still matches and is not rebuilt."""
+    x = vectors(1500, 4)
+    with lookalike.connect(tmp_path) as db:
+        assert db.collection("new", create=True, model="none", dim=DIM).info()["index"]["expansion_add"] == 64
+        old = db.collection("old", create=True, model="none", dim=DIM,
+                            index={"type": "hnsw", "threshold": 500, "expansion_add": 128})
+        old.upsert(records(x))
+        old._store.wait_index()
+    with lookalike.connect(tmp_path) as db:
+        info = db.collection("old").info()["index"]
+        assert info["expansion_add"] == 128 and info["indexed_rows"] == len(x) and info["state"] == "ready"
+        assert top1(db.collection("old"), x[77]) == "r77"
