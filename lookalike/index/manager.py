@@ -243,7 +243,7 @@ class CollectionIndex:
         """Add rows ntotal..end-1 to the published index (searches wait)."""
         while ann.ntotal < end:
             start = ann.ntotal
-            step = ADD_CHUNK if end - start < 2 * ADD_CHUNK else min(end - start, BULK_ADD_CHUNK)
+            step = min(end - start, ADD_CHUNK if end - start < 2 * ADD_CHUNK else BULK_ADD_CHUNK)
             rows = np.ascontiguousarray(matrix[start:start + step], dtype=np.float32)
             self._rw.acquire_write()
             try:
