@@ -130,18 +130,3 @@ def test_rows_waiting_in_a_bulk_load_join_the_graph_in_large_adds(db, monkeypatc
     assert info["calibration"]["queries"] == 300 and info["calibration"]["rows"] == 1000 + len(extra) - 300
     assert top1(col, extra[4000]) == "r5000"
 
-
-def test_new_collections_build_with_efconstruction_64_and_old_ones_keep_theirs(tmp_path: Path):
-    """The calibrated beam (target_recall) makes up the recall a narrower build beam gives up;
-    a collection made with 128 keeps it, so its saved graph still matches and is not rebuilt."""
-    x = vectors(1500, 4)
-    with lookalike.connect(tmp_path) as db:
-        assert db.collection("new", create=True, model="none", dim=DIM).info()["index"]["expansion_add"] == 64
-        old = db.collection("old", create=True, model="none", dim=DIM,
-                            index={"type": "hnsw", "threshold": 500, "expansion_add": 128})
-        old.upsert(records(x))
-        old._store.wait_index()
-    with lookalike.connect(tmp_path) as db:
-        info = db.collection("old").info()["index"]
-        assert info["expansion_add"] == 128 and info["indexed_rows"] == len(x) and info["state"] == "ready"
-        assert top1(db.collection("old"), x[77]) == "r77"

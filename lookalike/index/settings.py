@@ -17,7 +17,7 @@ DTYPES = ("f32", "f16", "i8")
 #: `target_recall`: the recall@10 the index is calibrated to (calibrate.py): the search widths
 #: are then measured on the collection's own vectors, and `expansion_search` / `nprobe` only
 #: serve until that measurement is done, or always when it is null.
-INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 64,
+INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 128,
                                   "expansion_search": 64, "threshold": 20_000, "filter_threshold": 4096,
                                   "nlist": None, "nprobe": 32, "target_recall": 0.95}
 COMPRESSION_DEFAULTS: dict[str, Any] = {"dtype": "f32", "pca_dim": None}
