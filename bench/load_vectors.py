@@ -1,29 +1,40 @@
 """Bulk load of precomputed vectors: `col.upsert` of `_vector` records against FAISS's own add rate.
 
     python bench/load_vectors.py                       # 100k clustered 256-d, batches of 20k
-    python bench/load_vectors.py --size 300000 --no-raw
+    python bench/load_vectors.py --size 300000 --rows raw,upsert95,cli,search
+    python bench/load_vectors.py --expansion-add 128   # lookalike and raw FAISS with another efConstruction
 
-In one run, on the same vectors (clustered unit vectors like bench/search.py's), one row each:
+In one run, on the same vectors (clustered unit vectors like bench/search.py's), one row each
+of `--rows` (default all but `search`), in this order:
 
-- `raw faiss add`: `IndexHNSWFlat` (M 16, efConstruction 128, inner product) built by `add`
-  in batches: what the library itself does with the vectors, every core it is given
-- `upsert, target_recall null`: `Collection.upsert` in batches (default `auto` index: exact
-  up to 20k rows, then HNSW), the beam as configured
-- `upsert, target_recall 0.95`: the same with the default calibration (index/calibrate.py)
-- `store.write`: StoredRecords straight into the store (no record parsing or pipeline),
-  target 0.95: what the store and index cost alone
-- `lookalike ingest JSONL`: the same records as a JSONL catalogue through the CLI (its
-  default batch for model 'none'), from the command's start to its exit (index saved)
+- `raw`: FAISS's `IndexHNSWFlat` (M 16, efConstruction `--expansion-add`, inner product)
+  built by `add` in batches: what the library itself does with the vectors, every core it is
+  given; then searched at efSearch 64 (the default beam) one query at a time
+- `upsert`: `Collection.upsert` in batches (default `auto` index: exact up to 20k rows, then
+  HNSW), `target_recall` null: the beam as configured
+- `upsert95`: the same with the default calibration (`target_recall` 0.95, index/calibrate.py)
+- `store95`: StoredRecords straight into the store (no record parsing or pipeline), target
+  0.95: what the store and index cost alone
+- `cli`: the same records as a JSONL catalogue through `lookalike ingest` (its default batch
+  for model 'none'), from the command's start to its exit (index saved)
+- `search`: `upsert95`'s load, then `--queries` searches one at a time through the store's
+  search (planner, index, exact re-scoring; no API parsing): p50/p99 and recall@10 against
+  exact search, next to the recall the calibration measured. A faster build must not cost
+  search speed: compare its p50 and beam across `--expansion-add` values.
 
-Reported: seconds, vectors per second, that over the raw rate, and the index state after.
-Each upsert waits for a background index build at the end (`wait_index`), so the time
-covers every vector searchable through the index.
+Reported: seconds, vectors per second, that over the raw rate, CPU seconds (process time of
+this process, plus the child for `cli`: the machine is shared, so CPU seconds are the steadier
+measure), and the index state after. Each load waits for the index (`wait_index`), so the
+time covers every vector searchable through the index.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,26 +47,64 @@ HERE = Path(__file__).resolve().parent
 sys.path[0] = str(HERE.parent)
 
 import lookalike  # noqa: E402
-from lookalike.store import StoredRecord  # noqa: E402
+from lookalike.index.settings import INDEX_DEFAULTS  # noqa: E402
+from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 from bench import search_data  # noqa: E402
 
+ROWS = ("raw", "upsert", "upsert95", "store95", "cli", "search")
+K = 10
 
-def raw_add(data: np.ndarray, batch: int) -> float:
+
+def _child_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def _exact_truth(data: np.ndarray, queries: np.ndarray) -> list[set[int]]:
+    out: list[set[int]] = []
+    for start in range(0, len(queries), 100):
+        scores = queries[start:start + 100] @ data.T
+        out += [set(row.tolist()) for row in np.argpartition(-scores, K - 1, axis=1)[:, :K]]
+    return out
+
+
+def _latency(search, queries: np.ndarray, truth: list[set[int]]) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, recall@K) of `search(q) -> ids` over the queries (after one warm pass)."""
+    for q in queries:
+        search(q)
+    times, hits = [], 0
+    for q, best in zip(queries, truth):
+        t = time.perf_counter()
+        found = search(q)
+        times.append(time.perf_counter() - t)
+        hits += len(found & best)
+    ms = np.asarray(times) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), hits / (K * len(queries))
+
+
+def raw_add(data: np.ndarray, batch: int, efc: int, queries: np.ndarray, truth: list[set[int]]) -> dict:
     import faiss
     index = faiss.IndexHNSWFlat(data.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 128
-    t = time.perf_counter()
+    index.hnsw.efConstruction = efc
+    t, c = time.perf_counter(), time.process_time()
     for start in range(0, len(data), batch):
         index.add(data[start:start + batch])
-    return time.perf_counter() - t
+    out = {"s": time.perf_counter() - t, "cpu": time.process_time() - c}
+    params = faiss.SearchParametersHNSW()
+    params.efSearch = INDEX_DEFAULTS["expansion_search"]
+    p50, p99, recall = _latency(lambda q: set(index.search(q[None], K, params=params)[1][0].tolist()), queries, truth)
+    out["note"] = f"efSearch {params.efSearch}: p50 {p50:.3f} ms, p99 {p99:.3f} ms, recall@10 {recall:.3f}"
+    return out
 
 
-def upsert(data: np.ndarray, batch: int, target: float | None, direct: bool) -> tuple[float, dict]:
+def load(data: np.ndarray, batch: int, index: dict, direct: bool,
+         queries: np.ndarray | None = None, truth: list[set[int]] | None = None) -> dict:
+    """Load through `col.upsert` (or `store.write` if `direct`); with queries, search after."""
     folder = tempfile.mkdtemp(prefix="lookalike-load-")
     try:
         db = lookalike.connect(folder)
-        col = db.collection("v", create=True, model="none", dim=data.shape[1], index={"target_recall": target})
-        t = time.perf_counter()
+        col = db.collection("v", create=True, model="none", dim=data.shape[1], index=index)
+        t, c = time.perf_counter(), time.process_time()
         for start in range(0, len(data), batch):
             rows = range(start, min(start + batch, len(data)))
             if direct:
@@ -65,20 +114,22 @@ def upsert(data: np.ndarray, batch: int, target: float | None, direct: bool) -> 
                 col.upsert([{"_id": f"r{i}", "_vector": data[i].tolist(), "p": i % 10} for i in rows],
                            batch_size=batch)
         col._store.wait_index()
-        secs = time.perf_counter() - t
-        info = col.info()["index"]
+        out = {"s": time.perf_counter() - t, "cpu": time.process_time() - c, "info": col.info()["index"]}
+        if queries is not None:
+            store = col._store
+            p50, p99, recall = _latency(
+                lambda q: {int(h.id[1:]) for h in store.search(SearchRequest(vector=q, k=K))}, queries, truth)
+            out["note"] = f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, recall@10 {recall:.3f}"
         db.close()
-        return secs, info
+        return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def cli_ingest(data: np.ndarray, target: float | None) -> tuple[float, dict]:
+def cli_ingest(data: np.ndarray, index: dict) -> dict:
     """`lookalike ingest` of a JSONL of `_vector` records into a model-'none' collection (made
     first: the CLI makes image collections only); timed from the command's start to its exit,
     when every vector is in the saved index. Writing the JSONL is not timed."""
-    import json
-    import subprocess
     folder = tempfile.mkdtemp(prefix="lookalike-load-")
     try:
         catalog = Path(folder) / "vectors.jsonl"
@@ -86,18 +137,18 @@ def cli_ingest(data: np.ndarray, target: float | None) -> tuple[float, dict]:
             for i in range(len(data)):
                 fh.write(json.dumps({"_id": f"r{i}", "_vector": data[i].tolist(), "p": i % 10}) + "\n")
         db = lookalike.connect(Path(folder) / "data")
-        db.collection("v", create=True, model="none", dim=data.shape[1], index={"target_recall": target})
+        db.collection("v", create=True, model="none", dim=data.shape[1], index=index)
         db.close()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _child_cpu()
         subprocess.run([sys.executable, "-m", "lookalike.cli", "ingest", str(catalog), "-c", "v", "--data",
                         str(Path(folder) / "data"), "-q"], check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONPATH": str(HERE.parent)})
-        secs = time.perf_counter() - t
+        out = {"s": time.perf_counter() - t, "cpu": _child_cpu() - c}
         with lookalike.connect(Path(folder) / "data") as db:
             col = db.collection("v")
             assert col.count() == len(data)
-            info = col.info()["index"]
-        return secs, info
+            out["info"] = col.info()["index"]
+        return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -107,34 +158,51 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--batch", type=int, default=20_000)
-    ap.add_argument("--no-raw", action="store_true", help="skip the raw FAISS row")
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if r != "search"),
+                    help=f"comma-separated rows to run, of: {', '.join(ROWS)}")
+    ap.add_argument("--expansion-add", type=int, default=INDEX_DEFAULTS["expansion_add"],
+                    help="efConstruction of lookalike's graph and of the raw FAISS row (default: lookalike's)")
+    ap.add_argument("--queries", type=int, default=300, help="queries of the `search` and `raw` rows")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw FAISS row (same as leaving it out of --rows)")
     args = ap.parse_args()
-    data, _ = search_data.clustered(args.size, args.dim, 1, seed=1)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        ap.error(f"unknown rows {', '.join(sorted(unknown))}; choose from {', '.join(ROWS)}")
+    if args.no_raw and "raw" in rows:
+        rows.remove("raw")
+    data, queries = search_data.clustered(args.size, args.dim, args.queries, seed=1)
+    truth = _exact_truth(data, queries) if {"raw", "search"} & set(rows) else []
+    efc = args.expansion_add
     print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.size:,} x {args.dim}-d, "
-          f"batches of {args.batch:,}")
-    print("| who | s | vec/s | x raw | index |")
-    print("|---|---|---|---|---|")
+          f"batches of {args.batch:,}, expansion_add (efConstruction) {efc}")
+    print("| who | s | vec/s | x raw | cpu s | index | search |")
+    print("|---|---|---|---|---|---|---|")
     raw_rate = None
-    if not args.no_raw:
-        secs = raw_add(data, args.batch)
-        raw_rate = args.size / secs
-        print(f"| raw faiss add (HNSW M16 efC128) | {secs:.1f} | {raw_rate:,.0f} | 1.00 | |", flush=True)
     rates = {}
-    for name, target, how in (("upsert, target_recall null", None, "upsert"),
-                              ("upsert, target_recall 0.95", 0.95, "upsert"),
-                              ("store.write, target_recall 0.95", 0.95, "store"),
-                              ("lookalike ingest JSONL, target_recall 0.95", 0.95, "cli")):
-        if how == "cli":
-            secs, info = cli_ingest(data, target)
+    for name in ROWS:
+        if name not in rows:
+            continue
+        target = None if name == "upsert" else 0.95
+        index = {"target_recall": target, "expansion_add": efc}
+        if name == "raw":
+            got = raw_add(data, args.batch, efc, queries, truth)
+            raw_rate = args.size / got["s"]
+        elif name == "cli":
+            got = cli_ingest(data, index)
         else:
-            secs, info = upsert(data, args.batch, target, how == "store")
-        rate = rates[name] = args.size / secs
+            got = load(data, args.batch, index, name == "store95",
+                       queries if name == "search" else None, truth)
+        rate = rates[name] = args.size / got["s"]
         ratio = f"{rate / raw_rate:.2f}" if raw_rate else "-"
-        print(f"| {name} | {secs:.1f} | {rate:,.0f} | {ratio} | {info['active']} {info['indexed_rows']:,} rows, "
-              f"beam {info['beam']}, measured recall {info['measured_recall']} |", flush=True)
+        info = got.get("info")
+        state = (f"{info['active']} {info['indexed_rows']:,} rows, beam {info['beam']}, "
+                 f"measured recall {info['measured_recall']}") if info else ""
+        print(f"| {name} | {got['s']:.1f} | {rate:,.0f} | {ratio} | {got['cpu']:.1f} | {state} | "
+              f"{got.get('note', '')} |", flush=True)
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
-    print(f"# a million vectors at these rates: " + ", ".join(f"{name.split(',')[0]} {1e6 / r / 60:.1f} min"
-                                                             for name, r in rates.items())
+    print("# a million vectors at these rates: " + ", ".join(f"{name} {1e6 / r / 60:.1f} min"
+                                                            for name, r in rates.items())
           + " (linear; an HNSW insert costs ~log n more as the graph grows, so a real million takes longer)")
 
 

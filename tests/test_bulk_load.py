@@ -15,6 +15,7 @@ import numpy as np
 
 import lookalike
 from lookalike.index import manager
+from lookalike.index.ann import HnswIndex
 
 DIM = 32
 
@@ -102,3 +103,30 @@ def test_bulk_load_killed_mid_index_keeps_every_record(tmp_path: Path):
         assert col.info()["index"]["indexed_rows"] == n
         for i in (0, 4321, n - 1):
             assert top1(col, x[i] / np.linalg.norm(x[i])) == f"r{i}"
+
+
+def test_rows_waiting_in_a_bulk_load_join_the_graph_in_large_adds(db, monkeypatch):
+    """FAISS's add is parallel only within one call: a backlog goes in BULK_ADD_CHUNK rows at a
+    time (fewer calls, less CPU), a small remainder in ADD_CHUNK rows (searches wait less)."""
+    monkeypatch.setattr(manager, "ADD_CHUNK", 500)
+    monkeypatch.setattr(manager, "BULK_ADD_CHUNK", 2000, raising=False)
+    col = db.collection("v", create=True, model="none", dim=DIM, index={"type": "hnsw", "threshold": 500})
+    col.upsert(records(vectors(1000, 1)))
+    col._store.wait_index()
+    sizes: list[int] = []
+    add = HnswIndex.add
+
+    def counted(self, rows):
+        sizes.append(len(rows))
+        add(self, rows)
+    monkeypatch.setattr(HnswIndex, "add", counted)
+    extra = vectors(4500, 2)
+    col.upsert(records(extra, start=1000), batch_size=len(extra))
+    assert col._store.wait_index(60)
+    info = col.info()["index"]
+    assert info["indexed_rows"] == 1000 + len(extra)
+    # the index grew past twice its measured size: 300 rows are held out, measured, then added
+    assert sizes == [2000, 2000, 200, 300]
+    assert info["calibration"]["queries"] == 300 and info["calibration"]["rows"] == 1000 + len(extra) - 300
+    assert top1(col, extra[4000]) == "r5000"
+

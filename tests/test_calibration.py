@@ -82,3 +82,16 @@ def test_invalid_targets_are_refused(db, target):
     with pytest.raises(BadRequest, match="target_recall"):
         db.collection("c", create=True, model="none", dim=DIM, index={"target_recall": target})
     assert "c" not in [c["name"] for c in db.collections()]
+
+
+def test_the_truth_per_filter_is_the_exact_top_k_among_the_rows_it_allows():
+    from lookalike.index.calibrate import _exact_top
+    rng = np.random.default_rng(3)
+    rows, queries = VECTORS[:3000], QUERIES[:60]
+    masks = [None, rng.random(3000) < 0.5, rng.random(3000) < 0.01, np.arange(3000) < 4, np.zeros(3000, bool)]
+    got = _exact_top(rows, queries, masks, K)
+    for mask, per_query in zip(masks, got):
+        allowed = np.arange(3000) if mask is None else np.flatnonzero(mask)
+        for q, found in zip(queries, per_query):
+            best = allowed[np.argsort(-(rows[allowed] @ q))[:K]]
+            assert sorted(found.tolist()) == sorted(best.tolist())

@@ -37,9 +37,14 @@ BUILD_CHUNK = 100_000
 #: thread (searches scan the rows not yet added exactly meanwhile), so a bulk load's next batch
 #: is parsed and committed while FAISS adds this one; fewer are added before the write returns.
 BACKGROUND_ADD_ROWS = 2048
-#: Rows per FAISS add into the published index: searches wait for each add, so a few thousand
-#: (tenths of a second) at a time.
+#: Rows per FAISS add into the published index when few are waiting: searches wait for each
+#: add, so a few thousand (tenths of a second) at a time.
 ADD_CHUNK = 4096
+#: Rows per add while more are waiting (a bulk load that outpaces FAISS): its add is parallel
+#: only within one call, whose threads meet at a barrier per graph level, so calls of 4096 rows
+#: cost ~25 % more CPU than calls of 16384 (measured at 100k rows, efConstruction 64, 2 shared
+#: cores; 32768 saved no more). Searches meanwhile wait up to one such add (~1 s on 2 cores).
+BULK_ADD_CHUNK = 16384
 
 
 def _row_sum(matrix: np.ndarray, row: int) -> str:
@@ -236,8 +241,10 @@ class CollectionIndex:
 
     def _add(self, ann, matrix: np.ndarray, end: int) -> None:
         """Add rows ntotal..end-1 to the published index (searches wait)."""
-        for start in range(ann.ntotal, end, ADD_CHUNK):
-            rows = np.ascontiguousarray(matrix[start:min(start + ADD_CHUNK, end)], dtype=np.float32)
+        while ann.ntotal < end:
+            start = ann.ntotal
+            step = min(end - start, ADD_CHUNK if end - start < 2 * ADD_CHUNK else BULK_ADD_CHUNK)
+            rows = np.ascontiguousarray(matrix[start:start + step], dtype=np.float32)
             self._rw.acquire_write()
             try:
                 ann.add(rows)
