@@ -62,6 +62,11 @@ CHROMA, HUE_LIMIT, GREY_CHROMA = 10.0, 25.0, 3.0
 COLOUR_RANK, COLOUR_SCALE = 0.1, 40.0
 #: Fewer coloured query cells than this share of the aligned ones are an overlay's: no vote.
 OVERLAY_SHARE = 0.25
+#: ... unless FADED_SHARE of the cells reach FADED_CHROMA: a faded (saturation down) or dark
+#: copy, whose hues still tell (bench/copyset.py's dark forest at a third of its saturation:
+#: its own tint 3-6 degrees off, the others 38-175; a coloured caption over a grey picture
+#: leaves the grey cells under it).
+FADED_CHROMA, FADED_SHARE = 4.0, 0.5
 
 
 @dataclass
@@ -78,6 +83,10 @@ class Estimate:
     stored_cover: float         # share of the stored image the query covers
     query_cover: float          # share of the query the stored image covers
     min_ratio: float = MIN_INLIER_RATIO   # share of the matches the inliers must reach
+    #: the inliers' query and stored points (at SIDE), and the query's keypoints, for the
+    #: spread and region checks; None for an alignment given, not fitted
+    inlier_points: tuple[np.ndarray, np.ndarray] | None = None
+    query_points: np.ndarray | None = None
 
     @property
     def plausible(self) -> bool:
@@ -149,8 +158,9 @@ def estimate(query: Features, stored: Features, mirrored: bool, min_ratio: float
     stored_area = (box[2] - box[0]) * (box[3] - box[1])
     query_area = stored.size[0] * stored.size[1] * stored_area / (scale * scale) / (query.size[0] * query.size[1])
     angle = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # counter-clockwise, as PIL rotates
-    return Estimate(len(qi), int(mask.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
-                    stored_area, query_area, min_ratio)
+    inl = mask.ravel().astype(bool)
+    return Estimate(len(qi), int(inl.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
+                    stored_area, query_area, min_ratio, (src[inl], dst[inl]), query.points)
 
 
 def _covered(matrix: np.ndarray, qsize: tuple[int, int], ssize: tuple[int, int]) -> list[float]:
@@ -249,11 +259,15 @@ def _hue_difference(q: np.ndarray, s: np.ndarray, grey_query: bool, strict_grey:
     qc, sc = np.hypot(qa[:, 0], qa[:, 1]), np.hypot(sa[:, 0], sa[:, 1])
     if grey_query or not strict_grey and sc.mean() < GREY_CHROMA:
         return 0.0
-    vote = qc > CHROMA  # a copy may lose colour (grey, desaturated), never gain it, but for overlays:
+    chroma = CHROMA  # a copy may lose colour (grey, desaturated), never gain it, but for overlays:
+    vote = qc > chroma
     if vote.sum() < max(3, OVERLAY_SHARE * len(vote)):  # a coloured caption over a grey picture
-        return 0.0
+        chroma = FADED_CHROMA
+        vote = qc > chroma
+        if vote.sum() < max(3, FADED_SHARE * len(vote)):
+            return 0.0
     diff = np.degrees(np.abs(np.arctan2(qa[vote, 1], qa[vote, 0]) - np.arctan2(sa[vote, 1], sa[vote, 0])))
-    diff = np.where(sc[vote] > CHROMA / 2, np.minimum(diff, 360 - diff), 180.0)
+    diff = np.where(sc[vote] > chroma / 2, np.minimum(diff, 360 - diff), 180.0)
     return float(np.median(diff))
 
 
