@@ -56,7 +56,9 @@ QUERY_FEATURES, DENSE_CANDIDATES, DENSE_RATIO, DENSE_INLIERS = 400, 4, 0.1, 12
 #: side) names EMBEDDING_CANDIDATES more. A rotation with an expanded canvas (black or white
 #: corners), bars or a border move the whole image's embedding away from the original's, its
 #: centre's not (bench/copyset.py: of 21 missed copies whose item was not among the 12 nearest,
-#: the centre's embedding ranked it first for 16).
+#: the centre's embedding ranked it first for 16). Its keypoint fits need DENSE_INLIERS, as the
+#: dense pass's: more candidates tried, more chances for shared artwork to fit (copies it found
+#: had 13-53 inliers, a held-out icon drawn inside a stored one 11).
 CENTRE_SHARE = 0.5
 #: Longest side of the query's CIELAB image warped for the photometric check.
 LOOK_SIDE = 80
@@ -271,8 +273,9 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
 
 
 def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: dict[str, float], exact: set[str],
-                limit: float) -> list[tuple[str, float, dict, dict]]:
-    """(id, score, `_match`, doc) of the records among `ids` that are exact or verified copies."""
+                limit: float, min_inliers: int = 0) -> list[tuple[str, float, dict, dict]]:
+    """(id, score, `_match`, doc) of the records among `ids` that are exact or verified copies
+    (keypoint fits with at least `min_inliers`)."""
     docs = store.get(ids)
     sources = store.hashes(ids) if q.source else {}
     cache = _feature_cache(store)
@@ -292,7 +295,7 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
             fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
             similarity = float(similarities(full_width(fp)[None], q.hashes)[0]) if fp is not None else -1.0
         v = verified(q, stored, similarity, dense=rid in q.embedding_top)
-        if v is None or v.score < limit:
+        if v is None or v.score < limit or 0 < v.estimate.inliers < min_inliers:
             continue
         out.append((rid, v.ranked, v.info(), doc))
     return out
@@ -321,7 +324,7 @@ def match(engine: Searcher, query: dict, threshold: float | None = None, k: int 
         tried = set(ids)
         more = [i for i in _centre_candidates(engine, q, exclude) if i not in tried]
         q.embedding_top = tuple(more[:DENSE_CANDIDATES])
-        out = _verify_all(store, q, more, candidates, set(), limit)
+        out = _verify_all(store, q, more, candidates, set(), limit, DENSE_INLIERS)
     out.sort(key=lambda h: (h[2]["kind"] != "exact", -h[1], h[0]))
     hits = [{"_id": rid, "_score": round(score, 6), "_match": info, **project(doc, fields)}
             for rid, score, info, doc in out[:k]]
