@@ -83,10 +83,6 @@ class Estimate:
     stored_cover: float         # share of the stored image the query covers
     query_cover: float          # share of the query the stored image covers
     min_ratio: float = MIN_INLIER_RATIO   # share of the matches the inliers must reach
-    #: the inliers' query and stored points (at SIDE), and the query's keypoints, for the
-    #: spread and region checks; None for an alignment given, not fitted
-    inlier_points: tuple[np.ndarray, np.ndarray] | None = None
-    query_points: np.ndarray | None = None
 
     @property
     def plausible(self) -> bool:
@@ -154,9 +150,8 @@ def estimate(query: Features, stored: Features, mirrored: bool, min_ratio: float
     stored_area = (box[2] - box[0]) * (box[3] - box[1])
     query_area = stored.size[0] * stored.size[1] * stored_area / (scale * scale) / (query.size[0] * query.size[1])
     angle = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))  # counter-clockwise, as PIL rotates
-    inl = mask.ravel().astype(bool)
-    return Estimate(len(qi), int(inl.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
-                    stored_area, query_area, min_ratio, (src[inl], dst[inl]), query.points)
+    return Estimate(len(qi), int(mask.sum()), matrix, mirrored, round(angle, 2), round(1 / scale, 4), box,
+                    stored_area, query_area, min_ratio)
 
 
 def _covered(matrix: np.ndarray, qsize: tuple[int, int], ssize: tuple[int, int]) -> list[float]:
