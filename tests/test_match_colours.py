@@ -119,3 +119,18 @@ def test_a_tuned_collection_takes_match_candidates_in_its_own_space(tmp_path):
             assert query.embedding_top[0] == name
     finally:
         db.close()
+
+
+def test_a_faded_copy_of_another_tint_is_no_copy_while_a_faded_copy_is(tmp_path):
+    """Hues still tell where a copy is faded (saturation down to a third) or dark: most of its
+    cells are below the chroma a full-colour vote takes, yet a turned tint is another item."""
+    photo = skimage_photo("chelsea", 400)
+    db = lookalike.connect(tmp_path)
+    c = db.collection("tints", create=True)
+    c.upsert([{"_id": "chelsea", "_base64": b64(photo)}] +
+             [{"_id": f"tint{d}", "_base64": b64(tint(photo, d))} for d in (100, 220)])
+    faded = ImageEnhance.Color(tint(photo, 160)).enhance(0.3)   # a tint that is not stored, faded
+    assert c.match({"base64": b64(faded)})["hits"] == []
+    own = ImageEnhance.Color(tint(photo, 100)).enhance(0.3)     # a faded copy of a stored tint
+    assert [h["_id"] for h in c.match({"base64": b64(own)})["hits"]] == ["tint100"]
+    db.close()

@@ -116,3 +116,26 @@ def test_big_collections_skip_the_fingerprint_scan(col, monkeypatch):
     monkeypatch.setattr(match_module, "FINGERPRINT_SCAN_MAX", 1)
     after = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
     assert after == before and max(sizes, default=1) == 1
+
+
+@pytest.mark.parametrize("photo", ["rocket", "coins"])
+def test_a_turned_copy_crowded_out_of_the_embedding_neighbours_is_found_by_its_centre(tmp_path, monkeypatch,
+                                                                                      photo):
+    """A rotation with an expanded canvas moves the whole image's embedding: in a big collection
+    (no fingerprint scan) other records fill its EMBEDDING_CANDIDATES nearest, here vector-only
+    records placed at the copy's own embedding. The embedding of the copy's centre still
+    names the original, and it is verified."""
+    import lookalike.query.match as match_module
+
+    monkeypatch.setattr(match_module, "FINGERPRINT_SCAN_MAX", 0)
+    db = lookalike.connect(tmp_path)
+    c = db.collection("crowded", create=True)
+    c.upsert([{"_id": n, "_base64": b64(PHOTOS[n])} for n in ("rocket", "camera", "coins", "horse")])
+    data = b64(COPY_TRANSFORMS["rotate_expand"](PHOTOS[photo], 3))
+    vector = match_module._query(c._searcher, "base64", data)[0].vector
+    rng = np.random.default_rng(0)
+    c.upsert([{"_id": f"crowd-{i}", "_vector": (vector + rng.normal(0, 0.01, vector.shape)).tolist()}
+              for i in range(match_module.EMBEDDING_CANDIDATES)])
+    hits = c.match({"base64": data})["hits"]
+    assert [h["_id"] for h in hits] == [photo], hits
+    db.close()
