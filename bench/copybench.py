@@ -227,7 +227,7 @@ def duplicates_scale_section(s: copyset.CopySet, originals: int, total: int) -> 
           f"{stats.get('workers', 1)} worker processes); {len(res['clusters'])} clusters")
     print("| stage | s | pairs |")
     print("|---|---|---|")
-    for stage in ("fingerprints", "fingerprint pairs", "neighbours", "cheap tests", "verify", "clusters"):
+    for stage in ("fingerprints", "fingerprint pairs", "neighbours", "cheap tests", "verify", "crop edges", "clusters"):
         print(f"| {stage} | {stats.get(stage + ' s', 0):.1f} | {stats.get(stage + ' pairs', '-')} |")
     pair_table(records, res["clusters"])
 

@@ -25,7 +25,8 @@ from ..store.base import CollectionStore, SearchRequest
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
                          components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
 from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, look_of
-from .verify import MAX_DISTANCE, MIN_INLIERS, RATIO, Estimate, check, fit
+from .verify import (CHROMA, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook, aligned_cells,
+                     check, fit, photometric)
 
 #: Default score (query/verify.py `score_of`, or the fingerprint score of the fallback) a
 #: verified pair needs, as `match`'s.
@@ -51,6 +52,10 @@ NEIGHBOUR_BATCH = 1024
 #: probability 0.96^300 < 1e-5 (match's 1000 serve its dense pass's 0.1). A pair of unrelated
 #: pictures with many matches draws them all: this is most of its cost.
 PAIR_ITERATIONS = 300
+#: Two aligned records whose cells coloured on both sides differ in hue by this median (degrees)
+#: are tints of one picture (bench/copybench.py set: a pale wallpaper and its tints 88-155 each
+#: way; copies up to 17 but a bordered copy against a letterboxed one, 152, their bars' colours).
+TINT_CLASH = 60.0
 CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
 #: pairs from which chunks are verified in worker processes, one a CPU (about 2 ms a pair:
@@ -78,6 +83,24 @@ def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: C
     crop_rows, crop_cols = crop_edges(hashes, components(len(hashes), rows, cols), limit)
     same = colours_cover(store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols]))
     return crop_rows[same], crop_cols[same]
+
+
+def _subset_neighbours(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`_neighbour_pairs` among `ids` alone (a result list): one product of their vectors."""
+    found = store.vectors(ids)
+    have = np.array([n for n, rid in enumerate(ids) if rid in found], dtype=np.int64)
+    if len(have) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    vecs = np.stack([found[ids[n]] for n in have]).astype(np.float32)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    sims = vecs @ vecs.T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(NEIGHBOURS, len(have) - 1)
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(len(have)), k)
+    keep = sims[rows, top.ravel()] >= NEIGHBOUR_FLOOR
+    r, c = have[rows[keep]], have[top.ravel()[keep]]
+    return np.minimum(r, c), np.maximum(r, c)
 
 
 def _neighbour_pairs(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,16 +149,41 @@ def _ratio_matches(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, n
     return np.flatnonzero(ok), index[ok, 0].astype(int)
 
 
+def _clash(e: Estimate, look: QueryLook, stored: Features) -> float:
+    """Median hue difference (degrees) over the aligned cells coloured (chroma over CHROMA) on
+    both sides, 0 where fewer than MIN_CELLS are."""
+    cells, inside = aligned_cells(e, look, stored)
+    qa, sa = cells[inside][:, 1:] - 128, stored.colours[inside][:, 1:].astype(np.float32) - 128
+    vote = (np.hypot(qa[:, 0], qa[:, 1]) > CHROMA) & (np.hypot(sa[:, 0], sa[:, 1]) > CHROMA)
+    if vote.sum() < MIN_CELLS:
+        return 0.0
+    diff = np.degrees(np.abs(np.arctan2(qa[vote, 1], qa[vote, 0]) - np.arctan2(sa[vote, 1], sa[vote, 0])))
+    return float(np.median(np.minimum(diff, 360 - diff)))
+
+
 def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     """The verified copy score of two stored records (0 when not copies): keypoints either way
-    round, else the fingerprint fallback with the unmoved or mirrored colour grids."""
-    best = 0.0
+    round (query/verify.py `check`, as `match` verifies one against the other), else the
+    fingerprint fallback with the unmoved or mirrored colour grids. Two records that align
+    (each way that aligns them) while the cells coloured in both clash in hue (TINT_CLASH) are
+    tints of one picture, not copies: `check` lets a low-chroma tint through, its few coloured
+    cells taken for an overlay's."""
+    best, aligned, clashes = 0.0, 0, 0
     if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
         for one, other in ((a, b), (b, a)):
             qi, si = _ratio_matches(one.descriptors, other.descriptors)
-            v = check(fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS), look_of(one), other)
+            e = fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS)
+            if e is None or not e.plausible:
+                continue
+            look = look_of(one)
+            v = check(e, look, other)
             if v is not None:
                 best = max(best, v.score)
+            if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
+                aligned += 1
+                clashes += _clash(e, look, other) > TINT_CLASH
+    if aligned and clashes == aligned:
+        return 0.0
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
         # either way round: a grey record agrees with a coloured one as the query only
         if max(_unmoved(a, b, False), _unmoved(a, b, True), _unmoved(b, a, False), _unmoved(b, a, True)) >= FLAT_NCC:
@@ -251,6 +299,41 @@ def _verify(store: CollectionStore, ids: list[str], pairs: np.ndarray, fingerpri
     return found, chroma, procs
 
 
+def copy_edges(store: CollectionStore, ids: list[str], hashes: np.ndarray, limit: float, *, subset: bool = False,
+               stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (i, j) between records (`ids`, their fingerprints `hashes`) that are copies of each
+    other: the candidate pairs (fingerprints; embedding neighbours, among `ids` alone when they
+    are a `subset` of the collection, such as a result list) verified at `limit` (`pair_score`),
+    a pale record's edges to coloured ones cut to its best (`_one_tint_each`), and in small sets
+    the fingerprint crop edges of embedding neighbours. `duplicates` and `collapse` both decide
+    copies here."""
+    stage = _Stages(stats)
+    scores = copy_scores(hashes) if len(hashes) <= CLUSTER_FULL_MAX else None
+    rows, cols = _fingerprint_pairs(hashes, scores)
+    stage.done("fingerprint pairs", len(rows))
+    more_rows, more_cols = (_subset_neighbours if subset else _neighbour_pairs)(store, ids)
+    stage.done("neighbours", len(more_rows))
+    pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
+    if scores is not None:
+        fingerprints = scores[pairs[0], pairs[1]].astype(np.float64)
+    else:
+        fingerprints = 1.0 - 2.0 * np.bitwise_count(hashes[pairs[0], 0] ^ hashes[pairs[1], 0]).sum(axis=1) / BITS
+    stage.done("cheap tests", pairs.shape[1])
+    found, chroma, procs = _verify(store, ids, pairs, fingerprints, limit) if pairs.size else ([], {}, 0)
+    stage.out["workers"] = procs
+    stage.done("verify", len(found))
+    keep_rows, keep_cols = _one_tint_each(chroma, [f[0] for f in found], [f[1] for f in found],
+                                          [f[2] for f in found])
+    if scores is not None:  # crop edges of pictures that are embedding neighbours too
+        near = set(zip(more_rows.tolist(), more_cols.tolist()))
+        for i, j in zip(*_crop_edges(hashes, scores, ids, store, CROP_LIMIT)):
+            if (min(i, j), max(i, j)) in near:
+                keep_rows.append(int(i))
+                keep_cols.append(int(j))
+    stage.done("crop edges")
+    return np.array(keep_rows, np.int64), np.array(keep_cols, np.int64)
+
+
 def duplicates(store: CollectionStore, threshold: float | None = None, stats: dict | None = None) -> dict:
     """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`.
 
@@ -267,30 +350,9 @@ def duplicates(store: CollectionStore, threshold: float | None = None, stats: di
     ids = [i for i, ok in zip(live_ids, have) if ok]
     chosen = hashes[position[live_slots[have]]]
     stage.done("fingerprints")
-    scores = copy_scores(chosen) if len(chosen) <= CLUSTER_FULL_MAX else None
-    rows, cols = _fingerprint_pairs(chosen, scores)
-    stage.done("fingerprint pairs", len(rows))
-    more_rows, more_cols = _neighbour_pairs(store, ids)
-    stage.done("neighbours", len(more_rows))
-    pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
-    if scores is not None:
-        fingerprints = scores[pairs[0], pairs[1]].astype(np.float64)
-    else:
-        fingerprints = 1.0 - 2.0 * np.bitwise_count(chosen[pairs[0], 0] ^ chosen[pairs[1], 0]).sum(axis=1) / BITS
-    stage.done("cheap tests", pairs.shape[1])
-    found, chroma, procs = _verify(store, ids, pairs, fingerprints, limit) if pairs.size else ([], {}, 0)
-    stage.done("verify", len(found))
-    keep_rows, keep_cols = _one_tint_each(chroma, [f[0] for f in found], [f[1] for f in found],
-                                          [f[2] for f in found])
-    if scores is not None:  # crop edges of pictures that are embedding neighbours too
-        near = set(zip(more_rows.tolist(), more_cols.tolist()))
-        for i, j in zip(*_crop_edges(chosen, scores, ids, store, CROP_LIMIT)):
-            if (min(i, j), max(i, j)) in near:
-                keep_rows.append(int(i))
-                keep_cols.append(int(j))
-    groups = [sorted(ids[i] for i in group)
-              for group in clusters(len(ids), np.array(keep_rows, np.int64), np.array(keep_cols, np.int64))]
+    rows, cols = copy_edges(store, ids, chosen, limit, stats=stage.out)
+    stage = _Stages(stage.out)
+    groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
     groups.sort(key=lambda g: (-len(g), g[0]))
-    stage.done("clusters", len(keep_rows))
-    stage.out["workers"] = procs
+    stage.done("clusters", len(rows))
     return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
