@@ -264,22 +264,38 @@ class _Stages:
 
 
 def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None], pairs: np.ndarray,
-                  fingerprints: np.ndarray, limit: float) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
+                  fingerprints: np.ndarray, limit: float,
+                  joined: dict[int, int] | None = None) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
     """The pairs of one chunk that verify at `limit`, with their scores, and the chroma of each
     record's colour grid (for the tint rule). Each record's stored features (`keypoints`, by
     record number) are decoded once a chunk; a pure function of its arguments, so that worker
-    processes can run it."""
+    processes can run it. A pair of coloured records already joined through verified pairs of
+    coloured records (`joined`: union-find parents, carried from chunk to chunk) is not
+    verified: the tint rule never cuts such pairs, so the clusters come out the same."""
     feats = {n: decode_features(value) for n, value in keypoints.items()}
     chroma = {n: _chroma(f) for n, f in feats.items() if f is not None}
+    joined = {} if joined is None else joined
+
+    def root(n: int) -> int:
+        while joined.get(n, n) != n:
+            joined[n] = joined.get(joined[n], joined[n])
+            n = joined[n]
+        return n
+
     out = []
     for (i, j), fingerprint in zip(pairs.tolist(), fingerprints.tolist()):
         if feats[i] is None or feats[j] is None:
+            continue
+        coloured = chroma[i] >= PALE_CHROMA and chroma[j] >= PALE_CHROMA
+        if coloured and root(i) == root(j):
             continue
         if pixels[i] and pixels[i] == pixels[j]:
             fingerprint = 1.0  # the very same pixels
         score = pair_score(feats[i], feats[j], fingerprint)
         if score >= limit:
             out.append((i, j, score))
+            if coloured:
+                joined[root(i)] = root(j)
     return out, chroma
 
 
@@ -311,8 +327,9 @@ def _verify(store: CollectionStore, ids: list[str], pairs: np.ndarray, fingerpri
     chunks = _chunks(store, ids, pairs, fingerprints)
     procs = workers() if pairs.shape[1] >= PARALLEL_PAIRS and "fork" in multiprocessing.get_all_start_methods() else 1
     if procs <= 1:
+        joined: dict[int, int] = {}
         for args in chunks:
-            part, tints = _verify_chunk(*args, limit)
+            part, tints = _verify_chunk(*args, limit, joined)
             found += part
             chroma.update(tints)
         return found, chroma, 0
