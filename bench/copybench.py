@@ -2,6 +2,7 @@
 search and pHash side by side, the false-match rate on non-copies, and timings.
 
     python bench/copybench.py [--originals 60] [--distractors 400] [--pairs 12] [--threshold T]
+    python bench/copybench.py --duplicates-scale 100000   # `duplicates` at scale, alone
 
 The set is bench/copyset.py's. recall@1: the first hit belongs to the query's item (a grey
 query may find any tint of its picture); for `match` also a hit at all. `false`: share of

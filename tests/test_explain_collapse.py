@@ -292,3 +292,19 @@ def test_explain_calls_copies_what_match_finds(variants):
     turned = hits["coffee-turned"]["duplicate"]
     assert turned["how"] == "rotated" and turned["region"] == found["coffee-turned"]["_match"]["box"]
     assert turned["score"] == found["coffee-turned"]["_score"]
+
+
+def test_duplicates_in_worker_processes_finds_the_same_clusters(variants, col, monkeypatch):
+    # the path of big collections (query/clusters.py: chunks verified in forked workers past
+    # PARALLEL_PAIRS pairs), forced on small ones: the same clusters as the serial path
+    from lookalike.query import clusters
+
+    for collection in (variants, col):
+        serial = collection.duplicates()["clusters"]
+        with monkeypatch.context() as m:
+            m.setattr(clusters, "PARALLEL_PAIRS", 1)
+            m.setattr(clusters, "VERIFY_CHUNK", 2)
+            m.setattr(clusters, "workers", lambda: 2)
+            stats: dict = {}
+            assert clusters.duplicates(collection._store, stats=stats)["clusters"] == serial
+        assert stats["workers"] == 2 and stats["cheap tests pairs"] > 2
