@@ -2,12 +2,14 @@
 
 Candidate pairs come from the fingerprints (query/duplicates.py: every pair whose copy score
 reaches CANDIDATE_SCORE, and the crop edges of small collections) and from the embedding (each
-record's NEIGHBOURS nearest records). Each candidate pair is verified with the records' stored
-local features and colour grids (query/verify.py: RANSAC similarity transform, photometric
-check of the aligned region), either way round; pairs the keypoints cannot verify (flat,
-repetitive or mirrored pictures) are kept when their fingerprint score reaches the fallback's
-and their unmoved (or mirrored) colour grids correlate. Clusters are the connected components
-of the verified pairs. Measured with bench/copybench.py --duplicates.
+record's NEIGHBOURS nearest records, at a cosine of NEIGHBOUR_FLOOR or more). Each candidate
+pair is verified with the records' stored local features and colour grids (query/verify.py:
+RANSAC similarity transform, photometric check of the aligned region), either way round;
+pairs the keypoints cannot verify (flat, repetitive or mirrored pictures) are kept when their
+fingerprint score reaches the fallback's and their unmoved (or mirrored) colour grids
+correlate. Clusters are the connected components of the verified pairs. `copy_edges` is the
+one definition of a copy between stored records: `collapse` (query/collapse.py) uses it too.
+Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
 from __future__ import annotations
 
@@ -60,8 +62,8 @@ PAIR_ITERATIONS = 300
 TINT_CLASH = 60.0
 CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
-#: pairs from which chunks are verified in worker processes, one a CPU (about 2 ms a pair:
-#: 20,000 take 40 s on one core).
+#: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
+#: 20,000 take 16-40 s on one core; starting the workers about a second).
 VERIFY_CHUNK, PARALLEL_PAIRS = 2048, 20_000
 
 
