@@ -2,6 +2,7 @@
 search and pHash side by side, the false-match rate on non-copies, and timings.
 
     python bench/copybench.py [--originals 60] [--distractors 400] [--pairs 12] [--threshold T]
+    python bench/copybench.py --duplicates-scale 100000   # `duplicates` at scale, alone
 
 The set is bench/copyset.py's. recall@1: the first hit belongs to the query's item (a grey
 query may find any tint of its picture); for `match` also a hit at all. `false`: share of
@@ -54,6 +55,8 @@ def main() -> None:
     ap.add_argument("--only-duplicates", action="store_true", help="run the `duplicates` section alone")
     ap.add_argument("--scale", type=int, default=100_000, help="records of the `match` timing at scale (0: skip)")
     ap.add_argument("--only-scale", action="store_true", help="run the timing at scale alone")
+    ap.add_argument("--duplicates-scale", type=int, default=0, metavar="N",
+                    help="time `duplicates` on the set plus synthetic distractors up to N records (alone)")
     args = ap.parse_args()
     t = time.perf_counter()
     s = copyset.build(args.originals, args.distractors, args.pairs)
@@ -61,6 +64,9 @@ def main() -> None:
     items = set(item_of.values())
     print(f"set: {len(s.stored)} stored pictures ({len(items)} items), {len(s.queries)} queries "
           f"({sum(q[2] is None for q in s.queries)} non-copies); built in {time.perf_counter() - t:.0f} s")
+    if args.duplicates_scale:
+        duplicates_scale_section(s, args.originals, args.duplicates_scale)
+        return
     if not (args.only_duplicates or args.only_scale):
         match_section(s, args)
     if not (args.no_duplicates or args.only_scale):
@@ -69,45 +75,56 @@ def main() -> None:
         scale_section(s, args.scale)
 
 
-def scale_section(s: copyset.CopySet, total: int, queries: int = 200) -> None:
-    """`match` p50/p99 in a collection of `total` records: the real stored set plus synthetic
-    distractors written straight to the store. Distractor i copies real record i mod N's
-    vector plus Gaussian noise (sigma 0.02 a dimension, renormalised: it stays among that
-    record's embedding neighbours, so distractors crowd the embedding candidates), its
-    fingerprint with a quarter of the bits flipped at random, and its keypoints moved to
-    random places with a quarter of each descriptor's bits flipped (so verifying one costs a
-    full, failing RANSAC, as an unrelated picture does). Queries: copies and non-copies of the set."""
+def ingest(col, records: list[tuple[str, str, object]]) -> None:
+    """Upsert (id, item, picture) records as JPEG (quality 92), 64 a batch."""
+    for start in range(0, len(records), 64):
+        col.upsert([{"_id": rid, "_base64": b64(im)} for rid, _, im in records[start:start + 64]])
+
+
+def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
+    """Write synthetic distractors straight to the store until the collection holds `total`
+    records; returns how many. Distractor i copies record ids[i mod N]'s vector plus Gaussian
+    noise (sigma 0.02 a dimension, renormalised: it stays among that record's embedding
+    neighbours, so distractors crowd the embedding candidates), its fingerprint with a quarter
+    of the bits flipped at random, and its keypoints moved to random places with a quarter of
+    each descriptor's bits flipped (so verifying one costs a full, failing RANSAC, as an
+    unrelated picture does). Ids are `x<i>`."""
     from lookalike.models.keypoints import decode_features, encode_features
     from lookalike.store.base import StoredRecord
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    docs = col._store.get(ids)
+    vectors = col._store.vectors(ids)
+    n = 0
+    while col.count() < total:
+        batch = []
+        for _ in range(min(2000, total - col.count())):
+            k = n % len(ids)
+            doc, vec = docs[k], vectors[ids[k]]
+            noisy = vec + rng.normal(0, 0.02, vec.shape).astype(np.float32)
+            fp = np.frombuffer(base64.b64decode(doc["_fingerprint"]), np.uint8).copy()
+            fp ^= np.packbits(rng.random(fp.size * 8) < 0.25)
+            f = decode_features(doc["_keypoints"])
+            f.points = (rng.random(f.points.shape) * np.array(f.size)).astype(np.float32)
+            f.descriptors = f.descriptors ^ np.packbits(rng.random(f.descriptors.size * 8) < 0.25).reshape(
+                f.descriptors.shape)
+            batch.append(StoredRecord(id=f"x{n}", doc={"_id": f"x{n}"}, computed={
+                "_fingerprint": base64.b64encode(fp.tobytes()).decode(), "_keypoints": encode_features(f),
+                "_pixel_hash": f"{n:064x}"}, vector=noisy / np.linalg.norm(noisy), source_hash=f"{n:064x}",
+                content_hash=f"{n:064x}"))
+            n += 1
+        col._store.write(batch)
+    return n
+
+
+def scale_section(s: copyset.CopySet, total: int, queries: int = 200) -> None:
+    """`match` p50/p99 in a collection of `total` records: the real stored set plus synthetic
+    distractors (`add_distractors`). Queries: copies and non-copies of the set."""
     with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
         col = db.collection("scale", create=True)
         t = time.perf_counter()
-        for start in range(0, len(s.stored), 64):
-            col.upsert([{"_id": rid, "_base64": b64(im)} for rid, _, im in s.stored[start:start + 64]])
-        ids = [rid for rid, _, _ in s.stored]
-        docs = col._store.get(ids)
-        vectors = col._store.vectors(ids)
-        n = 0
-        while col.count() < total:
-            batch = []
-            for _ in range(min(2000, total - col.count())):
-                k = n % len(ids)
-                doc, vec = docs[k], vectors[ids[k]]
-                noisy = vec + rng.normal(0, 0.02, vec.shape).astype(np.float32)
-                fp = np.frombuffer(base64.b64decode(doc["_fingerprint"]), np.uint8).copy()
-                fp ^= np.packbits(rng.random(fp.size * 8) < 0.25)
-                f = decode_features(doc["_keypoints"])
-                f.points = (rng.random(f.points.shape) * np.array(f.size)).astype(np.float32)
-                f.descriptors = f.descriptors ^ np.packbits(rng.random(f.descriptors.size * 8) < 0.25).reshape(
-                    f.descriptors.shape)
-                batch.append(StoredRecord(id=f"x{n}", doc={}, computed={
-                    "_fingerprint": base64.b64encode(fp.tobytes()).decode(), "_keypoints": encode_features(f),
-                    "_pixel_hash": f"{n:064x}"}, vector=noisy / np.linalg.norm(noisy), source_hash=f"{n:064x}",
-                    content_hash=f"{n:064x}"))
-                n += 1
-            col._store.write(batch)
+        ingest(col, [(rid, item, im) for rid, item, im in s.stored])
+        n = add_distractors(col, [rid for rid, _, _ in s.stored], total)
         print(f"\n`match` at scale: {col.count()} records ({n} synthetic distractors) written in "
               f"{time.perf_counter() - t:.0f} s")
         picked = s.queries[::max(1, len(s.queries) // queries)][:queries]
@@ -121,17 +138,14 @@ def scale_section(s: copyset.CopySet, total: int, queries: int = 200) -> None:
               f"p99 {np.percentile(ms, 99):.1f}; copies found first {found}/{sum(q[2] is not None for q in picked)}")
 
 
-def duplicates_section(s: copyset.CopySet, originals: int) -> None:
-    """`duplicates` on the stored set plus DUP_COPIES edited copies of each queried original:
-    precision and recall of the pairs its clusters make (a pair is right when both records
-    belong to one item: a wallpaper at several resolutions, an original and its copies)."""
-    item_of = s.item_of()
-    chosen = s.originals
-    tinted = {i.split("-tint")[0] for i in item_of.values() if "-tint" in i}
+def dup_records(s: copyset.CopySet, originals: int) -> list[tuple[str, str, object]]:
+    """The stored set plus DUP_COPIES edited copies of each of the first `originals` queried
+    originals: (id, item, picture); an edited copy's id is `dup-<k>-<transform>`."""
+    tinted = {i.split("-tint")[0] for i in s.item_of().values() if "-tint" in i}
     names = list(copyset.COPY_TRANSFORMS)
     records = [(rid, item, im) for rid, item, im in s.stored]
     n = 0
-    for k, (item, im) in enumerate(chosen[:originals]):
+    for k, (item, im) in enumerate(s.originals[:originals]):
         for c in range(DUP_COPIES):
             name = names[n % len(names)]
             n += 1
@@ -139,24 +153,26 @@ def duplicates_section(s: copyset.CopySet, originals: int) -> None:
                 name = names[n % len(names)]
                 n += 1
             records.append((f"dup-{k}-{name}", item, copyset.transform(name)(im, 7 + k * 10 + c)))
-    with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
-        col = db.collection("dups", create=True)
-        for start in range(0, len(records), 64):
-            col.upsert([{"_id": rid, "_base64": b64(im)} for rid, _, im in records[start:start + 64]])
-        item = {rid: it for rid, it, _ in records}
-        res = col.duplicates()
+    return records
+
+
+def pair_table(records: list[tuple[str, str, object]], clusters: list[list[str]]) -> list[tuple[str, str]]:
+    """Print precision and recall of the pairs the clusters make (a pair is right when both
+    records belong to one item: a wallpaper at several resolutions, an original and its
+    copies; any pair with a record outside `records`, a synthetic distractor, is wrong);
+    returns the wrong pairs."""
+    item = {rid: it for rid, it, _ in records}
     members = collections.defaultdict(list)
     for rid, it, _ in records:
         members[it].append(rid)
     truth = {tuple(sorted(p)) for ids in members.values() for p in itertools.combinations(ids, 2)}
-    found = {tuple(sorted(p)) for c in res["clusters"] for p in itertools.combinations(c, 2)}
+    found = {tuple(sorted(p)) for c in clusters for p in itertools.combinations(c, 2)}
     right = found & truth
     edited = {p for p in truth if p[0].startswith("dup-") or p[1].startswith("dup-")}
     # Oxygen draws many icons from one drawing (a disc, a page template, a monitor) with another
     # emblem over a fifth of it: copies by the issue's own rules, yet other items here
-    shared = {p for p in found - truth if item[p[0]].startswith("ic-") and item[p[1]].startswith("ic-")}
-    print(f"\n`duplicates` on {len(records)} records ({len(records) - len(s.stored)} edited copies of "
-          f"{min(originals, len(chosen))} originals, {DUP_COPIES} each): {len(res['clusters'])} clusters")
+    shared = {p for p in found - truth if item.get(p[0], "").startswith("ic-") and item.get(p[1], "").startswith("ic-")}
+    outside = {p for p in found if p[0] not in item or p[1] not in item}
     print("| pairs | true | found | right | recall | precision |")
     print("|---|---|---|---|---|---|")
     print(f"| all | {len(truth)} | {len(found)} | {len(right)} | {len(right) / max(1, len(truth)):.3f} | "
@@ -165,11 +181,63 @@ def duplicates_section(s: copyset.CopySet, originals: int) -> None:
           f"{len(right) / max(1, len(truth)):.3f} | {len(right) / max(1, len(found - shared)):.3f} |")
     print(f"| with an edited copy | {len(edited)} | - | {len(edited & found)} | "
           f"{len(edited & found) / max(1, len(edited)):.3f} | - |")
-    print(f"duplicates took {res['took_ms'] / 1000:.1f} s for {len(records)} records")
+    if outside:
+        print(f"| with a synthetic distractor | 0 | {len(outside)} | 0 | - | - |")
     wrong = sorted(found - truth)
     if os.environ.get("COPYBENCH_MISSES"):
-        for a, b in wrong[:40]:
-            print("wrong pair", a, b, item[a], item[b])
+        for a, b in wrong[:60]:
+            print("wrong pair", a, b, item.get(a), item.get(b))
+        for a, b in sorted(truth - found)[:60]:
+            print("missed pair", a, b, item.get(a))
+    return wrong
+
+
+def duplicates_section(s: copyset.CopySet, originals: int) -> None:
+    """`duplicates` on `dup_records`: precision and recall of the pairs its clusters make."""
+    records = dup_records(s, originals)
+    with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
+        col = db.collection("dups", create=True)
+        ingest(col, records)
+        res = col.duplicates()
+    print(f"\n`duplicates` on {len(records)} records ({len(records) - len(s.stored)} edited copies of "
+          f"{min(originals, len(s.originals))} originals, {DUP_COPIES} each): {len(res['clusters'])} clusters")
+    pair_table(records, res["clusters"])
+    print(f"duplicates took {res['took_ms'] / 1000:.1f} s for {len(records)} records")
+
+
+def duplicates_scale_section(s: copyset.CopySet, originals: int, total: int) -> None:
+    """`duplicates` on `dup_records` plus synthetic distractors (`add_distractors`) up to
+    `total` records: wall and CPU time (this process and its workers), each stage's time and
+    how many candidate pairs were verified (query/clusters.py `duplicates` stats), and the
+    pair precision/recall, distractors counting as wrong wherever they join."""
+    from lookalike.query.clusters import duplicates
+
+    records = dup_records(s, originals)
+    with tempfile.TemporaryDirectory() as tmp, lookalike.connect(tmp) as db:
+        col = db.collection("dupscale", create=True)
+        t = time.perf_counter()
+        ingest(col, records)
+        n = add_distractors(col, [rid for rid, _, _ in records], total)
+        print(f"\n`duplicates` at scale: {col.count()} records ({len(records)} real, {n} synthetic "
+              f"distractors) written in {time.perf_counter() - t:.0f} s")
+        stats: dict = {}
+        wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+        res = duplicates(col._store, stats=stats)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu + _children_cpu() - children
+    print(f"duplicates took {wall:.1f} s wall, {cpu:.1f} s CPU ({os.cpu_count()} cores here, "
+          f"{stats.get('workers', 1)} worker processes); {len(res['clusters'])} clusters")
+    print("| stage | s | pairs |")
+    print("|---|---|---|")
+    for stage in ("fingerprints", "fingerprint pairs", "neighbours", "cheap tests", "verify", "crop edges", "clusters"):
+        print(f"| {stage} | {stats.get(stage + ' s', 0):.1f} | {stats.get(stage + ' pairs', '-')} |")
+    pair_table(records, res["clusters"])
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 #: Edited copies of each queried original added for the `duplicates` section.

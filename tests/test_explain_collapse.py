@@ -17,7 +17,7 @@ from PIL import Image
 import lookalike
 from lookalike.cli import main
 from lookalike.errors import BadRequest
-from lookalike.testing.copies import crop60, down5, encode, jpeg10, mirror
+from lookalike.testing.copies import crop60, down5, encode, jpeg10, mirror, rotate_expand, tint
 from lookalike.testing.photos import jpeg_base64
 from lookalike.testing.servers import serving
 
@@ -64,10 +64,16 @@ def cluster_of(rid: str) -> str:
 
 
 # -- collapse ---------------------------------------------------------------------------------
-def test_copies_collapse_and_distinct_photos_and_similar_shots_do_not(col):
-    # `duplicates` verifies with keypoints (query/clusters.py): no cluster mixes two photos (the two
-    # stereo views are one scene a hand's width apart, which verification may join); known gap
-    # (issue 16): a stored mirror of chelsea is not verified by id, so most, not all, families are whole.
+def groups_of(hits: list[dict]) -> list[set[str]]:
+    """Each collapsed hit with the ids it hides."""
+    return [{h["_id"], *h["_collapsed_ids"]} for h in hits]
+
+
+def test_copies_collapse_and_distinct_photos_do_not(col):
+    # `duplicates` verifies with keypoints (query/clusters.py): no cluster mixes two photos; known
+    # gaps (issue 16): the two stereo views, one scene a hand's width apart, verify as copies
+    # (50 of 78 keypoint matches fit one shift), and a stored mirror of chelsea is not verified
+    # by id, so most, not all, families are whole.
     clusters = col.duplicates()["clusters"]
     families = [{cluster_of(i) for i in c} for c in clusters]
     assert all(len(f) == 1 or f == {"stereo-left", "stereo-right"} for f in families), clusters
@@ -75,30 +81,40 @@ def test_copies_collapse_and_distinct_photos_and_similar_shots_do_not(col):
     assert len(whole) >= 3, clusters
     plain = col.search({"id": "astronaut"}, k=20, fields=["kind"])["hits"]
     hits = col.search({"id": "astronaut"}, k=20, collapse={"ids": True}, fields=["kind"])["hits"]
-    shown = [h["_id"] for h in hits]
-    assert sorted(cluster_of(i) for i in shown) == sorted(["astronaut", "coffee", "chelsea", "rocket", "stereo-left",
-                                                           "stereo-right"])  # one each; the stereo views apart
+    assert {h["_id"].split("-")[0] for h in hits} == {"astronaut", "coffee", "chelsea", "rocket", "stereo"}
+    assert all(len({cluster_of(i) for i in g} - {"stereo-left", "stereo-right"}) <= 1 for g in groups_of(hits))
     for hit in hits:  # the best-ranked of each cluster is kept; the hidden ones are its copies, best first
-        members = [h["_id"] for h in plain if cluster_of(h["_id"]) == cluster_of(hit["_id"])]
+        members = [h["_id"] for h in plain if h["_id"] in {hit["_id"], *hit["_collapsed_ids"]}]
         assert hit["_id"] == members[0] and hit["_collapsed_ids"] == members[1:]
         assert hit["_collapsed"] == len(members) - 1
         assert hit["_score"] == next(h["_score"] for h in plain if h["_id"] == hit["_id"])
-    assert [h["_collapsed"] for h in hits if h["_id"].startswith("stereo")] == [0, 0]
     assert "_collapsed_ids" not in col.search({"id": "astronaut"}, k=5, collapse=True)["hits"][0]
 
 
+def test_collapse_hides_what_duplicates_clusters(col):
+    # one definition of a copy (issue 16): over every record, collapse's groups are duplicates'
+    # clusters (and single records), not a second, fingerprint-only rule's
+    vector = col._store.vectors(["coffee"])["coffee"].tolist()
+    hits = col.search({"vector": vector}, k=20, collapse={"ids": True})["hits"]
+    clusters = [set(c) for c in col.duplicates()["clusters"]]
+    singles = [{h["_id"]} for h in hits if not any(h["_id"] in c for c in clusters)]
+    assert sorted(map(sorted, groups_of(hits))) == sorted(map(sorted, clusters + singles))
+
+
 def test_collapse_fills_the_page_and_pages_by_clusters(col):
-    first = col.search({"vector": col._store.vectors(["coffee"])["coffee"].tolist()}, k=3, collapse=True)["hits"]
-    second = col.search({"vector": col._store.vectors(["coffee"])["coffee"].tolist()}, k=3, offset=3,
-                        collapse=True)["hits"]
-    assert len(first) == 3 and len(second) == 3  # 6 distinct pictures in 18 records
-    assert len({cluster_of(h["_id"]) for h in first + second}) == 6
+    vector = col._store.vectors(["coffee"])["coffee"].tolist()
+    every = col.search({"vector": vector}, k=20, collapse=True)["hits"]
+    first = col.search({"vector": vector}, k=3, collapse=True)["hits"]
+    second = col.search({"vector": vector}, k=3, offset=3, collapse=True)["hits"]
+    assert len(every) >= 5  # the 4 photos and the stereo scene, in 18 records
+    assert len(first) == 3 and len(second) == min(3, len(every) - 3)
+    assert [h["_id"] for h in first + second] == [h["_id"] for h in every[:6]]
     assert first[0]["_id"] == "coffee" and first[0]["_collapsed"] == 3
     # a stricter threshold merges less: its clusters split the default's
-    default = col.search({"id": "rocket"}, k=20, collapse=True)["hits"]
+    default = col.search({"id": "rocket"}, k=20, collapse={"ids": True})["hits"]
     strict = col.search({"id": "rocket"}, k=20, collapse={"threshold": 0.99, "ids": True})["hits"]
-    assert len(strict) > len(default) == 6
-    assert all(len({cluster_of(i) for i in [h["_id"], *h["_collapsed_ids"]]}) == 1 for h in strict)
+    assert len(strict) > len(default) >= 5
+    assert all(any(g <= d for d in groups_of(default)) for g in groups_of(strict))
 
 
 @pytest.mark.parametrize("bad", ["yes", 1, {"ids": "yes"}, {"threshold": 2}, {"other": True}, [True]])
@@ -242,3 +258,53 @@ def test_explain_and_collapse_over_http_client_and_cli(photo_dir, capsys):
                  "--collapse-ids"]) == 0
     out = capsys.readouterr().out
     assert "copies" in out.splitlines()[0] and "hides copies:" in out and "visual" in out and "labels shared" in out
+
+
+# -- one definition of a copy: collapse and explain verify as match and duplicates do --------------
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    """coffee, its hue-turned tint (another item, issue 16) and a copy turned 3-15 degrees on
+    a grown canvas; astronaut apart."""
+    original = photo("coffee")
+    records = [{"_id": "coffee", "_base64": jpeg_base64(original)},
+               {"_id": "coffee-tint", "_base64": jpeg_base64(tint(original, 100.0))},
+               {"_id": "coffee-turned", "_base64": jpeg_base64(rotate_expand(original, 3))},
+               {"_id": "astronaut", "_base64": jpeg_base64(photo("astronaut"))}]
+    with lookalike.connect(tmp_path_factory.mktemp("variants")) as database:
+        col = database.collection("variants", create=True)
+        col.upsert(records)
+        yield col
+
+
+def test_collapse_keeps_a_tint_apart_and_hides_a_turned_copy(variants):
+    # fingerprints are grey: they took the tint for a copy and missed the grown canvas
+    vector = variants._store.vectors(["coffee"])["coffee"].tolist()
+    hits = variants.search({"vector": vector}, k=10, collapse={"ids": True})["hits"]
+    assert sorted(map(sorted, groups_of(hits))) == [["astronaut"], ["coffee", "coffee-turned"], ["coffee-tint"]]
+    assert variants.duplicates()["clusters"] == [["coffee", "coffee-turned"]]
+
+
+def test_explain_calls_copies_what_match_finds(variants):
+    query = {"base64": jpeg_base64(photo("coffee"))}
+    found = {h["_id"]: h for h in variants.match(query)["hits"]}
+    hits = {h["_id"]: h["_explain"] for h in variants.search(query, k=4, explain=True)["hits"]}
+    assert {rid for rid, why in hits.items() if "duplicate" in why} == set(found) == {"coffee", "coffee-turned"}
+    turned = hits["coffee-turned"]["duplicate"]
+    assert turned["how"] == "rotated" and turned["region"] == found["coffee-turned"]["_match"]["box"]
+    assert turned["score"] == found["coffee-turned"]["_score"]
+
+
+def test_duplicates_in_worker_processes_finds_the_same_clusters(variants, col, monkeypatch):
+    # the path of big collections (query/clusters.py: chunks verified in forked workers past
+    # PARALLEL_PAIRS pairs), forced on small ones: the same clusters as the serial path
+    from lookalike.query import clusters
+
+    for collection in (variants, col):
+        serial = collection.duplicates()["clusters"]
+        with monkeypatch.context() as m:
+            m.setattr(clusters, "PARALLEL_PAIRS", 1)
+            m.setattr(clusters, "VERIFY_CHUNK", 2)
+            m.setattr(clusters, "workers", lambda: 2)
+            stats: dict = {}
+            assert clusters.duplicates(collection._store, stats=stats)["clusters"] == serial
+        assert stats["workers"] == 2 and stats["cheap tests pairs"] > 2

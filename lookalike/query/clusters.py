@@ -2,26 +2,33 @@
 
 Candidate pairs come from the fingerprints (query/duplicates.py: every pair whose copy score
 reaches CANDIDATE_SCORE, and the crop edges of small collections) and from the embedding (each
-record's NEIGHBOURS nearest records). Each candidate pair is verified with the records' stored
-local features and colour grids (query/verify.py: RANSAC similarity transform, photometric
-check of the aligned region), either way round; pairs the keypoints cannot verify (flat,
-repetitive or mirrored pictures) are kept when their fingerprint score reaches the fallback's
-and their unmoved (or mirrored) colour grids correlate. Clusters are the connected components
-of the verified pairs. Measured with bench/copybench.py --duplicates.
+record's NEIGHBOURS nearest records, at a cosine of NEIGHBOUR_FLOOR or more). Each candidate
+pair is verified with the records' stored local features and colour grids (query/verify.py:
+RANSAC similarity transform, photometric check of the aligned region), either way round;
+pairs the keypoints cannot verify (flat, repetitive or mirrored pictures) are kept when their
+fingerprint score reaches the fallback's and their unmoved (or mirrored) colour grids
+correlate. Clusters are the connected components of the verified pairs. `copy_edges` is the
+one definition of a copy between stored records: `collapse` (query/collapse.py) uses it too.
+Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from ..models.fingerprint import BITS, PIXEL_HASH
-from ..models.keypoints import KEYPOINTS, Features
-from ..store.base import CollectionStore, SearchRequest
+from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
+from ..store.base import CollectionStore
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
                          components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
-from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, _feature_cache, look_of
-from .verify import Estimate, check, estimate
+from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, look_of
+from .verify import (CHROMA, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook, aligned_cells,
+                     check, fit, photometric)
 
 #: Default score (query/verify.py `score_of`, or the fingerprint score of the fallback) a
 #: verified pair needs, as `match`'s.
@@ -33,12 +40,31 @@ CROP_LIMIT = 0.6
 #: Records whose colour grid's mean chroma is under this are pale (grey, washed out): they
 #: agree with any tint, so they keep one pair with a coloured record (`_one_tint_each`).
 PALE_CHROMA = 8.0
-#: Nearest records by embedding taken as candidates of each record.
+#: Nearest records by embedding taken as candidates of each record ...
 NEIGHBOURS = 5
-#: Collections up to this size get their embedding neighbours by blocked matrix products (100k
-#: records of 1280 dimensions: about 1.3e13 multiply-adds, minutes on 2 cores); bigger ones ask
-#: the store's vector index, record by record.
-NEIGHBOURS_BY_PRODUCT = 200_000
+#: ... when their cosine similarity reaches NEIGHBOUR_FLOOR (bench/copybench.py set: the copies
+#: verified through the embedding alone are all at 0.77 or more, 99 % at 0.83 or more; a
+#: wallpaper and its dark edition 0.8 and up). A floor bounds the pairs to verify in big
+#: collections of unrelated pictures, where every record has NEIGHBOURS neighbours.
+NEIGHBOUR_FLOOR = 0.75
+#: Collections up to this many records get their neighbours by exact products (30k records
+#: of 1,504 dimensions: 1.4e12 multiply-adds, 50 CPU seconds on the bench machine, growing
+#: with the square of the collection); bigger ones through a graph searched with beam JOIN_BEAM.
+EXACT_JOIN_MAX, JOIN_BEAM = 20_000, 64
+#: RANSAC samples a stored pair's fit draws at most: a fit needs inliers in MIN_INLIER_RATIO
+#: (0.2) of the matches, and 300 samples of 2 matches miss such an all-inlier sample with
+#: probability 0.96^300 < 1e-5 (match's 1000 serve its dense pass's 0.1). A pair of unrelated
+#: pictures with many matches draws them all: this is most of its cost.
+PAIR_ITERATIONS = 300
+#: Two aligned records whose cells coloured on both sides differ in hue by this median (degrees)
+#: are tints of one picture (bench/copybench.py set: a pale wallpaper and its tints 88-155 each
+#: way; copies up to 17 but a bordered copy against a letterboxed one, 152, their bars' colours).
+TINT_CLASH = 60.0
+CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
+#: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
+#: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
+#: 20,000 take 16-40 s on one core; starting the workers about a second).
+VERIFY_CHUNK, PARALLEL_PAIRS = 2048, 20_000
 
 
 def _fingerprint_pairs(hashes: np.ndarray, scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -63,33 +89,78 @@ def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: C
     return crop_rows[same], crop_cols[same]
 
 
-def _neighbour_pairs(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs from each record's NEIGHBOURS nearest records by embedding."""
+def _subset_neighbours(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`_neighbour_pairs` among `ids` alone (a result list): one product of their vectors."""
     found = store.vectors(ids)
-    have = [n for n, rid in enumerate(ids) if rid in found]
+    have = np.array([n for n, rid in enumerate(ids) if rid in found], dtype=np.int64)
     if len(have) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
+    vecs = np.stack([found[ids[n]] for n in have]).astype(np.float32)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    sims = vecs @ vecs.T
+    np.fill_diagonal(sims, -np.inf)
     k = min(NEIGHBOURS, len(have) - 1)
-    rows, cols = [], []
-    if len(have) <= NEIGHBOURS_BY_PRODUCT:
-        vecs = np.stack([found[ids[n]] for n in have]).astype(np.float32)
-        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-        index = np.array(have)
-        block = max(1, min(1024, (1 << 24) // len(have)))  # at most 64 MB of similarities at once
-        for start in range(0, len(have), block):
-            sims = vecs[start:start + block] @ vecs.T
-            np.fill_diagonal(sims[:, start:start + block], -np.inf)
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            rows.append(np.repeat(index[start:start + block], k))
-            cols.append(index[top.ravel()])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(len(have)), k)
+    keep = sims[rows, top.ravel()] >= NEIGHBOUR_FLOOR
+    r, c = have[rows[keep]], have[top.ravel()[keep]]
+    return np.minimum(r, c), np.maximum(r, c)
+
+
+def _neighbour_pairs(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs from each record's NEIGHBOURS nearest records by embedding whose cosine
+    similarity reaches NEIGHBOUR_FLOOR: a self-join of the collection's vectors, exact (blocked
+    matrix products) up to EXACT_JOIN_MAX records, past it through a graph index built for the
+    join (`_graph_top`). The collection's own graph index is tuned for ranked search: on the
+    bench's 30k records its calibrated beam of 768 cost 12 ms a record."""
+    found, vecs = store.all_vectors()
+    position = {rid: n for n, rid in enumerate(ids)}
+    keep = [k for k, rid in enumerate(found) if rid in position]
+    if len(keep) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    index = np.array([position[found[k]] for k in keep], dtype=np.int64)
+    vecs = np.ascontiguousarray(vecs[keep], dtype=np.float32)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    k = min(NEIGHBOURS, len(keep) - 1) + 1  # each record finds itself too
+    if len(keep) <= EXACT_JOIN_MAX:
+        sims, top = _exact_top(vecs, k)
     else:
-        position = {rid: n for n, rid in enumerate(ids)}
-        for n in have:
-            hits = store.search(SearchRequest(vector=found[ids[n]], k=k, exclude=[ids[n]]))
-            rows.append(np.full(len(hits), n))
-            cols.append(np.array([position.get(h.id, n) for h in hits], dtype=np.int64))
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    return np.minimum(r, c)[r != c], np.maximum(r, c)[r != c]
+        sims, top = _graph_top(vecs, k)
+    rows = np.repeat(np.arange(len(keep)), top.shape[1])
+    cols, sims = top.ravel(), sims.ravel()
+    ok = (cols >= 0) & (cols != rows) & (sims >= NEIGHBOUR_FLOOR)
+    r, c = index[rows[ok]], index[cols[ok]]
+    return np.minimum(r, c), np.maximum(r, c)
+
+
+def _exact_top(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, indices) of each row's k best rows (itself among them), by blocked
+    products (at most 64 MB of similarities at once)."""
+    n = len(vecs)
+    block = max(1, min(1024, (1 << 24) // n))
+    sims, top = np.empty((n, k), np.float32), np.empty((n, k), np.int64)
+    for start in range(0, n, block):
+        part = vecs[start:start + block] @ vecs.T
+        best = np.argpartition(-part, k - 1, axis=1)[:, :k]
+        top[start:start + len(part)] = best
+        sims[start:start + len(part)] = np.take_along_axis(part, best, axis=1)
+    return sims, top
+
+
+def _graph_top(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_exact_top` approximately, through a FAISS HNSW graph of the rows built for the join
+    (inner product, beam JOIN_BEAM; missing neighbours are -1), or exactly without FAISS (the
+    `ann` extra)."""
+    try:
+        import faiss
+    except ImportError:
+        return _exact_top(vecs, k)
+    graph = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 40
+    graph.add(vecs)
+    graph.hnsw.efSearch = max(JOIN_BEAM, k)
+    sims, top = graph.search(vecs, k)
+    return sims, top.astype(np.int64)
 
 
 def _unmoved(a: Features, b: Features, mirrored: bool) -> float:
@@ -104,14 +175,52 @@ def _unmoved(a: Features, b: Features, mirrored: bool) -> float:
     return -1.0 if v is None else v.ncc
 
 
+def _ratio_matches(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """query/verify.py `_matches` (the same pairs: best stored descriptor of each query one
+    passing the distance and ratio tests), by OpenCV's batch distance, without a Python object
+    a match."""
+    if len(query) < 2 or len(stored) < 2:
+        return np.empty(0, int), np.empty(0, int)
+    dist, index = _cv2().batchDistance(query, stored, CV_32S, normType=NORM_HAMMING, K=2)
+    ok = (dist[:, 0] <= MAX_DISTANCE) & (dist[:, 0] < RATIO * dist[:, 1])
+    return np.flatnonzero(ok), index[ok, 0].astype(int)
+
+
+def _clash(e: Estimate, look: QueryLook, stored: Features) -> float:
+    """Median hue difference (degrees) over the aligned cells coloured (chroma over CHROMA) on
+    both sides, 0 where fewer than MIN_CELLS are."""
+    cells, inside = aligned_cells(e, look, stored)
+    qa, sa = cells[inside][:, 1:] - 128, stored.colours[inside][:, 1:].astype(np.float32) - 128
+    vote = (np.hypot(qa[:, 0], qa[:, 1]) > CHROMA) & (np.hypot(sa[:, 0], sa[:, 1]) > CHROMA)
+    if vote.sum() < MIN_CELLS:
+        return 0.0
+    diff = np.degrees(np.abs(np.arctan2(qa[vote, 1], qa[vote, 0]) - np.arctan2(sa[vote, 1], sa[vote, 0])))
+    return float(np.median(np.minimum(diff, 360 - diff)))
+
+
 def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     """The verified copy score of two stored records (0 when not copies): keypoints either way
-    round, else the fingerprint fallback with the unmoved or mirrored colour grids."""
-    best = 0.0
-    for one, other in ((a, b), (b, a)):
-        v = check(estimate(one, other, False), look_of(one), other)
-        if v is not None:
-            best = max(best, v.score)
+    round (query/verify.py `check`, as `match` verifies one against the other), else the
+    fingerprint fallback with the unmoved or mirrored colour grids. Two records that align
+    (each way that aligns them) while the cells coloured in both clash in hue (TINT_CLASH) are
+    tints of one picture, not copies: `check` lets a low-chroma tint through, its few coloured
+    cells taken for an overlay's."""
+    best, aligned, clashes = 0.0, 0, 0
+    if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
+        for one, other in ((a, b), (b, a)):
+            qi, si = _ratio_matches(one.descriptors, other.descriptors)
+            e = fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS)
+            if e is None or not e.plausible:
+                continue
+            look = look_of(one)
+            v = check(e, look, other)
+            if v is not None:
+                best = max(best, v.score)
+            if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
+                aligned += 1
+                clashes += _clash(e, look, other) > TINT_CLASH
+    if aligned and clashes == aligned:
+        return 0.0
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
         # either way round: a grey record agrees with a coloured one as the query only
         if max(_unmoved(a, b, False), _unmoved(a, b, True), _unmoved(b, a, False), _unmoved(b, a, True)) >= FLAT_NCC:
@@ -125,12 +234,12 @@ def _chroma(f: Features) -> float:
     return float(np.hypot(ab[..., 0], ab[..., 1]).mean())
 
 
-def _one_tint_each(feats: dict[int, Features | None], rows: list[int], cols: list[int],
+def _one_tint_each(chroma: dict[int, float], rows: list[int], cols: list[int],
                    scores: list[float]) -> tuple[list[int], list[int]]:
-    """Verified pairs, where a grey or washed-out record keeps only its best pair with a
-    coloured one: it agrees with every tint of its picture, and clusters are connected
-    components, so two of its edges would join tints that are different items."""
-    grey = {n for n, f in feats.items() if f is not None and _chroma(f) < PALE_CHROMA}
+    """Verified pairs, where a grey or washed-out record (`chroma`: of its colour grid) keeps
+    only its best pair with a coloured one: it agrees with every tint of its picture, and
+    clusters are connected components, so two of its edges would join tints that are different items."""
+    grey = {n for n, c in chroma.items() if c < PALE_CHROMA}
     best: dict[int, tuple[float, int]] = {}
     for k, (i, j, score) in enumerate(zip(rows, cols, scores)):
         for pale, other in ((i, j), (j, i)):
@@ -141,9 +250,151 @@ def _one_tint_each(feats: dict[int, Features | None], rows: list[int], cols: lis
     return [rows[k] for k in keep], [cols[k] for k in keep]
 
 
-def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
-    """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`."""
+class _Stages:
+    """Seconds and pair counts per stage of `duplicates`, into a caller's dict (the bench's)."""
+
+    def __init__(self, out: dict | None) -> None:
+        self.out = {} if out is None else out
+        self._at = time.perf_counter()
+
+    def done(self, stage: str, pairs: int | None = None) -> None:
+        now = time.perf_counter()
+        self.out[f"{stage} s"] = round(now - self._at, 3)
+        if pairs is not None:
+            self.out[f"{stage} pairs"] = int(pairs)
+        self._at = now
+
+
+def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None], pairs: np.ndarray,
+                  fingerprints: np.ndarray, limit: float,
+                  joined: dict[int, int] | None = None) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
+    """The pairs of one chunk that verify at `limit`, with their scores, and the chroma of each
+    record's colour grid (for the tint rule). Each record's stored features (`keypoints`, by
+    record number) are decoded once a chunk; a pure function of its arguments, so that worker
+    processes can run it. A pair of coloured records already joined through verified pairs of
+    coloured records (`joined`: union-find parents, carried from chunk to chunk) is not
+    verified: the tint rule never cuts such pairs, so the clusters come out the same."""
+    feats = {n: decode_features(value) for n, value in keypoints.items()}
+    chroma = {n: _chroma(f) for n, f in feats.items() if f is not None}
+    joined = {} if joined is None else joined
+
+    def root(n: int) -> int:
+        while joined.get(n, n) != n:
+            joined[n] = joined.get(joined[n], joined[n])
+            n = joined[n]
+        return n
+
+    out = []
+    for (i, j), fingerprint in zip(pairs.tolist(), fingerprints.tolist()):
+        if feats[i] is None or feats[j] is None:
+            continue
+        coloured = chroma[i] >= PALE_CHROMA and chroma[j] >= PALE_CHROMA
+        if coloured and root(i) == root(j):
+            continue
+        if pixels[i] and pixels[i] == pixels[j]:
+            fingerprint = 1.0  # the very same pixels
+        score = pair_score(feats[i], feats[j], fingerprint)
+        if score >= limit:
+            out.append((i, j, score))
+            if coloured:
+                joined[root(i)] = root(j)
+    return out, chroma
+
+
+def _chunks(store: CollectionStore, ids: list[str], pairs: np.ndarray, fingerprints: np.ndarray):
+    """`_verify_chunk`'s arguments, VERIFY_CHUNK pairs at a time in (i, j) order (so a record's
+    features travel and are decoded about once), read from the store when needed."""
+    order = np.lexsort((pairs[1], pairs[0]))
+    pairs, fingerprints = pairs[:, order], fingerprints[order]
+    for s in range(0, pairs.shape[1], VERIFY_CHUNK):
+        part = pairs[:, s:s + VERIFY_CHUNK]
+        need = np.unique(part).tolist()
+        docs = [d or {} for d in store.get([ids[n] for n in need])]
+        yield ({n: d.get(KEYPOINTS) for n, d in zip(need, docs)}, {n: d.get(PIXEL_HASH) for n, d in zip(need, docs)},
+               part.T, fingerprints[s:s + VERIFY_CHUNK])
+
+
+def workers() -> int:
+    """Processes `duplicates` verifies on when it has many pairs: the CPUs this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _verify(store: CollectionStore, ids: list[str], pairs: np.ndarray, fingerprints: np.ndarray,
+            limit: float) -> tuple[list[tuple[int, int, float]], dict[int, float], int]:
+    """Verified pairs and chroma by record (`_verify_chunk`) of all the pairs, and the worker
+    processes used: none under PARALLEL_PAIRS pairs (starting one costs about a second), else
+    one a CPU, at most two chunks each in flight."""
+    found: list[tuple[int, int, float]] = []
+    chroma: dict[int, float] = {}
+    chunks = _chunks(store, ids, pairs, fingerprints)
+    procs = workers() if pairs.shape[1] >= PARALLEL_PAIRS and "fork" in multiprocessing.get_all_start_methods() else 1
+    if procs <= 1:
+        joined: dict[int, int] = {}
+        for args in chunks:
+            part, tints = _verify_chunk(*args, limit, joined)
+            found += part
+            chroma.update(tints)
+        return found, chroma, 0
+    _cv2()  # imported before forking: the workers run only numpy and OpenCV, already loaded
+    # forked, not spawned: a spawned worker imports the caller's main module again, which a
+    # script without a `__main__` guard cannot survive
+    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending: deque = deque()
+        for args in chunks:
+            pending.append(pool.submit(_verify_chunk, *args, limit))
+            while len(pending) >= 2 * procs or (pending and pending[0].done()):
+                part, tints = pending.popleft().result()
+                found += part
+                chroma.update(tints)
+        for future in pending:
+            part, tints = future.result()
+            found += part
+            chroma.update(tints)
+    return found, chroma, procs
+
+
+def copy_edges(store: CollectionStore, ids: list[str], hashes: np.ndarray, limit: float, *, subset: bool = False,
+               stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (i, j) between records (`ids`, their fingerprints `hashes`) that are copies of each
+    other: the candidate pairs (fingerprints; embedding neighbours, among `ids` alone when they
+    are a `subset` of the collection, such as a result list) verified at `limit` (`pair_score`),
+    a pale record's edges to coloured ones cut to its best (`_one_tint_each`), and in small sets
+    the fingerprint crop edges of embedding neighbours. `duplicates` and `collapse` both decide
+    copies here."""
+    stage = _Stages(stats)
+    scores = copy_scores(hashes) if len(hashes) <= CLUSTER_FULL_MAX else None
+    rows, cols = _fingerprint_pairs(hashes, scores)
+    stage.done("fingerprint pairs", len(rows))
+    more_rows, more_cols = (_subset_neighbours if subset else _neighbour_pairs)(store, ids)
+    stage.done("neighbours", len(more_rows))
+    pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
+    if scores is not None:
+        fingerprints = scores[pairs[0], pairs[1]].astype(np.float64)
+    else:
+        fingerprints = 1.0 - 2.0 * np.bitwise_count(hashes[pairs[0], 0] ^ hashes[pairs[1], 0]).sum(axis=1) / BITS
+    stage.done("cheap tests", pairs.shape[1])
+    found, chroma, procs = _verify(store, ids, pairs, fingerprints, limit) if pairs.size else ([], {}, 0)
+    stage.out["workers"] = procs
+    stage.done("verify", len(found))
+    keep_rows, keep_cols = _one_tint_each(chroma, [f[0] for f in found], [f[1] for f in found],
+                                          [f[2] for f in found])
+    if scores is not None:  # crop edges of pictures that are embedding neighbours too
+        near = set(zip(more_rows.tolist(), more_cols.tolist()))
+        for i, j in zip(*_crop_edges(hashes, scores, ids, store, CROP_LIMIT)):
+            if (min(i, j), max(i, j)) in near:
+                keep_rows.append(int(i))
+                keep_cols.append(int(j))
+    stage.done("crop edges")
+    return np.array(keep_rows, np.int64), np.array(keep_cols, np.int64)
+
+
+def duplicates(store: CollectionStore, threshold: float | None = None, stats: dict | None = None) -> dict:
+    """Groups of records that are copies of each other: `{"clusters": [[id, ...], ...]}`.
+
+    `stats`, when given, gets each stage's seconds and pair counts (bench/copybench.py
+    --duplicates-scale)."""
     start = time.perf_counter()
+    stage = _Stages(stats)
     limit = check_threshold(threshold, DEFAULT_DUPLICATE_THRESHOLD)
     live_slots, live_ids = _live_slots(store)
     slots, hashes = stored_fingerprints(store)
@@ -152,39 +403,10 @@ def duplicates(store: CollectionStore, threshold: float | None = None) -> dict:
     have = position[live_slots] >= 0
     ids = [i for i, ok in zip(live_ids, have) if ok]
     chosen = hashes[position[live_slots[have]]]
-    scores = copy_scores(chosen) if len(chosen) <= CLUSTER_FULL_MAX else None
-    rows, cols = _fingerprint_pairs(chosen, scores)
-    more_rows, more_cols = _neighbour_pairs(store, ids)
-    pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
-    docs = store.get(ids) if pairs.size else []
-    cache = _feature_cache(store)
-    feats = {}
-    keep_rows, keep_cols, keep_scores = [], [], []
-    for i, j in pairs.T.tolist():
-        for n in (i, j):
-            if n not in feats:
-                feats[n] = cache.get(ids[n], (docs[n] or {}).get(KEYPOINTS))
-        if feats[i] is None or feats[j] is None:
-            continue
-        if docs[i] is not None and docs[i].get(PIXEL_HASH) and docs[i].get(PIXEL_HASH) == docs[j].get(PIXEL_HASH):
-            fingerprint = 1.0  # the very same pixels
-        elif scores is not None:
-            fingerprint = float(scores[i, j])
-        else:
-            fingerprint = 1.0 - 2.0 * float(np.bitwise_count(chosen[i, 0] ^ chosen[j, 0]).sum()) / BITS
-        score = pair_score(feats[i], feats[j], fingerprint)
-        if score >= limit:
-            keep_rows.append(i)
-            keep_cols.append(j)
-            keep_scores.append(score)
-    keep_rows, keep_cols = _one_tint_each(feats, keep_rows, keep_cols, keep_scores)
-    if scores is not None:  # crop edges of pictures that are embedding neighbours too
-        near = set(zip(more_rows.tolist(), more_cols.tolist()))
-        for i, j in zip(*_crop_edges(chosen, scores, ids, store, CROP_LIMIT)):
-            if (min(i, j), max(i, j)) in near:
-                keep_rows.append(int(i))
-                keep_cols.append(int(j))
-    groups = [sorted(ids[i] for i in group)
-              for group in clusters(len(ids), np.array(keep_rows, np.int64), np.array(keep_cols, np.int64))]
+    stage.done("fingerprints")
+    rows, cols = copy_edges(store, ids, chosen, limit, stats=stage.out)
+    stage = _Stages(stage.out)
+    groups = [sorted(ids[i] for i in group) for group in clusters(len(ids), rows, cols)]
     groups.sort(key=lambda g: (-len(g), g[0]))
+    stage.done("clusters", len(rows))
     return {"clusters": groups, "took_ms": round((time.perf_counter() - start) * 1000, 3)}

@@ -1,12 +1,13 @@
 """`collapse`: one hit per near-duplicate cluster in a result list.
 
-Near-duplicates are decided as `duplicates` decides them (query/duplicates.py, docs/duplicates.md):
-the stored fingerprints of the ranked candidates are compared pairwise (whole images, mirrors,
-rotated centres, captioned windows, and crops whose colours agree), copies are linked at the
-threshold (default DEFAULT_DUPLICATE_THRESHOLD) and each connected cluster keeps its best-ranked
-hit, which carries `_collapsed`: how many of its copies were hidden (`_collapsed_ids` with
-`{"ids": true}`). Records without a fingerprint (`_vector` records) are clusters of their own.
-Similar shots that are not copies stay apart.
+Near-duplicates are decided as `duplicates` decides them (query/clusters.py `copy_edges`,
+docs/duplicates.md) over the ranked candidates alone: pairs the fingerprints or the embedding
+propose are verified with the stored keypoints and colours, as `match` verifies a copy,
+linked at the threshold (default DEFAULT_DUPLICATE_THRESHOLD, a verified score), and each
+connected cluster keeps its best-ranked hit, which carries `_collapsed`: how many of its copies
+were hidden (`_collapsed_ids` with `{"ids": true}`). Records with the very same pixels are
+copies too; records without a fingerprint (`_vector` records) are clusters of their own.
+Similar shots and other tints of a picture stay apart.
 
 The store is asked for more candidates than the page shows (CANDIDATES times, doubling while
 clusters eat the page, up to MAX_CANDIDATES), so a page of k is full whenever the collection
@@ -21,8 +22,8 @@ import numpy as np
 
 from ..models.fingerprint import FINGERPRINT, N_HASHES, PIXEL_HASH, WORDS, decode_fingerprint, full_width
 from ..store.base import SearchRequest
-from .duplicates import (CLUSTER_CROP_MAX, DEFAULT_DUPLICATE_THRESHOLD, colours_cover, components, copy_scores,
-                         crop_edges)
+from .clusters import DEFAULT_DUPLICATE_THRESHOLD, copy_edges
+from .duplicates import components
 from .search import SearchParams
 
 if TYPE_CHECKING:  # engine.py imports this module when a search runs
@@ -69,7 +70,8 @@ def collapse(store, hits: list[dict], threshold: float, *, with_ids: bool = Fals
 
 
 def copy_clusters(store, ids: list[str], threshold: float) -> np.ndarray:
-    """A cluster label per id: equal labels are copies of each other (by `duplicates`' rules)."""
+    """A cluster label per id: equal labels are copies of each other, as `duplicates` decides
+    (query/clusters.py `copy_edges` over these records alone), or have the very same pixels."""
     n = len(ids)
     if n < 2:
         return np.arange(n)
@@ -80,14 +82,10 @@ def copy_clusters(store, ids: list[str], threshold: float) -> np.ndarray:
         hashes[row] = full_width(decode_fingerprint(docs[i][FINGERPRINT]))
     rows, cols = np.empty(0, np.int64), np.empty(0, np.int64)
     if len(have) > 1:
-        rows, cols = np.nonzero(np.triu(copy_scores(hashes) >= threshold - 1e-6, k=1))
-        if len(have) <= CLUSTER_CROP_MAX:
-            crop_rows, crop_cols = crop_edges(hashes, components(len(have), rows, cols), threshold)
-            same = colours_cover([docs[have[i]] for i in crop_rows], [docs[have[j]] for j in crop_cols])
-            rows, cols = np.concatenate([rows, crop_rows[same]]), np.concatenate([cols, crop_cols[same]])
+        rows, cols = copy_edges(store, [ids[i] for i in have], hashes, threshold, subset=True)
     index = np.array(have, dtype=np.int64)
     rows, cols = list(index[rows]), list(index[cols])
-    by_pixels: dict[str, int] = {}  # the same pixels: copies whatever their fingerprints say
+    by_pixels: dict[str, int] = {}  # the same pixels: copies whatever their features say
     for i, doc in enumerate(docs):
         key = doc.get(PIXEL_HASH)
         if isinstance(key, str) and key:

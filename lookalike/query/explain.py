@@ -15,16 +15,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..models.colors import dominant_colors, hex_to_rgb, srgb_to_lab
-from ..models.fingerprint import (BITS, CENTRE, CROP_GRID, CROP_QUERY_GRID, CROP_SCALE, CROP_WINDOW, CANVAS,
-                                  FINGERPRINT, FIRST_CROP, N_STORED, PIXEL_HASH, QueryHashes, boxes,
-                                  decode_fingerprint, full_width, pixel_hash, query_hashes, stored_query_hashes)
+from ..models.fingerprint import FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width
 from ..models.images import load_pixels, open_image
+from ..models.keypoints import KEYPOINTS, SIDE, decode_features
 from ..store.filters import And, Cond, Node, Not, Or
 from .colors import SIGMA, ciede2000, parse_color
-from .duplicates import (ALIGNED_PENALTY, ALIGNED_TOP, CROP_PENALTY, DEFAULT_MATCH_THRESHOLD, ROTATED_PENALTY,
-                         _hamming, _signs, refine_crops, similarities)
+from .duplicates import _hamming, similarities
 from .engine import IMAGE_KINDS, Searcher, anchor_ids
 from .labels import LABEL_PATH
+from .match import DEFAULT_MATCH_THRESHOLD, Query, image_query, record_query, verified
 from .search import SearchParams
 
 #: Two dominant colours are "shared" within this CIEDE2000 difference (about a just-noticeable
@@ -38,7 +37,7 @@ OTHER_TOLERANCE = 1e-4
 
 # -- before the search: what the query is made of ------------------------------------------------
 def prepare(engine: Searcher, params: SearchParams) -> None:
-    """Record the query's labels, colours and near-duplicate hashes in `params.trace`.
+    """Record the query's labels, colours and what `match` compares of it in `params.trace`.
 
     An image query is decoded and embedded once here: its vector then replaces the image in the
     query (as `same_label` does), and `same_label` is applied from the labels found.
@@ -51,15 +50,13 @@ def prepare(engine: Searcher, params: SearchParams) -> None:
         trace["labels"] = _merged_labels([d.get("_labels") or [] for d in docs])
         trace["colors"] = (docs[0].get("_colors") or []) if len(docs) == 1 else []
         if len(docs) == 1:
-            fp = decode_fingerprint(docs[0].get(FINGERPRINT) or "")
-            if fp is not None:
-                trace["hashes"], trace["pixel_hash"] = stored_query_hashes(fp), docs[0].get(PIXEL_HASH)
+            trace["copy"] = record_query(docs[0])
     elif kind in IMAGE_KINDS:
         data = engine.image_bytes(kind, value)
         encoder = engine.encoder
-        image = open_image(data, max_pixels=engine.max_pixels, draft_size=encoder.input_size if encoder else None)
+        image = open_image(data, max_pixels=engine.max_pixels, draft_size=max(SIDE, encoder.input_size if encoder else 0))
         trace["colors"] = dominant_colors(image)
-        trace["hashes"], trace["pixel_hash"] = query_hashes(image), pixel_hash(image)
+        trace["copy"] = image_query(image, data)  # as `match` would see it
         if encoder is not None:
             pixels = load_pixels(data, encoder.input_size, fit=encoder.fit, max_pixels=engine.max_pixels)
             emb = encoder.embed(pixels[None])
@@ -203,61 +200,38 @@ def _shared_colors(query: list[dict], hit: list[dict]) -> list[dict]:
 
 
 # -- near-duplicates: how and where ----------------------------------------------------------------
+#: A verified copy turned by at least this many degrees is `rotated` (fits of unturned copies
+#: come out within a few tenths of a degree; the copies of issue 16 turn by 3 to 15) ...
+ROTATED_ANGLE = 2.0
+#: ... and one covering less than this share of the hit's area is a `crop` of it.
+CROP_AREA = 0.9
+
+
 def _near_duplicate(trace: dict, doc: dict) -> dict | None:
-    """How the hit copies the query image (`match` rules, query/duplicates.py), or None.
+    """How the hit copies the query image, verified as `match` verifies it (query/match.py
+    `verified`: keypoints and RANSAC, the mirror, the fingerprint fallback, colours), or None.
 
     `how`: `exact` (the same pixels), `whole` (resized, recompressed, edited), `mirrored`,
-    `rotated`, `window` (the query is a part of the hit) or `crop`; `region`: where the query's
-    picture lies in the hit, `[x0, y0, x1, y1]` as fractions of its width and height.
+    `rotated` or `crop` (the query is a part of the hit); `region`: where the query's picture
+    lies in the hit, `[x0, y0, x1, y1]` as fractions of its width and height.
     """
-    hashes: QueryHashes | None = trace.get("hashes")
-    if hashes is None:
+    query: Query | None = trace.get("copy")
+    if query is None:
         return None
-    if trace.get("pixel_hash") and doc.get(PIXEL_HASH) == trace["pixel_hash"]:
+    if query.pix and doc.get(PIXEL_HASH) == query.pix:
         return {"match": "exact", "score": 1.0, "how": "exact", "region": [0.0, 0.0, 1.0, 1.0]}
     fp = decode_fingerprint(doc.get(FINGERPRINT) or "")
-    if fp is None:
+    stored = decode_features(doc.get(KEYPOINTS))
+    if fp is None or stored is None:
         return None
-    stored = full_width(fp)[None]
-    score = float(similarities(stored, hashes)[0])
-    if hashes.canvas is not None and len(hashes.crop):
-        score = max(score, float(refine_crops(stored, hashes)[0]))
-    if score < DEFAULT_MATCH_THRESHOLD:
+    v = verified(query, stored, float(similarities(full_width(fp)[None], query.hashes)[0]), dense=True)
+    if v is None or v.score < DEFAULT_MATCH_THRESHOLD:
         return None
-    how, region = _how(stored[0], hashes)
-    return {"match": "near", "score": round(score, 6), "how": how, "region": [round(v, 4) for v in region]}
-
-
-def _how(hit: np.ndarray, q: QueryHashes) -> tuple[str, list[float]]:
-    """The comparison that scores best (as `similarities` scores them) and the region it implies."""
-    fractions = [(x0 / CANVAS, y0 / CANVAS, x1 / CANVAS, y1 / CANVAS) for x0, y0, x1, y1
-                 in [(0, 0, CANVAS, CANVAS)] + boxes()]
-    dist = _hamming(hit[:FIRST_CROP, None, :], q.plain[None])              # (10 stored, P versions)
-    where, version = np.unravel_index(int(dist.argmin()), dist.shape)
-    tries = [(1.0 - 2.0 * dist.min() / BITS, "mirrored" if version % 2 else ("whole" if where == 0 else "window"),
-              list(fractions[where]))]
-    if len(q.rotated):
-        rotated = _hamming(hit[CENTRE:CENTRE + 1, None, :], q.rotated[None]).min()
-        tries.append((1.0 - 2.0 * rotated / BITS - ROTATED_PENALTY, "rotated", [0.0, 0.0, 1.0, 1.0]))
-    if len(q.aligned):
-        small = _hamming(hit[None, FIRST_CROP:N_STORED], q.aligned)
-        top = np.sort(small, axis=1)[:, :ALIGNED_TOP].mean(axis=1).min()
-        tries.append((1.0 - (top + dist[0].min()) / BITS - ALIGNED_PENALTY, "whole", [0.0, 0.0, 1.0, 1.0]))
-    if len(q.crop):
-        dots = _signs(hit[FIRST_CROP:N_STORED]) @ _signs(q.crop).T           # (25 stored windows, C query windows)
-        w, c = np.unravel_index(int(dots.argmax()), dots.shape)
-        tries.append((float(dots.max()) / BITS - CROP_PENALTY, "crop", _crop_region(int(w), int(c))))
-    _, how, region = max(tries, key=lambda t: t[0])
-    return how, region
-
-
-def _crop_region(window: int, sub: int) -> list[float]:
-    """Where a query that is a crop of the hit lies in it: the query's sub-window `sub` (of its
-    CROP_QUERY_GRID grid) is the hit's small window `window`; the query spans CROP_SCALE of the hit."""
-    small = boxes(CROP_WINDOW, CROP_GRID)[window]
-    grid = boxes(CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID)  # a stored record's copy side uses the same grid
-    qx, qy = grid[sub % len(grid)][:2]
-    x0 = small[0] / CANVAS - qx / CANVAS * CROP_SCALE
-    y0 = small[1] / CANVAS - qy / CANVAS * CROP_SCALE
-    x0, y0 = min(max(x0, 0.0), 1 - CROP_SCALE), min(max(y0, 0.0), 1 - CROP_SCALE)
-    return [x0, y0, x0 + CROP_SCALE, y0 + CROP_SCALE]
+    e = v.estimate
+    area = (e.box[2] - e.box[0]) * (e.box[3] - e.box[1])
+    # the fingerprint fallback (no keypoint fit) aligns the images as they are: a mirror shows
+    # in which of the query's whole-image hashes, plain or mirrored, is nearer
+    mirrored = e.mirrored or e.inliers == 0 and int(_hamming(full_width(fp)[0], query.hashes.plain).argmin()) % 2
+    how = ("mirrored" if mirrored else "rotated" if abs(e.angle) >= ROTATED_ANGLE
+           else "crop" if area < CROP_AREA else "whole")
+    return {"match": "near", "score": round(v.ranked, 6), "how": how, "region": [round(x, 4) for x in e.box]}

@@ -198,33 +198,47 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
         doc = store.get([value])[0]
         if doc is None:
             raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
-        fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
-        own = decode_features(doc.get(KEYPOINTS))
-        if fp is None or own is None:
+        q = record_query(doc)
+        if q is None:
             raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
                              "before they existed: upsert its image again)")
-        vector = engine.anchor_vector({"id": value})[0] if engine.encoder is not None else None
-        return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH), vector=vector), [value]
+        q.vector = engine.anchor_vector({"id": value})[0] if engine.encoder is not None else None
+        return q, [value]
     if kind in IMAGE_KINDS:
         data = engine.image_bytes(kind, value)
         encoder = engine.encoder
         image = open_image(data, max_pixels=engine.max_pixels, draft_size=max(SIDE, encoder.input_size if encoder else 0))
-        rgb = reduced(image)
-        plain = features(rgb)
-        look = QueryLook.of(lab_image(rgb, LOOK_SIDE), plain.size)
-        unmoved = [(look, plain.size)]
-        trimmed = trim_border(image)
-        if trimmed is not None:
-            small = reduced(trimmed)
-            size = (small.shape[1], small.shape[0])
-            unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
         # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE)
         # (mapped into the collection's tuned space, where its stored vectors are searched)
         vector = None if encoder is None else engine.to_space(
             encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0])
-        return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved,
-                     image if encoder is not None else None), []
+        return image_query(image, data, vector, keep_image=encoder is not None), []
     raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
+
+
+def image_query(image, data: bytes, vector: np.ndarray | None = None, keep_image: bool = False) -> Query:
+    """What `match` compares of a decoded query image (`data`: its file's bytes); `keep_image`
+    keeps the decoded image for the embedding of its centre (when nothing verifies)."""
+    rgb = reduced(image)
+    plain = features(rgb)
+    look = QueryLook.of(lab_image(rgb, LOOK_SIDE), plain.size)
+    unmoved = [(look, plain.size)]
+    trimmed = trim_border(image)
+    if trimmed is not None:
+        small = reduced(trimmed)
+        size = (small.shape[1], small.shape[0])
+        unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
+    return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved,
+                 image if keep_image else None)
+
+
+def record_query(doc: dict) -> Query | None:
+    """What `match` compares of a stored record (`{"id": ...}`), None without fingerprint or features."""
+    fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
+    own = decode_features(doc.get(KEYPOINTS))
+    if fp is None or own is None:
+        return None
+    return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH))
 
 
 def _centre_candidates(engine: Searcher, query: Query, exclude: list[str]) -> list[str]:

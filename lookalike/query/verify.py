@@ -69,6 +69,10 @@ OVERLAY_SHARE = 0.25
 FADED_CHROMA, FADED_SHARE = 4.0, 0.5
 
 
+#: RANSAC samples drawn at most (fewer when a fit with enough support turns up early).
+RANSAC_ITERATIONS = 1000
+
+
 @dataclass
 class Estimate:
     """A RANSAC fit of query keypoints onto a stored record's: the transform and its support."""
@@ -134,13 +138,20 @@ def score_of(inliers: int) -> float:
 def estimate(query: Features, stored: Features, mirrored: bool, min_ratio: float = MIN_INLIER_RATIO) -> Estimate | None:
     """The similarity transform best mapping the query's keypoints onto the stored ones
     (`min_ratio`: the share of the matches its inliers must reach to be plausible)."""
-    cv2 = _cv2()
     qi, si = _matches(query.descriptors, stored.descriptors)
+    return fit(query, stored, qi, si, mirrored, min_ratio)
+
+
+def fit(query: Features, stored: Features, qi: np.ndarray, si: np.ndarray, mirrored: bool,
+        min_ratio: float = MIN_INLIER_RATIO, iterations: int = RANSAC_ITERATIONS) -> Estimate | None:
+    """`estimate` from given descriptor matches (query index, stored index), with at most
+    `iterations` RANSAC samples."""
+    cv2 = _cv2()
     if len(qi) < MIN_INLIERS:
         return None
     src, dst = query.points[qi], stored.points[si]
     matrix, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
-                                               maxIters=1000, confidence=0.995, refineIters=10)
+                                               maxIters=iterations, confidence=0.995, refineIters=10)
     if matrix is None:
         return None
     scale = float(math.hypot(matrix[0, 0], matrix[1, 0]))
