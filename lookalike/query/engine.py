@@ -21,7 +21,7 @@ from ..records import check_ids, decode_base64, parse_vector, parse_vectors
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
-from .search import SearchParams, combine_anchors, format_hits, hit_item, parse_boosts
+from .search import SearchParams, combine_anchors, format_hits, hit_items, parse_boosts
 
 #: Query kinds that carry an image: its bytes come from `Searcher.image_bytes`.
 IMAGE_KINDS = ("url", "base64", "file", "image")
@@ -189,15 +189,13 @@ class Searcher:
         docs = dict(zip(ids, self.store.get(ids)))
         out = []
         for query, hits in zip(queries, found):
-            if any(docs[hit.id] is None for hit in hits):  # deleted meanwhile: as `run` handles it
+            items = hit_items(hits, [docs[hit.id] for hit in hits], params.fields)
+            if items is None:  # deleted meanwhile: as `run` handles it
                 out.append(self.run(params, query, exclude=exclude))
                 continue
-            items = []
-            for hit in hits:
-                item = hit_item(hit.id, hit.score, docs[hit.id], params.fields)
-                if group_by:
+            if group_by:
+                for item, hit in zip(items, hits):
                     item["_group"] = hit.group
-                items.append(item)
             out.append(items)
         return out
 
