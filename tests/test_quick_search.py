@@ -162,8 +162,9 @@ def test_hit_items_as_hit_item():
     docs = [{"_id": "stale", "x": 1, "_fingerprint": "ff", "y": {"z": [1]}},
             {"y": 2, "_keypoints": [1, 2], "_labels": ["cat"]}, {}]
     expected = [hit_item(h.id, h.score, d, None) for h, d in zip(hits, docs)]
-    assert json.dumps(hit_items(hits, docs, None)) == json.dumps(expected)
+    ids, scores = [h.id for h in hits], [h.score for h in hits]
+    assert json.dumps(hit_items(ids, scores, docs, None)) == json.dumps(expected)
     assert expected[0] == {"_id": "a", "_score": 0.123457, "x": 1, "y": {"z": [1]}}
     assert list(expected[1]) == ["_id", "_score", "y", "_labels"]
-    assert hit_items(hits, docs, ["y.z"]) == [hit_item(h.id, h.score, d, ["y.z"]) for h, d in zip(hits, docs)]
-    assert hit_items(hits, [docs[0], None, docs[2]], None) is None
+    assert hit_items(ids, scores, docs, ["y.z"]) == [hit_item(h.id, h.score, d, ["y.z"]) for h, d in zip(hits, docs)]
+    assert hit_items(ids, scores, [docs[0], None, docs[2]], None) is None

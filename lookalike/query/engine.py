@@ -189,7 +189,8 @@ class Searcher:
         docs = dict(zip(ids, self.store.get(ids)))
         out = []
         for query, hits in zip(queries, found):
-            items = hit_items(hits, [docs[hit.id] for hit in hits], params.fields)
+            items = hit_items([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits],
+                              params.fields)
             if items is None:  # deleted meanwhile: as `run` handles it
                 out.append(self.run(params, query, exclude=exclude))
                 continue

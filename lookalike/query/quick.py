@@ -59,6 +59,5 @@ def quick_search(searcher: Searcher, query: Any, k: Any, offset: Any, filter: An
     except BadRequest:
         return None
     request = SearchRequest(vector=vector, k=k, offset=offset, where=where, exclude=exclude)
-    store = searcher.store
-    hits = store.search(request)
-    return hit_items(hits, store.get([hit.id for hit in hits]), fields)  # None: one was deleted meanwhile
+    ids, scores, docs = searcher.store.search_docs(request)
+    return hit_items(ids, scores, docs, fields)  # None: a record was deleted since the ranking

@@ -140,8 +140,9 @@ def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndar
 
 def format_hits(store, hits: list, fields: list[str] | None, group_by: str | None) -> list[dict]:
     """Hits as the contract returns them: `_id`, `_score`, projected fields, `_group` when grouped."""
-    docs = store.get([hit.id for hit in hits])
-    items = hit_items(hits, docs, fields)
+    ids = [hit.id for hit in hits]
+    docs = store.get(ids)
+    items = hit_items(ids, [hit.score for hit in hits], docs, fields)
     if items is not None:  # every one still stored
         if group_by:
             for item, hit in zip(items, hits):
@@ -173,18 +174,18 @@ def hit_item(rid: str, score: float, doc: dict, fields: list[str] | None) -> dic
     return item
 
 
-def hit_items(hits: Sequence, docs: Sequence[dict | None], fields: list[str] | None) -> list[dict] | None:
-    """`hit_item` of each (hit, its document), or None if a document is None (deleted since the
-    ranking). Without `fields`, the common case, `hit_item`'s steps run inline: its call per hit
-    costs as much as its work."""
+def hit_items(ids: Sequence[str], scores: Sequence[float], docs: Sequence[dict | None],
+              fields: list[str] | None) -> list[dict] | None:
+    """`hit_item` of each (id, score, document), or None if a document is None (deleted since
+    the ranking). Without `fields`, the common case, `hit_item`'s steps run inline: its call
+    per hit costs as much as its work."""
     if None in docs:
         return None
     if fields is not None:
-        return [hit_item(hit.id, hit.score, doc, fields) for hit, doc in zip(hits, docs)]
+        return [hit_item(rid, score, doc, fields) for rid, score, doc in zip(ids, scores, docs)]  # type: ignore[arg-type]
     out = []
-    for hit, doc in zip(hits, docs):
-        rid = hit.id
-        item = {"_id": rid, "_score": round(hit.score, 6)}
+    for rid, score, doc in zip(ids, scores, docs):
+        item = {"_id": rid, "_score": round(score, 6)}
         item.update(doc)  # type: ignore[arg-type]
         item["_id"] = rid
         for key in INTERNAL:
