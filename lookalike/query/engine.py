@@ -184,19 +184,23 @@ class Searcher:
         boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts
         request = SearchRequest(vector=queries[0], k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts)
-        found = self.store.search_many(queries, request)
-        ids = list(dict.fromkeys(hit.id for hits in found for hit in hits))
-        docs = dict(zip(ids, self.store.get(ids)))
+        if group_by:  # each hit's group comes with the store's hits
+            found = self.store.search_many(queries, request)
+            unique = list(dict.fromkeys(hit.id for hits in found for hit in hits))
+            docs = dict(zip(unique, self.store.get(unique)))
+            rows = [([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits],
+                     [hit.group for hit in hits]) for hits in found]
+        else:  # ids, scores and documents straight from the store
+            rows = [(ids, scores, docs, None) for ids, scores, docs in self.store.search_many_docs(queries, request)]
         out = []
-        for query, hits in zip(queries, found):
-            items = hit_items([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits],
-                              params.fields)
+        for query, (ids, scores, docs, groups) in zip(queries, rows):
+            items = hit_items(ids, scores, docs, params.fields)
             if items is None:  # deleted meanwhile: as `run` handles it
                 out.append(self.run(params, query, exclude=exclude))
                 continue
-            if group_by:
-                for item, hit in zip(items, hits):
-                    item["_group"] = hit.group
+            if groups is not None:
+                for item, group in zip(items, groups):
+                    item["_group"] = group
             out.append(items)
         return out
 

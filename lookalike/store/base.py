@@ -210,6 +210,15 @@ class CollectionStore(ABC):
         search override this; the results are the same)."""
         return [self.search(dataclasses.replace(request, vector=v)) for v in vectors]
 
+    def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
+                         ) -> list[tuple[list[str], list[float], list[dict | None]]]:
+        """`search_docs` for each row of `vectors`: `search_many`, and one `get` for the batch."""
+        found = self.search_many(vectors, request)
+        unique = list(dict.fromkeys(hit.id for hits in found for hit in hits))
+        docs = dict(zip(unique, self.get(unique)))
+        return [([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits])
+                for hits in found]
+
     @abstractmethod
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
         """Similarity of each known id to `vector` (for re-ranking)."""

@@ -130,12 +130,30 @@ class EmbeddedSearch:
             self._check_present()
             if request.boosts or request.group_by or request.exclude or request.slot_scores is not None:
                 return [self._search(dataclasses.replace(request, vector=v)) for v in vectors]
-            allowed = self._allowed(request.where, ())
-            known = self.count() if request.where is MATCH_ALL else None
-            found = self._index.search_many(vectors, request.k + request.offset, allowed, known)
             ids = self._slot_ids
-            return [[Hit(ids[s], sc) for s, sc in zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
-                    for slots, scores in found]
+            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores)] for slots, scores in self._many_slots(vectors, request)]
+
+    def _many_slots(self, vectors: np.ndarray, request: SearchRequest) -> list[tuple[list[int], list[float]]]:
+        """(slots, scores) from the offset on per row of `vectors`: one index call (the read lock held)."""
+        allowed = self._allowed(request.where, ())
+        known = self.count() if request.where is MATCH_ALL else None
+        off = request.offset
+        return [(slots[off:].tolist(), scores[off:].tolist())
+                for slots, scores in self._index.search_many(vectors, request.k + off, allowed, known)]
+
+    def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
+                         ) -> list[tuple[list[str], list[float], list[dict | None]]]:
+        """`search_docs` for each row of `vectors`: one index call, documents by slot as there."""
+        if request.boosts or request.group_by or request.exclude or request.slot_scores is not None \
+                or self._store.read_only:
+            return super().search_many_docs(vectors, request)  # type: ignore[misc]
+        with self._rw.read():
+            self._check_present()
+            found = self._many_slots(vectors, request)
+            lookup, ids = self._docs.lookup, self._slot_ids
+            rows = [([ids[s] for s in slots], scores, lookup(slots)) for slots, scores in found]
+        return [(rids, scores, parse(kept) if None not in kept else self.get(rids))  # type: ignore[arg-type]
+                for rids, scores, kept in rows]
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
         """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
