@@ -168,3 +168,24 @@ def test_hit_items_as_hit_item():
     assert list(expected[1]) == ["_id", "_score", "y", "_labels"]
     assert hit_items(ids, scores, docs, ["y.z"]) == [hit_item(h.id, h.score, d, ["y.z"]) for h, d in zip(hits, docs)]
     assert hit_items(ids, scores, [docs[0], None, docs[2]], None) is None
+
+
+def test_batch_and_single_never_show_a_replaced_document(tmp_path):
+    """Documents found by slot (store.search_docs / search_many_docs) follow updates and deletes."""
+    db = lookalike.connect(tmp_path)
+    try:
+        col = db.collection("c", create=True, model="none", dim=DIM)
+        recs = records(40, seed=5)
+        col.upsert(recs)
+        vecs = [recs[i]["_vector"] for i in (3, 4)]
+        for _ in range(2):  # the second time from the kept texts
+            assert [h[0]["tag"] for h in col.search({"vectors": vecs}, k=1)["hits"]] == ["a", "b"]
+        col.update("r3", {"tag": "new"})
+        col.delete(["r4"])
+        batch = col.search({"vectors": vecs}, k=1)["hits"]
+        assert batch[0][0]["_id"] == "r3" and batch[0][0]["tag"] == "new"
+        assert batch[1][0]["_id"] != "r4"
+        assert col.search({"vector": vecs[0]}, k=1)["hits"] == batch[0]
+        assert col.search({"vector": vecs[1]}, k=1)["hits"] == batch[1]
+    finally:
+        db.close()
