@@ -182,7 +182,8 @@ def hit_items(ids: Sequence[str], scores: Sequence[float], docs: Sequence[dict |
     if None in docs:
         return None
     if fields is not None:
-        return [hit_item(rid, score, doc, fields) for rid, score, doc in zip(ids, scores, docs)]  # type: ignore[arg-type]
+        return [hit_item(rid, score, doc, fields)  # type: ignore[arg-type]
+                for rid, score, doc in zip(ids, scores, docs)]
     out = []
     for rid, score, doc in zip(ids, scores, docs):
         item = {"_id": rid, "_score": round(score, 6)}

@@ -131,7 +131,8 @@ class EmbeddedSearch:
             if request.boosts or request.group_by or request.exclude or request.slot_scores is not None:
                 return [self._search(dataclasses.replace(request, vector=v)) for v in vectors]
             ids = self._slot_ids
-            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores)] for slots, scores in self._many_slots(vectors, request)]
+            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores)]
+                    for slots, scores in self._many_slots(vectors, request)]
 
     def _many_slots(self, vectors: np.ndarray, request: SearchRequest) -> list[tuple[list[int], list[float]]]:
         """(slots, scores) from the offset on per row of `vectors`: one index call (the read lock held)."""
