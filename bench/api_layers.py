@@ -11,9 +11,13 @@ usable figures. Rows, each the best of 3 passes over the queries:
 - raw faiss: the HNSW index's own `search` at the width and pool lookalike's plan chose
 - index.search: lookalike's index (plan, FAISS, float32 re-scoring of the candidates, top k)
 - store.search: the store (read lock, cached live & filter mask, ids)
+- store.search_docs: the same search and its hits' kept documents by slot, in one call
 - store.get: the stored documents of a search's 10 hits (kept per slot after the first read)
 - parse_vector: the check of one query vector
-- api: `col.search({"vector": ...}, k=10)` (parsing, the above, hit formatting)
+- api: `col.search({"vector": ...}, k=10)` (the short path of query/quick.py: checks, the vector,
+  store.search_docs, hit dicts)
+- api general: the same search through the general path (every option parsed, `Searcher.run`)
+- api id: `col.search({"id": ...}, k=10)` (the anchor's stored vector; itself left out)
 - raw batch, api batch: every query in one call; time per query
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[0] = str(HERE.parent)  # the repository root, in place of this folder
 
 import lookalike  # noqa: E402
+import lookalike.collection as api_module  # noqa: E402
 from lookalike.records import parse_vector  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 from lookalike.store.filters import parse_filter  # noqa: E402
@@ -49,6 +54,16 @@ def cpu_us(fn, n: int, passes: int = 3) -> float:
             fn(i)
         best = min(best, (time.process_time() - t) / n * 1e6)
     return best
+
+
+def general_us(fn, n: int) -> float:
+    """`cpu_us` with the short path turned off: every search takes the general path."""
+    quick = api_module.quick_search
+    api_module.quick_search = lambda *args: None
+    try:
+        return cpu_us(fn, n)
+    finally:
+        api_module.quick_search = quick
 
 
 def main() -> None:
@@ -91,9 +106,13 @@ def main() -> None:
                 "index.search": cpu_us(lambda i: store._index.search(queries[i], K, allowed, known), q_count),
                 "store.search": cpu_us(lambda i: store.search(SearchRequest(vector=queries[i], k=K, where=where)),
                                        q_count),
+                "store.search_docs": cpu_us(lambda i: store.search_docs(SearchRequest(vector=queries[i], k=K,
+                                                                                    where=where)), q_count),
                 "store.get (10 hits)": cpu_us(lambda i: store.get([h.id for h in hits[i]]), q_count),
                 "parse_vector": cpu_us(lambda i: parse_vector(listed[i], args.dim), q_count),
                 "api": cpu_us(lambda i: col.search({"vector": listed[i]}, k=K, filter=flt), q_count),
+                "api general": general_us(lambda i: col.search({"vector": listed[i]}, k=K, filter=flt), q_count),
+                "api id": cpu_us(lambda i: col.search({"id": f"r{i}"}, k=K, filter=flt), q_count),
                 "raw batch": cpu_us(lambda i: raw.search(queries, plan.pool, params=params), 1) / q_count,
                 "api batch": cpu_us(lambda i: col.search({"vectors": listed}, k=K, filter=flt), 1) / q_count,
             }

@@ -31,6 +31,7 @@ from .query.explain import prepare as prepare_explain
 from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion, run_keyword_search
 from .query.labels import restrict_to_same_label
 from .query.modifiers import split_query
+from .query.quick import quick_search
 from .query.regions import apply_box, check_regions, region_hits
 from .query.search import check_min_score, check_query, dotted, parse_boosts, parse_search, project
 from .query.text_search import check_compound, run_text_search, wants_text
@@ -207,6 +208,13 @@ class Collection:
         "hits"}]` for object regions proposed in it (see query/regions.py).
         """
         start = time.perf_counter()
+        if (negative is None and boost is None and text is None and hybrid is None and min_score is None
+                and (group_by is None or group_by is False) and same_label is False and explain is False
+                and (collapse is None or collapse is False) and (regions is False or regions is None)):
+            hits = quick_search(self._searcher, query, k, offset, filter, fields, negative_weight, fusion,
+                                keyword_weight)  # query/quick.py: a plain vector or id query
+            if hits is not None:
+                return {"hits": hits, "took_ms": round((time.perf_counter() - start) * 1000, 3)}
         anchor, extra = split_query(query)
         params = parse_search(anchor or {"text": "keywords"}, k=k, offset=offset, filter=filter, group_by=group_by,
                               negative=negative, boost=boost, fields=fields, negative_weight=negative_weight,

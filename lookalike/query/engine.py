@@ -21,7 +21,7 @@ from ..records import check_ids, decode_base64, parse_vector, parse_vectors
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
 from .colors import color_query
-from .search import SearchParams, combine_anchors, format_hits, hit_item, parse_boosts
+from .search import SearchParams, combine_anchors, format_hits, hit_items, parse_boosts
 
 #: Query kinds that carry an image: its bytes come from `Searcher.image_bytes`.
 IMAGE_KINDS = ("url", "base64", "file", "image")
@@ -184,20 +184,23 @@ class Searcher:
         boosts = parse_boosts(self.settings.boosts, stored=True) + params.boosts
         request = SearchRequest(vector=queries[0], k=params.k, offset=params.offset, where=params.where,
                                 group_by=group_by, exclude=exclude, boosts=boosts)
-        found = self.store.search_many(queries, request)
-        ids = list(dict.fromkeys(hit.id for hits in found for hit in hits))
-        docs = dict(zip(ids, self.store.get(ids)))
+        if group_by:  # each hit's group comes with the store's hits
+            found = self.store.search_many(queries, request)
+            unique = list(dict.fromkeys(hit.id for hits in found for hit in hits))
+            docs = dict(zip(unique, self.store.get(unique)))
+            rows = [([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits],
+                     [hit.group for hit in hits]) for hits in found]
+        else:  # ids, scores and documents straight from the store
+            rows = [(ids, scores, docs, None) for ids, scores, docs in self.store.search_many_docs(queries, request)]
         out = []
-        for query, hits in zip(queries, found):
-            if any(docs[hit.id] is None for hit in hits):  # deleted meanwhile: as `run` handles it
+        for query, (ids, scores, docs, groups) in zip(queries, rows):
+            items = hit_items(ids, scores, docs, params.fields)
+            if items is None:  # deleted meanwhile: as `run` handles it
                 out.append(self.run(params, query, exclude=exclude))
                 continue
-            items = []
-            for hit in hits:
-                item = hit_item(hit.id, hit.score, docs[hit.id], params.fields)
-                if group_by:
-                    item["_group"] = hit.group
-                items.append(item)
+            if groups is not None:
+                for item, group in zip(items, groups):
+                    item["_group"] = group
             out.append(items)
         return out
 

@@ -140,7 +140,14 @@ def combine_anchors(positives: Sequence[np.ndarray], negatives: Sequence[np.ndar
 
 def format_hits(store, hits: list, fields: list[str] | None, group_by: str | None) -> list[dict]:
     """Hits as the contract returns them: `_id`, `_score`, projected fields, `_group` when grouped."""
-    docs = store.get([hit.id for hit in hits])
+    ids = [hit.id for hit in hits]
+    docs = store.get(ids)
+    items = hit_items(ids, [hit.score for hit in hits], docs, fields)
+    if items is not None:  # every one still stored
+        if group_by:
+            for item, hit in zip(items, hits):
+                item["_group"] = hit.group
+        return items
     out = []
     for hit, doc in zip(hits, docs):
         if doc is None:  # deleted after the search ranked it: not a hit any more
@@ -165,6 +172,28 @@ def hit_item(rid: str, score: float, doc: dict, fields: list[str] | None) -> dic
         if key in item:
             del item[key]
     return item
+
+
+def hit_items(ids: Sequence[str], scores: Sequence[float], docs: Sequence[dict | None],
+              fields: list[str] | None) -> list[dict] | None:
+    """`hit_item` of each (id, score, document), or None if a document is None (deleted since
+    the ranking). Without `fields`, the common case, `hit_item`'s steps run inline: its call
+    per hit costs as much as its work."""
+    if None in docs:
+        return None
+    if fields is not None:
+        return [hit_item(rid, score, doc, fields)  # type: ignore[arg-type]
+                for rid, score, doc in zip(ids, scores, docs)]
+    out = []
+    for rid, score, doc in zip(ids, scores, docs):
+        item = {"_id": rid, "_score": round(score, 6)}
+        item.update(doc)  # type: ignore[arg-type]
+        item["_id"] = rid
+        for key in INTERNAL:
+            if key in item:
+                del item[key]
+        out.append(item)
+    return out
 
 
 def dotted(doc: Any, path: str) -> Any:

@@ -198,10 +198,26 @@ class CollectionStore(ABC):
     def search(self, request: SearchRequest) -> list[Hit]:
         """Best hits for a query vector, best first, after filter, boosts and grouping."""
 
+    def search_docs(self, request: SearchRequest) -> tuple[list[str], list[float], list[dict | None]]:
+        """The ids and scores of `search`'s hits and their stored documents (None: deleted since
+        the ranking), as `get` gives them; backends that can find both at once override this."""
+        hits = self.search(request)
+        ids = [hit.id for hit in hits]
+        return ids, [hit.score for hit in hits], self.get(ids)
+
     def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
         """`search` for each row of `vectors` with the rest of `request` (backends with a batch
         search override this; the results are the same)."""
         return [self.search(dataclasses.replace(request, vector=v)) for v in vectors]
+
+    def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
+                         ) -> list[tuple[list[str], list[float], list[dict | None]]]:
+        """`search_docs` for each row of `vectors`: `search_many`, and one `get` for the batch."""
+        found = self.search_many(vectors, request)
+        unique = list(dict.fromkeys(hit.id for hits in found for hit in hits))
+        docs = dict(zip(unique, self.get(unique)))
+        return [([hit.id for hit in hits], [hit.score for hit in hits], [docs[hit.id] for hit in hits])
+                for hits in found]
 
     @abstractmethod
     def scores(self, vector: np.ndarray, ids: Sequence[str]) -> dict[str, float]:

@@ -11,6 +11,7 @@ from ...index.exact import ExactIndex, top_k
 from ..filters import MATCH_ALL, Node, filter_key
 from ..base import Hit, SearchRequest
 from ..ranking import add_boosts, best_hits, group_keys
+from .docs import parse
 
 
 class EmbeddedSearch:
@@ -81,6 +82,12 @@ class EmbeddedSearch:
         search gives the same hits in the same order (ties go to the lower slot either way); the
         index searches a pool larger by the excluded count.
         """
+        slots, scores = self._vector_slots(request)
+        ids = self._slot_ids
+        return [Hit(ids[s], sc) for s, sc in zip(slots, scores)]
+
+    def _vector_slots(self, request: SearchRequest) -> tuple[list[int], list[float]]:
+        """`_by_vector`'s hits as (slots, scores), from the offset on."""
         allowed = self._allowed(request.where, ())
         n = len(allowed)
         drop = set()
@@ -96,9 +103,25 @@ class EmbeddedSearch:
         if drop:
             keep = [i for i, s in enumerate(listed) if s not in drop][:need]
             listed, scores = [listed[i] for i in keep], scores[keep]
-        ids = self._slot_ids
         off = request.offset
-        return [Hit(ids[s], sc) for s, sc in zip(listed[off:], scores[off:].tolist())]
+        return listed[off:], scores[off:].tolist()
+
+    def search_docs(self, request: SearchRequest) -> tuple[list[str], list[float], list[dict | None]]:
+        """`search`, and the stored documents of its hits, in one call: where the vector alone
+        ranks and every hit's document is kept (docs.py), they are found by the slots the
+        search returned, read under the same hold of the lock (so each is the live record of
+        its slot), without `Hit` objects or a lookup of each id's slot again."""
+        if request.slot_scores is not None or request.boosts or request.group_by or self._store.read_only:
+            return super().search_docs(request)  # type: ignore[misc]
+        with self._rw.read():
+            self._check_present()
+            slots, scores = self._vector_slots(request)
+            kept = self._docs.lookup(slots)
+            ids = self._slot_ids
+            ids = [ids[s] for s in slots]
+        if None in kept:  # some not kept yet: read as `get` reads them
+            return ids, scores, self.get(ids)
+        return ids, scores, parse(kept)  # type: ignore[arg-type]
 
     def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
         """`search` for each row of `vectors`: one index call for the batch when nothing but a
@@ -107,12 +130,31 @@ class EmbeddedSearch:
             self._check_present()
             if request.boosts or request.group_by or request.exclude or request.slot_scores is not None:
                 return [self._search(dataclasses.replace(request, vector=v)) for v in vectors]
-            allowed = self._allowed(request.where, ())
-            known = self.count() if request.where is MATCH_ALL else None
-            found = self._index.search_many(vectors, request.k + request.offset, allowed, known)
             ids = self._slot_ids
-            return [[Hit(ids[s], sc) for s, sc in zip(slots[request.offset:].tolist(), scores[request.offset:].tolist())]
-                    for slots, scores in found]
+            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores)]
+                    for slots, scores in self._many_slots(vectors, request)]
+
+    def _many_slots(self, vectors: np.ndarray, request: SearchRequest) -> list[tuple[list[int], list[float]]]:
+        """(slots, scores) from the offset on per row of `vectors`: one index call (the read lock held)."""
+        allowed = self._allowed(request.where, ())
+        known = self.count() if request.where is MATCH_ALL else None
+        off = request.offset
+        return [(slots[off:].tolist(), scores[off:].tolist())
+                for slots, scores in self._index.search_many(vectors, request.k + off, allowed, known)]
+
+    def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
+                         ) -> list[tuple[list[str], list[float], list[dict | None]]]:
+        """`search_docs` for each row of `vectors`: one index call, documents by slot as there."""
+        if request.boosts or request.group_by or request.exclude or request.slot_scores is not None \
+                or self._store.read_only:
+            return super().search_many_docs(vectors, request)  # type: ignore[misc]
+        with self._rw.read():
+            self._check_present()
+            found = self._many_slots(vectors, request)
+            lookup, ids = self._docs.lookup, self._slot_ids
+            rows = [([ids[s] for s in slots], scores, lookup(slots)) for slots, scores in found]
+        return [(rids, scores, parse(kept) if None not in kept else self.get(rids))  # type: ignore[arg-type]
+                for rids, scores, kept in rows]
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
         """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
