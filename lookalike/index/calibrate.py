@@ -37,6 +37,9 @@ LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
 CURVE_TOP = 0.99
 #: Measure again once the index holds this many times the rows it was measured at.
 GROWTH = 2.0
+#: Best rows kept per query for the exact truth (`_exact_top`), and how many of them a mask
+#: must be expected to allow, in multiples of K, to take its truth from them.
+CANDIDATES, COMMON = 4096, 4
 
 
 @dataclass
@@ -110,20 +113,42 @@ class Calibration:
 
 
 def _exact_top(matrix: np.ndarray, queries: np.ndarray, masks: list[np.ndarray | None], k: int) -> list[list]:
-    """Per mask, the exact top-k indexed rows of each query among those it allows. A mask's
-    rows are ranked among its own columns only: the filtered buckets (shares 1/2, 1/4, ...)
-    then cost about one unfiltered pass together, not one each."""
+    """Per mask, the exact top-k indexed rows of each query among those it allows.
+
+    One partition of each query's scores keeps its CANDIDATES best rows, sorted; a mask common
+    enough to leave at least k of them in a query's list takes its top-k from there (a filter
+    keeping 1/2 ... 1/64 of 1M rows: no pass over its columns). A rarer mask, or a query its
+    mask leaves short, is ranked among the mask's own columns. Measured at 640k rows, 300
+    queries, 8 masks: 12.5 CPU s with one partition per mask, 5.6 with the shared candidates."""
     out: list[list[np.ndarray]] = [[] for _ in masks]
+    n = len(matrix)
     columns = [np.flatnonzero(mask) if mask is not None else None for mask in masks]
+    keep = min(CANDIDATES, n)
     for start in range(0, len(queries), 50):
         scores = queries[start:start + 50] @ matrix.T  # one pass over the rows for 50 queries
-        for i, cols in enumerate(columns):
-            part = scores if cols is None else scores[:, cols]
-            if part.shape[1] <= k:  # k or fewer allowed: all of them
-                top = np.broadcast_to(np.arange(part.shape[1]), part.shape)
-            else:
-                top = np.argpartition(-part, k - 1, axis=1)[:, :k]
-            out[i] += list(top if cols is None else cols[top])
+        cand = np.argpartition(scores, n - keep, axis=1)[:, n - keep:] if keep < n \
+            else np.broadcast_to(np.arange(n), scores.shape)
+        order = np.argsort(-np.take_along_axis(scores, cand, axis=1), axis=1, kind="stable")
+        cand = np.take_along_axis(cand, order, axis=1)  # each query's best rows, best first
+        for i, (mask, cols) in enumerate(zip(masks, columns)):
+            if mask is None:
+                out[i] += list(cand[:, :k])
+                continue
+            want = min(k, len(cols))
+            short = np.arange(len(cand))
+            top: list[np.ndarray | None] = [None] * len(cand)
+            if want and len(cols) * keep >= COMMON * k * n:  # expected members among the candidates
+                hit = mask[cand]
+                first = np.argsort(~hit, axis=1, kind="stable")[:, :want]  # the first `want` members, in order
+                found = np.take_along_axis(cand, first, axis=1)
+                full = hit.sum(axis=1) >= want
+                for row in np.flatnonzero(full):
+                    top[row] = found[row]
+                short = np.flatnonzero(~full)
+            for row in short:
+                part = scores[row, cols]
+                top[row] = cols[np.argpartition(-part, k - 1)[:k]] if len(part) > k else cols
+            out[i] += top
     return out
 
 
