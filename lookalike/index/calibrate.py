@@ -15,6 +15,7 @@ filter keeping a share s gets the width of the bucket at or below s, never an ea
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,9 @@ GROWTH = 2.0
 #: Best rows kept per query for the exact truth (`_exact_top`), and how many of them a mask
 #: must be expected to allow, in multiples of K, to take its truth from them.
 CANDIDATES, COMMON = 4096, 4
+#: Queries per pass over the rows for the exact truth, and passes at once: their scores
+#: (TRUTH_THREADS x TRUTH_CHUNK x rows float32) are the measurement's peak memory, 200 MB at 1M rows.
+TRUTH_CHUNK, TRUTH_THREADS = 25, 2
 
 
 @dataclass
@@ -119,13 +123,16 @@ def _exact_top(matrix: np.ndarray, queries: np.ndarray, masks: list[np.ndarray |
     enough to leave at least k of them in a query's list takes its top-k from there (a filter
     keeping 1/2 ... 1/64 of 1M rows: no pass over its columns). A rarer mask, or a query its
     mask leaves short, is ranked among the mask's own columns. Measured at 640k rows, 300
-    queries, 8 masks: 12.5 CPU s with one partition per mask, 5.6 with the shared candidates."""
-    out: list[list[np.ndarray]] = [[] for _ in masks]
+    queries, 8 masks: 12.5 CPU s with one partition per mask, 5.6 with the shared candidates.
+    Chunks of TRUTH_CHUNK queries go to TRUTH_THREADS threads (NumPy's partitions and sorts
+    release the GIL, and the index waits for this: the adds stop while it is measured)."""
     n = len(matrix)
     columns = [np.flatnonzero(mask) if mask is not None else None for mask in masks]
     keep = min(CANDIDATES, n)
-    for start in range(0, len(queries), 50):
-        scores = queries[start:start + 50] @ matrix.T  # one pass over the rows for 50 queries
+
+    def chunk(start: int) -> list[list[np.ndarray]]:
+        out: list[list[np.ndarray]] = [[] for _ in masks]
+        scores = queries[start:start + TRUTH_CHUNK] @ matrix.T  # one pass over the rows for the chunk
         cand = np.argpartition(scores, n - keep, axis=1)[:, n - keep:] if keep < n \
             else np.broadcast_to(np.arange(n), scores.shape)
         order = np.argsort(-np.take_along_axis(scores, cand, axis=1), axis=1, kind="stable")
@@ -149,7 +156,12 @@ def _exact_top(matrix: np.ndarray, queries: np.ndarray, masks: list[np.ndarray |
                 part = scores[row, cols]
                 top[row] = cols[np.argpartition(-part, k - 1)[:k]] if len(part) > k else cols
             out[i] += top
-    return out
+        return out
+
+    starts = range(0, len(queries), TRUTH_CHUNK)
+    with ThreadPoolExecutor(max(1, min(TRUTH_THREADS, len(starts))), thread_name_prefix="calibrate") as pool:
+        parts = list(pool.map(chunk, starts))
+    return [[top for part in parts for top in part[i]] for i in range(len(masks))]
 
 
 def _recall(ann: AnnIndex, matrix: np.ndarray, queries: np.ndarray, truth: list, width: int, selector,
