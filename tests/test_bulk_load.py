@@ -156,3 +156,17 @@ def test_a_batch_of_vectors_parsed_together_stores_what_one_at_a_time_stores(db)
     assert out["ok1"]["status"] == out["ok2"]["status"] == "inserted"
     assert "NaN" in out["nan"]["error"] and "dimensions" in out["short"]["error"]
     assert "only numbers" in out["flag"]["error"]
+
+
+def test_a_jsonl_catalogue_is_counted_only_for_a_progress_bar(tmp_path: Path):
+    """Counting a JSONL's records reads the whole file once more: `lookalike ingest` asks for the
+    count only when it shows a bar; the records and where they came from are the same either way."""
+    from lookalike.ingest.catalog import sourced_records
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"_id": "a", "_vector": [1, 0]}\n\n  \n{"_id": "b", "_vector": [0, 1]}\nnot json\n')
+    pairs, _, total = sourced_records(path)
+    counted = [(origin, getattr(rec, "reason", rec)) for origin, rec in pairs]
+    pairs, _, none = sourced_records(path, count=False)
+    assert total == 3 and none is None
+    assert [(origin, getattr(rec, "reason", rec)) for origin, rec in pairs] == counted
+    assert [origin for origin, _ in counted] == ["line 1", "line 4", "line 5"]
