@@ -130,3 +130,43 @@ def test_rows_waiting_in_a_bulk_load_join_the_graph_in_large_adds(db, monkeypatc
     assert info["calibration"]["queries"] == 300 and info["calibration"]["rows"] == 1000 + len(extra) - 300
     assert top1(col, extra[4000]) == "r5000"
 
+
+
+def test_a_batch_of_vectors_parsed_together_stores_what_one_at_a_time_stores(db):
+    """A batch's `_vector` lists are parsed and normalised in one NumPy pass: the stored vectors
+    and source hashes are those of records written one by one (a re-upsert in either way
+    finds them unchanged), and a batch holding a bad vector still names it and writes the rest."""
+    rng = np.random.default_rng(5)
+    raw = (rng.standard_normal((300, DIM)) * rng.uniform(1e-3, 1e3, (300, 1))).astype(np.float64)
+    alone = db.collection("alone", create=True, model="none", dim=DIM)
+    together = db.collection("together", create=True, model="none", dim=DIM)
+    docs = [{"_id": f"r{i}", "_vector": v.tolist()} for i, v in enumerate(raw)]
+    for doc in docs[:50]:
+        assert alone.upsert([doc])[0]["status"] == "inserted"
+    assert {r["status"] for r in together.upsert(docs)} == {"inserted"}
+    assert {r["status"] for r in together.upsert(docs[:50], batch_size=1)} == {"unchanged"}
+    assert {r["status"] for r in alone.upsert(docs)[:50]} == {"unchanged"}
+    ids = [d["_id"] for d in docs]
+    got, want = together._store.vectors(ids), alone._store.vectors(ids)
+    assert all(got[i].tobytes() == want[i].tobytes() for i in ids)
+    bad = [{"_id": "ok1", "_vector": raw[0].tolist()}, {"_id": "nan", "_vector": [float("nan")] * DIM},
+           {"_id": "short", "_vector": [1.0] * (DIM - 1)}, {"_id": "flag", "_vector": [True] * DIM},
+           {"_id": "ok2", "_vector": raw[1].tolist()}]
+    out = {r["_id"]: r for r in together.upsert(bad)}
+    assert out["ok1"]["status"] == out["ok2"]["status"] == "inserted"
+    assert "NaN" in out["nan"]["error"] and "dimensions" in out["short"]["error"]
+    assert "only numbers" in out["flag"]["error"]
+
+
+def test_a_jsonl_catalogue_is_counted_only_for_a_progress_bar(tmp_path: Path):
+    """Counting a JSONL's records reads the whole file once more: `lookalike ingest` asks for the
+    count only when it shows a bar; the records and where they came from are the same either way."""
+    from lookalike.ingest.catalog import sourced_records
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"_id": "a", "_vector": [1, 0]}\n\n  \n{"_id": "b", "_vector": [0, 1]}\nnot json\n')
+    pairs, _, total = sourced_records(path)
+    counted = [(origin, getattr(rec, "reason", rec)) for origin, rec in pairs]
+    pairs, _, none = sourced_records(path, count=False)
+    assert total == 3 and none is None
+    assert [(origin, getattr(rec, "reason", rec)) for origin, rec in pairs] == counted
+    assert [origin for origin, _ in counted] == ["line 1", "line 4", "line 5"]

@@ -84,11 +84,19 @@ def test_invalid_targets_are_refused(db, target):
     assert "c" not in [c["name"] for c in db.collections()]
 
 
-def test_the_truth_per_filter_is_the_exact_top_k_among_the_rows_it_allows():
+@pytest.mark.parametrize("candidates, common", [(4096, 4), (64, 1), (16, 1)])
+def test_the_truth_per_filter_is_the_exact_top_k_among_the_rows_it_allows(monkeypatch, candidates, common):
+    """Also with few candidates per query: masks then take their top-k from the candidate list
+    (0.5, 0.2), some queries of a mask come up short there (0.2 at 64, most at 16) and are
+    ranked among the mask's own rows, rarer masks always are."""
+    from lookalike.index import calibrate as calibration
     from lookalike.index.calibrate import _exact_top
+    monkeypatch.setattr(calibration, "CANDIDATES", candidates)
+    monkeypatch.setattr(calibration, "COMMON", common)
     rng = np.random.default_rng(3)
     rows, queries = VECTORS[:3000], QUERIES[:60]
-    masks = [None, rng.random(3000) < 0.5, rng.random(3000) < 0.01, np.arange(3000) < 4, np.zeros(3000, bool)]
+    masks = [None, rng.random(3000) < 0.5, rng.random(3000) < 0.2, rng.random(3000) < 0.01, np.arange(3000) < 4,
+             np.zeros(3000, bool)]
     got = _exact_top(rows, queries, masks, K)
     for mask, per_query in zip(masks, got):
         allowed = np.arange(3000) if mask is None else np.flatnonzero(mask)

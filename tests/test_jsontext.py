@@ -51,6 +51,21 @@ def test_integers_past_64_bits_stay_exact():
     assert same(load_json(line), json.loads(line))
 
 
+def test_only_integer_tokens_of_19_digits_send_a_text_to_the_slow_check():
+    """A float's long fraction or exponent is no integer orjson could misread: a JSONL line of
+    vectors (most hold such fractions) is taken as orjson reads it, without scanning its values;
+    a long integer anywhere, and a long run where an integer may start, still count."""
+    from lookalike.jsontext import _has_long_number
+    line = json.dumps({"_id": "r", "_vector": [0.0012345678901234567, -0.00098765432109876543] * 128})
+    assert not _has_long_number(line) and not _has_long_number(line.encode())
+    for text in ["1.5e+0000000000000000000001", "[0.5, 1E1234567890123456789]"]:
+        assert not _has_long_number(text), text
+    for text in ["12345678901234567890", '{"a": -9223372036854775809}', "[1,12345678901234567890]",
+                 '{"a":\n1234567890123456789}', "12345678901234567890.5", "1e-1234567890123456789"]:
+        assert _has_long_number(text), text
+        assert same(load_json(text), json.loads(text))
+
+
 @pytest.mark.parametrize("texts", [
     ['{"a": 1}', '{"b": -9223372036854775809}', '{"c": "x"}'],  # 19 digits below -2**63: orjson reads a float
     ['{"a": -9223372036854775808, "b": 18446744073709551615}'],  # the ends of orjson's integers
@@ -58,6 +73,7 @@ def test_integers_past_64_bits_stay_exact():
     ['{"a": NaN}', '{"b": 2}'], ['{"a": 18446744073709551616}'], [], ['{"é": 1.5}'] * 3,
     ['{"a": "sku-12345678901234567890"}', '{"a": 1E400}', '{"a": "caf\\u00e9 \\ud83d\\ude00", "b": "\\ud800"}'],
     ['{"a": "\ud800", "n": 1}'],  # a lone surrogate in the str itself: orjson refuses it, json reads it
+    ['0.1234567890', '123456789012345678901'], ['[0.5e+1234567890123456789]', '-12345678901234567890'],
 ])
 def test_load_json_many_gives_each_json_loads_value(texts):
     got = load_json_many(texts)

@@ -72,7 +72,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
 
-    pairs, base_dir, total = sourced_records(Path(args.path))
+    show_bar = not args.quiet and sys.stderr.isatty()
+    pairs, base_dir, total = sourced_records(Path(args.path), count=show_bar)
     origins: collections.deque[str] = collections.deque()
 
     def records() -> Iterator[Any]:  # remembers where each record came from, for its error line
@@ -93,7 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         # A bar only on a terminal: in a log file its redraws would interleave with the error lines.
         bar = tqdm(total=total, unit="img", desc=f"ingest {args.collection}", file=sys.stderr,
-                   disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+                   disable=not show_bar, dynamic_ncols=True)
 
         def on_batch(batch: list[dict]) -> None:
             for r in batch:

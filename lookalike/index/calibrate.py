@@ -15,6 +15,7 @@ filter keeping a share s gets the width of the bucket at or below s, never an ea
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,12 @@ LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
 CURVE_TOP = 0.99
 #: Measure again once the index holds this many times the rows it was measured at.
 GROWTH = 2.0
+#: Best rows kept per query for the exact truth (`_exact_top`), and how many of them a mask
+#: must be expected to allow, in multiples of K, to take its truth from them.
+CANDIDATES, COMMON = 4096, 4
+#: Queries per pass over the rows for the exact truth, and passes at once: their scores
+#: (TRUTH_THREADS x TRUTH_CHUNK x rows float32) are the measurement's peak memory, 200 MB at 1M rows.
+TRUTH_CHUNK, TRUTH_THREADS = 25, 2
 
 
 @dataclass
@@ -110,21 +117,51 @@ class Calibration:
 
 
 def _exact_top(matrix: np.ndarray, queries: np.ndarray, masks: list[np.ndarray | None], k: int) -> list[list]:
-    """Per mask, the exact top-k indexed rows of each query among those it allows. A mask's
-    rows are ranked among its own columns only: the filtered buckets (shares 1/2, 1/4, ...)
-    then cost about one unfiltered pass together, not one each."""
-    out: list[list[np.ndarray]] = [[] for _ in masks]
+    """Per mask, the exact top-k indexed rows of each query among those it allows.
+
+    One partition of each query's scores keeps its CANDIDATES best rows, sorted; a mask common
+    enough to leave at least k of them in a query's list takes its top-k from there (a filter
+    keeping 1/2 ... 1/64 of 1M rows: no pass over its columns). A rarer mask, or a query its
+    mask leaves short, is ranked among the mask's own columns. Measured at 640k rows, 300
+    queries, 8 masks: 12.5 CPU s with one partition per mask, 5.6 with the shared candidates.
+    Chunks of TRUTH_CHUNK queries go to TRUTH_THREADS threads (NumPy's partitions and sorts
+    release the GIL, and the index waits for this: the adds stop while it is measured)."""
+    n = len(matrix)
     columns = [np.flatnonzero(mask) if mask is not None else None for mask in masks]
-    for start in range(0, len(queries), 50):
-        scores = queries[start:start + 50] @ matrix.T  # one pass over the rows for 50 queries
-        for i, cols in enumerate(columns):
-            part = scores if cols is None else scores[:, cols]
-            if part.shape[1] <= k:  # k or fewer allowed: all of them
-                top = np.broadcast_to(np.arange(part.shape[1]), part.shape)
-            else:
-                top = np.argpartition(-part, k - 1, axis=1)[:, :k]
-            out[i] += list(top if cols is None else cols[top])
-    return out
+    keep = min(CANDIDATES, n)
+
+    def chunk(start: int) -> list[list[np.ndarray]]:
+        out: list[list[np.ndarray]] = [[] for _ in masks]
+        scores = queries[start:start + TRUTH_CHUNK] @ matrix.T  # one pass over the rows for the chunk
+        cand = np.argpartition(scores, n - keep, axis=1)[:, n - keep:] if keep < n \
+            else np.broadcast_to(np.arange(n), scores.shape)
+        order = np.argsort(-np.take_along_axis(scores, cand, axis=1), axis=1, kind="stable")
+        cand = np.take_along_axis(cand, order, axis=1)  # each query's best rows, best first
+        for i, (mask, cols) in enumerate(zip(masks, columns)):
+            if mask is None:
+                out[i] += list(cand[:, :k])
+                continue
+            want = min(k, len(cols))
+            short = np.arange(len(cand))
+            top: list[np.ndarray | None] = [None] * len(cand)
+            if want and len(cols) * keep >= COMMON * k * n:  # expected members among the candidates
+                hit = mask[cand]
+                first = np.argsort(~hit, axis=1, kind="stable")[:, :want]  # the first `want` members, in order
+                found = np.take_along_axis(cand, first, axis=1)
+                full = hit.sum(axis=1) >= want
+                for row in np.flatnonzero(full):
+                    top[row] = found[row]
+                short = np.flatnonzero(~full)
+            for row in short:
+                part = scores[row, cols]
+                top[row] = cols[np.argpartition(-part, k - 1)[:k]] if len(part) > k else cols
+            out[i] += top
+        return out
+
+    starts = range(0, len(queries), TRUTH_CHUNK)
+    with ThreadPoolExecutor(max(1, min(TRUTH_THREADS, len(starts))), thread_name_prefix="calibrate") as pool:
+        parts = list(pool.map(chunk, starts))
+    return [[top for part in parts for top in part[i]] for i in range(len(masks))]
 
 
 def _recall(ann: AnnIndex, matrix: np.ndarray, queries: np.ndarray, truth: list, width: int, selector,

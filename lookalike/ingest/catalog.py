@@ -20,8 +20,10 @@ class CatalogError(BadRequest):
     """A path that is no catalogue: missing, not JSON, or JSON of another shape."""
 
 
-def sourced_records(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | None]:
-    """(where each record came from, record) pairs of a folder, an image, or a JSONL/JSON catalogue."""
+def sourced_records(path: Path, count: bool = True) -> tuple[Iterator[tuple[str, Any]], Path, int | None]:
+    """(where each record came from, record) pairs of a folder, an image, or a JSONL/JSON catalogue,
+    the folder and the number of records (None for a JSONL without `count`: counting its lines
+    reads the whole file once more, 3 GB for a million 256-d vectors, for a progress bar only)."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
@@ -38,7 +40,7 @@ def sourced_records(path: Path) -> tuple[Iterator[tuple[str, Any]], Path, int | 
         record = {"_id": path.stem, "_file": path.name, "path": path.name}
         return iter([(path.name, record)]), path.parent, 1
     if suffix == ".jsonl":
-        total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+        total = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if count else None
 
         def from_jsonl() -> Iterator[tuple[str, Any]]:
             with path.open(encoding="utf-8") as fh:

@@ -26,7 +26,7 @@ from ..models.base import ImageEncoder, l2_normalize
 from . import decode as decoding
 from .decode import DECODE_MODES, DEFAULT_DECODE, RESIZE_MODES, Decoded, check_mode, decode_image
 from ..models.images import DEFAULT_MAX_PIXELS
-from ..records import ValidRecord, content_hash, content_identity, validate_record
+from ..records import ValidRecord, content_hash, content_identity, plain_vector_rows, validate_record
 from ..store.base import CollectionStore, StoredRecord
 
 DEFAULT_BATCH = 32
@@ -109,8 +109,9 @@ class Ingestor:
     def _prepare(self, start: int, batch: list[Any], pool: ThreadPoolExecutor, fetch_pool: ThreadPoolExecutor,
                  http: httpx.Client) -> list[_Item]:
         items = [_Item(start + i, raw_id=raw.get("_id") if isinstance(raw, dict) else None) for i, raw in enumerate(batch)]
-        for item, raw in zip(items, batch):
-            _guard(item, lambda: self._validate(item, raw))
+        vectors = self._batch_vectors(batch)
+        for i, (item, raw) in enumerate(zip(items, batch)):
+            _guard(item, lambda: self._validate(item, raw, vectors.get(i)))
         live = [it for it in items if it.error is None]
         known = self.store.hashes([it.rec.id for it in live])
         # URL records wait on the network, not the CPU: they get their own, wider pool.
@@ -129,8 +130,25 @@ class Ingestor:
                 _guard(it, lambda it=it: self._apply(it, self._collect(it)))
         return items
 
-    def _validate(self, item: _Item, raw: Any) -> None:
-        item.rec = validate_record(raw, allow_file=self.allow_file, base_dir=self.base_dir)
+    def _batch_vectors(self, batch: list[Any]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Position in `batch` -> (parsed `_vector`, as stored) for the records giving one as a
+        list, parsed and normalised in one NumPy pass when every such list is plain and of the
+        collection's width (a bulk load of precomputed vectors: ~10 us a record less than one
+        at a time, with the same float32 bits); else empty, and each record is parsed alone."""
+        at = [i for i, raw in enumerate(batch) if type(raw) is dict and type(raw.get("_vector")) is list]
+        if len(at) < 2:
+            return {}
+        rows = plain_vector_rows([batch[i]["_vector"] for i in at], self.settings.dim)
+        if rows is None:
+            return {}
+        # the float32 sum l2_normalize takes of one row, row by row (identical bits: the source hash)
+        stored = rows / np.sqrt(np.add.reduce(rows * rows, axis=1))[:, None] if self.settings.metric == "cosine" \
+            else rows
+        return {i: (rows[n], stored[n]) for n, i in enumerate(at)}
+
+    def _validate(self, item: _Item, raw: Any, parsed: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        item.rec = validate_record(raw, allow_file=self.allow_file, base_dir=self.base_dir,
+                                   vector=parsed[0] if parsed is not None else None)
         kind = item.rec.source.kind
         if self.settings.model == "none" and kind not in ("vector", "none"):
             raise BadRequest(f"collection {self.settings.name!r} has model 'none': give a '_vector' instead of an image")
@@ -138,7 +156,10 @@ class Ingestor:
             vec = item.rec.source.value
             if len(vec) != self.settings.dim:
                 raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {self.settings.dim}")
-            item.vector = l2_normalize(vec) if self.settings.metric == "cosine" else vec
+            if parsed is not None:
+                item.vector = parsed[1]
+            else:
+                item.vector = l2_normalize(vec) if self.settings.metric == "cosine" else vec
 
     def _load(self, item: _Item, known: dict[str, tuple[str, str]], http: httpx.Client) -> None:
         source = item.rec.source
