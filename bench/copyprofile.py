@@ -154,6 +154,7 @@ def main() -> None:
                 import copybench
 
                 copybench.add_distractors(col, [n for n, _ in stored], args.scale)
+        col._store.wait_index()  # past its threshold the graph is built in the background: time it built
         if args.no_scan:
             match_mod.FINGERPRINT_SCAN_MAX = 0
         col.match({"base64": queries[0][1]})  # warm: model, caches

@@ -26,11 +26,12 @@ from ..models.images import fit_square, open_image
 from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
 from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
+from ..store.filters import Cond
 from ..validation import check_int
-from .duplicates import CROP_SCAN_MAX, PerStore, _slots_with, check_threshold, similarities, stored_fingerprints
+from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, stored_fingerprints
 from .engine import IMAGE_KINDS, Searcher
-from .search import MAX_K, check_query, project
 from . import workers
+from .search import MAX_K, check_query, project
 from .smooth import SMOOTH_KEYPOINTS, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
 
@@ -178,9 +179,11 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
     False): the scan grows with the collection, and found 10 of 1,517 verified copies the
     embedding's candidates did not (bench/copybench.py set)."""
     store = engine.store
-    slots, hashes = stored_fingerprints(store)
     by_print: list[tuple[str, float]] = []
-    query.scanned = len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None
+    # past FINGERPRINT_SCAN_MAX live records the slots are too (the fingerprints not read)
+    too_many = query.vector is not None and store.count() > FINGERPRINT_SCAN_MAX
+    slots, hashes = (np.empty(0, dtype=np.int64), None) if too_many else stored_fingerprints(store)
+    query.scanned = not too_many and (len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None)
     if len(slots) and query.scanned:
         qhashes = query.hashes
         if len(slots) > CROP_SCAN_MAX:
@@ -297,14 +300,13 @@ def _centre_candidates(engine: Searcher, query: Query, exclude: list[str]) -> li
 
 
 def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> set[str]:
-    """Records with the very same pixels, found through their slots."""
-    slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
-    if not len(slots):
+    """Records with the very same pixels (at most MAX_K), through the field index: one lookup
+    of the value, where reading the postings (`_slots_with`) walks every distinct value (a
+    pixel hash is one a record: 3 ms a query at 100k records)."""
+    if not pix:
         return set()
-    scores = np.full(int(slots.max()) + 1, -np.inf, dtype=np.float32)
-    scores[slots] = 1.0
-    return {h.id for h in store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=MAX_K,
-                                                     slot_scores=scores, exclude=exclude))}
+    left_out = set(exclude)
+    return set([rid for rid in store.ids_where(Cond(PIXEL_HASH, "$eq", pix)) if rid not in left_out][:MAX_K])
 
 
 def verified(query: Query, stored: Features, similarity: float, dense: bool = False) -> Verified | None:
