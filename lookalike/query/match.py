@@ -197,8 +197,8 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
             vector=np.zeros(1, dtype=np.float32), k=FINGERPRINT_CANDIDATES, slot_scores=scores, exclude=exclude))]
     by_vector: list[str] = []
     if query.vector is not None:
-        by_vector = [hit.id for hit in store.search(SearchRequest(vector=query.vector, k=EMBEDDING_CANDIDATES,
-                                                                  exclude=exclude))]
+        nearest = query._jobs.get("nearest")  # searched by the worker that made the embedding
+        by_vector = nearest.result() if nearest is not None and not exclude else _nearest(store, query.vector, exclude)
     query.embedding_top = tuple(by_vector[:DENSE_CANDIDATES])
     prints = dict(by_print)
     out: dict[str, float] = {}
@@ -242,11 +242,26 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
         image = open_image(data, max_pixels=engine.max_pixels, draft_size=max(SIDE, encoder.input_size if encoder else 0))
         # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE), made
         # by a worker beside the keypoints (query/workers.py)
-        embedding = None if encoder is None else workers.submit(lambda: _embedding(engine, image))
+        found = None if encoder is None else workers.submit(lambda: _embedding_and_nearest(engine, image))
         q = image_query(image, data, keep_image=encoder is not None, prefetch=True)
-        q.vector = None if embedding is None else embedding.result()
+        if found is not None:
+            q.vector = found.result()[0]
+            q._jobs["nearest"] = workers.done(found.result()[1])
         return q, []
     raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
+
+
+def _nearest(store: CollectionStore, vector: np.ndarray, exclude: list[str]) -> list[str]:
+    """The EMBEDDING_CANDIDATES records nearest the vector."""
+    return [hit.id for hit in store.search(SearchRequest(vector=vector, k=EMBEDDING_CANDIDATES, exclude=exclude))]
+
+
+def _embedding_and_nearest(engine: Searcher, image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """The image's embedding and the records nearest it: one worker's task, the search (an
+    HNSW beam of thousands where the calibration asks for it) beside the keypoints and
+    fingerprints of the query made meanwhile."""
+    vector = _embedding(engine, image)
+    return vector, _nearest(engine.store, vector, [])
 
 
 def _embedding(engine: Searcher, image: Image.Image) -> np.ndarray:

@@ -61,12 +61,19 @@ def submit(fn: Callable[[], R]) -> Future:
     workers = pool()
     if workers is not None:
         return workers.submit(fn)
-    done: Future = Future()
+    out: Future = Future()
     try:
-        done.set_result(fn())
+        out.set_result(fn())
     except BaseException as exc:  # raised again by result(), as a pool's Future does
-        done.set_exception(exc)
-    return done
+        out.set_exception(exc)
+    return out
+
+
+def done(value: R) -> Future:
+    """A Future holding `value` already."""
+    out: Future = Future()
+    out.set_result(value)
+    return out
 
 
 def run_all(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
