@@ -281,12 +281,13 @@ def image_query(image, data: bytes, vector: np.ndarray | None = None, keep_image
     plain = features(rgb)
     look = QueryLook.of(lab_image(rgb, LOOK_SIDE), plain.size)
     unmoved = [(look, plain.size)]
-    trimmed = trim_border(image)
+    raw = image.tobytes()  # once: hashed, and searched for a frame
+    trimmed = trim_border(image, data=raw)
     if trimmed is not None:
         small = reduced(trimmed)
         size = (small.shape[1], small.shape[0])
         unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
-    return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved,
+    return Query(query_hashes(image, trimmed), plain, look, rgb, pixel_hash(image, raw), digest(data), vector, unmoved,
                  image if keep_image else None, _jobs=jobs)
 
 
