@@ -5,8 +5,10 @@ global embedding, taken in turns by rank; the first MAX_VERIFIED of them are ver
 local features and RANSAC (query/verify.py), the query's mirror only where the plain query
 fails, then photometrically on the aligned region. Images without enough keypoints (near-flat
 ones, smooth gradients) fall back to a strict whole-image fingerprint match. The cost per
-query is bounded (a fixed number of candidates), whatever the collection's size. Measured with
-bench/copybench.py; notes in docs/duplicates.md.
+query is bounded (a fixed number of candidates), whatever the collection's size, and spread
+over the workers' pool (query/workers.py): the embedding and its nearest records beside the
+keypoints and fingerprints, the candidates two at a time. Measured with bench/copybench.py and
+bench/copyprofile.py; notes in docs/duplicates.md.
 """
 from __future__ import annotations
 
