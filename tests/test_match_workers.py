@@ -112,7 +112,8 @@ def test_exact_copies_as_the_collection_stands(tmp_path):
         c = db.collection("exact", create=True)
         stored, data = png(PHOTOS["camera"], 9), png(PHOTOS["camera"], 1)  # found by pixels, not bytes
         assert stored != data
-        c.upsert([{"_id": "a", "_base64": stored}, {"_id": "b", "_base64": stored}, {"_id": "c", "_base64": b64(PHOTOS["coffee"])}])
+        c.upsert([{"_id": "a", "_base64": stored}, {"_id": "b", "_base64": stored},
+                  {"_id": "c", "_base64": b64(PHOTOS["coffee"])}])
         hits = c.match({"base64": data})["hits"]
         assert [(h["_id"], h["_match"]["kind"]) for h in hits] == [("a", "exact"), ("b", "exact")]
         assert [h["_id"] for h in c.match({"id": "a"})["hits"]] == ["b"]  # the query record left out
@@ -126,7 +127,9 @@ def test_exact_copies_on_milvus(milvus_at):
     with lookalike.connect(milvus_at("exact")) as db:
         c = db.collection("exact", create=True)
         stored, data = png(PHOTOS["camera"], 9), png(PHOTOS["camera"], 1)  # found by pixels, not bytes
-        c.upsert([{"_id": "a", "_base64": stored}, {"_id": "b", "_base64": stored}, {"_id": "c", "_base64": b64(PHOTOS["coffee"])}])
-        assert [(h["_id"], h["_match"]["kind"]) for h in c.match({"base64": data})["hits"]] == [("a", "exact"), ("b", "exact")]
+        c.upsert([{"_id": "a", "_base64": stored}, {"_id": "b", "_base64": stored},
+                  {"_id": "c", "_base64": b64(PHOTOS["coffee"])}])
+        hits = c.match({"base64": data})["hits"]
+        assert [(h["_id"], h["_match"]["kind"]) for h in hits] == [("a", "exact"), ("b", "exact")]
         c.delete(["b"])
         assert [h["_id"] for h in c.match({"base64": data})["hits"]] == ["a"]
