@@ -314,22 +314,28 @@ class QueryHashes:
     canvas: np.ndarray | None = None  # the query's greyscale canvas, to refine crop positions (`refine_crops`)
 
 
-def query_hashes(image: Image.Image) -> QueryHashes:
-    """Hash versions of a query image, undoing the edits a copy typically went through."""
-    bases = [image]
-    trimmed = trim_border(image)
-    if trimmed is not None:
-        bases.append(trimmed)
+#: `query_hashes` without the caller's `trim_border`: it finds it.
+_FIND = object()
+
+
+def query_hashes(image: Image.Image, trimmed: Image.Image | None | object = _FIND) -> QueryHashes:
+    """Hash versions of a query image, undoing the edits a copy typically went through
+    (`trimmed`: `trim_border(image)` when the caller has it already)."""
+    if trimmed is _FIND:
+        trimmed = trim_border(image)
+    bases = [image] if trimmed is None else [image, trimmed]
     plain, rotated, aligned = [], [], []
     # if the query is a crop of CROP_SCALE of a stored image, some of these sub-windows are
     # (nearly) one of its stored CROP_WINDOW windows
     image_canvas = _canvas(image)
-    crop = dct_bits(image_canvas, boxes(CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID))
+    image_pixels = np.asarray(image_canvas, dtype=np.float64)  # what dct_bits hashes, converted once
+    crop = dct_bits(image_pixels, boxes(CROP_WINDOW / CROP_SCALE, CROP_QUERY_GRID))
     centre = [boxes()[CENTRE - 1]]
     for base in bases:
-        canvas = _canvas(base)
-        aligned.append(dct_bits(canvas, boxes(CROP_WINDOW, CROP_GRID)))  # survives a caption over some
-        whole = dct_bits(canvas, WHOLE)[0]
+        canvas = image_canvas if base is image else _canvas(base)
+        pixels = image_pixels if base is image else np.asarray(canvas, dtype=np.float64)
+        aligned.append(dct_bits(pixels, boxes(CROP_WINDOW, CROP_GRID)))  # survives a caption over some
+        whole = dct_bits(pixels, WHOLE)[0]
         plain.extend([whole, whole ^ MIRROR])
         for angle in ROTATIONS[1:]:  # rotate back and keep the centre window, which has no lost corners
             bits = dct_bits(canvas.rotate(angle, Image.Resampling.BILINEAR), centre)[0]

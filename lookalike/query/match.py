@@ -5,15 +5,18 @@ global embedding, taken in turns by rank; the first MAX_VERIFIED of them are ver
 local features and RANSAC (query/verify.py), the query's mirror only where the plain query
 fails, then photometrically on the aligned region. Images without enough keypoints (near-flat
 ones, smooth gradients) fall back to a strict whole-image fingerprint match. The cost per
-query is bounded (a fixed number of candidates), whatever the collection's size. Measured with
-bench/copybench.py; notes in docs/duplicates.md.
+query is bounded (a fixed number of candidates), whatever the collection's size, and spread
+over the workers' pool (query/workers.py): the embedding and its nearest records beside the
+keypoints and fingerprints, the candidates two at a time. Measured with bench/copybench.py and
+bench/copyprofile.py; notes in docs/duplicates.md.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -25,9 +28,11 @@ from ..models.images import fit_square, open_image
 from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
 from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
+from ..store.filters import Cond
 from ..validation import check_int
-from .duplicates import CROP_SCAN_MAX, PerStore, _slots_with, check_threshold, similarities, stored_fingerprints
+from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, stored_fingerprints
 from .engine import IMAGE_KINDS, Searcher
+from . import workers
 from .search import MAX_K, check_query, project
 from .smooth import SMOOTH_KEYPOINTS, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
@@ -115,23 +120,50 @@ class Query:
     image: Image.Image | None = None   # the decoded query, for its centre's embedding
     scanned: bool = True               # did the fingerprints of the whole collection get scanned?
     embedding_top: tuple[str, ...] = ()   # the best DENSE_CANDIDATES by embedding
-    _mirror: tuple[Features, QueryLook] | None = None
-    _dense: tuple[Features, Features] | None = None
+    #: the mirror's features and the QUERY_FEATURES ones, made when first needed or started
+    #: early (`prefetched`); the lock lets concurrent checks of candidates share them
+    _jobs: dict[str, Future] = field(default_factory=dict, repr=False)
+    _jobs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _job(self, name: str, make) -> object:
+        with self._jobs_lock:
+            job = self._jobs.get(name)
+            if job is None:
+                job = self._jobs[name] = Future()
+                try:
+                    job.set_result(make())
+                except BaseException as exc:  # raised again by result(), here and to any later caller
+                    job.set_exception(exc)
+        return job.result()
 
     def dense(self) -> tuple[Features, Features] | None:
         """The query's and its mirror's QUERY_FEATURES keypoints (made when first needed)."""
         if self.rgb is None:
             return None
-        if self._dense is None:
-            self._dense = (features(self.rgb, QUERY_FEATURES), features(mirrored(self.rgb), QUERY_FEATURES))
-        return self._dense
+        rgb = self.rgb
+        return self._job("dense", lambda: dense_features(rgb))
 
     def mirror(self) -> tuple[Features | None, QueryLook | None]:
         if self.rgb is None:
             return None, None
-        if self._mirror is None:
-            self._mirror = (features(mirrored(self.rgb)), self.look.mirrored())
-        return self._mirror
+        rgb = self.rgb
+        return self._job("mirror", lambda: features(mirrored(rgb))), self._job("mirror look", self.look.mirrored)
+
+
+def prefetched(rgb: np.ndarray) -> dict[str, Future]:
+    """The mirror's and the dense pass's features started in the workers' pool
+    (query/workers.py), beside the embedding and the plain features: nearly every query needs
+    them (one candidate of MAX_VERIFIED failing the plain keypoints asks for the mirror's).
+    None started without a pool (one core): then they are made when first needed."""
+    if workers.pool() is None:
+        return {}
+    return {"mirror": workers.submit(lambda: features(mirrored(rgb))),
+            "dense": workers.submit(lambda: dense_features(rgb))}
+
+
+def dense_features(rgb: np.ndarray) -> tuple[Features, Features]:
+    """The image's and its mirror's QUERY_FEATURES keypoints (the dense pass)."""
+    return features(rgb, QUERY_FEATURES), features(mirrored(rgb), QUERY_FEATURES)
 
 
 def look_of(stored: Features) -> QueryLook:
@@ -149,9 +181,11 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
     False): the scan grows with the collection, and found 10 of 1,517 verified copies the
     embedding's candidates did not (bench/copybench.py set)."""
     store = engine.store
-    slots, hashes = stored_fingerprints(store)
     by_print: list[tuple[str, float]] = []
-    query.scanned = len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None
+    # past FINGERPRINT_SCAN_MAX live records the slots are too (the fingerprints not read)
+    too_many = query.vector is not None and store.count() > FINGERPRINT_SCAN_MAX
+    slots, hashes = (np.empty(0, dtype=np.int64), None) if too_many else stored_fingerprints(store)
+    query.scanned = not too_many and (len(slots) <= FINGERPRINT_SCAN_MAX or query.vector is None)
     if len(slots) and query.scanned:
         qhashes = query.hashes
         if len(slots) > CROP_SCAN_MAX:
@@ -165,8 +199,8 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
             vector=np.zeros(1, dtype=np.float32), k=FINGERPRINT_CANDIDATES, slot_scores=scores, exclude=exclude))]
     by_vector: list[str] = []
     if query.vector is not None:
-        by_vector = [hit.id for hit in store.search(SearchRequest(vector=query.vector, k=EMBEDDING_CANDIDATES,
-                                                                  exclude=exclude))]
+        nearest = query._jobs.get("nearest")  # searched by the worker that made the embedding
+        by_vector = nearest.result() if nearest is not None and not exclude else _nearest(store, query.vector, exclude)
     query.embedding_top = tuple(by_vector[:DENSE_CANDIDATES])
     prints = dict(by_print)
     out: dict[str, float] = {}
@@ -208,28 +242,55 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
         data = engine.image_bytes(kind, value)
         encoder = engine.encoder
         image = open_image(data, max_pixels=engine.max_pixels, draft_size=max(SIDE, encoder.input_size if encoder else 0))
-        # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE)
-        # (mapped into the collection's tuned space, where its stored vectors are searched)
-        vector = None if encoder is None else engine.to_space(
-            encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0])
-        return image_query(image, data, vector, keep_image=encoder is not None), []
+        # the embedding from the same decode (one decode a query; JPEGs drafted to SIDE), made
+        # by a worker beside the keypoints (query/workers.py)
+        found = None if encoder is None else workers.submit(lambda: _embedding_and_nearest(engine, image))
+        q = image_query(image, data, keep_image=encoder is not None, prefetch=True)
+        if found is not None:
+            q.vector = found.result()[0]
+            q._jobs["nearest"] = workers.done(found.result()[1])
+        return q, []
     raise BadRequest(f"match takes an image (url, base64, file) or a record id, not '{kind}'")
 
 
-def image_query(image, data: bytes, vector: np.ndarray | None = None, keep_image: bool = False) -> Query:
+def _nearest(store: CollectionStore, vector: np.ndarray, exclude: list[str]) -> list[str]:
+    """The EMBEDDING_CANDIDATES records nearest the vector."""
+    return [hit.id for hit in store.search(SearchRequest(vector=vector, k=EMBEDDING_CANDIDATES, exclude=exclude))]
+
+
+def _embedding_and_nearest(engine: Searcher, image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """The image's embedding and the records nearest it: one worker's task, the search (an
+    HNSW beam of thousands where the calibration asks for it) beside the keypoints and
+    fingerprints of the query made meanwhile."""
+    vector = _embedding(engine, image)
+    return vector, _nearest(engine.store, vector, [])
+
+
+def _embedding(engine: Searcher, image: Image.Image) -> np.ndarray:
+    """The image's embedding, mapped into the collection's tuned space (where its stored
+    vectors are searched)."""
+    encoder = engine.encoder
+    return engine.to_space(encoder.embed(fit_square(image, encoder.input_size, mode=encoder.fit)[None]).vectors[0])
+
+
+def image_query(image, data: bytes, vector: np.ndarray | None = None, keep_image: bool = False,
+                prefetch: bool = False) -> Query:
     """What `match` compares of a decoded query image (`data`: its file's bytes); `keep_image`
-    keeps the decoded image for the embedding of its centre (when nothing verifies)."""
+    keeps the decoded image for the embedding of its centre (when nothing verifies);
+    `prefetch` starts the mirror's and the dense pass's features at once (`prefetched`)."""
     rgb = reduced(image)
+    jobs = prefetched(rgb) if prefetch else {}
     plain = features(rgb)
     look = QueryLook.of(lab_image(rgb, LOOK_SIDE), plain.size)
     unmoved = [(look, plain.size)]
-    trimmed = trim_border(image)
+    raw = image.tobytes()  # once: hashed, and searched for a frame
+    trimmed = trim_border(image, data=raw)
     if trimmed is not None:
         small = reduced(trimmed)
         size = (small.shape[1], small.shape[0])
         unmoved.append((QueryLook.of(lab_image(small, LOOK_SIDE), size), size))
-    return Query(query_hashes(image), plain, look, rgb, pixel_hash(image), digest(data), vector, unmoved,
-                 image if keep_image else None)
+    return Query(query_hashes(image, trimmed), plain, look, rgb, pixel_hash(image, raw), digest(data), vector, unmoved,
+                 image if keep_image else None, _jobs=jobs)
 
 
 def record_query(doc: dict) -> Query | None:
@@ -257,14 +318,13 @@ def _centre_candidates(engine: Searcher, query: Query, exclude: list[str]) -> li
 
 
 def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> set[str]:
-    """Records with the very same pixels, found through their slots."""
-    slots = _slots_with(store, PIXEL_HASH, pix) if pix else np.empty(0, dtype=np.int64)
-    if not len(slots):
+    """Records with the very same pixels (at most MAX_K), through the field index: one lookup
+    of the value, where reading the postings (`_slots_with`) walks every distinct value (a
+    pixel hash is one a record: 3 ms a query at 100k records)."""
+    if not pix:
         return set()
-    scores = np.full(int(slots.max()) + 1, -np.inf, dtype=np.float32)
-    scores[slots] = 1.0
-    return {h.id for h in store.search(SearchRequest(vector=np.zeros(1, dtype=np.float32), k=MAX_K,
-                                                     slot_scores=scores, exclude=exclude))}
+    left_out = set(exclude)
+    return set([rid for rid in store.ids_where(Cond(PIXEL_HASH, "$eq", pix)) if rid not in left_out][:MAX_K])
 
 
 def verified(query: Query, stored: Features, similarity: float, dense: bool = False) -> Verified | None:
@@ -289,30 +349,32 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
 def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: dict[str, float], exact: set[str],
                 limit: float, min_inliers: int = 0) -> list[tuple[str, float, dict, dict]]:
     """(id, score, `_match`, doc) of the records among `ids` that are exact or verified copies
-    (keypoint fits with at least `min_inliers`)."""
+    (keypoint fits with at least `min_inliers`), in the order of `ids`; the candidates are
+    checked by the workers' pool (query/workers.py), each independently of the others."""
     docs = store.get(ids)
     sources = store.hashes(ids) if q.source else {}
     cache = _feature_cache(store)
-    out = []
-    for rid, doc in zip(ids, docs):
+
+    def one(pair: tuple[str, dict | None]) -> tuple[str, float, dict, dict] | None:
+        rid, doc = pair
         if doc is None:
-            continue
+            return None
         if rid in exact and doc.get(PIXEL_HASH) == q.pix or (
                 q.source is not None and sources.get(rid, ("", ""))[1] == q.source):
-            out.append((rid, 1.0, {"kind": "exact"}, doc))
-            continue
+            return rid, 1.0, {"kind": "exact"}, doc
         stored = cache.get(rid, doc.get(KEYPOINTS))
         if stored is None:
-            continue
+            return None
         similarity = candidates.get(rid, -1.0)
         if not q.scanned or rid not in candidates:  # not scanned: the fingerprint of just this one
             fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
             similarity = float(similarities(full_width(fp)[None], q.hashes)[0]) if fp is not None else -1.0
         v = verified(q, stored, similarity, dense=rid in q.embedding_top)
         if v is None or v.score < limit or 0 < v.estimate.inliers < min_inliers:
-            continue
-        out.append((rid, v.ranked, v.info(), doc))
-    return out
+            return None
+        return rid, v.ranked, v.info(), doc
+
+    return [hit for hit in workers.run_all(one, zip(ids, docs)) if hit is not None]
 
 
 def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
