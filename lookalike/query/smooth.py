@@ -61,15 +61,26 @@ def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float
     return best
 
 
+def featureless(points: int, look: QueryLook) -> bool:
+    """Is a query (`points`: its keypoints) one that only the colour grid can verify against a
+    detailed stored picture? Fewer than SMOOTH_KEYPOINTS keypoints, and coloured: a grey one
+    compares lightness alone, which the smooth parts of unrelated photos share (bench/copyset.py:
+    grey copies of gradients came out copies of a desert and of grass; coloured ones matched no
+    wrong picture, and a crop of a dark wallpaper with no keypoint at all found it)."""
+    return points < SMOOTH_KEYPOINTS and not look.grey
+
+
 def detail(lab: np.ndarray) -> float:
     """Median absolute lightness detail of a small CIELAB image (lightness less its blur)."""
     light = lab[..., 0].astype(np.float32)
     return float(np.median(np.abs(light - _cv2().GaussianBlur(light, (0, 0), 2.0))))
 
 
-def smooth_match(look: QueryLook, stored: Features) -> Verified | None:
-    """The query verified as a copy of a smooth stored picture by its colour grid, or None."""
-    if len(stored.points) >= SMOOTH_KEYPOINTS or detail(look.lab) > SMOOTH_DETAIL:
+def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> Verified | None:
+    """The query verified as a copy of a smooth stored picture by its colour grid, or None;
+    `detailed`: of any stored picture (a featureless query, `featureless`, may be a crop of a
+    smooth region of a detailed one: a sky, a dark wallpaper's empty half)."""
+    if len(stored.points) >= SMOOTH_KEYPOINTS and not detailed or detail(look.lab) > SMOOTH_DETAIL:
         return None
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
