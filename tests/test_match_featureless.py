@@ -56,3 +56,19 @@ def test_a_featureless_crop_finds_its_detailed_wallpaper(col):
 
 def test_another_tint_of_the_crop_is_not_matched_by_its_colours(col):
     assert col.match({"base64": b64(tint(sky(picture()), 150))})["hits"] == []
+
+
+@pytest.mark.parametrize("edit", [0.6, 1.4])
+def test_a_brightened_or_darkened_copy_of_a_stored_sky_is_found(tmp_path, edit):
+    """The sky crop stored on its own (a smooth picture: its colour grid stands for it) is
+    found from a copy with its brightness scaled (`smooth._relit`); another tint is not."""
+    from PIL import ImageEnhance
+
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("skies", create=True)
+        c.upsert([{"_id": "sky", "_base64": b64(sky(picture()))}] +
+                 [{"_id": n, "_base64": b64(skimage_photo(n, 400))} for n in ("coffee", "rocket")])
+        copy = ImageEnhance.Brightness(sky(picture())).enhance(edit)
+        assert [h["_id"] for h in c.match({"base64": b64(copy)})["hits"]][:1] == ["sky"]
+        other = ImageEnhance.Brightness(tint(sky(picture()), 150)).enhance(edit)
+        assert c.match({"base64": b64(other)})["hits"] == []
