@@ -34,7 +34,7 @@ from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, 
 from .engine import IMAGE_KINDS, Searcher
 from . import workers
 from .search import MAX_K, check_query, project
-from .smooth import SMOOTH_KEYPOINTS, smooth_match
+from .smooth import SMOOTH_KEYPOINTS, featureless, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
 
 #: Default score (query/verify.py `score_of`: MIN_INLIERS inliers give 0.5) a copy needs.
@@ -330,7 +330,8 @@ def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> s
 def verified(query: Query, stored: Features, similarity: float, dense: bool = False) -> Verified | None:
     """The query verified against one stored record: keypoints (plain, then mirrored; `dense`:
     then with more query keypoints), else the fingerprints and the photometric check of the
-    unmoved images, else (a smooth stored picture) the colour grid (query/smooth.py)."""
+    unmoved images, else (a smooth stored picture, or a featureless coloured query) the colour
+    grid (query/smooth.py)."""
     v = verify(query.plain, query.look, stored, query.mirror)
     if v is None and dense and (more := query.dense()) is not None:
         v = verify(more[0], query.look, stored, lambda: (more[1], query.look.mirrored()), DENSE_RATIO)
@@ -338,9 +339,10 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
             v = None
     if v is None:
         v = _flat_match(query, stored, similarity)
-    if v is None and len(stored.points) < SMOOTH_KEYPOINTS:
+    detailed = len(stored.points) >= SMOOTH_KEYPOINTS
+    if v is None and (not detailed or featureless(len(query.plain.points), query.look)):
         for look, _ in query.unmoved or [(query.look, query.plain.size)]:
-            v = smooth_match(look, stored)
+            v = smooth_match(look, stored, detailed)
             if v is not None:
                 break
     return v

@@ -7,8 +7,10 @@ high (crops of 50-95 % of a side, anywhere) and shaped as the query, as is and m
 the window whose cells are nearest in colour wins. It is a copy when, with the SMOOTH_TRIM
 share of the cells that differ most set aside (a caption, a logo, a rotation's corners), the
 cells are within SMOOTH_DISTANCE of the stored ones; the query must be smooth itself
-(SMOOTH_DETAIL). Brightness or contrast edits of a plain colour make another plain colour:
-those stay unfound (no test can tell them from a different colour). Measured with
+(SMOOTH_DETAIL). A coloured query found nowhere so is compared once more with its lightness
+and chroma fitted to each window (`_relit`: a gradient brightened, darkened or faded), to
+within RELIT_DISTANCE. Brightness or contrast edits of a plain colour make another plain
+colour: those stay unfound (no test can tell them from a different colour). Measured with
 bench/copybench.py (the set's flat and gradient items).
 """
 from __future__ import annotations
@@ -34,11 +36,45 @@ SMOOTH_TRIM = 0.35
 SMOOTH_DISTANCE = 9.0
 
 
-def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float
+#: Relit comparison (`relit`): a gradient's brightness, contrast or saturation edit scales its
+#: lightness (gain within RELIT_GAIN, any offset) and its chroma (gain within RELIT_CHROMA),
+#: hues kept. Only for stored windows whose lightness varies by RELIT_MIN_STD (8-bit std): a
+#: plain colour's edit is another plain colour, which no test can tell apart. A relit fit is a
+#: copy within RELIT_DISTANCE (bench/copyset.py: a gradient's brightness edits came within 4;
+#: at 9, as unrelit, another gradient's edits matched a wallpaper and another gradient).
+RELIT_GAIN, RELIT_CHROMA, RELIT_MIN_STD = (0.4, 2.5), (0.3, 3.0), 3.0
+RELIT_DISTANCE = 4.0
+
+
+def _relit(windows: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """Per-cell CIELAB distances (Y, X, h * w) of grid windows (Y, X, 3, h, w) to the query
+    cells `small` (h, w, 3) once the query's lightness gain and offset and chroma gain are
+    fitted to each window (least squares, gains clipped to RELIT_GAIN and RELIT_CHROMA);
+    infinite where the window's lightness hardly varies (RELIT_MIN_STD)."""
+    n = small.shape[0] * small.shape[1]
+    q = small.reshape(n, 3)
+    s = windows.reshape(*windows.shape[:2], 3, n)
+    ql, sl = q[:, 0], s[:, :, 0]
+    qc, sc = ql - ql.mean(), sl - sl.mean(axis=-1, keepdims=True)
+    var = float((qc * qc).sum())
+    gain = (sc * qc).sum(axis=-1) / var if var > 1e-6 else np.ones(sl.shape[:2], np.float32)
+    gain = np.clip(gain, *RELIT_GAIN)
+    light = gain[..., None] * qc + sl.mean(axis=-1, keepdims=True)
+    qab, sab = q[:, 1:].T - 128, s[:, :, 1:] - 128                      # (2, n), (Y, X, 2, n)
+    power = float((qab * qab).sum())
+    chroma = (sab * qab).sum(axis=(-2, -1)) / power if power > 1e-6 else np.ones(sl.shape[:2], np.float32)
+    chroma = np.clip(chroma, *RELIT_CHROMA)
+    d = np.sqrt((light - sl) ** 2 + ((chroma[..., None, None] * qab - sab) ** 2).sum(axis=-2))
+    d[sl.std(axis=-1) < RELIT_MIN_STD] = np.inf
+    return d
+
+
+def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float, relit: bool = False
                  ) -> tuple[float, tuple[int, int, int, int]]:
     """(robust distance, (x0, y0, w, h) in cells) of the grid window nearest the query image,
     among windows whose shape (`aspect`: the stored picture's width over height) is the
-    query's to within half a cell (a crop keeps the content's proportions)."""
+    query's to within half a cell (a crop keeps the content's proportions); `relit`: with the
+    query's lightness and chroma fitted to each window (`_relit`; a coloured query)."""
     cv2 = _cv2()
     g = grid.shape[0]
     best = (np.inf, (0, 0, g, g))
@@ -52,7 +88,10 @@ def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float
             small = cv2.resize(lab, (w, h), interpolation=cv2.INTER_AREA)[..., channels]
             windows = np.lib.stride_tricks.sliding_window_view(grid[..., channels], (h, w), axis=(0, 1))
             # windows: (g-h+1, g-w+1, channels, h, w)
-            d = np.sqrt(((windows - np.moveaxis(small, -1, 0)) ** 2).sum(axis=2)).reshape(*windows.shape[:2], -1)
+            if relit:
+                d = _relit(windows, small)
+            else:
+                d = np.sqrt(((windows - np.moveaxis(small, -1, 0)) ** 2).sum(axis=2)).reshape(*windows.shape[:2], -1)
             kth = min(d.shape[-1] - 1, int((1 - SMOOTH_TRIM) * d.shape[-1]))
             robust = np.partition(d, kth, axis=-1)[..., kth]
             y, x = np.unravel_index(int(np.argmin(robust)), robust.shape)
@@ -61,15 +100,26 @@ def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float
     return best
 
 
+def featureless(points: int, look: QueryLook) -> bool:
+    """Is a query (`points`: its keypoints) one that only the colour grid can verify against a
+    detailed stored picture? Fewer than SMOOTH_KEYPOINTS keypoints, and coloured: a grey one
+    compares lightness alone, which the smooth parts of unrelated photos share (bench/copyset.py:
+    grey copies of gradients came out copies of a desert and of grass; coloured ones matched no
+    wrong picture, and a crop of a dark wallpaper with no keypoint at all found it)."""
+    return points < SMOOTH_KEYPOINTS and not look.grey
+
+
 def detail(lab: np.ndarray) -> float:
     """Median absolute lightness detail of a small CIELAB image (lightness less its blur)."""
     light = lab[..., 0].astype(np.float32)
     return float(np.median(np.abs(light - _cv2().GaussianBlur(light, (0, 0), 2.0))))
 
 
-def smooth_match(look: QueryLook, stored: Features) -> Verified | None:
-    """The query verified as a copy of a smooth stored picture by its colour grid, or None."""
-    if len(stored.points) >= SMOOTH_KEYPOINTS or detail(look.lab) > SMOOTH_DETAIL:
+def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> Verified | None:
+    """The query verified as a copy of a smooth stored picture by its colour grid, or None;
+    `detailed`: of any stored picture (a featureless query, `featureless`, may be a crop of a
+    smooth region of a detailed one: a sky, a dark wallpaper's empty half)."""
+    if len(stored.points) >= SMOOTH_KEYPOINTS and not detailed or detail(look.lab) > SMOOTH_DETAIL:
         return None
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
@@ -78,6 +128,11 @@ def smooth_match(look: QueryLook, stored: Features) -> Verified | None:
         distance, (x0, y0, w, h) = _best_window(lab, grid, look.grey, stored.size[0] / stored.size[1])
         if distance <= SMOOTH_DISTANCE and (found is None or distance < found[0]):
             found = (distance, mirrored, (x0, y0, w, h))
+    if found is None and not (detailed or look.grey):  # a gradient relit (brightness, contrast, saturation)
+        for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
+            distance, (x0, y0, w, h) = _best_window(lab, grid, False, stored.size[0] / stored.size[1], relit=True)
+            if distance <= RELIT_DISTANCE and (found is None or distance < found[0]):
+                found = (distance, mirrored, (x0, y0, w, h))
     if found is None:
         return None
     distance, mirrored, (x0, y0, w, h) = found
