@@ -213,7 +213,7 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
             if e is None or not e.plausible:
                 continue
             look = look_of(one)
-            v = check(e, look, other)
+            v = check(e, look, other, islands=False)  # verify.py ISLAND_HULL: not for pairs
             if v is not None:
                 best = max(best, v.score)
             if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
