@@ -115,6 +115,18 @@ def detail(lab: np.ndarray) -> float:
     return float(np.median(np.abs(light - _cv2().GaussianBlur(light, (0, 0), 2.0))))
 
 
+def _window_match(look: QueryLook, grid: np.ndarray, aspect: float, relit: bool, limit: float
+                  ) -> tuple[float, bool, tuple[int, int, int, int]] | None:
+    """(distance, mirrored, window) of the nearer of the query's and its mirror's best windows
+    (`_best_window`) within `limit`, or None."""
+    found = None
+    for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
+        distance, cells = _best_window(lab, grid, look.grey, aspect, relit=relit)
+        if distance <= limit and (found is None or distance < found[0]):
+            found = (distance, mirrored, cells)
+    return found
+
+
 def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> Verified | None:
     """The query verified as a copy of a smooth stored picture by its colour grid, or None;
     `detailed`: of any stored picture (a featureless query, `featureless`, may be a crop of a
@@ -123,16 +135,10 @@ def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> V
         return None
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
-    found = None
-    for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
-        distance, (x0, y0, w, h) = _best_window(lab, grid, look.grey, stored.size[0] / stored.size[1])
-        if distance <= SMOOTH_DISTANCE and (found is None or distance < found[0]):
-            found = (distance, mirrored, (x0, y0, w, h))
+    aspect = stored.size[0] / stored.size[1]
+    found = _window_match(look, grid, aspect, False, SMOOTH_DISTANCE)
     if found is None and not (detailed or look.grey):  # a gradient relit (brightness, contrast, saturation)
-        for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
-            distance, (x0, y0, w, h) = _best_window(lab, grid, False, stored.size[0] / stored.size[1], relit=True)
-            if distance <= RELIT_DISTANCE and (found is None or distance < found[0]):
-                found = (distance, mirrored, (x0, y0, w, h))
+        found = _window_match(look, grid, aspect, True, RELIT_DISTANCE)
     if found is None:
         return None
     distance, mirrored, (x0, y0, w, h) = found
