@@ -8,7 +8,7 @@ import pytest
 
 import lookalike
 from lookalike.errors import NotFound
-from lookalike.store.embedded.docs import ENTRY_OVERHEAD, DocCache
+from lookalike.store.embedded.docs import ENTRY_OVERHEAD, DocCache, entry, entry_bytes
 
 DIM = 8
 
@@ -106,7 +106,7 @@ def test_changing_a_returned_document_changes_nothing_stored(col):
 
 
 def test_the_cache_is_bounded_in_bytes_and_drops_the_oldest():
-    cache = DocCache({}, limit_bytes=3 * (ENTRY_OVERHEAD + 4))
+    cache = DocCache({}, limit_bytes=3 * entry_bytes(entry(("{}", "{}"))))
     cache.store(cache.epoch, [(s, ("{}", "{}")) for s in range(3)])
     cache.store(cache.epoch, [(3, ("{}", "{}"))])
     assert [t is not None for t in cache.lookup([0, 1, 2, 3])] == [False, True, True, True]

@@ -190,3 +190,53 @@ def test_batch_and_single_never_show_a_replaced_document(tmp_path):
         assert col.search({"vector": vecs[1]}, k=1)["hits"] == batch[1]
     finally:
         db.close()
+
+
+def mutate(hits: list[dict]) -> None:
+    """Change every hit in every way a caller might: values, keys, nested lists and objects."""
+    for hit in hits:
+        for key, value in list(hit.items()):
+            if isinstance(value, list):
+                value.append("x")
+            elif isinstance(value, dict):
+                value["added"] = 1
+                value.pop("x", None)
+            else:
+                hit[key] = "changed"
+        hit.pop("tag", None)
+        hit["new"] = [1]
+
+
+def test_a_changed_hit_never_changes_a_later_result(tmp_path):
+    """Flat documents are handed to the hit builder from the cache itself (docs.py `documents`):
+    changing the hits of a single, a batched or a `fields` search, in any way, leaves every
+    later search and get as it was."""
+    db = lookalike.connect(tmp_path)
+    try:
+        col = db.collection("c", create=True, model="none", dim=DIM)
+        recs = records(60, seed=8)
+        for i, rec in enumerate(recs):
+            if i % 2:  # flat: scalars only
+                del rec["nested"]
+        col.upsert(recs)
+        vecs = [recs[i]["_vector"] for i in range(6)]
+        searches = [lambda: col.search({"vector": vecs[0]}, k=20)["hits"],
+                    lambda: col.search({"vectors": vecs}, k=8)["hits"],
+                    lambda: col.search({"vector": vecs[1]}, k=20, fields=["n", "tag", "nested"])["hits"],
+                    lambda: col.search({"id": "r3"}, k=20, filter={"tag": "a"})["hits"],
+                    lambda: [col.get(f"r{i}") for i in range(10)]]
+        for run in searches:
+            run()  # every document read once: kept from now on
+        kept = col._store._docs.lookup(list(range(60)))
+        assert sum(e is not None and e[2] is not None for e in kept) >= 20  # flat ones shared
+        assert sum(e is not None and e[2] is None for e in kept) >= 20  # nested ones parsed again
+        before = [json.dumps(run()) for run in searches]
+        for _ in range(2):
+            for run in searches:
+                out = run()
+                for hits in out if isinstance(out[0], list) else [out]:
+                    mutate(hits)
+        assert [json.dumps(run()) for run in searches] == before
+        assert col.get("r1") == {"_id": "r1", **{k: v for k, v in recs[1].items() if k not in ("_id", "_vector")}}
+    finally:
+        db.close()

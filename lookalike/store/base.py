@@ -200,7 +200,9 @@ class CollectionStore(ABC):
 
     def search_docs(self, request: SearchRequest) -> tuple[list[str], list[float], list[dict | None]]:
         """The ids and scores of `search`'s hits and their stored documents (None: deleted since
-        the ranking), as `get` gives them; backends that can find both at once override this."""
+        the ranking), as `get` gives them; backends that can find both at once override this.
+        The caller reads the documents and never changes them (they may be shared: a cache's
+        own, or one dict for an id found by several rows of `search_many_docs`)."""
         hits = self.search(request)
         ids = [hit.id for hit in hits]
         return ids, [hit.score for hit in hits], self.get(ids)

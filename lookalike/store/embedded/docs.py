@@ -8,9 +8,12 @@ slots (it starts a new generation, and empties the cache). So the JSON texts of 
 can be kept under its number and are exact for as long as the collection's in-memory view
 maps an id to that slot; an id whose slot changed simply misses.
 
-The texts are kept, not the parsed documents: every read parses them again (about a
-microsecond each with orjson), so a caller changing a returned document never changes what
-later reads return.
+The texts are kept, and beside them the parsed document when all its values are scalars (a
+"flat" document: strings, numbers, booleans, null). `get` parses the texts again (about a
+microsecond a document with orjson), so a caller changing what it returns never changes what
+later reads return. A search's hits are copied into new dicts anyway (query/search.py
+`hit_items`), and for a flat document that shallow copy is a full one: `documents` hands such
+a search the kept dict itself (read, never changed) and parses only the others again.
 
 A read-only store does not follow the writer's commits in memory, while its reads of
 documents do go to the database (as ever); there the cache is emptied whenever SQLite's
@@ -28,10 +31,31 @@ from .sqlite import chunks, marks
 CACHE_BYTES = 64 * 2**20
 #: Bytes counted per entry besides its texts (the tuple, the dict slot, the string headers).
 ENTRY_OVERHEAD = 200
+#: A kept parsed document is counted as this many times its text plus ENTRY_OVERHEAD (its dict
+#: and value objects: 42 bytes of text parse to ~300 bytes, 120 to ~570).
+PARSED_FACTOR = 3
+#: Types of the values of a flat document: immutable, so sharing them is as good as a copy.
+SCALARS = frozenset({str, int, float, bool, type(None)})
+
+#: A kept slot: (doc text, computed text, the parsed document if flat else None).
+Entry = tuple[str, str, "dict | None"]
+
+
+def entry_bytes(entry: Entry) -> int:
+    """Bytes an entry counts against the cache's limit."""
+    doc, computed, flat = entry
+    size = len(doc) + len(computed) + ENTRY_OVERHEAD
+    return size if flat is None else size + PARSED_FACTOR * (len(doc) + len(computed)) + ENTRY_OVERHEAD
+
+
+def entry(texts: tuple[str, str]) -> Entry:
+    """The entry kept for a row's (doc, computed) texts."""
+    doc = parse([texts])[0]
+    return texts[0], texts[1], doc if set(map(type, doc.values())) <= SCALARS else None
 
 
 class DocCache:
-    """(doc text, computed text) per slot, bounded in bytes, oldest kept first out.
+    """An `Entry` per slot, bounded in bytes, oldest kept first out.
 
     One cache serves one generation of the collection's view, `view` (its id -> slot dict, which
     writes change in place and compaction replaces): a reader takes the cache object and uses its
@@ -48,37 +72,38 @@ class DocCache:
         self.view = view
         self.limit = CACHE_BYTES if limit_bytes is None else limit_bytes
         self.epoch = 0
-        self._items: dict[int, tuple[str, str]] = {}
+        self._items: dict[int, Entry] = {}
         self._bytes = 0
         self._lock = threading.Lock()  # writers: store and clear
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def lookup(self, slots: Sequence[int | None]) -> list[tuple[str, str] | None]:
-        """The kept texts per slot (None: not kept, or no slot)."""
+    def lookup(self, slots: Sequence[int | None]) -> list[Entry | None]:
+        """The kept entry per slot (None: not kept, or no slot)."""
         get = self._items.get
         return [get(slot) if slot is not None else None for slot in slots]
 
     def store(self, epoch: int, entries: list[tuple[int, tuple[str, str]]]) -> None:
-        """Keep `entries` (slot, texts) read while `epoch` was current; nothing if it has passed."""
-        if not entries or self.limit <= 0:
+        """Keep `entries` (slot, (doc, computed) texts) read while `epoch` was current; nothing if
+        it has passed."""
+        if not entries or self.limit <= 0 or epoch != self.epoch:
             return
+        made = [(slot, entry(texts)) for slot, texts in entries if slot not in self._items]  # parsed unlocked
         with self._lock:
             if epoch != self.epoch:
                 return
             items = self._items
-            for slot, texts in entries:
+            for slot, kept in made:
                 if slot in items:
                     continue
-                size = len(texts[0]) + len(texts[1]) + ENTRY_OVERHEAD
+                size = entry_bytes(kept)
                 if size > self.limit:
                     continue
-                items[slot] = texts
+                items[slot] = kept
                 self._bytes += size
             while self._bytes > self.limit:
-                doc, computed = items.pop(next(iter(items)))
-                self._bytes -= len(doc) + len(computed) + ENTRY_OVERHEAD
+                self._bytes -= entry_bytes(items.pop(next(iter(items))))
 
     def clear(self) -> None:
         """Forget every slot (commits this process did not make: a read-only store's)."""
@@ -88,11 +113,22 @@ class DocCache:
             self.epoch += 1
 
 
-def parse(texts: list[tuple[str, str]]) -> list[dict]:
-    """Documents from their (doc, computed) texts: the metadata with the computed fields merged in."""
-    docs = load_json_many([doc for doc, _ in texts])
-    return [doc if computed == "{}" else {**doc, **load_json(computed)}  # most records have none
-            for doc, (_, computed) in zip(docs, texts)]
+def parse(texts: Sequence[tuple[str, ...]]) -> list[dict]:
+    """New documents from their (doc, computed) texts (or entries): the metadata with the
+    computed fields merged in."""
+    docs = load_json_many([t[0] for t in texts])
+    return [doc if t[1] == "{}" else {**doc, **load_json(t[1])}  # most records have none
+            for doc, t in zip(docs, texts)]
+
+
+def documents(kept: list[Entry]) -> list[dict]:
+    """The documents of kept entries for a caller that only reads them (a search building its
+    hits): a flat one's kept dict itself, the others parsed again."""
+    docs = [e[2] for e in kept]
+    if None in docs:  # lists or objects among the values: fresh copies
+        fresh = iter(parse([e for e in kept if e[2] is None]))
+        docs = [doc if doc is not None else next(fresh) for doc in docs]
+    return docs  # type: ignore[return-value]
 
 
 def read_docs(cache: DocCache, con, name: str, ids: Sequence[str]) -> list[dict | None]:
@@ -105,7 +141,7 @@ def read_docs(cache: DocCache, con, name: str, ids: Sequence[str]) -> list[dict 
     kept = cache.lookup([current.get(i) for i in ids])
     if None not in kept:  # every one kept: a search's hits read again
         return parse(kept)  # type: ignore[arg-type]
-    texts: dict[str, tuple[str, str]] = {i: t for i, t in zip(ids, kept) if t is not None}
+    texts: dict[str, tuple[str, ...]] = {i: t for i, t in zip(ids, kept) if t is not None}
     missing = [i for i in dict.fromkeys(ids) if i not in texts]
     if missing:
         fresh: list[tuple[int, str, tuple[str, str]]] = []

@@ -11,7 +11,7 @@ from ...index.exact import ExactIndex, top_k
 from ..filters import MATCH_ALL, Node, filter_key
 from ..base import Hit, SearchRequest
 from ..ranking import add_boosts, best_hits, group_keys
-from .docs import parse
+from .docs import documents
 
 
 class EmbeddedSearch:
@@ -110,7 +110,8 @@ class EmbeddedSearch:
         """`search`, and the stored documents of its hits, in one call: where the vector alone
         ranks and every hit's document is kept (docs.py), they are found by the slots the
         search returned, read under the same hold of the lock (so each is the live record of
-        its slot), without `Hit` objects or a lookup of each id's slot again."""
+        its slot), without `Hit` objects or a lookup of each id's slot again. The documents
+        are the caller's to read, not to change (docs.py `documents`: some are the cache's)."""
         if request.slot_scores is not None or request.boosts or request.group_by or self._store.read_only:
             return super().search_docs(request)  # type: ignore[misc]
         with self._rw.read():
@@ -121,7 +122,7 @@ class EmbeddedSearch:
             ids = [ids[s] for s in slots]
         if None in kept:  # some not kept yet: read as `get` reads them
             return ids, scores, self.get(ids)
-        return ids, scores, parse(kept)  # type: ignore[arg-type]
+        return ids, scores, documents(kept)  # type: ignore[arg-type]
 
     def search_many(self, vectors: np.ndarray, request: SearchRequest) -> list[list[Hit]]:
         """`search` for each row of `vectors`: one index call for the batch when nothing but a
@@ -153,7 +154,7 @@ class EmbeddedSearch:
             found = self._many_slots(vectors, request)
             lookup, ids = self._docs.lookup, self._slot_ids
             rows = [([ids[s] for s in slots], scores, lookup(slots)) for slots, scores in found]
-        return [(rids, scores, parse(kept) if None not in kept else self.get(rids))  # type: ignore[arg-type]
+        return [(rids, scores, documents(kept) if None not in kept else self.get(rids))  # type: ignore[arg-type]
                 for rids, scores, kept in rows]
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
