@@ -240,3 +240,24 @@ def test_a_changed_hit_never_changes_a_later_result(tmp_path):
         assert col.get("r1") == {"_id": "r1", **{k: v for k, v in recs[1].items() if k not in ("_id", "_vector")}}
     finally:
         db.close()
+
+
+def test_rounded_float32_scores_are_rounds():
+    """`rounded` gives float32 scores exactly as `round(score, 6)` does: random bit patterns over
+    every exponent, values on and near the halfway points of the sixth decimal, zeros, signs,
+    the extremes and non-finite values, compared bit for bit."""
+    from lookalike.query.search import rounded
+    rng = np.random.default_rng(4)
+    bits = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32)
+    values = [bits.view(np.float32)]
+    near = rng.uniform(-2, 2, 100_000).round(6) + rng.choice([0.5e-6, -0.5e-6, 0], 100_000)  # ties of the 6th place
+    values.append(near.astype(np.float32))
+    values.append(np.nextafter(near.astype(np.float32), np.float32(np.inf)))
+    values.append(np.array([0.0, -0.0, 1.0, -1.0, 5e-7, -5e-7, 1.5e-6, 2.5e-6, np.finfo(np.float32).max,
+                            -np.finfo(np.float32).max, np.finfo(np.float32).tiny, 1e-45, np.inf, -np.inf, np.nan],
+                           dtype=np.float32))
+    scores = np.concatenate(values)
+    got = np.array(rounded(scores), dtype=np.float64)
+    want = np.array([round(s, 6) for s in scores.tolist()], dtype=np.float64)
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64))  # bit for bit: -0.0 and NaN too
+    assert rounded([0.1234567, 2.0]) == [0.123457, 2.0]  # other sequences round one by one

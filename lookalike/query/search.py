@@ -159,6 +159,9 @@ def format_hits(store, hits: list, fields: list[str] | None, group_by: str | Non
     return out
 
 
+HIDDEN_A, HIDDEN_B = INTERNAL  # the keys a hit never shows (tested by name: a tuple loop per hit costs more)
+
+
 def hit_item(rid: str, score: float, doc: dict, fields: list[str] | None) -> dict:
     """`{"_id": rid, "_score": score rounded, **project(doc, fields)}`, the same keys in the same
     order, built without the intermediate projected dict when every field is shown (a third less
@@ -177,23 +180,37 @@ def hit_item(rid: str, score: float, doc: dict, fields: list[str] | None) -> dic
 def hit_items(ids: Sequence[str], scores: Sequence[float], docs: Sequence[dict | None],
               fields: list[str] | None) -> list[dict] | None:
     """`hit_item` of each (id, score, document), or None if a document is None (deleted since
-    the ranking). Without `fields`, the common case, `hit_item`'s steps run inline: its call
-    per hit costs as much as its work."""
+    the ranking). Without `fields`, the common case, each hit is one dict display (`hit_item`'s
+    call, `update` and key loop cost more per hit than the copy itself). `scores` may be a
+    float32 array (`rounded`)."""
     if None in docs:
         return None
     if fields is not None:
         return [hit_item(rid, score, doc, fields)  # type: ignore[arg-type]
-                for rid, score, doc in zip(ids, scores, docs)]
-    out = []
-    for rid, score, doc in zip(ids, scores, docs):
-        item = {"_id": rid, "_score": round(score, 6)}
-        item.update(doc)  # type: ignore[arg-type]
-        item["_id"] = rid
-        for key in INTERNAL:
-            if key in item:
-                del item[key]
-        out.append(item)
+                for rid, score, doc in zip(ids, rounded(scores), docs)]
+    # `_id` twice: the key keeps its first place and takes the last value (a document's own
+    # `_id`, if it had one, never shows)
+    out = [{"_id": rid, "_score": score, **doc, "_id": rid}  # type: ignore[dict-item]
+           for rid, score, doc in zip(ids, rounded(scores), docs)]
+    for item in out:
+        if HIDDEN_A in item or HIDDEN_B in item:
+            for key in INTERNAL:
+                item.pop(key, None)
     return out
+
+
+def rounded(scores: Sequence[float]) -> list[float]:
+    """`[round(s, 6) for s in scores]`, for float32 scores in one NumPy pass with the same values
+    (a third of the time of ten `round`s): a float32 times 10**6 is exact in float64 (24 + 20
+    bits), so `rint` rounds its exact decimal value half to even as `round` does, and dividing
+    the integer by 10**6 is correctly rounded, as is `round`'s reading of its decimal result."""
+    if type(scores) is np.ndarray and scores.dtype == np.float32:
+        wide = scores.astype(np.float64)
+        wide *= 1e6
+        np.rint(wide, out=wide)
+        wide /= 1e6
+        return wide.tolist()
+    return [round(score, 6) for score in scores]
 
 
 def dotted(doc: Any, path: str) -> Any:

@@ -84,10 +84,10 @@ class EmbeddedSearch:
         """
         slots, scores = self._vector_slots(request)
         ids = self._slot_ids
-        return [Hit(ids[s], sc) for s, sc in zip(slots, scores)]
+        return [Hit(ids[s], sc) for s, sc in zip(slots, scores.tolist())]
 
-    def _vector_slots(self, request: SearchRequest) -> tuple[list[int], list[float]]:
-        """`_by_vector`'s hits as (slots, scores), from the offset on."""
+    def _vector_slots(self, request: SearchRequest) -> tuple[list[int], np.ndarray]:
+        """`_by_vector`'s hits as (slots, float32 scores), from the offset on."""
         allowed = self._allowed(request.where, ())
         n = len(allowed)
         drop = set()
@@ -104,14 +104,15 @@ class EmbeddedSearch:
             keep = [i for i, s in enumerate(listed) if s not in drop][:need]
             listed, scores = [listed[i] for i in keep], scores[keep]
         off = request.offset
-        return listed[off:], scores[off:].tolist()
+        return listed[off:], scores[off:]
 
-    def search_docs(self, request: SearchRequest) -> tuple[list[str], list[float], list[dict | None]]:
+    def search_docs(self, request: SearchRequest) -> tuple[list[str], Sequence[float], list[dict | None]]:
         """`search`, and the stored documents of its hits, in one call: where the vector alone
         ranks and every hit's document is kept (docs.py), they are found by the slots the
         search returned, read under the same hold of the lock (so each is the live record of
         its slot), without `Hit` objects or a lookup of each id's slot again. The documents
-        are the caller's to read, not to change (docs.py `documents`: some are the cache's)."""
+        are the caller's to read, not to change (docs.py `documents`: some are the cache's);
+        the scores come as the index's float32 array (query/search.py `rounded`)."""
         if request.slot_scores is not None or request.boosts or request.group_by or self._store.read_only:
             return super().search_docs(request)  # type: ignore[misc]
         with self._rw.read():
@@ -132,19 +133,20 @@ class EmbeddedSearch:
             if request.boosts or request.group_by or request.exclude or request.slot_scores is not None:
                 return [self._search(dataclasses.replace(request, vector=v)) for v in vectors]
             ids = self._slot_ids
-            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores)]
+            return [[Hit(ids[s], sc) for s, sc in zip(slots, scores.tolist())]
                     for slots, scores in self._many_slots(vectors, request)]
 
-    def _many_slots(self, vectors: np.ndarray, request: SearchRequest) -> list[tuple[list[int], list[float]]]:
-        """(slots, scores) from the offset on per row of `vectors`: one index call (the read lock held)."""
+    def _many_slots(self, vectors: np.ndarray, request: SearchRequest) -> list[tuple[list[int], np.ndarray]]:
+        """(slots, float32 scores) from the offset on per row of `vectors`: one index call (the
+        read lock held)."""
         allowed = self._allowed(request.where, ())
         known = self.count() if request.where is MATCH_ALL else None
         off = request.offset
-        return [(slots[off:].tolist(), scores[off:].tolist())
+        return [(slots[off:].tolist(), scores[off:])
                 for slots, scores in self._index.search_many(vectors, request.k + off, allowed, known)]
 
     def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
-                         ) -> list[tuple[list[str], list[float], list[dict | None]]]:
+                         ) -> list[tuple[list[str], Sequence[float], list[dict | None]]]:
         """`search_docs` for each row of `vectors`: one index call, documents by slot as there."""
         if request.boosts or request.group_by or request.exclude or request.slot_scores is not None \
                 or self._store.read_only:
