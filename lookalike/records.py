@@ -263,13 +263,15 @@ def parse_vector(value: Any, dim: int | None = None) -> np.ndarray:
         vec = np.asarray(value, dtype=np.float64)
     except OverflowError:  # an integer beyond any float
         raise BadRequest("'_vector' contains a number too large for a float") from None
+    out = vec.astype(np.float32)
+    wide = out.astype(np.float64)  # as stored: 1e-320 is 0 in float32
+    norm = math.sqrt(wide.dot(wide))  # np.linalg.norm's own formula, without its call overhead
+    if MIN_VECTOR_NORM <= norm <= MAX_VECTOR_NORM and (dim is None or len(vec) == dim):
+        return out  # a finite length: every entry is finite (the test below cost as much as the cast)
     if not np.isfinite(vec).all():
         raise BadRequest("'_vector' contains NaN or infinite values")
     if dim is not None and len(vec) != dim:
         raise BadRequest(f"'_vector' has {len(vec)} dimensions, the collection expects {dim}")
-    out = vec.astype(np.float32)
-    wide = out.astype(np.float64)  # as stored: 1e-320 is 0 in float32
-    norm = math.sqrt(wide.dot(wide))  # np.linalg.norm's own formula, without its call overhead
     if not norm >= MIN_VECTOR_NORM:
         raise BadRequest(f"'_vector' is all zeros (its length must be at least {MIN_VECTOR_NORM:g} in float32)")
     if not norm <= MAX_VECTOR_NORM:  # float32 scores of such vectors overflow to inf/NaN

@@ -120,7 +120,10 @@ class ReadWriteLock:
     write). Re-entrant per thread for reads, and for reads inside this thread's own write."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # the condition's own lock: `with self._mutex` is `with self._cond` without Condition's
+        # __enter__ and __exit__, two Python calls per use (every search takes this lock)
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._waiting = 0
@@ -138,7 +141,7 @@ class ReadWriteLock:
         if depth or local.writing:
             local.depth = depth + 1  # nested in this thread's read or write: already held
             return
-        with self._cond:
+        with self._mutex:
             while self._writer or self._waiting:
                 self._cond.wait()
             self._readers += 1
@@ -150,14 +153,14 @@ class ReadWriteLock:
         if local.depth or not local.counted:
             return
         local.counted = False
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
             if not self._readers and self._waiting:  # only a writer waits for readers
                 self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._cond:
+        with self._mutex:
             self._waiting += 1
             try:
                 while self._writer or self._readers:
@@ -170,7 +173,7 @@ class ReadWriteLock:
             yield
         finally:
             self._local.writing = False
-            with self._cond:
+            with self._mutex:
                 self._writer = False
                 self._cond.notify_all()
 
