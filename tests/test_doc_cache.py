@@ -110,10 +110,11 @@ def test_the_cache_is_bounded_in_bytes_and_drops_the_oldest():
     cache.store(cache.epoch, [(s, ("{}", "{}")) for s in range(3)])
     cache.store(cache.epoch, [(3, ("{}", "{}"))])
     assert [t is not None for t in cache.lookup([0, 1, 2, 3])] == [False, True, True, True]
+    assert [d is not None for d in cache.flat([0, 1, 2, 3])] == [False, True, True, True]  # evicted alike
     stale = cache.epoch
     cache.clear()
     cache.store(stale, [(5, ("{}", "{}"))])  # read before the clear: not kept
-    assert cache.lookup([0, 5]) == [None, None] and len(cache) == 0
+    assert cache.lookup([0, 5]) == [None, None] and cache.flat([1, 5]) == [None, None] and len(cache) == 0
 
 
 def test_random_writes_with_a_tiny_cache_match_a_model(db, monkeypatch):

@@ -73,6 +73,7 @@ class DocCache:
         self.limit = CACHE_BYTES if limit_bytes is None else limit_bytes
         self.epoch = 0
         self._items: dict[int, Entry] = {}
+        self._flat: dict[int, dict] = {}  # the flat documents among them, by slot: a search's one lookup
         self._bytes = 0
         self._lock = threading.Lock()  # writers: store and clear
 
@@ -84,6 +85,11 @@ class DocCache:
         get = self._items.get
         return [get(slot) if slot is not None else None for slot in slots]
 
+    def flat(self, slots: Sequence[int]) -> list[dict | None]:
+        """The kept flat document per slot (None: not kept, or not flat), to read, not change."""
+        get = self._flat.get
+        return [get(slot) for slot in slots]
+
     def store(self, epoch: int, entries: list[tuple[int, tuple[str, str]]]) -> None:
         """Keep `entries` (slot, (doc, computed) texts) read while `epoch` was current; nothing if
         it has passed."""
@@ -93,7 +99,7 @@ class DocCache:
         with self._lock:
             if epoch != self.epoch:
                 return
-            items = self._items
+            items, flat = self._items, self._flat
             for slot, kept in made:
                 if slot in items:
                     continue
@@ -101,14 +107,18 @@ class DocCache:
                 if size > self.limit:
                     continue
                 items[slot] = kept
+                if kept[2] is not None:
+                    flat[slot] = kept[2]
                 self._bytes += size
             while self._bytes > self.limit:
-                self._bytes -= entry_bytes(items.pop(next(iter(items))))
+                slot = next(iter(items))
+                flat.pop(slot, None)
+                self._bytes -= entry_bytes(items.pop(slot))
 
     def clear(self) -> None:
         """Forget every slot (commits this process did not make: a read-only store's)."""
         with self._lock:
-            self._items = {}
+            self._items, self._flat = {}, {}
             self._bytes = 0
             self.epoch += 1
 

@@ -104,7 +104,7 @@ class EmbeddedSearch:
             keep = [i for i, s in enumerate(listed) if s not in drop][:need]
             listed, scores = [listed[i] for i in keep], scores[keep]
         off = request.offset
-        return listed[off:], scores[off:]
+        return (listed[off:], scores[off:]) if off else (listed, scores)
 
     def search_docs(self, request: SearchRequest) -> tuple[list[str], Sequence[float], list[dict | None]]:
         """`search`, and the stored documents of its hits, in one call: where the vector alone
@@ -118,9 +118,12 @@ class EmbeddedSearch:
         with self._rw.read():
             self._check_present()
             slots, scores = self._vector_slots(request)
-            kept = self._docs.lookup(slots)
+            docs = self._docs.flat(slots)
             ids = self._slot_ids
             ids = [ids[s] for s in slots]
+            kept = self._docs.lookup(slots) if None in docs else None
+        if kept is None:  # every one kept and flat: the common case
+            return ids, scores, docs  # type: ignore[return-value]
         if None in kept:  # some not kept yet: read as `get` reads them
             return ids, scores, self.get(ids)
         return ids, scores, documents(kept)  # type: ignore[arg-type]
@@ -142,7 +145,7 @@ class EmbeddedSearch:
         allowed = self._allowed(request.where, ())
         known = self.count() if request.where is MATCH_ALL else None
         off = request.offset
-        return [(slots[off:].tolist(), scores[off:])
+        return [(slots[off:].tolist(), scores[off:]) if off else (slots.tolist(), scores)
                 for slots, scores in self._index.search_many(vectors, request.k + off, allowed, known)]
 
     def search_many_docs(self, vectors: np.ndarray, request: SearchRequest
@@ -154,10 +157,13 @@ class EmbeddedSearch:
         with self._rw.read():
             self._check_present()
             found = self._many_slots(vectors, request)
-            lookup, ids = self._docs.lookup, self._slot_ids
-            rows = [([ids[s] for s in slots], scores, lookup(slots)) for slots, scores in found]
-        return [(rids, scores, documents(kept) if None not in kept else self.get(rids))  # type: ignore[arg-type]
-                for rids, scores, kept in rows]
+            flat, lookup, ids = self._docs.flat, self._docs.lookup, self._slot_ids
+            rows = []
+            for slots, scores in found:
+                docs = flat(slots)  # every one kept and flat: the common case; else their entries
+                rows.append(([ids[s] for s in slots], scores, docs, lookup(slots) if None in docs else None))
+        return [(rids, scores, docs if kept is None else documents(kept) if None not in kept  # type: ignore[arg-type]
+                 else self.get(rids)) for rids, scores, docs, kept in rows]
 
     def _precomputed(self, request: SearchRequest, allowed: np.ndarray) -> list[Hit]:
         """Rank by scores given per slot (colour, near-duplicates) with filters, boosts, grouping."""
