@@ -8,7 +8,7 @@ import pytest
 
 import lookalike
 from lookalike.errors import NotFound
-from lookalike.store.embedded.docs import ENTRY_OVERHEAD, DocCache, entry, entry_bytes
+from lookalike.store.embedded.docs import ENTRY_OVERHEAD, DocCache, entry
 
 DIM = 8
 
@@ -106,14 +106,15 @@ def test_changing_a_returned_document_changes_nothing_stored(col):
 
 
 def test_the_cache_is_bounded_in_bytes_and_drops_the_oldest():
-    cache = DocCache({}, limit_bytes=3 * entry_bytes(entry(("{}", "{}"))))
-    cache.store(cache.epoch, [(s, ("{}", "{}")) for s in range(3)])
-    cache.store(cache.epoch, [(3, ("{}", "{}"))])
+    empty = entry(("{}", "{}"))
+    cache = DocCache({}, limit_bytes=3 * empty[3])
+    cache.store(cache.epoch, [(s, empty) for s in range(3)])
+    cache.store(cache.epoch, [(3, empty)])
     assert [t is not None for t in cache.lookup([0, 1, 2, 3])] == [False, True, True, True]
     assert [d is not None for d in cache.flat([0, 1, 2, 3])] == [False, True, True, True]  # evicted alike
     stale = cache.epoch
     cache.clear()
-    cache.store(stale, [(5, ("{}", "{}"))])  # read before the clear: not kept
+    cache.store(stale, [(5, empty)])  # read before the clear: not kept
     assert cache.lookup([0, 5]) == [None, None] and cache.flat([1, 5]) == [None, None] and len(cache) == 0
 
 

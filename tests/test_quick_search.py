@@ -208,9 +208,9 @@ def mutate(hits: list[dict]) -> None:
 
 
 def test_a_changed_hit_never_changes_a_later_result(tmp_path):
-    """Flat documents are handed to the hit builder from the cache itself (docs.py `documents`):
-    changing the hits of a single, a batched or a `fields` search, in any way, leaves every
-    later search and get as it was."""
+    """Flat documents are handed to the hit builder from the cache itself (docs.py `documents`)
+    and copied by `get`: changing the hits of a single, a batched or a `fields` search, or the
+    documents `get` returned, in any way, leaves every later search and get as it was."""
     db = lookalike.connect(tmp_path)
     try:
         col = db.collection("c", create=True, model="none", dim=DIM)
@@ -224,7 +224,8 @@ def test_a_changed_hit_never_changes_a_later_result(tmp_path):
                     lambda: col.search({"vectors": vecs}, k=8)["hits"],
                     lambda: col.search({"vector": vecs[1]}, k=20, fields=["n", "tag", "nested"])["hits"],
                     lambda: col.search({"id": "r3"}, k=20, filter={"tag": "a"})["hits"],
-                    lambda: [col.get(f"r{i}") for i in range(10)]]
+                    lambda: [col.get(f"r{i}") for i in range(10)],
+                    lambda: col._store.get([f"r{i}" for i in range(10)] * 2)]  # the store's own, repeated ids
         for run in searches:
             run()  # every document read once: kept from now on
         kept = col._store._docs.lookup(list(range(60)))

@@ -4,16 +4,16 @@ A search formats ten hits, and reading their metadata from SQLite (ten B-tree lo
 the graph walk has just pushed out of the CPU caches) cost 60-85 us of a 250 us search. A slot
 is written once and never changes within a generation of the collection's files: an update or
 upsert takes a new slot, a delete takes the id's slot away, and only compaction renumbers
-slots (it starts a new generation, and empties the cache). So the JSON texts of a slot's row
-can be kept under its number and are exact for as long as the collection's in-memory view
-maps an id to that slot; an id whose slot changed simply misses.
+slots (it starts a new generation, and empties the cache). So a slot's row can be kept under
+its number and is exact for as long as the collection's in-memory view maps an id to that
+slot; an id whose slot changed simply misses.
 
-The texts are kept, and beside them the parsed document when all its values are scalars (a
-"flat" document: strings, numbers, booleans, null). `get` parses the texts again (about a
-microsecond a document with orjson), so a caller changing what it returns never changes what
-later reads return. A search's hits are copied into new dicts anyway (query/search.py
-`hit_items`), and for a flat document that shallow copy is a full one: `documents` hands such
-a search the kept dict itself (read, never changed) and parses only the others again.
+A "flat" document (every value a string, number, boolean or null) is kept parsed: its values
+are immutable, so a shallow copy is a full one. `get` hands out such copies (`copies`), and a
+search hands the kept dict itself to its hit builder (`documents`), which copies it into each
+hit (query/search.py `hit_items`): a caller changing what it got never changes what later
+reads return (tests/test_quick_search.py). Other documents are kept as their JSON texts and
+parsed on every read (about a microsecond each with orjson), for the same reason.
 
 A read-only store does not follow the writer's commits in memory, while its reads of
 documents do go to the database (as ever); there the cache is emptied whenever SQLite's
@@ -27,31 +27,28 @@ from typing import Sequence
 from ...jsontext import load_json, load_json_many
 from .sqlite import chunks, marks
 
-#: Bytes of document text kept per collection (a 300-byte document and its overhead: ~150k slots).
+#: Bytes kept per collection (a 300-byte document and its overhead: ~150k slots).
 CACHE_BYTES = 64 * 2**20
 #: Bytes counted per entry besides its texts (the tuple, the dict slot, the string headers).
 ENTRY_OVERHEAD = 200
-#: A kept parsed document is counted as this many times its text plus ENTRY_OVERHEAD (its dict
-#: and value objects: 42 bytes of text parse to ~300 bytes, 120 to ~570).
+#: A flat document is counted as this many times its text plus ENTRY_OVERHEAD (its dict and
+#: value objects: 42 bytes of text parse to ~300 bytes, 120 to ~570).
 PARSED_FACTOR = 3
 #: Types of the values of a flat document: immutable, so sharing them is as good as a copy.
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
-#: A kept slot: (doc text, computed text, the parsed document if flat else None).
-Entry = tuple[str, str, "dict | None"]
-
-
-def entry_bytes(entry: Entry) -> int:
-    """Bytes an entry counts against the cache's limit."""
-    doc, computed, flat = entry
-    size = len(doc) + len(computed) + ENTRY_OVERHEAD
-    return size if flat is None else size + PARSED_FACTOR * (len(doc) + len(computed)) + ENTRY_OVERHEAD
+#: A kept slot: (doc text, computed text, None, bytes) or, for a flat document, (None, None,
+#: the parsed document, bytes).
+Entry = tuple["str | None", "str | None", "dict | None", int]
 
 
 def entry(texts: tuple[str, str]) -> Entry:
     """The entry kept for a row's (doc, computed) texts."""
     doc = parse([texts])[0]
-    return texts[0], texts[1], doc if set(map(type, doc.values())) <= SCALARS else None
+    size = len(texts[0]) + len(texts[1])
+    if set(map(type, doc.values())) <= SCALARS:
+        return None, None, doc, PARSED_FACTOR * size + ENTRY_OVERHEAD
+    return texts[0], texts[1], None, size + ENTRY_OVERHEAD
 
 
 class DocCache:
@@ -90,20 +87,18 @@ class DocCache:
         get = self._flat.get
         return [get(slot) for slot in slots]
 
-    def store(self, epoch: int, entries: list[tuple[int, tuple[str, str]]]) -> None:
-        """Keep `entries` (slot, (doc, computed) texts) read while `epoch` was current; nothing if
-        it has passed."""
-        if not entries or self.limit <= 0 or epoch != self.epoch:
+    def store(self, epoch: int, entries: list[tuple[int, Entry]]) -> None:
+        """Keep `entries` (slot, entry) read while `epoch` was current; nothing if it has passed."""
+        if not entries or self.limit <= 0:
             return
-        made = [(slot, entry(texts)) for slot, texts in entries if slot not in self._items]  # parsed unlocked
         with self._lock:
             if epoch != self.epoch:
                 return
             items, flat = self._items, self._flat
-            for slot, kept in made:
+            for slot, kept in entries:
                 if slot in items:
                     continue
-                size = entry_bytes(kept)
+                size = kept[3]
                 if size > self.limit:
                     continue
                 items[slot] = kept
@@ -113,7 +108,7 @@ class DocCache:
             while self._bytes > self.limit:
                 slot = next(iter(items))
                 flat.pop(slot, None)
-                self._bytes -= entry_bytes(items.pop(slot))
+                self._bytes -= items.pop(slot)[3]
 
     def clear(self) -> None:
         """Forget every slot (commits this process did not make: a read-only store's)."""
@@ -123,9 +118,9 @@ class DocCache:
             self.epoch += 1
 
 
-def parse(texts: Sequence[tuple[str, ...]]) -> list[dict]:
-    """New documents from their (doc, computed) texts (or entries): the metadata with the
-    computed fields merged in."""
+def parse(texts: Sequence[tuple]) -> list[dict]:
+    """New documents from their (doc, computed) texts (or entries holding texts): the metadata
+    with the computed fields merged in."""
     docs = load_json_many([t[0] for t in texts])
     return [doc if t[1] == "{}" else {**doc, **load_json(t[1])}  # most records have none
             for doc, t in zip(docs, texts)]
@@ -141,6 +136,16 @@ def documents(kept: list[Entry]) -> list[dict]:
     return docs  # type: ignore[return-value]
 
 
+def copies(kept: list[Entry]) -> list[dict]:
+    """New documents of kept entries, the caller's to change: a flat one's dict copied, the
+    others parsed."""
+    docs = [dict(e[2]) if e[2] is not None else None for e in kept]
+    if None in docs:
+        fresh = iter(parse([e for e in kept if e[2] is None]))
+        docs = [doc if doc is not None else next(fresh) for doc in docs]
+    return docs  # type: ignore[return-value]
+
+
 def read_docs(cache: DocCache, con, name: str, ids: Sequence[str]) -> list[dict | None]:
     """The stored documents of `ids` (None for an id without a row), from the cache where the
     slot its view gives an id is kept, else from the database (`con`), keeping each row read
@@ -150,19 +155,18 @@ def read_docs(cache: DocCache, con, name: str, ids: Sequence[str]) -> list[dict 
     current = cache.view
     kept = cache.lookup([current.get(i) for i in ids])
     if None not in kept:  # every one kept: a search's hits read again
-        return parse(kept)  # type: ignore[arg-type]
-    texts: dict[str, tuple[str, ...]] = {i: t for i, t in zip(ids, kept) if t is not None}
-    missing = [i for i in dict.fromkeys(ids) if i not in texts]
+        return copies(kept)  # type: ignore[arg-type]
+    entries: dict[str, Entry] = {i: e for i, e in zip(ids, kept) if e is not None}
+    missing = [i for i in dict.fromkeys(ids) if i not in entries]
     if missing:
-        fresh: list[tuple[int, str, tuple[str, str]]] = []
+        fresh: list[tuple[int, str, Entry]] = []
         for chunk in chunks(missing, 500):
             q = f"SELECT id, slot, doc, computed FROM records WHERE collection=? AND id IN ({marks(chunk)})"
             for rid, slot, doc, computed in con.execute(q, (name, *chunk)).fetchall():
-                texts[rid] = (doc, computed)
-                fresh.append((slot, rid, (doc, computed)))
+                entries[rid] = made = entry((doc, computed))
+                fresh.append((slot, rid, made))
         # an id written or deleted meanwhile keeps nothing (its slot in the view moved or went)
-        cache.store(epoch, [(slot, t) for slot, rid, t in fresh if current.get(rid) == slot])
-    found = [texts.get(i) for i in ids]
-    present = [t for t in found if t is not None]
-    docs = iter(parse(present))
-    return [next(docs) if t is not None else None for t in found]
+        cache.store(epoch, [(slot, e) for slot, rid, e in fresh if current.get(rid) == slot])
+    found = [entries.get(i) for i in ids]
+    docs = iter(copies([e for e in found if e is not None]))
+    return [next(docs) if e is not None else None for e in found]
