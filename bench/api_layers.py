@@ -9,6 +9,8 @@ process (`time.process_time`, FAISS on one thread), so a shared busy machine sti
 usable figures. Rows, each the best of 3 passes over the queries:
 
 - raw faiss: the HNSW index's own `search` at the width and pool lookalike's plan chose
+- raw@same: that search plus the float32 re-scoring of its candidates (bench/search.py's
+  raw@same, the reference of issue 21's targets)
 - index.search: lookalike's index (plan, FAISS, float32 re-scoring of the candidates, top k)
 - store.search: the store (read lock, cached live & filter mask, ids)
 - store.search_docs: the same search and its hits' kept documents by slot, in one call
@@ -39,7 +41,7 @@ import lookalike.collection as api_module  # noqa: E402
 from lookalike.records import parse_vector  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 from lookalike.store.filters import parse_filter  # noqa: E402
-from bench.search import search_params  # noqa: E402
+from bench.search import same_searcher, search_params  # noqa: E402
 from bench.search_data import clustered  # noqa: E402
 
 K = 10
@@ -90,8 +92,8 @@ def main() -> None:
         store.wait_index()
         listed = [q.tolist() for q in queries]
         print(f"# n={n:,} dim={args.dim} int8 HNSW, k={K}, {q_count} queries; CPU us per query")
-        print("| filter | layer | us/query | x raw faiss |")
-        print("|---|---|---|---|")
+        print("| filter | layer | us/query | x raw faiss | x raw@same |")
+        print("|---|---|---|---|---|")
         for fname, flt in (("none", None), ("10%", {"p10": True})):
             where = parse_filter(flt)
             hits = [store.search(SearchRequest(vector=q, k=K, where=where)) for q in queries]
@@ -101,8 +103,10 @@ def main() -> None:
             raw = store._index._ann.raw
             selector = store._index._infos.get(allowed).selector(allowed) if flt else None
             params = search_params(raw, plan.widths[0], plan.pool, selector)
+            same = same_searcher(raw, store._vectors.matrix, np.asarray(allowed) if flt else None)
             rows = {
                 "raw faiss": cpu_us(lambda i: raw.search(queries[i][None], plan.pool, params=params), q_count),
+                "raw@same": cpu_us(lambda i: same(queries[i], plan), q_count),
                 "index.search": cpu_us(lambda i: store._index.search(queries[i], K, allowed, known), q_count),
                 "store.search": cpu_us(lambda i: store.search(SearchRequest(vector=queries[i], k=K, where=where)),
                                        q_count),
@@ -117,7 +121,7 @@ def main() -> None:
                 "api batch": cpu_us(lambda i: col.search({"vectors": listed}, k=K, filter=flt), 1) / q_count,
             }
             for name, us in rows.items():
-                print(f"| {fname} | {name} | {us:7.1f} | {us / rows['raw faiss']:5.2f} |")
+                print(f"| {fname} | {name} | {us:7.1f} | {us / rows['raw faiss']:5.2f} | {us / rows['raw@same']:5.2f} |")
     finally:
         db.close()
         shutil.rmtree(folder, ignore_errors=True)
