@@ -186,3 +186,35 @@ def test_pairs_of_stored_records_do_not_take_matchs_island_rule(monkeypatch):
     monkeypatch.setattr(verify, "island", lambda e, ncc, distance: True)
     assert verify.verify(cropped, look_of(cropped), own) is None  # the rule bites where it applies
     assert pair_score(own, cropped, 0.0) >= 0.5
+
+
+@pytest.mark.parametrize("light, dark", [("chelsea", "rocket"), ("astronaut", "coffee")])
+def test_the_fingerprint_fallback_does_not_take_a_night_picture_for_a_light_one(light, dark):
+    # bench/copybench.py --duplicates-scale 100000: the pairs joined to synthetic distractors
+    # were the fingerprint fallback's (a chance 0.7 fingerprint) against a near-black colour
+    # grid, whose flat lightness the correlation cannot judge. Here: a record with the light
+    # photo's keypoints moved at random (so no fit) and another photo's grid darkened to a
+    # tenth, at fingerprint 0.72; a brightness copy of the light photo, keypoints moved the
+    # same way, still passes the fallback (query/clusters.py UNMOVED_DISTANCE).
+    pytest.importorskip("skimage")
+    from PIL import ImageEnhance
+
+    from lookalike.models.keypoints import features, reduced
+    from lookalike.query.clusters import pair_score
+    from lookalike.testing.photos import skimage_photo
+
+    rng = np.random.default_rng(0)
+
+    def unplaced(im):
+        f = features(reduced(im))
+        f.points = (rng.random(f.points.shape) * np.array(f.size)).astype(np.float32)
+        return f
+
+    photo = skimage_photo(light)
+    own = features(reduced(photo))
+    night = unplaced(photo)
+    night.colours = features(reduced(ImageEnhance.Brightness(skimage_photo(dark).resize(photo.size)).enhance(0.1))).colours
+    assert pair_score(own, night, 0.72) == 0.0
+    assert pair_score(night, own, 0.72) == 0.0
+    for factor in (0.55, 1.45):
+        assert pair_score(own, unplaced(ImageEnhance.Brightness(photo).enhance(factor)), 0.9) >= 0.5

@@ -60,6 +60,13 @@ PAIR_ITERATIONS = 300
 #: are tints of one picture (bench/copybench.py set: a pale wallpaper and its tints 88-155 each
 #: way; copies up to 17 but a bordered copy against a letterboxed one, 152, their bars' colours).
 TINT_CLASH = 60.0
+#: The fingerprint fallback's unmoved grids must also lie within this median colour distance
+#: (8-bit CIELAB, verify.py `colour_distance`): where one grid's lightness is (nearly) flat its
+#: correlation cannot tell, and a near-black picture then passed for a light one on a chance
+#: 0.7 fingerprint (bench/copybench.py --duplicates-scale 100000: the 20 pairs joined to
+#: synthetic distractors, two of them, at 170-193). Copies the fallback keeps on that set's 626
+#: records are at 42 or less; brightness 0.55-1.45 (issue 16) moves white at most ~107.
+UNMOVED_DISTANCE = 120.0
 CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
 #: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
@@ -164,7 +171,8 @@ def _graph_top(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unmoved(a: Features, b: Features, mirrored: bool) -> float:
-    """The lightness correlation of b's colours against a's unmoved (or mirrored) ones, or -1."""
+    """The lightness correlation of b's colours against a's unmoved (or mirrored) ones, or -1
+    (also where their colours lie farther apart than UNMOVED_DISTANCE)."""
     sx, sy = b.size[0] / a.size[0], b.size[1] / a.size[1]
     matrix = np.array([[sx, 0, 0], [0, sy, 0]], dtype=np.float64)
     look = look_of(a)
@@ -172,7 +180,7 @@ def _unmoved(a: Features, b: Features, mirrored: bool) -> float:
         look = look.mirrored()
     e = Estimate(0, 0, matrix, mirrored, 0.0, 1.0, [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
     v = check(e, look, b, geometry=False)
-    return -1.0 if v is None else v.ncc
+    return -1.0 if v is None or v.distance > UNMOVED_DISTANCE else v.ncc
 
 
 def _ratio_matches(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
