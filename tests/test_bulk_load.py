@@ -170,3 +170,62 @@ def test_a_jsonl_catalogue_is_counted_only_for_a_progress_bar(tmp_path: Path):
     assert total == 3 and none is None
     assert [(origin, getattr(rec, "reason", rec)) for origin, rec in pairs] == counted
     assert [origin for origin, _ in counted] == ["line 1", "line 4", "line 5"]
+
+
+def test_a_bulk_load_saves_its_graph_at_doublings_and_reopens_with_every_row(tmp_path: Path, monkeypatch):
+    """While written rows wait to be added, the graph (a cache of the vector file) is saved
+    when it doubled since its last save, not at every quarter: fewer gigabytes written and
+    fewer pauses of the adds. A crash then costs the adds since that save when the folder
+    is reopened: every row is in the graph again after `open`."""
+    from lookalike.index.settings import normalize_compression, normalize_index
+    data = vectors(160_000, 8)[:, :16].copy()
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    shown = [2000]  # rows in the vector file; the "writer" commits 20k more during each add
+    settings = normalize_index({"type": "hnsw", "connectivity": 8, "expansion_add": 16, "target_recall": None})
+
+    def make() -> manager.CollectionIndex:
+        return manager.CollectionIndex(tmp_path, "v", 0, 16, settings, normalize_compression(None),
+                                       lambda: data[:shown[0]], lambda: shown[0])
+    index = make()
+    index.open()  # built inline over 2000 rows and saved
+    saves: list[int] = []
+    save, add = manager.CollectionIndex.save, manager.CollectionIndex._add
+
+    def counted(self):
+        saves.append(self._ann.ntotal)
+        save(self)
+
+    def add_while_writing(self, ann, matrix, end):
+        add(self, ann, matrix, end)
+        shown[0] = min(len(data), shown[0] + 20_000)
+    monkeypatch.setattr(manager.CollectionIndex, "save", counted)
+    monkeypatch.setattr(manager.CollectionIndex, "_add", add_while_writing)
+    shown[0] = 22_000
+    while index._ann.ntotal < len(data):
+        index._grow()
+    # at every quarter (and 50k) since the last save it was [62_000, 122_000]
+    assert saves == [62_000, 142_000]
+    # killed here (no close): the saved graph holds 142k rows, the vector file 160k
+    monkeypatch.setattr(manager.CollectionIndex, "_add", add)
+    reopened = make()
+    reopened.open()
+    assert reopened._ann.ntotal == len(data) and saves[-1] == 142_000
+    for row in (5, 141_999, 150_000, len(data) - 1):
+        slots, _ = reopened.search(data[row], 1, np.ones(len(data), dtype=bool))
+        assert reopened.last_plan().kind == "hnsw" and slots[0] == row
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_that_lines_error(tmp_path: Path):
+    """The catalogue is read in binary: a line of bad bytes is one record's error naming it,
+    and the lines around it are read (blank lines, Unicode-blank ones and \\r\\n as before)."""
+    from lookalike.ingest.catalog import sourced_records
+    from lookalike.records import InvalidRecord
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"_id": "a", "t": "caf\xc3\xa9"}\r\n\n   \n\xc2\xa0\n'
+                     b'{"_id": "b", "t": "\xff"}\n{"_id": "c", "n": 12345678901234567890123}\n{"_id": \n')
+    pairs, _, total = sourced_records(path)
+    got = list(pairs)
+    assert total == 4 and [origin for origin, _ in got] == ["line 1", "line 5", "line 6", "line 7"]
+    assert got[0][1] == {"_id": "a", "t": "café"} and got[2][1] == {"_id": "c", "n": 12345678901234567890123}
+    assert isinstance(got[1][1], InvalidRecord) and got[1][1].reason.startswith("line 5 is not UTF-8 text")
+    assert isinstance(got[3][1], InvalidRecord) and got[3][1].reason.startswith("line 7 is not valid JSON")
