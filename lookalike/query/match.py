@@ -34,7 +34,7 @@ from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, 
 from .engine import IMAGE_KINDS, Searcher
 from . import workers
 from .search import MAX_K, check_query, project
-from .smooth import SMOOTH_KEYPOINTS, featureless, smooth_match
+from .smooth import SMOOTH_STORED, featureless, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
 
 #: Default score (query/verify.py `score_of`: MIN_INLIERS inliers give 0.5) a copy needs.
@@ -339,7 +339,7 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
             v = None
     if v is None:
         v = _flat_match(query, stored, similarity)
-    detailed = len(stored.points) >= SMOOTH_KEYPOINTS
+    detailed = len(stored.points) >= SMOOTH_STORED
     if v is None and (not detailed or featureless(len(query.plain.points), query.look)):
         for look, _ in query.unmoved or [(query.look, query.plain.size)]:
             v = smooth_match(look, stored, detailed)
