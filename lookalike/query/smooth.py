@@ -39,6 +39,12 @@ SMOOTH_TRIM = 0.35
 #: a copy stays within (JPEG at quality 10-15 moves a plain colour's cells by up to 8; the
 #: bench set's stored flats are 10 or more apart, and the nearest ranks first).
 SMOOTH_DISTANCE = 9.0
+#: A smooth coloured query (`SMOOTH_DETAIL`) with keypoints is compared so with the detailed
+#: records nearest it by embedding (query/match.py `verified`), its cells within
+#: NEAREST_DISTANCE: a crop of a dark or hazy wallpaper, or of a photo's smooth half, whose
+#: few corners the stored keypoints miss (bench/copyset.py: such copies 0.4-1.6, the non-copies
+#: nearest 12.4 and more).
+NEAREST_DISTANCE = 6.0
 
 
 #: Relit comparison (`relit`): a gradient's brightness, contrast or saturation edit scales its
@@ -217,10 +223,12 @@ def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] |
     return best
 
 
-def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> Verified | None:
-    """The query verified as a copy of a smooth stored picture by its colour grid, or None;
-    `detailed`: of any stored picture (a featureless query, `featureless`, may be a crop of a
-    smooth region of a detailed one: a sky, a dark wallpaper's empty half)."""
+def smooth_match(look: QueryLook, stored: Features, detailed: bool = False,
+                 limit: float = SMOOTH_DISTANCE) -> Verified | None:
+    """The query verified as a copy of a smooth stored picture by its colour grid (its cells
+    within `limit`), or None; `detailed`: of any stored picture (a featureless query,
+    `featureless`, may be a crop of a smooth region of a detailed one: a sky, a dark
+    wallpaper's empty half)."""
     if len(stored.points) >= SMOOTH_STORED and not detailed:
         return None
     if detail(look.lab) > SMOOTH_DETAIL:
@@ -228,7 +236,7 @@ def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> V
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
     aspect = stored.size[0] / stored.size[1]
-    found = _window_match(look, grid, aspect, False, SMOOTH_DISTANCE)
+    found = _window_match(look, grid, aspect, False, limit)
     if found is None and not (detailed or look.grey):  # a gradient relit (brightness, contrast, saturation)
         found = _window_match(look, grid, aspect, True, RELIT_DISTANCE)
     if found is None:
