@@ -216,8 +216,10 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
 
 def _flat_match(query: Query, stored: Features, similarity: float) -> Verified | None:
     """The fingerprint fallback: the whole images aligned as they are, checked photometrically
-    (FINGERPRINT_SIMILARITY and FLAT_NCC, or CLOSE_SIMILARITY and CLOSE_NCC)."""
-    if similarity < min(FINGERPRINT_SIMILARITY, CLOSE_SIMILARITY):
+    (FINGERPRINT_SIMILARITY and FLAT_NCC, or for a detailed picture CLOSE_SIMILARITY and
+    CLOSE_NCC: a smooth one's lightness correlates so when it is turned, which its colour grid's
+    rotation search finds, query/smooth.py)."""
+    if similarity < FINGERPRINT_SIMILARITY and (similarity < CLOSE_SIMILARITY or len(stored.points) < SMOOTH_STORED):
         return None
     need = FLAT_NCC if similarity >= FINGERPRINT_SIMILARITY else CLOSE_NCC
     for look, size in query.unmoved or [(query.look, query.plain.size)]:
