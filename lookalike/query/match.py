@@ -214,12 +214,10 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
     return out
 
 
-def _flat_match(query: Query, stored: Features, similarity: float) -> Verified | None:
+def _flat_match(query: Query, stored: Features, similarity: float, close: bool = False) -> Verified | None:
     """The fingerprint fallback: the whole images aligned as they are, checked photometrically
-    (FINGERPRINT_SIMILARITY and FLAT_NCC, or for a detailed picture CLOSE_SIMILARITY and
-    CLOSE_NCC: a smooth one's lightness correlates so when it is turned, which its colour grid's
-    rotation search finds, query/smooth.py)."""
-    if similarity < FINGERPRINT_SIMILARITY and (similarity < CLOSE_SIMILARITY or len(stored.points) < SMOOTH_STORED):
+    (FINGERPRINT_SIMILARITY and FLAT_NCC, or, `close`, CLOSE_SIMILARITY and CLOSE_NCC)."""
+    if similarity < FINGERPRINT_SIMILARITY and (similarity < CLOSE_SIMILARITY or not close):
         return None
     need = FLAT_NCC if similarity >= FINGERPRINT_SIMILARITY else CLOSE_NCC
     for look, size in query.unmoved or [(query.look, query.plain.size)]:
@@ -346,13 +344,15 @@ def verified(query: Query, stored: Features, similarity: float, dense: bool = Fa
         v = verify(more[0], query.look, stored, lambda: (more[1], query.look.mirrored()), DENSE_RATIO)
         if v is not None and v.estimate.inliers < DENSE_INLIERS:
             v = None
-    if v is None:
-        v = _flat_match(query, stored, similarity)
     detailed = len(stored.points) >= SMOOTH_STORED
+    if v is None:
+        v = _flat_match(query, stored, similarity, close=detailed)
     if v is None and (not detailed or featureless(len(query.plain.points), query.look)):
         v = _grid_match(query, stored, detailed)
     elif v is None and dense and not query.look.grey:  # one of the nearest by embedding: a smooth query's crop
         v = _grid_match(query, stored, True, NEAREST_DISTANCE)
+    if v is None and not detailed:  # after the grid: a turned smooth picture correlates unmoved too
+        v = _flat_match(query, stored, similarity, close=True)
     return v
 
 
