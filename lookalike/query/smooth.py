@@ -175,8 +175,8 @@ def _turned(look: QueryLook, stored: Features, angle: float, scale: float, mirro
     c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     rot = np.array([[c, -s], [s, c]]) * scale
     shift = np.array([sw / 2, sh / 2]) - rot @ np.array([qw / 2, qh / 2])
-    return Estimate(0, 0, np.hstack([rot, shift[:, None]]), mirrored, round(float(angle), 2), round(float(1 / scale), 4),
-                    [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
+    return Estimate(0, 0, np.hstack([rot, shift[:, None]]), mirrored, round(float(angle), 2),
+                    round(float(1 / scale), 4), [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
 
 
 def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] | None]:
