@@ -34,7 +34,7 @@ from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, 
 from .engine import IMAGE_KINDS, Searcher
 from . import workers
 from .search import MAX_K, check_query, project
-from .smooth import SMOOTH_KEYPOINTS, featureless, smooth_match
+from .smooth import NEAREST_DISTANCE, SMOOTH_DISTANCE, SMOOTH_STORED, featureless, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
 
 #: Default score (query/verify.py `score_of`: MIN_INLIERS inliers give 0.5) a copy needs.
@@ -49,6 +49,10 @@ FINGERPRINT_SCAN_MAX = 20_000
 #: fingerprints (query/duplicates.py scores) must be this similar, and the images aligned as
 #: they are must pass the photometric check with a correlation of FLAT_NCC.
 FINGERPRINT_SIMILARITY, FLAT_NCC = 0.7, 0.8
+#: ... or, the aligned lightness correlating to CLOSE_NCC, similar to CLOSE_SIMILARITY: JPEG at
+#: quality 10-15 of a soft wallpaper moves its fingerprints most (bench/copyset.py: PastelHills'
+#: 0.57-0.66, correlation 0.99-1.00 and hues 2-8 degrees off; no non-copy gained).
+CLOSE_SIMILARITY, CLOSE_NCC = 0.6, 0.97
 #: Second pass: the best DENSE_CANDIDATES records by embedding that the query's N_FEATURES
 #: keypoints did not verify are tried again with QUERY_FEATURES of them (a crop or a rotated
 #: copy keeps few of the stored keypoints, and more query keypoints give more of them a
@@ -210,16 +214,18 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
     return out
 
 
-def _flat_match(query: Query, stored: Features, similarity: float) -> Verified | None:
-    """The fingerprint fallback: the whole images aligned as they are, checked photometrically."""
-    if similarity < FINGERPRINT_SIMILARITY:
+def _flat_match(query: Query, stored: Features, similarity: float, close: bool = False) -> Verified | None:
+    """The fingerprint fallback: the whole images aligned as they are, checked photometrically
+    (FINGERPRINT_SIMILARITY and FLAT_NCC, or, `close`, CLOSE_SIMILARITY and CLOSE_NCC)."""
+    if similarity < FINGERPRINT_SIMILARITY and (similarity < CLOSE_SIMILARITY or not close):
         return None
+    need = FLAT_NCC if similarity >= FINGERPRINT_SIMILARITY else CLOSE_NCC
     for look, size in query.unmoved or [(query.look, query.plain.size)]:
         sx, sy = stored.size[0] / size[0], stored.size[1] / size[1]
         e = Estimate(0, 0, np.array([[sx, 0, 0], [0, sy, 0]], dtype=np.float64), False, 0.0, 1.0,
                      [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
         v = check(e, look, stored, geometry=False)
-        if v is not None and v.ncc >= FLAT_NCC:
+        if v is not None and v.ncc >= need:
             return Verified(e, v.ncc, round(similarity, 6), v.distance)
     return None
 
@@ -330,22 +336,34 @@ def _exact_ids(store: CollectionStore, pix: str | None, exclude: list[str]) -> s
 def verified(query: Query, stored: Features, similarity: float, dense: bool = False) -> Verified | None:
     """The query verified against one stored record: keypoints (plain, then mirrored; `dense`:
     then with more query keypoints), else the fingerprints and the photometric check of the
-    unmoved images, else (a smooth stored picture, or a featureless coloured query) the colour
-    grid (query/smooth.py)."""
+    unmoved images, else (a smooth stored picture, or a featureless coloured query; `dense`,
+    one of the records nearest by embedding: a smooth coloured query) the colour grid
+    (query/smooth.py)."""
     v = verify(query.plain, query.look, stored, query.mirror)
     if v is None and dense and (more := query.dense()) is not None:
         v = verify(more[0], query.look, stored, lambda: (more[1], query.look.mirrored()), DENSE_RATIO)
         if v is not None and v.estimate.inliers < DENSE_INLIERS:
             v = None
+    detailed = len(stored.points) >= SMOOTH_STORED
     if v is None:
-        v = _flat_match(query, stored, similarity)
-    detailed = len(stored.points) >= SMOOTH_KEYPOINTS
+        v = _flat_match(query, stored, similarity, close=detailed)
     if v is None and (not detailed or featureless(len(query.plain.points), query.look)):
-        for look, _ in query.unmoved or [(query.look, query.plain.size)]:
-            v = smooth_match(look, stored, detailed)
-            if v is not None:
-                break
+        v = _grid_match(query, stored, detailed)
+    elif v is None and dense and not query.look.grey:  # one of the nearest by embedding: a smooth query's crop
+        v = _grid_match(query, stored, True, NEAREST_DISTANCE)
+    if v is None and not detailed:  # after the grid: a turned smooth picture correlates unmoved too
+        v = _flat_match(query, stored, similarity, close=True)
     return v
+
+
+def _grid_match(query: Query, stored: Features, detailed: bool, limit: float = SMOOTH_DISTANCE) -> Verified | None:
+    """The query (as is, or without its uniform frame) verified by the stored colour grid
+    (query/smooth.py `smooth_match`)."""
+    for look, _ in query.unmoved or [(query.look, query.plain.size)]:
+        v = smooth_match(look, stored, detailed, limit)
+        if v is not None:
+            return v
+    return None
 
 
 def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: dict[str, float], exact: set[str],

@@ -1,6 +1,6 @@
 """Copies of smooth pictures (plain colours, gradients), which local features cannot verify.
 
-A stored record with fewer than SMOOTH_KEYPOINTS keypoints has no detail its 12 x 12 colour
+A stored record with fewer than SMOOTH_STORED keypoints has no detail its 12 x 12 colour
 grid (models/keypoints.py) misses, so the grid stands for the picture: the query (its small
 CIELAB image) is resampled onto every window of the grid at least half as wide and half as
 high (crops of 50-95 % of a side, anywhere) and shaped as the query, as is and mirrored, and
@@ -20,8 +20,13 @@ import numpy as np
 from ..models.keypoints import Features, _cv2
 from .verify import Estimate, QueryLook, Verified
 
-#: Stored records with fewer keypoints than this are checked by their colour grid.
+#: Queries with fewer keypoints than this are featureless (`featureless`).
 SMOOTH_KEYPOINTS = 20
+#: Stored records with fewer keypoints than this are checked by their colour grid: a smooth
+#: picture's few corners sit on its one outline, which copies' RANSAC fits do not reach
+#: (bench/copyset.py: scikit-image's colour wheel 22, the ubuntu desert 22 and umang 33
+#: keypoints, 23 of 73 misses; a city at dusk 36; the next fewest 57).
+SMOOTH_STORED = 40
 #: The query must be smooth too: its median lightness detail (`detail`, 8-bit CIELAB at 80 px)
 #: at most this (copies of the bench set's flats: 0-0.8, with captions and JPEG blocks; a
 #: crop of scikit-image's cell photo 2.7, which the grid alone took for a gradient's half).
@@ -34,6 +39,12 @@ SMOOTH_TRIM = 0.35
 #: a copy stays within (JPEG at quality 10-15 moves a plain colour's cells by up to 8; the
 #: bench set's stored flats are 10 or more apart, and the nearest ranks first).
 SMOOTH_DISTANCE = 9.0
+#: A smooth coloured query (`SMOOTH_DETAIL`) with keypoints is compared so with the detailed
+#: records nearest it by embedding (query/match.py `verified`), its cells within
+#: NEAREST_DISTANCE: a crop of a dark or hazy wallpaper, or of a photo's smooth half, whose
+#: few corners the stored keypoints miss (bench/copyset.py: such copies 0.4-1.6, the non-copies
+#: nearest 12.4 and more).
+NEAREST_DISTANCE = 6.0
 
 
 #: Relit comparison (`relit`): a gradient's brightness, contrast or saturation edit scales its
@@ -127,20 +138,109 @@ def _window_match(look: QueryLook, grid: np.ndarray, aspect: float, relit: bool,
     return found
 
 
-def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> Verified | None:
-    """The query verified as a copy of a smooth stored picture by its colour grid, or None;
-    `detailed`: of any stored picture (a featureless query, `featureless`, may be a crop of a
-    smooth region of a detailed one: a sky, a dark wallpaper's empty half)."""
-    if len(stored.points) >= SMOOTH_KEYPOINTS and not detailed or detail(look.lab) > SMOOTH_DETAIL:
+#: Rotated copies (`_rotated`): the query turned back about its centre onto the whole stored
+#: picture, scaled as a rotation inside the same canvas or with the canvas grown to hold it
+#: (black or white corners), by up to 30 degrees (two 15 degree edits): every ROTATION_STEP,
+#: then half a step either side of the best (a quarter step turns a 12-cell grid's edge by a
+#: tenth of a cell). At least ROTATED_CELLS of the grid's cells must be covered.
+ROTATION_STEP = 3.0
+ROTATIONS = np.arange(-30.0, 30.0 + 1e-6, ROTATION_STEP)
+ROTATED_CELLS = 0.5
+#: Rotation fills a query's corners (and resamples its edges), so its `detail` runs higher:
+#: the rotated fit takes queries up to ROTATED_DETAIL (bench/copyset.py: rotated copies of
+#: the smooth pictures 1.7-2.7).
+ROTATED_DETAIL = 3.0
+
+
+def _relit_cells(q: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """`_relit` of aligned cells: per-cell distances of the query cells q (n, 3) to the stored
+    cells s (n, 3) once the query's lightness and chroma gains are fitted."""
+    ql, sl = q[:, 0], s[:, 0]
+    if sl.std() < RELIT_MIN_STD:
+        return np.full(len(q), np.inf, np.float32)
+    qc = ql - ql.mean()
+    var = float(qc @ qc)
+    gain = float(np.clip((sl - sl.mean()) @ qc / var, *RELIT_GAIN)) if var > 1e-6 else 1.0
+    qab, sab = q[:, 1:] - 128, s[:, 1:] - 128
+    power = float((qab * qab).sum())
+    chroma = float(np.clip((sab * qab).sum() / power, *RELIT_CHROMA)) if power > 1e-6 else 1.0
+    return np.sqrt((gain * qc + sl.mean() - sl) ** 2 + ((chroma * qab - sab) ** 2).sum(axis=1))
+
+
+def _turned(look: QueryLook, stored: Features, angle: float, scale: float, mirrored: bool) -> Estimate:
+    """The fit of the query (`mirrored`) turned by `angle` degrees and scaled by `scale`
+    (stored pixels per query pixel) about its centre onto the stored picture's centre."""
+    qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
+    sw, sh = stored.size
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    rot = np.array([[c, -s], [s, c]]) * scale
+    shift = np.array([sw / 2, sh / 2]) - rot @ np.array([qw / 2, qh / 2])
+    return Estimate(0, 0, np.hstack([rot, shift[:, None]]), mirrored, round(float(angle), 2),
+                    round(float(1 / scale), 4), [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
+
+
+def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] | None]:
+    """[as is, relit]: the (robust distance, fit) of the query turned back onto the whole stored
+    picture by the best rotation (as is and mirrored; scaled as the same canvas or a grown one),
+    or None where no turn covers ROTATED_CELLS of the grid; relit (`_relit_cells`) only for a
+    coloured query."""
+    from .verify import aligned_cells
+
+    grid = stored.colours.astype(np.float32)
+    g = grid.shape[0]
+    qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
+    sw, sh = stored.size
+    looks = {False: look, True: look.mirrored()}
+    kinds = 1 if look.grey else 2
+    best: list[tuple[float, Estimate] | None] = [None, None]
+
+    def score(angle: float, scale: float, mirrored: bool) -> None:
+        e = _turned(look, stored, angle, scale, mirrored)
+        cells, inside = aligned_cells(e, looks[mirrored], stored)
+        n = int(inside.sum())
+        if n < ROTATED_CELLS * g * g:
+            return
+        q, t = cells[inside], grid[inside]
+        kth = min(n - 1, int((1 - SMOOTH_TRIM) * n))
+        for kind in range(kinds):
+            d = (np.abs(q[:, 0] - t[:, 0]) if look.grey else np.linalg.norm(q - t, axis=1)) if kind == 0 \
+                else _relit_cells(q, t)
+            robust = float(np.partition(d, kth)[kth])
+            if best[kind] is None or robust < best[kind][0]:
+                best[kind] = (robust, e)
+
+    for angle in ROTATIONS:
+        c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+        same = (sw / qw + sh / qh) / 2                                  # stored px per query px
+        grown = (sw * c + sh * s) / qw / 2 + (sw * s + sh * c) / qh / 2
+        for mirrored in (False, True):
+            for scale in (same, grown):
+                score(float(angle), scale, mirrored)
+    for found in [b for b in best if b is not None]:
+        e = found[1]
+        for delta in (-ROTATION_STEP / 2, ROTATION_STEP / 2):
+            score(e.angle + delta, 1 / e.scale, e.mirrored)
+    return best
+
+
+def smooth_match(look: QueryLook, stored: Features, detailed: bool = False,
+                 limit: float = SMOOTH_DISTANCE) -> Verified | None:
+    """The query verified as a copy of a smooth stored picture by its colour grid (its cells
+    within `limit`), or None; `detailed`: of any stored picture (a featureless query,
+    `featureless`, may be a crop of a smooth region of a detailed one: a sky, a dark
+    wallpaper's empty half)."""
+    if len(stored.points) >= SMOOTH_STORED and not detailed:
         return None
+    if detail(look.lab) > SMOOTH_DETAIL:
+        return None if detailed else rotated_match(look, stored)
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
     aspect = stored.size[0] / stored.size[1]
-    found = _window_match(look, grid, aspect, False, SMOOTH_DISTANCE)
+    found = _window_match(look, grid, aspect, False, limit)
     if found is None and not (detailed or look.grey):  # a gradient relit (brightness, contrast, saturation)
         found = _window_match(look, grid, aspect, True, RELIT_DISTANCE)
     if found is None:
-        return None
+        return None if detailed else rotated_match(look, stored)
     distance, mirrored, (x0, y0, w, h) = found
     qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
     sw, sh = stored.size
@@ -149,4 +249,18 @@ def smooth_match(look: QueryLook, stored: Features, detailed: bool = False) -> V
     box = [round(x0 / g, 4), round(y0 / g, 4), round((x0 + w) / g, 4), round((y0 + h) / g, 4)]
     cover = w * h / (g * g)
     e = Estimate(0, 0, matrix, mirrored, 0.0, round(float(np.sqrt(1 / (sx * sy))), 4), box, cover, 1.0)
+    return Verified(e, 1.0, round(1.0 - 0.5 * distance / SMOOTH_DISTANCE, 6), distance)
+
+
+def rotated_match(look: QueryLook, stored: Features) -> Verified | None:
+    """The query verified as a rotated copy (`_rotated`) of a smooth stored picture, or None:
+    within SMOOTH_DISTANCE as is, or (a coloured query) RELIT_DISTANCE relit."""
+    if detail(look.lab) > ROTATED_DETAIL:
+        return None
+    plain, relit = _rotated(look, stored)
+    found = plain if plain is not None and plain[0] <= SMOOTH_DISTANCE else \
+        relit if relit is not None and relit[0] <= RELIT_DISTANCE else None
+    if found is None:
+        return None
+    distance, e = found
     return Verified(e, 1.0, round(1.0 - 0.5 * distance / SMOOTH_DISTANCE, 6), distance)
