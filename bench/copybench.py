@@ -98,7 +98,10 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
     whose whole-image hash agrees at 0.7 and whose 12 x 12 colour grid is its source's cell for
     cell is a copy by everything a record holds: real pairs of different items reach 0.7 in 93
     of the set's 98,500, 18 of them verified, all Oxygen icons drawn from one template
-    (folder colours, wireless levels). Ids are `x<i>`."""
+    (folder colours, wireless levels). With another record's grid, a distractor that reaches
+    0.7 still fails the fallback's colour distance (clusters.py UNMOVED_DISTANCE): before that
+    rule, a near-black flat grid correlated by chance and 2 distractors made the 20 false pairs
+    at 100k. Ids are `x<i>`."""
     from lookalike.models.keypoints import decode_features, encode_features
     from lookalike.store.base import StoredRecord
 
