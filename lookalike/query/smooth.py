@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.keypoints import Features, _cv2
-from .verify import Estimate, QueryLook, Verified
+from .verify import Estimate, QueryLook, Verified, aligned_cells
 
 #: Queries with fewer keypoints than this are featureless (`featureless`).
 SMOOTH_KEYPOINTS = 20
@@ -184,8 +184,6 @@ def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] |
     picture by the best rotation (as is and mirrored; scaled as the same canvas or a grown one),
     or None where no turn covers ROTATED_CELLS of the grid; relit (`_relit_cells`) only for a
     coloured query."""
-    from .verify import aligned_cells
-
     grid = stored.colours.astype(np.float32)
     g = grid.shape[0]
     qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
