@@ -55,10 +55,13 @@ def _detail(grey: np.ndarray) -> np.ndarray:
 def aligned_stats(query: np.ndarray, stored: np.ndarray, matrix: np.ndarray) -> dict[str, float]:
     """The statistics above for RGB arrays at SIDE and the 2 x 3 query -> stored transform."""
     h, w = query.shape[0] // 2, query.shape[1] // 2
-    to_stored = (np.vstack([matrix, [0, 0, 1]]) @ np.diag([2.0, 2.0, 1.0]))[:2]
-    flags = cv2.INTER_AREA | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpAffine(stored, to_stored, (w, h), flags=flags, borderValue=(0, 0, 0))
-    inside = cv2.warpAffine(np.ones(stored.shape[:2], np.float32), to_stored, (w, h), flags=flags, borderValue=0)
+    # both halved by area first (warpAffine does not average), then the stored one warped:
+    # query half-pixels -> stored half-pixels is the same transform with its shift halved
+    small = cv2.resize(stored, (stored.shape[1] // 2, stored.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    to_stored = matrix * np.array([[1.0, 1.0, 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(small, to_stored, (w, h), flags=flags, borderValue=(0, 0, 0))
+    inside = cv2.warpAffine(np.ones(small.shape[:2], np.float32), to_stored, (w, h), flags=flags, borderValue=0)
     gq = cv2.cvtColor(cv2.resize(query, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
     gs = cv2.cvtColor(warped, cv2.COLOR_RGB2GRAY).astype(np.float32)
     kernel = np.ones((5, 5), np.uint8)
@@ -71,8 +74,10 @@ def aligned_stats(query: np.ndarray, stored: np.ndarray, matrix: np.ndarray) -> 
         keep = np.ones(len(a), bool)
         gain, offset = 1.0, float(np.mean(b - a))
         for _ in range(2):  # the fit of the best three quarters: an overlay does not bend it
-            if a[keep].std() > 1.0:  # a flat footprint keeps the plain offset
-                gain, offset = np.polyfit(a[keep], b[keep], 1)
+            x, y = a[keep], b[keep]
+            if x.std() > 1.0:  # least squares; a flat footprint keeps the plain offset
+                gain = float(np.mean((x - x.mean()) * (y - y.mean())) / x.var())
+                offset = float(y.mean() - gain * x.mean())
             residual = np.abs(gain * a + offset - b)
             keep = residual <= np.quantile(residual, 0.75)
         residual = np.abs(gain * a + offset - b)
