@@ -17,10 +17,10 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..models import l2_normalize
-from ..records import parse_vector
 from ..store.base import SearchRequest
 from ..store.filters import parse_filter
 from ..validation import check_field_names, check_int, check_number
+from .arrays import query_vector
 from .engine import Searcher, anchor_ids
 from .keywords import check_fusion
 from .search import MAX_K, MAX_OFFSET, hit_items
@@ -48,7 +48,7 @@ def quick_search(searcher: Searcher, query: Any, k: Any, offset: Any, filter: An
         k, offset, where = check_int("k", k, 1, MAX_K), check_int("offset", offset, 0, MAX_OFFSET), parse_filter(filter)
         check_fusion(fusion, keyword_weight)
         if kind == "vector":
-            vector = parse_vector(value, settings.dim)
+            vector = query_vector(value, settings.dim)
             vector, exclude = searcher.to_space(l2_normalize(vector) if settings.metric == "cosine" else vector), []
         else:
             exclude = anchor_ids(kind, value)
