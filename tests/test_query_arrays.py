@@ -123,3 +123,21 @@ def test_arrays_of_other_kinds_are_refused(cols, monkeypatch, value, words):
         col.search({"vectors": np.ones((0, DIM))})
     with pytest.raises(BadRequest, match=r"'vectors'\[1\] contains NaN"):
         col.search({"vectors": [np.ones(DIM), np.full(DIM, math.nan)]})
+
+
+def test_unit_vectors_are_l2_normalize_bit_for_bit():
+    """`query_vector(..., unit=True)` of an array: l2_normalize of the list's parse, every bit,
+    at any scale (its own sum decides only clear of the limits; near one, the list's check)."""
+    from lookalike.models import l2_normalize
+    from lookalike.query.arrays import query_vector
+    from lookalike.records import parse_vector
+    rng = np.random.default_rng(11)
+    for scale in (1.0, 1e-3, 1e3, 1e-11, 1.0049e-12 / math.sqrt(DIM), 1e17, 0.99e18 / math.sqrt(DIM)):
+        for dtype in (np.float32, np.float64):
+            vec = (rng.standard_normal(DIM) * scale).astype(dtype)
+            if not 1e-12 <= float(np.linalg.norm(vec.astype(np.float32).astype(np.float64))) <= 1e18:
+                continue
+            want = l2_normalize(parse_vector(vec.tolist(), DIM))
+            got = query_vector(vec, DIM, unit=True)
+            assert got.dtype == np.float32 and got.tobytes() == want.tobytes(), (scale, dtype)
+            assert query_vector(vec, DIM).tobytes() == parse_vector(vec.tolist(), DIM).tobytes()

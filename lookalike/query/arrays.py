@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest
+from ..models import l2_normalize
 from ..records import MAX_VECTOR_NORM, MIN_VECTOR_NORM, parse_vector, parse_vectors
+
+#: Bounds on a float32 sum of squares well inside parse_vector's limits on the length.
+UNIT_LOW, UNIT_HIGH = (MIN_VECTOR_NORM * 1.01) ** 2, (MAX_VECTOR_NORM * 0.99) ** 2
 
 
 def _check_array(value: np.ndarray, ndim: int, what: str) -> None:
@@ -27,18 +31,29 @@ def _check_array(value: np.ndarray, ndim: int, what: str) -> None:
         raise BadRequest(f"'{what}' as a NumPy array must be {shape}, not of shape {value.shape}")
 
 
-def query_vector(value: Any, dim: int) -> np.ndarray:
-    """`parse_vector(value, dim)`, also for a 1-D float32/float64 array (a new float32 array)."""
+def query_vector(value: Any, dim: int, unit: bool = False) -> np.ndarray:
+    """`parse_vector(value, dim)`, also for a 1-D float32/float64 array (a new float32 array);
+    `unit`: scaled to unit length as `l2_normalize` scales it (the cosine metric's queries)."""
     if type(value) is not np.ndarray:
-        return parse_vector(value, dim)
+        vector = parse_vector(value, dim)
+        return l2_normalize(vector) if unit else vector
     _check_array(value, 1, "vector")
     with np.errstate(over="ignore"):  # a float64 past float32's range: inf, refused below
         out = value.astype(np.float32)  # always a copy: the caller's array is theirs to change
-    wide = out.astype(np.float64)
-    norm = math.sqrt(wide.dot(wide))  # parse_vector's own sum: the same decision, bit for bit
-    if MIN_VECTOR_NORM <= norm <= MAX_VECTOR_NORM and len(out) == dim:
-        return out
-    return parse_vector(value.tolist(), dim)  # raises the list's error (NaN, length, zeros, too long)
+    if len(out) == dim:
+        if unit:  # l2_normalize's float32 sum, which also decides here: clear of both limits (its
+            # rounding is far under 1 %) is inside parse_vector's; NaN, inf and the rest go below
+            squares = np.add.reduce(out * out)
+            if UNIT_LOW < squares < UNIT_HIGH:
+                return out / np.sqrt(squares)
+        else:
+            wide = out.astype(np.float64)
+            norm = math.sqrt(wide.dot(wide))  # parse_vector's own sum: the same decision, bit for bit
+            if MIN_VECTOR_NORM <= norm <= MAX_VECTOR_NORM:
+                return out
+    # the list's checks, its error (NaN, length, zeros, too long), or its value near a limit
+    vector = parse_vector(value.tolist(), dim)
+    return l2_normalize(vector) if unit else vector
 
 
 def query_rows(values: Any, dim: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BadRequest, NotFound, NotImplementedYet
-from ..models import get_encoder, l2_normalize
+from ..models import get_encoder
 from ..models.base import ImageEncoder
 from ..models.images import DEFAULT_MAX_PIXELS, load_pixels
 from ..records import check_ids, decode_base64
@@ -83,8 +83,7 @@ class Searcher:
             vecs, ids = self.anchors(query)
             return np.mean(np.stack(vecs), axis=0), ids
         if kind == "vector":
-            vec = query_vector(value, self.settings.dim)
-            return self.to_space(l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+            return self.to_space(query_vector(value, self.settings.dim, self.settings.metric == "cosine")), []
         if kind == "vectors":
             raise BadRequest("a 'vectors' query (several queries in one call) only works as the main query of search")
         if kind == "color":
