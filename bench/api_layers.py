@@ -15,9 +15,11 @@ usable figures. Rows, each the best of 3 passes over the queries:
 - store.search: the store (read lock, cached live & filter mask, ids)
 - store.search_docs: the same search and its hits' kept documents by slot, in one call
 - store.get: the stored documents of a search's 10 hits (kept per slot after the first read)
-- parse_vector: the check of one query vector
-- api: `col.search({"vector": ...}, k=10)` (the short path of query/quick.py: checks, the vector,
-  store.search_docs, hit dicts)
+- parse_vector: the check of one query vector given as a list; query_vector (NumPy): as a
+  float32 array, with the cosine metric's normalisation (query/arrays.py)
+- api: `col.search({"vector": ...}, k=10)` with the vector as a list (the short path of
+  query/quick.py: checks, the vector, store.search_docs, hit dicts); api (NumPy): the same
+  with the query's float32 array, as bench/search.py's `api` row passes it
 - api general: the same search through the general path (every option parsed, `Searcher.run`)
 - api id: `col.search({"id": ...}, k=10)` (the anchor's stored vector; itself left out)
 - raw batch, api batch: every query in one call; time per query
@@ -38,6 +40,7 @@ sys.path[0] = str(HERE.parent)  # the repository root, in place of this folder
 
 import lookalike  # noqa: E402
 import lookalike.collection as api_module  # noqa: E402
+from lookalike.query.arrays import query_vector  # noqa: E402
 from lookalike.records import parse_vector  # noqa: E402
 from lookalike.store import SearchRequest, StoredRecord  # noqa: E402
 from lookalike.store.filters import parse_filter  # noqa: E402
@@ -114,7 +117,9 @@ def main() -> None:
                                                                                     where=where)), q_count),
                 "store.get (10 hits)": cpu_us(lambda i: store.get([h.id for h in hits[i]]), q_count),
                 "parse_vector": cpu_us(lambda i: parse_vector(listed[i], args.dim), q_count),
+                "query_vector (NumPy)": cpu_us(lambda i: query_vector(queries[i], args.dim, True), q_count),
                 "api": cpu_us(lambda i: col.search({"vector": listed[i]}, k=K, filter=flt), q_count),
+                "api (NumPy)": cpu_us(lambda i: col.search({"vector": queries[i]}, k=K, filter=flt), q_count),
                 "api general": general_us(lambda i: col.search({"vector": listed[i]}, k=K, filter=flt), q_count),
                 "api id": cpu_us(lambda i: col.search({"id": f"r{i}"}, k=K, filter=flt), q_count),
                 "raw batch": cpu_us(lambda i: raw.search(queries, plan.pool, params=params), 1) / q_count,

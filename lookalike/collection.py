@@ -258,7 +258,11 @@ class Collection:
     def _search_vectors(self, params, text: str | None, hybrid: float | None) -> list[list[dict]]:
         """Hits per vector of `{"vectors": [[...], ...]}`, each as `{"vector": ...}` would give them."""
         vectors = params.query["vectors"]
-        if not isinstance(vectors, list) or not vectors or not all(isinstance(v, list) for v in vectors):
+        if type(vectors) is np.ndarray:  # a 2-D float array (query/arrays.py checks it)
+            if vectors.ndim == 2 and not len(vectors):
+                raise BadRequest("'vectors' must be a non-empty list of vectors (lists of numbers)")
+        elif not isinstance(vectors, list) or not vectors or \
+                not all(isinstance(v, list) or type(v) is np.ndarray for v in vectors):
             raise BadRequest("'vectors' must be a non-empty list of vectors (lists of numbers)")
         check_int("number of vectors", len(vectors), 1, MAX_VECTORS)
         if text is not None or hybrid is not None or params.same_label:

@@ -48,6 +48,10 @@ def test_calibrated_beam_meets_the_target_where_the_configured_one_misses(db):
     fixed_recall = recall(fixed)
     assert fixed.info()["index"]["beam"] == 16 and fixed.info()["index"]["measured_recall"] is None
     assert fixed_recall < 0.93  # the configured width falls short on this data
+    assert fixed._store._index.last_plan().widths == [16]
+    db.ensure_collection("c", index={"expansion_search": 24})  # searches follow new settings at once
+    fixed.search({"vector": QUERIES[0].tolist()}, k=K)
+    assert fixed._store._index.last_plan().widths == [24]
     db.drop("c")
     col = load(db)  # target_recall 0.95 by default
     info = col.info()["index"]
@@ -61,10 +65,12 @@ def test_a_higher_target_gives_a_wider_beam_and_changes_need_no_rebuild(db):
     col = load(db, target_recall=0.9)
     low = col.info()["index"]["beam"]
     low_recall = recall(col)
+    assert col._store._index.last_plan().widths == [low]
     db.ensure_collection("c", index={"target_recall": 0.99})
     info = col.info()["index"]
     assert info["beam"] > low and info["measured_recall"] >= 0.99
     assert recall(col) >= low_recall
+    assert col._store._index.last_plan().widths == [info["beam"]]  # the searches use the new beam
     # the measurement is kept with the index: reopening uses it without measuring again
     assert info["calibration"]["rows"] < N
 

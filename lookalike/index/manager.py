@@ -84,6 +84,8 @@ class CollectionIndex:
         self._plans = threading.local()
         self._params: dict[tuple, object] = {}  # unfiltered FAISS search parameters by (kind, k, width)
         self._calibration: Calibration | None = None  # widths measured to meet target_recall (calibrate.py)
+        # planning.width's answers for one (index, rows, calibration, settings), by (in_count, pool)
+        self._widths: tuple = (None, 0, None, None, {})
 
     # -- files ---------------------------------------------------------------------------
     def _path(self, suffix: str) -> Path:
@@ -362,6 +364,7 @@ class CollectionIndex:
             self._calibration = None
         elif self._calibration is not None and self._ann is not None:  # picked from the measured curves
             self._calibration.retarget(index["target_recall"], floor(self._ann, index))
+            self._widths = (None, 0, None, None, {})  # the same calibration, changed in place
 
     def drop(self) -> None:
         """Forget the graph and its files: searches go exact until `rebuild` (the rows are about
@@ -402,7 +405,25 @@ class CollectionIndex:
 
     def uses_ann(self, matching: int) -> bool:
         """The index (HNSW/IVF) for this many candidate records? (planning.uses_ann)"""
-        return planning.uses_ann(self._ann, self.settings, matching, self._live_count(), self._calibration)
+        ann = self._ann
+        return planning.uses_ann(ann, self.settings, matching, self._live_count(), self._calibration,
+                                 lambda in_count, pool: self._width(ann, in_count, pool))
+
+    def _width(self, ann, in_count: int, pool: int) -> int:
+        """`planning.width` for `ann`, kept per (in_count, pool) while the index's rows, its
+        calibration and settings stay: every search asks twice (uses_ann, then its plan), and
+        the same counts as the searches before it until a write changes them."""
+        calibration, settings = self._calibration, self.settings
+        memo = self._widths
+        if memo[0] is not ann or memo[1] != ann.ntotal or memo[2] is not calibration or memo[3] is not settings:
+            memo = self._widths = (ann, ann.ntotal, calibration, settings, {})
+        known = memo[4]
+        wide = known.get((in_count, pool))
+        if wide is None:
+            if len(known) >= 64:  # filters of many different sizes: keep it small
+                known.clear()
+            wide = known[in_count, pool] = planning.width(ann, settings, in_count, pool, calibration)
+        return wide
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray,
                matching: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +513,7 @@ class CollectionIndex:
         # every indexed row allowed (no filter, no deletes): no selector, the fastest search;
         # else a bitmap over `allowed` (slots past the index's end never come up in it)
         selector = None if in_count == ann.ntotal else info.selector(allowed)
-        width = planning.width(ann, self.settings, in_count, pool, self._calibration)
+        width = self._width(ann, in_count, pool)
         plan.kind, plan.pool, plan.filtered = ann.kind, pool, selector is not None
         return covered, min(k, in_count), pool, selector, width
 

@@ -14,7 +14,7 @@ least width, whether a filter is worth the index) are the index classes' `base_w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .base import AnnIndex
 
@@ -60,14 +60,15 @@ ANN_POOL_MAX = 4096
 
 
 def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int,
-             calibration: "Calibration | None" = None) -> bool:
+             calibration: "Calibration | None" = None, width_of: Callable[[int, int], int] | None = None) -> bool:
     """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
 
     A filter (fewer matches than live records) is scanned exactly up to the smaller of
     `filter_threshold` and `threshold`; the whole collection up to `threshold`. Past that
     the index kind decides (`worth`): an IVF leaves to exact search the rare filters whose
     widened nprobe would scan more than 10x as many codes as there are matches; an HNSW
-    those keeping less than HNSW_MIN_SHARE of its nodes.
+    those keeping less than HNSW_MIN_SHARE of its nodes. `width_of(in_count, pool)`, if
+    given, is `width` for this index, settings and calibration (the caller's kept answers).
     """
     if ann is None:
         return False
@@ -76,7 +77,8 @@ def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int,
         limit = min(limit, settings["filter_threshold"])
     if matching <= limit:
         return False
-    return ann.worth(matching, width(ann, settings, matching, 0, calibration))
+    wide = width_of(matching, 0) if width_of is not None else width(ann, settings, matching, 0, calibration)
+    return ann.worth(matching, wide)
 
 
 def width(ann: AnnIndex, settings: dict, in_count: int, pool: int,

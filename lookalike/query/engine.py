@@ -14,12 +14,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BadRequest, NotFound, NotImplementedYet
-from ..models import get_encoder, l2_normalize
+from ..models import get_encoder
 from ..models.base import ImageEncoder
 from ..models.images import DEFAULT_MAX_PIXELS, load_pixels
-from ..records import check_ids, decode_base64, parse_vector, parse_vectors
+from ..records import check_ids, decode_base64
 from ..store.base import CollectionSettings, CollectionStore, SearchRequest
 from ..store.filters import Node
+from .arrays import query_rows, query_vector
 from .colors import color_query
 from .search import SearchParams, combine_anchors, format_hits, hit_items, parse_boosts
 
@@ -82,8 +83,7 @@ class Searcher:
             vecs, ids = self.anchors(query)
             return np.mean(np.stack(vecs), axis=0), ids
         if kind == "vector":
-            vec = parse_vector(value, self.settings.dim)
-            return self.to_space(l2_normalize(vec) if self.settings.metric == "cosine" else vec), []
+            return self.to_space(query_vector(value, self.settings.dim, self.settings.metric == "cosine")), []
         if kind == "vectors":
             raise BadRequest("a 'vectors' query (several queries in one call) only works as the main query of search")
         if kind == "color":
@@ -170,7 +170,7 @@ class Searcher:
         """The rows of a `vectors` query as `anchor_vector` makes each `{"vector": v}`: checked
         (a bad one named by position), unit length for cosine, mapped by the tuning; bit for bit
         the same values, computed for all rows at once."""
-        rows = parse_vectors(vectors, self.settings.dim)
+        rows = query_rows(vectors, self.settings.dim)
         if self.settings.metric == "cosine":  # l2_normalize's sum per row: the same float32 results
             norms = np.sqrt(np.add.reduce(rows * rows, axis=1))
             rows = rows / np.where(norms > 0, norms, np.float32(1.0))[:, None]

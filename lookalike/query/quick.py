@@ -2,9 +2,10 @@
 `fields`, and nothing else that shapes the ranking.
 
 `Collection.search` sends such a query here before its general path (parsing every option
-into `SearchParams`, anchors, the shared tail of `Searcher.run`). The same checks run here by
-the same functions, so a bad value raises what the general path raises; the short path gives
-up (None) on anything it does not handle — a bad parameter, a record deleted between the
+into `SearchParams`, anchors, the shared tail of `Searcher.run`). The same checks run here (by
+the same functions, or inline for the plain numbers), and the short path gives up (None) on
+any value they might refuse, so a bad value raises what the general path raises; and on anything
+it does not handle — a bad parameter, a record deleted between the
 ranking and the read of its metadata — and the general path then answers, or raises, as
 always. So its hits are the general path's, key for key (tests/test_quick_search.py).
 
@@ -16,17 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest
-from ..models import l2_normalize
-from ..records import parse_vector
 from ..store.base import SearchRequest
 from ..store.filters import parse_filter
-from ..validation import check_field_names, check_int, check_number
+from ..validation import check_field_names
+from .arrays import query_vector
 from .engine import Searcher, anchor_ids
-from .keywords import check_fusion
+from .keywords import FUSIONS
 from .search import MAX_K, MAX_OFFSET, hit_items
 
 #: Anchor kinds the short path takes.
 KINDS = ("vector", "id")
+#: Types of the numbers it takes as they are (bools, NaN and subclasses go to the general path).
+NUMBERS = (int, float)
 
 
 def quick_search(searcher: Searcher, query: Any, k: Any, offset: Any, filter: Any, fields: Any,
@@ -41,15 +43,18 @@ def quick_search(searcher: Searcher, query: Any, k: Any, offset: Any, filter: An
     settings = searcher.settings
     if settings.group_field or settings.boosts or settings.compound:
         return None
+    # the general path's checks of the numbers (check_int, check_number, check_fusion), inline:
+    # their calls cost as much as the tests; any value they might refuse goes to the general path
+    if type(k) is not int or not 1 <= k <= MAX_K or type(offset) is not int or not 0 <= offset <= MAX_OFFSET \
+            or type(negative_weight) not in NUMBERS or not 0 <= negative_weight <= 10 \
+            or fusion not in FUSIONS or type(keyword_weight) not in NUMBERS or not 0 <= keyword_weight <= 1:
+        return None
     try:  # the general path's checks; their errors are raised there again
         if fields is not None:
             check_field_names("fields", fields)
-        check_number(negative_weight, 0, 10, "'negative_weight' must be a number from 0 to 10")
-        k, offset, where = check_int("k", k, 1, MAX_K), check_int("offset", offset, 0, MAX_OFFSET), parse_filter(filter)
-        check_fusion(fusion, keyword_weight)
+        where = parse_filter(filter)
         if kind == "vector":
-            vector = parse_vector(value, settings.dim)
-            vector, exclude = searcher.to_space(l2_normalize(vector) if settings.metric == "cosine" else vector), []
+            vector, exclude = searcher.to_space(query_vector(value, settings.dim, settings.metric == "cosine")), []
         else:
             exclude = anchor_ids(kind, value)
             found = searcher.store.vectors(exclude)
