@@ -339,8 +339,13 @@ def content_identity(model: str, text_fields: Sequence[str] = ()) -> str:
     return identity
 
 
+#: `json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))` made once:
+#: `json.dumps` builds a new encoder for each call given options (~1.5 us of a bulk load's record).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def content_hash(doc: dict, source_hash: str, identity: str) -> str:
     """Identity of a record's content (`identity` from content_identity): unchanged records are
     skipped on re-ingest."""
-    canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = _CANONICAL.encode(doc)
     return digest(f"{identity}\0{source_hash}\0{canonical}".encode())

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import lookalike
 from lookalike.index import manager
@@ -229,3 +231,37 @@ def test_a_jsonl_line_that_is_not_utf8_is_that_lines_error(tmp_path: Path):
     assert got[0][1] == {"_id": "a", "t": "café"} and got[2][1] == {"_id": "c", "n": 12345678901234567890123}
     assert isinstance(got[1][1], InvalidRecord) and got[1][1].reason.startswith("line 5 is not UTF-8 text")
     assert isinstance(got[3][1], InvalidRecord) and got[3][1].reason.startswith("line 7 is not valid JSON")
+
+
+class _Signalled(Exception):
+    pass
+
+
+def test_a_faiss_add_runs_to_its_end_before_a_signal_is_handled():
+    """index/ann.py removes FAISS's Python interrupt check, which took the GIL every few hundred
+    rows of each add thread (a bulk load's Python stages held it meanwhile): a signal that
+    arrives during an add on the main thread is handled when the add returns, and the graph
+    holds every row. With the check, FAISS stopped mid-add ("computation interrupted")."""
+    from lookalike.index.settings import COMPRESSION_DEFAULTS, INDEX_DEFAULTS
+    x = vectors(20_000, 6)
+    ann = HnswIndex.create(DIM, dict(INDEX_DEFAULTS), dict(COMPRESSION_DEFAULTS), x[:1000])
+
+    def handler(signum, frame):
+        raise _Signalled
+
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        timer.start()
+        with pytest.raises(_Signalled):
+            ann.add(x)
+            timer.join()
+            time.sleep(5)  # an add quicker than the timer: the handler runs here
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, old)
+    assert ann.raw.ntotal == len(x)
+    probe = np.arange(len(x) - 500, len(x))  # the last rows added: left out of an interrupted graph
+    params = ann.params(1, 64, None)
+    _, labels = ann.raw.search(x[probe], 1, params=params)
+    assert (labels[:, 0] == probe).mean() > 0.95

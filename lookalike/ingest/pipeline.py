@@ -35,9 +35,9 @@ DEFAULT_BATCH = 32
 VECTOR_BATCH = 4096
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
-    """One record travelling through the pipeline."""
+    """One record travelling through the pipeline (slots: made and read once a record in a bulk load)."""
 
     position: int
     raw_id: Any = None

@@ -114,8 +114,13 @@ class Postings:
         return vid
 
     def add(self, pairs: list[tuple[int, tuple[str, Any]]]) -> None:
+        get = self.vid_of.get
+        vids = [get(key) for _, key in pairs]  # known values: one dict lookup each
+        for i, vid in enumerate(vids):
+            if vid is None:
+                vids[i] = self.vid(pairs[i][1])
         self.rows.extend(slot for slot, _ in pairs)
-        self.vids.extend(self.vid(key) for _, key in pairs)
+        self.vids.extend(vids)
 
     def numbers(self) -> np.ndarray:
         """Numeric value of every distinct value id (NaN where not a number)."""
@@ -156,11 +161,26 @@ class FieldIndex:
         self._first: dict[str, tuple[int, np.ndarray]] = {}
 
     def add(self, slots: list[int], docs: list[dict]) -> None:
-        """Index records; a slot is written once (updates go to new slots)."""
+        """Index records; a slot is written once (updates go to new slots).
+
+        A top-level string or number (most fields of a bulk load) is keyed here without
+        `flatten`'s walk (~2 us a field less); any other value is walked, in the same order."""
         by_path: dict[str, list[tuple[int, tuple[str, Any]]]] = {}
         for slot, doc in zip(slots, docs):
-            for path, key in flatten(doc):
-                by_path.setdefault(path, []).append((slot, key))
+            for name, value in doc.items():
+                kind = type(value)
+                if kind is str:
+                    key: tuple[str, Any] | None = (STR, value)
+                elif kind is int or kind is float:  # not bool: type() is exact
+                    key = (NUM, float(value))
+                else:
+                    for path, nested in flatten({name: value}):
+                        by_path.setdefault(path, []).append((slot, nested))
+                    continue
+                pairs = by_path.get(name)
+                if pairs is None:
+                    pairs = by_path[name] = []
+                pairs.append((slot, key))
         for path, pairs in by_path.items():
             self.paths.setdefault(path, Postings()).add(pairs)
         self._first.clear()
