@@ -13,11 +13,13 @@ Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,9 +28,10 @@ from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
 from ..store.base import CollectionStore
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
                          components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
-from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, look_of
-from .verify import (CHROMA, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook, aligned_cells,
-                     check, fit, photometric)
+from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, look_of
+from .smooth import ROTATED_DETAIL, SMOOTH_STORED, _relit_cells, detail, smooth_match
+from .verify import (CHROMA, MAX_ANGLE, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook,
+                     aligned_cells, check, colour_distance, fit, photometric)
 
 #: Default score (query/verify.py `score_of`, or the fingerprint score of the fallback) a
 #: verified pair needs, as `match`'s.
@@ -67,6 +70,14 @@ TINT_CLASH = 60.0
 #: synthetic distractors, two of them, at 170-193). Copies the fallback keeps on that set's 626
 #: records are at 42 or less; brightness 0.55-1.45 (issue 16) moves white at most ~107.
 UNMOVED_DISTANCE = 120.0
+#: Two aligned coloured records whose colours lie EDITION_DISTANCE apart (8-bit CIELAB median,
+#: query/verify.py `colour_distance`) and still EDITION_RESIDUAL apart once one's lightness
+#: and chroma gains are fitted to the other's (query/smooth.py `_relit_cells`, median) are
+#: editions of one drawing, not copies: a wallpaper's night version repaints it, a
+#: brightness, contrast or saturation edit scales it (bench/copybench.py set: Plasma's Flow
+#: light and dark editions 25-31 apart, 12-26 relit; an edited copy and its original 1-3
+#: relit, and over 10 only between two copies each edited another way).
+EDITION_DISTANCE, EDITION_RESIDUAL = 20.0, 10.0
 CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
 #: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
@@ -206,6 +217,35 @@ def _clash(e: Estimate, look: QueryLook, stored: Features) -> float:
     return float(np.median(np.minimum(diff, 360 - diff)))
 
 
+#: Two records one portrait and one landscape, their aspect ratios (longer over shorter side)
+#: both over this, may be a quarter turn of each other (a photo whose orientation tag was
+#: lost; Plasma's portrait editions of a wallpaper are its landscape picture turned).
+TURNED_ASPECT = 1.2
+
+
+def _upright(e: Estimate | None, one: Features, other: Features) -> Estimate | None:
+    """The fit with its angle taken modulo a quarter turn where the pictures' shapes turn too
+    (one portrait, the other landscape, TURNED_ASPECT): plausibility then judges the turn left."""
+    if e is None or abs(abs(e.angle) - 90.0) > MAX_ANGLE:
+        return e
+    (w1, h1), (w2, h2) = one.size, other.size
+    if not (w1 > TURNED_ASPECT * h1 and h2 > TURNED_ASPECT * w2 or h1 > TURNED_ASPECT * w1 and w2 > TURNED_ASPECT * h2):
+        return e
+    return replace(e, angle=round(e.angle - math.copysign(90.0, e.angle), 2))
+
+
+def _edition(e: Estimate, look: QueryLook, stored: Features) -> bool:
+    """Are two aligned coloured records editions of one drawing (EDITION_DISTANCE and
+    EDITION_RESIDUAL)? A grey one agrees with any colours."""
+    if look.grey or look_of(stored).grey:
+        return False
+    cells, inside = aligned_cells(e, look, stored)
+    q, s = cells[inside], stored.colours[inside].astype(np.float32)
+    if not len(q) or colour_distance(q, s, False) < EDITION_DISTANCE:
+        return False
+    return float(np.median(_relit_cells(q, s))) >= EDITION_RESIDUAL
+
+
 def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     """The verified copy score of two stored records (0 when not copies): keypoints either way
     round (query/verify.py `check`, as `match` verifies one against the other), else the
@@ -217,7 +257,7 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
         for one, other in ((a, b), (b, a)):
             qi, si = _ratio_matches(one.descriptors, other.descriptors)
-            e = fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS)
+            e = _upright(fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS), one, other)
             if e is None or not e.plausible:
                 continue
             look = look_of(one)
@@ -226,14 +266,46 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
                 best = max(best, v.score)
             if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
                 aligned += 1
-                clashes += _clash(e, look, other) > TINT_CLASH
+                clashes += _clash(e, look, other) > TINT_CLASH or _edition(e, look, other)
     if aligned and clashes == aligned:
         return 0.0
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
         # either way round: a grey record agrees with a coloured one as the query only
         if max(_unmoved(a, b, False), _unmoved(a, b, True), _unmoved(b, a, False), _unmoved(b, a, True)) >= FLAT_NCC:
             best = fingerprint
+    if best == 0.0:
+        best = _smooth_score(a, b)
     return best
+
+
+def _smooth_look(f: Features) -> QueryLook:
+    """A stored record's colour grid as a smooth query image (bilinear, LOOK_SIDE on its longer
+    side), for query/smooth.py's window and rotation search: a smooth picture is its grid."""
+    w, h = f.size
+    size = (max(1, round(LOOK_SIDE * w / max(w, h))), max(1, round(LOOK_SIDE * h / max(w, h))))
+    return QueryLook.of(_cv2().resize(f.colours, size, interpolation=_cv2().INTER_LINEAR), f.size)
+
+
+def _smooth_score(a: Features, b: Features) -> float:
+    """The score of `match`'s smooth path (query/smooth.py `smooth_match`: colour grid windows,
+    relit, turned) of one record's grid as the query against the other's, either way round, 0
+    when neither verifies. Only pairs of smooth pictures try it: the stored side with fewer
+    than SMOOTH_STORED keypoints, both grids smooth (`detail` within ROTATED_DETAIL), so that a
+    pair of detailed grids costs two `detail`s (a failed search, ~20-100 ms, does not run)."""
+    looks = {}
+    for one, other in ((a, b), (b, a)):
+        if len(other.points) >= SMOOTH_STORED:
+            continue
+        for f in (one, other):
+            if id(f) not in looks:
+                look = _smooth_look(f)
+                looks[id(f)] = look if detail(look.lab) <= ROTATED_DETAIL else None
+        if looks[id(one)] is None or looks[id(other)] is None:
+            continue
+        v = smooth_match(looks[id(one)], other)
+        if v is not None:
+            return v.score
+    return 0.0
 
 
 def _chroma(f: Features) -> float:
