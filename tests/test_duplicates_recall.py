@@ -113,3 +113,22 @@ def test_a_wallpapers_night_edition_is_not_its_copy_but_a_darkened_copy_is():
         for edit in (brightness, contrast, saturation):
             for seed in (1, 2):
                 assert pair_score(own[name], features(reduced(edit(im, seed))), 0.0) >= 0.5, (name, edit, seed)
+
+
+def test_a_mirrored_copy_is_clustered_in_a_collection_too_big_for_copy_scores(tmp_path, monkeypatch):
+    # bench/copybench.py --duplicates-scale 20000: past CLUSTER_FULL_MAX records the candidate
+    # pairs' fingerprint score was the whole-image hashes' as is, so a mirrored copy (found by
+    # the mirrored hash, not fitted by keypoints, which pairs try unmirrored) never reached the
+    # fallback's 0.7: 7 of 60 originals lost their mirror copy
+    from lookalike.query import clusters
+
+    pytest.importorskip("skimage")
+    from lookalike.testing.photos import skimage_photo
+
+    monkeypatch.setattr(clusters, "CLUSTER_FULL_MAX", 1)
+    photo, other = skimage_photo("chelsea"), skimage_photo("coffee")
+    with lookalike.connect(tmp_path) as db:
+        c = db.collection("c", create=True)
+        c.upsert([{"_id": "photo", "_base64": b64(photo)}, {"_id": "mirror", "_base64": b64(mirror(photo, 0))},
+                  {"_id": "other", "_base64": b64(other)}])
+        assert c.duplicates()["clusters"] == [["mirror", "photo"]]

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..models.fingerprint import BITS, PIXEL_HASH
+from ..models.fingerprint import BITS, MIRROR_BYTES, PIXEL_HASH
 from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
 from ..store.base import CollectionStore
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
@@ -91,6 +91,21 @@ def _fingerprint_pairs(hashes: np.ndarray, scores: np.ndarray | None) -> tuple[n
     if scores is None:
         return similar_pairs(hashes[:, 0], CANDIDATE_SCORE)
     return np.nonzero(np.triu(scores >= CANDIDATE_SCORE, k=1))
+
+
+#: The whole-image hash's mirror mask (models/fingerprint.py MIRROR) as uint64 words.
+_MIRROR_WORDS = np.ascontiguousarray(MIRROR_BYTES).view(">u8").astype(np.uint64)
+
+
+def _pair_fingerprints(hashes: np.ndarray, pairs: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """The fingerprint score of each candidate pair (2, P): its copy score, or in a collection
+    too big for them (`scores` None) the better of the whole-image hashes' similarity as is
+    and mirrored (`similar_pairs` finds mirrored pairs: their fallback needs the mirrored score)."""
+    if scores is not None:
+        return scores[pairs[0], pairs[1]].astype(np.float64)
+    a, b = hashes[pairs[0], 0], hashes[pairs[1], 0]
+    distance = np.minimum(np.bitwise_count(a ^ b).sum(axis=1), np.bitwise_count(a ^ b ^ _MIRROR_WORDS).sum(axis=1))
+    return 1.0 - 2.0 * distance / BITS
 
 
 def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: CollectionStore,
@@ -448,10 +463,7 @@ def copy_edges(store: CollectionStore, ids: list[str], hashes: np.ndarray, limit
     more_rows, more_cols = (_subset_neighbours if subset else _neighbour_pairs)(store, ids)
     stage.done("neighbours", len(more_rows))
     pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
-    if scores is not None:
-        fingerprints = scores[pairs[0], pairs[1]].astype(np.float64)
-    else:
-        fingerprints = 1.0 - 2.0 * np.bitwise_count(hashes[pairs[0], 0] ^ hashes[pairs[1], 0]).sum(axis=1) / BITS
+    fingerprints = _pair_fingerprints(hashes, pairs, scores)
     stage.done("cheap tests", pairs.shape[1])
     found, chroma, procs = _verify(store, ids, pairs, fingerprints, limit) if pairs.size else ([], {}, 0)
     stage.out["workers"] = procs
