@@ -83,7 +83,8 @@ def test_a_wallpapers_portrait_edition_turned_a_quarter_is_its_copy(family):
     files = sorted(folder.glob("*.jpg"))
     if len(files) != 2:
         pytest.skip("plasma-workspace-wallpapers not installed")
-    wide, tall = (features(reduced(wallpaper(p))) for p in sorted(files, key=lambda p: -Image.open(p).size[0] / Image.open(p).size[1]))
+    shapes = sorted(files, key=lambda p: -Image.open(p).size[0] / Image.open(p).size[1])  # landscape first
+    wide, tall = (features(reduced(wallpaper(p))) for p in shapes)
     assert wide.size[0] > wide.size[1] and tall.size[1] > tall.size[0]
     assert pair_score(wide, tall, 0.0) >= 0.5
     assert pair_score(tall, wide, 0.0) >= 0.5
