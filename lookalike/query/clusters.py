@@ -29,7 +29,8 @@ from ..store.base import CollectionStore
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
                          components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
 from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, look_of
-from .smooth import ROTATED_DETAIL, SMOOTH_STORED, _relit_cells, detail, smooth_match
+from .smooth import (RELIT_DISTANCE, SMOOTH_DETAIL, SMOOTH_DISTANCE, SMOOTH_STORED, _relit_cells, _window_match,
+                     detail)
 from .verify import (CHROMA, MAX_ANGLE, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook,
                      aligned_cells, check, colour_distance, fit, photometric)
 
@@ -302,24 +303,27 @@ def _smooth_look(f: Features) -> QueryLook:
 
 
 def _smooth_score(a: Features, b: Features) -> float:
-    """The score of `match`'s smooth path (query/smooth.py `smooth_match`: colour grid windows,
-    relit, turned) of one record's grid as the query against the other's, either way round, 0
-    when neither verifies. Only pairs of smooth pictures try it: the stored side with fewer
-    than SMOOTH_STORED keypoints, both grids smooth (`detail` within ROTATED_DETAIL), so that a
-    pair of detailed grids costs two `detail`s (a failed search, ~20-100 ms, does not run)."""
-    looks = {}
+    """The score of `match`'s smooth window search (query/smooth.py: the best grid window, as is
+    and mirrored, then relit for a coloured query) of one record's grid as the query against
+    the other's, either way round, 0 when neither verifies. Only where the stored side has
+    fewer than SMOOTH_STORED keypoints and the query's grid is smooth (SMOOTH_DETAIL). Not
+    `smooth_match`'s rotation search: it costs 20-100 ms a failing pair, and a smooth record's
+    candidates include every picture whose embedding is near it (copybench --duplicates-scale
+    20000: verify 96 -> 176 s with it); a turned copy of a smooth picture is left to its other
+    copies' pairs."""
     for one, other in ((a, b), (b, a)):
         if len(other.points) >= SMOOTH_STORED:
             continue
-        for f in (one, other):
-            if id(f) not in looks:
-                look = _smooth_look(f)
-                looks[id(f)] = look if detail(look.lab) <= ROTATED_DETAIL else None
-        if looks[id(one)] is None or looks[id(other)] is None:
+        look = _smooth_look(one)
+        if detail(look.lab) > SMOOTH_DETAIL:
             continue
-        v = smooth_match(looks[id(one)], other)
-        if v is not None:
-            return v.score
+        grid = other.colours.astype(np.float32)
+        aspect = other.size[0] / other.size[1]
+        found = _window_match(look, grid, aspect, False, SMOOTH_DISTANCE)
+        if found is None and not look.grey:  # a gradient relit (brightness, contrast, saturation)
+            found = _window_match(look, grid, aspect, True, RELIT_DISTANCE)
+        if found is not None:
+            return round(1.0 - 0.5 * found[0] / SMOOTH_DISTANCE, 6)
     return 0.0
 
 
