@@ -7,7 +7,10 @@ pair is verified with the records' stored local features and colour grids (query
 RANSAC similarity transform, photometric check of the aligned region), either way round;
 pairs the keypoints cannot verify (flat, repetitive or mirrored pictures) are kept when their
 fingerprint score reaches the fallback's and their unmoved (or mirrored) colour grids
-correlate. Clusters are the connected components of the verified pairs. `copy_edges` is the
+correlate, and pairs of smooth pictures (few keypoints) by `match`'s colour-grid window search.
+A portrait and a landscape record may be a quarter turn of each other; aligned coloured records
+whose colours no brightness, contrast or saturation change explains are editions of one
+drawing (a wallpaper's night version), not copies. Clusters are the connected components of the verified pairs. `copy_edges` is the
 one definition of a copy between stored records: `collapse` (query/collapse.py) uses it too.
 Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
