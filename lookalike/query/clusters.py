@@ -7,28 +7,35 @@ pair is verified with the records' stored local features and colour grids (query
 RANSAC similarity transform, photometric check of the aligned region), either way round;
 pairs the keypoints cannot verify (flat, repetitive or mirrored pictures) are kept when their
 fingerprint score reaches the fallback's and their unmoved (or mirrored) colour grids
-correlate. Clusters are the connected components of the verified pairs. `copy_edges` is the
+correlate, and pairs of smooth pictures (few keypoints) by `match`'s colour-grid window search.
+A portrait and a landscape record may be a quarter turn of each other; aligned coloured records
+whose colours no brightness, contrast or saturation change explains are editions of one
+drawing (a wallpaper's night version), not copies. Clusters are the connected components of the verified pairs. `copy_edges` is the
 one definition of a copy between stored records: `collapse` (query/collapse.py) uses it too.
 Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
-from ..models.fingerprint import BITS, PIXEL_HASH
+from ..models.fingerprint import BITS, MIRROR_BYTES, PIXEL_HASH
 from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
 from ..store.base import CollectionStore
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
                          components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
-from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, look_of
-from .verify import (CHROMA, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook, aligned_cells,
-                     check, fit, photometric)
+from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, look_of
+from .smooth import (RELIT_DISTANCE, SMOOTH_DETAIL, SMOOTH_DISTANCE, SMOOTH_STORED, _relit_cells, _window_match,
+                     detail)
+from .verify import (CHROMA, MAX_ANGLE, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook,
+                     aligned_cells, check, colour_distance, fit, photometric)
 
 #: Default score (query/verify.py `score_of`, or the fingerprint score of the fallback) a
 #: verified pair needs, as `match`'s.
@@ -67,6 +74,14 @@ TINT_CLASH = 60.0
 #: synthetic distractors, two of them, at 170-193). Copies the fallback keeps on that set's 626
 #: records are at 42 or less; brightness 0.55-1.45 (issue 16) moves white at most ~107.
 UNMOVED_DISTANCE = 120.0
+#: Two aligned coloured records whose colours lie EDITION_DISTANCE apart (8-bit CIELAB median,
+#: query/verify.py `colour_distance`) and still EDITION_RESIDUAL apart once one's lightness
+#: and chroma gains are fitted to the other's (query/smooth.py `_relit_cells`, median) are
+#: editions of one drawing, not copies: a wallpaper's night version repaints it, a
+#: brightness, contrast or saturation edit scales it (bench/copybench.py set: Plasma's Flow
+#: light and dark editions 25-31 apart, 12-26 relit; an edited copy and its original 1-3
+#: relit, and over 10 only between two copies each edited another way).
+EDITION_DISTANCE, EDITION_RESIDUAL = 20.0, 10.0
 CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
 #: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
@@ -80,6 +95,21 @@ def _fingerprint_pairs(hashes: np.ndarray, scores: np.ndarray | None) -> tuple[n
     if scores is None:
         return similar_pairs(hashes[:, 0], CANDIDATE_SCORE)
     return np.nonzero(np.triu(scores >= CANDIDATE_SCORE, k=1))
+
+
+#: The whole-image hash's mirror mask (models/fingerprint.py MIRROR) as uint64 words.
+_MIRROR_WORDS = np.ascontiguousarray(MIRROR_BYTES).view(">u8").astype(np.uint64)
+
+
+def _pair_fingerprints(hashes: np.ndarray, pairs: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """The fingerprint score of each candidate pair (2, P): its copy score, or in a collection
+    too big for them (`scores` None) the better of the whole-image hashes' similarity as is
+    and mirrored (`similar_pairs` finds mirrored pairs: their fallback needs the mirrored score)."""
+    if scores is not None:
+        return scores[pairs[0], pairs[1]].astype(np.float64)
+    a, b = hashes[pairs[0], 0], hashes[pairs[1], 0]
+    distance = np.minimum(np.bitwise_count(a ^ b).sum(axis=1), np.bitwise_count(a ^ b ^ _MIRROR_WORDS).sum(axis=1))
+    return 1.0 - 2.0 * distance / BITS
 
 
 def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: CollectionStore,
@@ -206,6 +236,35 @@ def _clash(e: Estimate, look: QueryLook, stored: Features) -> float:
     return float(np.median(np.minimum(diff, 360 - diff)))
 
 
+#: Two records one portrait and one landscape, their aspect ratios (longer over shorter side)
+#: both over this, may be a quarter turn of each other (a photo whose orientation tag was
+#: lost; Plasma's portrait editions of a wallpaper are its landscape picture turned).
+TURNED_ASPECT = 1.2
+
+
+def _upright(e: Estimate | None, one: Features, other: Features) -> Estimate | None:
+    """The fit with its angle taken modulo a quarter turn where the pictures' shapes turn too
+    (one portrait, the other landscape, TURNED_ASPECT): plausibility then judges the turn left."""
+    if e is None or abs(abs(e.angle) - 90.0) > MAX_ANGLE:
+        return e
+    (w1, h1), (w2, h2) = one.size, other.size
+    if not (w1 > TURNED_ASPECT * h1 and h2 > TURNED_ASPECT * w2 or h1 > TURNED_ASPECT * w1 and w2 > TURNED_ASPECT * h2):
+        return e
+    return replace(e, angle=round(e.angle - math.copysign(90.0, e.angle), 2))
+
+
+def _edition(e: Estimate, look: QueryLook, stored: Features) -> bool:
+    """Are two aligned coloured records editions of one drawing (EDITION_DISTANCE and
+    EDITION_RESIDUAL)? A grey one agrees with any colours."""
+    if look.grey or look_of(stored).grey:
+        return False
+    cells, inside = aligned_cells(e, look, stored)
+    q, s = cells[inside], stored.colours[inside].astype(np.float32)
+    if not len(q) or colour_distance(q, s, False) < EDITION_DISTANCE:
+        return False
+    return float(np.median(_relit_cells(q, s))) >= EDITION_RESIDUAL
+
+
 def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     """The verified copy score of two stored records (0 when not copies): keypoints either way
     round (query/verify.py `check`, as `match` verifies one against the other), else the
@@ -217,7 +276,7 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
     if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
         for one, other in ((a, b), (b, a)):
             qi, si = _ratio_matches(one.descriptors, other.descriptors)
-            e = fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS)
+            e = _upright(fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS), one, other)
             if e is None or not e.plausible:
                 continue
             look = look_of(one)
@@ -226,14 +285,49 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
                 best = max(best, v.score)
             if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
                 aligned += 1
-                clashes += _clash(e, look, other) > TINT_CLASH
+                clashes += _clash(e, look, other) > TINT_CLASH or _edition(e, look, other)
     if aligned and clashes == aligned:
         return 0.0
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
         # either way round: a grey record agrees with a coloured one as the query only
         if max(_unmoved(a, b, False), _unmoved(a, b, True), _unmoved(b, a, False), _unmoved(b, a, True)) >= FLAT_NCC:
             best = fingerprint
+    if best == 0.0:
+        best = _smooth_score(a, b)
     return best
+
+
+def _smooth_look(f: Features) -> QueryLook:
+    """A stored record's colour grid as a smooth query image (bilinear, LOOK_SIDE on its longer
+    side), for query/smooth.py's window and rotation search: a smooth picture is its grid."""
+    w, h = f.size
+    size = (max(1, round(LOOK_SIDE * w / max(w, h))), max(1, round(LOOK_SIDE * h / max(w, h))))
+    return QueryLook.of(_cv2().resize(f.colours, size, interpolation=_cv2().INTER_LINEAR), f.size)
+
+
+def _smooth_score(a: Features, b: Features) -> float:
+    """The score of `match`'s smooth window search (query/smooth.py: the best grid window, as is
+    and mirrored, then relit for a coloured query) of one record's grid as the query against
+    the other's, either way round, 0 when neither verifies. Only where the stored side has
+    fewer than SMOOTH_STORED keypoints and the query's grid is smooth (SMOOTH_DETAIL). Not
+    `smooth_match`'s rotation search: it costs 20-100 ms a failing pair, and a smooth record's
+    candidates include every picture whose embedding is near it (copybench --duplicates-scale
+    20000: verify 96 -> 176 s with it); a turned copy of a smooth picture is left to its other
+    copies' pairs."""
+    for one, other in ((a, b), (b, a)):
+        if len(other.points) >= SMOOTH_STORED:
+            continue
+        look = _smooth_look(one)
+        if detail(look.lab) > SMOOTH_DETAIL:
+            continue
+        grid = other.colours.astype(np.float32)
+        aspect = other.size[0] / other.size[1]
+        found = _window_match(look, grid, aspect, False, SMOOTH_DISTANCE)
+        if found is None and not look.grey:  # a gradient relit (brightness, contrast, saturation)
+            found = _window_match(look, grid, aspect, True, RELIT_DISTANCE)
+        if found is not None:
+            return round(1.0 - 0.5 * found[0] / SMOOTH_DISTANCE, 6)
+    return 0.0
 
 
 def _chroma(f: Features) -> float:
@@ -376,10 +470,7 @@ def copy_edges(store: CollectionStore, ids: list[str], hashes: np.ndarray, limit
     more_rows, more_cols = (_subset_neighbours if subset else _neighbour_pairs)(store, ids)
     stage.done("neighbours", len(more_rows))
     pairs = np.unique(np.stack([np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])]), axis=1)
-    if scores is not None:
-        fingerprints = scores[pairs[0], pairs[1]].astype(np.float64)
-    else:
-        fingerprints = 1.0 - 2.0 * np.bitwise_count(hashes[pairs[0], 0] ^ hashes[pairs[1], 0]).sum(axis=1) / BITS
+    fingerprints = _pair_fingerprints(hashes, pairs, scores)
     stage.done("cheap tests", pairs.shape[1])
     found, chroma, procs = _verify(store, ids, pairs, fingerprints, limit) if pairs.size else ([], {}, 0)
     stage.out["workers"] = procs

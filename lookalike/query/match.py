@@ -170,12 +170,21 @@ def dense_features(rgb: np.ndarray) -> tuple[Features, Features]:
     return features(rgb, QUERY_FEATURES), features(mirrored(rgb), QUERY_FEATURES)
 
 
+#: A stored record's look is its colour grid drawn at this many pixels a cell along its longer side.
+LOOK_CELL = 8
+
+
 def look_of(stored: Features) -> QueryLook:
-    """A stored record's look, for comparing it as a query: its colour grid (no pixels kept)."""
+    """A stored record's look, for comparing it as a query: its colour grid (no pixels kept),
+    each cell drawn as a block of the picture's shape (the grid is square whatever the aspect
+    ratio, the look's scale is one factor for both axes)."""
+    import cv2  # loaded with the features these looks come from
+
     grid = stored.colours
-    look = QueryLook.of(grid, (grid.shape[1], grid.shape[0]))
-    look.factor = grid.shape[1] / stored.size[0]
-    return look
+    w, h = stored.size
+    long = grid.shape[1] * LOOK_CELL
+    size = (max(1, round(long * w / max(w, h))), max(1, round(long * h / max(w, h))))
+    return QueryLook.of(cv2.resize(grid, size, interpolation=cv2.INTER_NEAREST), stored.size)
 
 
 def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str, float]:
