@@ -10,8 +10,9 @@ fingerprint score reaches the fallback's and their unmoved (or mirrored) colour 
 correlate, and pairs of smooth pictures (few keypoints) by `match`'s colour-grid window search.
 A portrait and a landscape record may be a quarter turn of each other; aligned coloured records
 whose colours no brightness, contrast or saturation change explains are editions of one
-drawing (a wallpaper's night version), not copies. Clusters are the connected components of the verified pairs. `copy_edges` is the
-one definition of a copy between stored records: `collapse` (query/collapse.py) uses it too.
+drawing (a wallpaper's night version), not copies. Clusters are the connected components of
+the verified pairs. `copy_edges` is the one definition of a copy between stored records:
+`collapse` (query/collapse.py) uses it too.
 Measured with bench/copybench.py --only-duplicates and --duplicates-scale N.
 """
 from __future__ import annotations
@@ -26,12 +27,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..models.fingerprint import BITS, MIRROR_BYTES, PIXEL_HASH
+from ..models.fingerprint import BITS, MIRROR, PIXEL_HASH, _as_words
 from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
 from ..store.base import CollectionStore
-from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _live_slots, check_threshold, clusters, colours_cover,
-                         components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
-from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, look_of
+from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _hamming, _live_slots, check_threshold, clusters,
+                         colours_cover, components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
+from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, grid_look, look_of
 from .smooth import (RELIT_DISTANCE, SMOOTH_DETAIL, SMOOTH_DISTANCE, SMOOTH_STORED, _relit_cells, _window_match,
                      detail)
 from .verify import (CHROMA, MAX_ANGLE, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook,
@@ -98,7 +99,7 @@ def _fingerprint_pairs(hashes: np.ndarray, scores: np.ndarray | None) -> tuple[n
 
 
 #: The whole-image hash's mirror mask (models/fingerprint.py MIRROR) as uint64 words.
-_MIRROR_WORDS = np.ascontiguousarray(MIRROR_BYTES).view(">u8").astype(np.uint64)
+_MIRROR_WORDS = _as_words(MIRROR)
 
 
 def _pair_fingerprints(hashes: np.ndarray, pairs: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
@@ -108,7 +109,7 @@ def _pair_fingerprints(hashes: np.ndarray, pairs: np.ndarray, scores: np.ndarray
     if scores is not None:
         return scores[pairs[0], pairs[1]].astype(np.float64)
     a, b = hashes[pairs[0], 0], hashes[pairs[1], 0]
-    distance = np.minimum(np.bitwise_count(a ^ b).sum(axis=1), np.bitwise_count(a ^ b ^ _MIRROR_WORDS).sum(axis=1))
+    distance = np.minimum(_hamming(a, b), _hamming(a ^ _MIRROR_WORDS, b))
     return 1.0 - 2.0 * distance / BITS
 
 
@@ -300,9 +301,7 @@ def pair_score(a: Features, b: Features, fingerprint: float) -> float:
 def _smooth_look(f: Features) -> QueryLook:
     """A stored record's colour grid as a smooth query image (bilinear, LOOK_SIDE on its longer
     side), for query/smooth.py's window and rotation search: a smooth picture is its grid."""
-    w, h = f.size
-    size = (max(1, round(LOOK_SIDE * w / max(w, h))), max(1, round(LOOK_SIDE * h / max(w, h))))
-    return QueryLook.of(_cv2().resize(f.colours, size, interpolation=_cv2().INTER_LINEAR), f.size)
+    return grid_look(f, LOOK_SIDE, _cv2().INTER_LINEAR)
 
 
 def _smooth_score(a: Features, b: Features) -> float:

@@ -25,7 +25,8 @@ from ..errors import BadRequest, NotFound
 from ..models.fingerprint import (FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width, pixel_hash,
                                   query_hashes, stored_query_hashes, trim_border)
 from ..models.images import fit_square, open_image
-from ..models.keypoints import KEYPOINTS, SIDE, Features, decode_features, features, lab_image, mirrored, reduced
+from ..models.keypoints import (KEYPOINTS, SIDE, Features, _cv2, decode_features, features, lab_image, mirrored,
+                               reduced)
 from ..records import check_id, digest
 from ..store.base import CollectionStore, SearchRequest
 from ..store.filters import Cond
@@ -174,17 +175,19 @@ def dense_features(rgb: np.ndarray) -> tuple[Features, Features]:
 LOOK_CELL = 8
 
 
+def grid_look(stored: Features, long: int, interpolation: int) -> QueryLook:
+    """A stored record's colour grid drawn as an image `long` pixels on its picture's longer
+    side, in its picture's shape (the grid is square whatever the aspect ratio; the look's
+    scale is one factor for both axes), by OpenCV's `interpolation`."""
+    w, h = stored.size
+    size = (max(1, round(long * w / max(w, h))), max(1, round(long * h / max(w, h))))
+    return QueryLook.of(_cv2().resize(stored.colours, size, interpolation=interpolation), stored.size)
+
+
 def look_of(stored: Features) -> QueryLook:
     """A stored record's look, for comparing it as a query: its colour grid (no pixels kept),
-    each cell drawn as a block of the picture's shape (the grid is square whatever the aspect
-    ratio, the look's scale is one factor for both axes)."""
-    import cv2  # loaded with the features these looks come from
-
-    grid = stored.colours
-    w, h = stored.size
-    long = grid.shape[1] * LOOK_CELL
-    size = (max(1, round(long * w / max(w, h))), max(1, round(long * h / max(w, h))))
-    return QueryLook.of(cv2.resize(grid, size, interpolation=cv2.INTER_NEAREST), stored.size)
+    each cell drawn as a block (LOOK_CELL)."""
+    return grid_look(stored, stored.colours.shape[1] * LOOK_CELL, _cv2().INTER_NEAREST)
 
 
 def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str, float]:
