@@ -192,9 +192,7 @@ def equal_recall_ef(flat, queries: np.ndarray, truth: list[set[int]], target: fl
     """The narrowest efSearch of EF_LADDER at which `flat` (top 10, float32 scores, filter as an
     IDSelectorBitmap) reaches `target` recall@10 on `queries`: (ef, its recall, reached); never
     reached: the best recall's (narrowest) ef. Each width is one batch search of the queries."""
-    import faiss
-    bits = np.packbits(mask, bitorder="little") if mask is not None else None
-    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    bits, selector = bitmap_selector(mask)
     best = (EF_LADDER[0], -1.0)
     for ef in EF_LADDER:
         _, ids = flat.search(queries, K, params=search_params(flat, ef, K, selector))
@@ -204,6 +202,16 @@ def equal_recall_ef(flat, queries: np.ndarray, truth: list[set[int]], target: fl
         if rec >= target - 1e-9:
             return ef, rec, True
     return best[0], best[1], False
+
+
+def bitmap_selector(mask: np.ndarray | None) -> tuple[np.ndarray | None, object]:
+    """A filter `mask` as FAISS's IDSelectorBitmap and the packed bits it points into (keep
+    both alive while searching); (None, None) without a filter."""
+    import faiss
+    if mask is None:
+        return None, None
+    bits = np.packbits(mask, bitorder="little")
+    return bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
 
 
 def search_params(index, width: int, k: int, selector):
@@ -227,12 +235,7 @@ def search_params(index, width: int, k: int, selector):
 def raw_searcher(index, mask: np.ndarray | None, args, width: int | None = None):
     """The library at lookalike's calibrated width (`width`; else the configured default): top 10
     of its 2k best codes, no re-scoring."""
-    import faiss
-    bits = None
-    selector = None
-    if mask is not None:
-        bits = np.packbits(mask, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+    bits, selector = bitmap_selector(mask)
     pool = 2 * K if args.dtype != "f32" else K
     if width is None:
         width = args.ef_search if hasattr(index, "hnsw") else args.nprobe
@@ -247,9 +250,7 @@ def raw_searcher(index, mask: np.ndarray | None, args, width: int | None = None)
 
 def recall_searcher(flat, mask: np.ndarray | None, ef: int):
     """The float32 `IndexHNSWFlat` at efSearch `ef`: top 10, filter as an IDSelectorBitmap."""
-    import faiss
-    bits = np.packbits(mask, bitorder="little") if mask is not None else None
-    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    bits, selector = bitmap_selector(mask)
     params = search_params(flat, ef, K, selector)
 
     def search(q: np.ndarray) -> set[int]:
@@ -262,10 +263,8 @@ def same_searcher(index, data: np.ndarray, mask: np.ndarray | None):
     """The library replaying lookalike's plan for a query: same widths, pool, selector or
     exact scan, then the same float32 re-scoring from `data` (the collection's memory-mapped
     vector file, as lookalike does: at 5M rows it may not all be in the page cache)."""
-    import faiss
     data = data.view(np.ndarray)
-    bits = np.packbits(mask, bitorder="little") if mask is not None else None
-    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    bits, selector = bitmap_selector(mask)
     slots = np.flatnonzero(mask) if mask is not None else None
     cache: dict[tuple, object] = {}
 
@@ -454,9 +453,7 @@ def batch_rows(label: str, kind: str, n: int, fname: str, flt, col, raw, mask, w
     the batch at the same width, and (`recall_batch`: the float32 graph and its ef) at equal
     recall (all on 2 threads); the time per query of the best of ROUNDS. `single`: the API's
     p50 over raw@recall's and over raw@same's, for the `# api/raw` line."""
-    import faiss
-    bits = np.packbits(mask, bitorder="little") if mask is not None else None
-    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)) if bits is not None else None
+    bits, selector = bitmap_selector(mask)
     pool = 2 * K if args.dtype != "f32" else K
     params = search_params(raw, width or (args.ef_search if hasattr(raw, "hnsw") else args.nprobe), pool, selector)
     searches = {"raw batch": lambda: raw.search(queries, pool, params=params)[1]}
