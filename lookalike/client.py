@@ -19,9 +19,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 
 from .errors import ERRORS_BY_CODE, BadRequest, LookalikeError, TooLarge
 from .ingest.fetch import read_file
+from .query.arrays import check_array
 from .query.evaluate import evaluate, evaluate_file
 from .ingest.update import check_fields
 from .query.keywords import DEFAULT_KEYWORD_WEIGHT, check_fusion
@@ -59,10 +61,24 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _plain_vectors(kind: str, value: Any) -> Any:
+    """`vector`/`vectors` given as NumPy arrays (as the embedded API takes them) as JSON lists:
+    float32 numbers as their exact doubles, so the server searches the same values bit for bit."""
+    if type(value) is np.ndarray:
+        check_array(value, 1 if kind == "vector" else 2, kind)
+        return value.tolist()
+    if kind == "vectors" and isinstance(value, list) and any(type(v) is np.ndarray for v in value):
+        return [_plain_vectors("vector", v) for v in value]
+    return value
+
+
 def wire_query(query: Any) -> Any:
-    """A query as the server takes it: local `file` paths and `image` bytes become `base64`."""
+    """A query as the server takes it: local `file` paths and `image` bytes become `base64`,
+    NumPy query vectors lists."""
     if isinstance(query, dict) and len(query) == 1:
         kind, value = next(iter(query.items()))
+        if kind in ("vector", "vectors"):
+            return {kind: _plain_vectors(kind, value)}
         if kind == "file":
             if not isinstance(value, (str, Path)):
                 raise BadRequest("'file' must be a path")

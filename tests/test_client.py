@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 import lookalike
@@ -175,6 +176,41 @@ def test_embedded_and_http_give_identical_hits(client, embedded, pattern_catalog
         assert got["hits"][0]["_id"] == "dots-blue-square" and got["hits"][0]["_match"]["kind"] == "exact"
     assert outcome(lambda: local.duplicates()) == outcome(lambda: remote.duplicates())
     assert remote.count() == local.count() == 24
+
+
+def same_batch(a: dict, b: dict) -> None:
+    """same_hits for one query's hits, or for each of a `vectors` batch's lists."""
+    if a["hits"] and isinstance(a["hits"][0], list):
+        assert len(a["hits"]) == len(b["hits"])
+        for x, y in zip(a["hits"], b["hits"]):
+            same_hits({"hits": x}, {"hits": y})
+    else:
+        same_hits(a, b)
+
+
+def test_numpy_query_vectors_give_the_embedded_hits(client, embedded) -> None:
+    """A NumPy `vector` / `vectors` / negative anchor reaches the server as the same numbers: the
+    embedded API's hits, key for key; a wrong dtype or shape fails locally with the embedded error."""
+    local, remote = embedded.collection("patterns"), client.collection("patterns")
+    stored = local._store.vectors(["stripes-blue-square", "dots-red-circle"])
+    v32 = stored["stripes-blue-square"].astype(np.float32) + np.float32(0.013)  # not the stored row
+    v64 = stored["dots-red-circle"].astype(np.float64) * 1.7
+    cases = [({"vector": v32}, {"k": 7}), ({"vector": v64}, {"k": 5, "offset": 2}),
+             ({"vectors": np.stack([v32, v64.astype(np.float32)])}, {"k": 6}),
+             ({"vectors": [v32, v64]}, {"k": 6}),
+             ({"vector": v32}, {"negative": [{"vector": v64}], "k": 6})]
+    for q, kw in cases:
+        expected = local.search(q, **kw)
+        assert expected["hits"], (q, kw)
+        same_batch(expected, remote.search(q, **kw))
+        as_lists = {k: (v.tolist() if isinstance(v, np.ndarray) else [x.tolist() for x in v]) for k, v in q.items()}
+        same_batch(expected, remote.search(as_lists, **kw))
+    for bad in ({"vector": v32.astype(np.float16)}, {"vector": np.stack([v32, v32])}, {"vectors": v32}):
+        expected = outcome(lambda: local.search(bad))
+        assert expected[0] == "BadRequest"
+        with pytest.raises(BadRequest) as err:
+            remote.search(bad)
+        assert "NumPy array" in str(err.value)
 
 
 def test_file_records_are_sent_as_images(client, embedded, pattern_catalog: Path) -> None:

@@ -22,7 +22,7 @@ from ..records import MAX_VECTOR_NORM, MIN_VECTOR_NORM, parse_vector, parse_vect
 UNIT_LOW, UNIT_HIGH = (MIN_VECTOR_NORM * 1.01) ** 2, (MAX_VECTOR_NORM * 0.99) ** 2
 
 
-def _check_array(value: np.ndarray, ndim: int, what: str) -> None:
+def check_array(value: np.ndarray, ndim: int, what: str) -> None:
     """A float32/float64 array of `ndim` dimensions, or BadRequest naming what is wrong."""
     if value.dtype.kind != "f" or value.dtype.itemsize not in (4, 8):
         raise BadRequest(f"'{what}' as a NumPy array must be float32 or float64, not {value.dtype}")
@@ -37,7 +37,7 @@ def query_vector(value: Any, dim: int, unit: bool = False) -> np.ndarray:
     if type(value) is not np.ndarray:
         vector = parse_vector(value, dim)
         return l2_normalize(vector) if unit else vector
-    _check_array(value, 1, "vector")
+    check_array(value, 1, "vector")
     with np.errstate(over="ignore"):  # a float64 past float32's range: inf, refused below
         out = value.astype(np.float32)  # always a copy: the caller's array is theirs to change
     if len(out) == dim:
@@ -59,7 +59,7 @@ def query_vector(value: Any, dim: int, unit: bool = False) -> np.ndarray:
 def query_rows(values: Any, dim: int) -> np.ndarray:
     """`parse_vectors(values, dim)`, also for a 2-D float32/float64 array or a list holding 1-D ones."""
     if type(values) is np.ndarray:
-        _check_array(values, 2, "vectors")
+        check_array(values, 2, "vectors")
         with np.errstate(over="ignore"):
             out = values.astype(np.float32)
         wide = out.astype(np.float64)
