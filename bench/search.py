@@ -499,7 +499,8 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=16, help="HNSW connectivity")
     ap.add_argument("--ef-add", type=int, default=128)
     ap.add_argument("--ef-search", type=int, default=64)
-    ap.add_argument("--threshold", type=int, default=20_000)
+    ap.add_argument("--threshold", type=int, default=None,
+                    help="index.threshold (default: null, chosen by dimension as for users)")
     ap.add_argument("--filter-threshold", type=int, default=4096)
     ap.add_argument("--real-images", type=int, default=2000, help="images drawn and embedded for 'real'")
     ap.add_argument("--index", default="hnsw", help="comma-separated index types measured in turn: hnsw, ivf")

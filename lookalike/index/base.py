@@ -20,6 +20,7 @@ class AnnIndex(Protocol):
     """An approximate index over a prefix of the vector file (HNSW and IVF, ann.py)."""
 
     kind: str
+    dim: int  # of the stored vectors (before any PCA): what an exact scan reads per row
     pca: Any
     compressed: bool
 

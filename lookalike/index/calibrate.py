@@ -23,6 +23,7 @@ import numpy as np
 from . import planning
 from .base import AnnIndex
 from .exact import plain
+from .settings import exact_threshold
 
 #: Queries per measurement; recall@10 over 300 of them is within about +-0.01. At least
 #: MIN_QUERIES held-out rows are needed (fewer: measured at a later, bigger write).
@@ -195,7 +196,7 @@ def calibrate(ann: AnnIndex, matrix: np.ndarray, queries: np.ndarray, settings: 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     rng = np.random.default_rng(seed)
     pool = planning.pool(ann, K)
-    limit = min(settings["threshold"], settings["filter_threshold"])
+    limit = min(exact_threshold(settings, ann.dim), settings["filter_threshold"])
     shares = [1.0]
     for bucket in range(1, MAX_BUCKETS + 1):
         count = int(rows * 2.0 ** -bucket)

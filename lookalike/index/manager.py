@@ -23,7 +23,7 @@ from .exact import SMALL, ExactIndex, dot, plain, rescore_many, score_all, score
 from .masks import MaskInfo, MaskInfos, cached_params
 from .planning import Plan
 from .rwlock import RWLock
-from .settings import ann_kind, build_key, code_bytes
+from .settings import ann_kind, build_key, code_bytes, exact_threshold
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,10 @@ class CollectionIndex:
 
     # -- lifecycle -----------------------------------------------------------------------
     def wanted(self) -> bool:
-        """Whether this collection should have a graph (or IVF) now (by type and live count)."""
-        kind = self.settings["type"]
-        return kind in ("hnsw", "ivf") or (kind == "auto" and self._live_count() > self.settings["threshold"])
+        """Whether this collection should have a graph (or IVF) now (by type, and live count
+        against `threshold`: settings.exact_threshold)."""
+        kind, limit = self.settings["type"], exact_threshold(self.settings, self.dim)
+        return kind in ("hnsw", "ivf") or (kind == "auto" and self._live_count() > limit)
 
     def open(self) -> None:
         """Load the saved graph and catch up, or build one if wanted; drop files if not wanted."""
@@ -579,7 +580,8 @@ class CollectionIndex:
     def stats(self) -> dict:
         ann = self._ann
         state = "ready" if ann is not None else ("building" if self._builder is not None else "none")
-        info = {**self.settings, "active": ann.kind if ann is not None else "exact", "state": state,
+        info = {**self.settings, "exact_threshold": exact_threshold(self.settings, self.dim),
+                "active": ann.kind if ann is not None else "exact", "state": state,
                 "library": "faiss" if ann is not None else None,
                 "indexed_rows": ann.ntotal if ann is not None else 0,
                 "adding": self._adder is not None,

@@ -1,9 +1,10 @@
 """Planning one search: exact or the index (HNSW/IVF), and how wide the index looks.
 
 Planning: exact search (the reference) whenever the live or matching records number at
-most `threshold`, so selective filters scan just their matches; otherwise HNSW with the
-filter applied inside the graph walk, widening its beam until k matches are found, and
-falling back to exact search if the graph still cannot produce them. IVF is planned the
+most `threshold` (settings.exact_threshold: by dimension unless set), so selective filters
+scan just their matches; otherwise HNSW with the filter applied inside the graph walk,
+widening its beam until k matches are found, and falling back to exact search if the
+graph still cannot produce them. IVF is planned the
 same way, with `nprobe` (lists scanned) in place of the beam width. What was chosen for the
 last search on this thread is in `last_plan()` (benchmarks replay it on the raw library).
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .base import AnnIndex
+from .settings import exact_threshold
 
 if TYPE_CHECKING:
     from .calibrate import Calibration
@@ -64,7 +66,8 @@ def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int,
     """The index (HNSW/IVF) for this many candidate records? (Otherwise exact is as fast, and exact.)
 
     A filter (fewer matches than live records) is scanned exactly up to the smaller of
-    `filter_threshold` and `threshold`; the whole collection up to `threshold`. Past that
+    `filter_threshold` and `threshold`; the whole collection up to `threshold` (when null,
+    `exact_threshold` chooses it by the vectors' dimension). Past that
     the index kind decides (`worth`): an IVF leaves to exact search the rare filters whose
     widened nprobe would scan more than 10x as many codes as there are matches; an HNSW
     those keeping less than HNSW_MIN_SHARE of its nodes. `width_of(in_count, pool)`, if
@@ -72,7 +75,7 @@ def uses_ann(ann: AnnIndex | None, settings: dict, matching: int, live: int,
     """
     if ann is None:
         return False
-    limit = settings["threshold"]
+    limit = exact_threshold(settings, ann.dim)
     if matching < live:
         limit = min(limit, settings["filter_threshold"])
     if matching <= limit:

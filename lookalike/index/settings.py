@@ -9,23 +9,46 @@ from ..validation import is_int
 INDEX_TYPES = ("auto", "exact", "hnsw", "ivf")
 DTYPES = ("f32", "f16", "i8")
 #: Defaults: HNSW with 16 links per node is the usual sweet spot for 128-1280-d embeddings;
-#: up to `threshold` live vectors exact search is as fast, and exact. A filter matching up to
-#: `filter_threshold` records (capped by `threshold`) is answered by scanning just those rows:
-#: gathering scattered rows costs about 1 us each, a filtered graph walk about 0.3-1 ms.
+#: up to `threshold` live vectors (null: `exact_threshold` chooses it by dimension) search is
+#: exact. A filter matching up to `filter_threshold` records (capped by `threshold`) is
+#: answered by scanning just those rows: gathering and scoring them costs ~0.06 us a row at
+#: 256-d, a filtered graph walk ~0.2 ms at 20k-50k rows, at recall 0.97-0.99 (even near 3-4k
+#: matches: bench/exact_threshold.py --filters, docs/index.md).
 #: IVF (`type: "ivf"`): `nlist` k-means lists (null: 4 sqrt(rows) when built), `nprobe` of them
 #: scanned per query (measured: recall@10 >= 0.95 at 100k-1M with 32, see docs/index.md).
 #: `target_recall`: the recall@10 the index is calibrated to (calibrate.py): the search widths
 #: are then measured on the collection's own vectors, and `expansion_search` / `nprobe` only
 #: serve until that measurement is done, or always when it is null.
 INDEX_DEFAULTS: dict[str, Any] = {"type": "auto", "connectivity": 16, "expansion_add": 128,
-                                  "expansion_search": 64, "threshold": 20_000, "filter_threshold": 4096,
+                                  "expansion_search": 64, "threshold": None, "filter_threshold": 4096,
                                   "nlist": None, "nprobe": 32, "target_recall": 0.95}
 COMPRESSION_DEFAULTS: dict[str, Any] = {"dtype": "f32", "pca_dim": None}
 _LIMITS = {"connectivity": (4, 128), "expansion_add": (8, 4096), "expansion_search": (8, 4096),
-           "threshold": (0, 1_000_000_000), "filter_threshold": (0, 1_000_000_000),
-           "nprobe": (1, 65536)}
+           "filter_threshold": (0, 1_000_000_000), "nprobe": (1, 65536)}
 #: Settings that may be null (automatic).
-_OPTIONAL_LIMITS = {"nlist": (1, 1_000_000)}
+_OPTIONAL_LIMITS = {"nlist": (1, 1_000_000), "threshold": (0, 1_000_000_000)}
+
+
+#: `threshold: null` (the default): `auto` scans exactly while a scan costs up to ~0.25 ms on one
+#: core: up to EXACT_BUDGET / (dim + EXACT_ROW_DIMS) live rows, at least EXACT_MIN_ROWS. A scan
+#: costs ~0.12 ns per float plus ~12 ns per row (its score and top-k), hence the per-row term.
+#: bench/exact_threshold.py, 2 shared cores, clustered rows, float32 HNSW at its calibrated beam
+#: (recall@10 0.99-1.0): the graph is faster from 2k rows at every dimension (1.4-3x), and past
+#: the budget by 3-40x (256-d: exact 0.28 ms at 5k rows, 1.3 ms at 20k; the graph 0.09-0.14 ms).
+#: Below the budget it saves under ~0.2 ms a query, for a build at the crossing (seconds, which
+#: the write that crosses waits for up to 50k rows), a float32 copy of the vectors and recall
+#: 0.99 for 1.0: exact keeps those. Gives 10 975 rows at 64-d, 7 894 at 128, 5 056 at 256,
+#: 2 960 at 512, 1 304 at 1280: under the fixed 20 000 this replaced at every dimension.
+EXACT_BUDGET, EXACT_ROW_DIMS, EXACT_MIN_ROWS = 1_800_000, 100, 1_000
+
+
+def exact_threshold(index: dict, dim: int) -> int:
+    """Live rows up to which `auto` (and any unfiltered search) scans exactly: the collection's
+    `threshold` when set (it always wins), else chosen by the vectors' dimension (EXACT_BUDGET)."""
+    given = index["threshold"]
+    if given is not None:
+        return given
+    return max(EXACT_MIN_ROWS, EXACT_BUDGET // (max(dim, 1) + EXACT_ROW_DIMS))
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
