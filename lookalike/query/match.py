@@ -33,7 +33,7 @@ from ..store.filters import Cond
 from ..validation import check_int
 from .duplicates import CROP_SCAN_MAX, PerStore, check_threshold, similarities, stored_fingerprints
 from .engine import IMAGE_KINDS, Searcher
-from . import workers
+from . import aligned, workers
 from .search import MAX_K, check_query, project
 from .smooth import NEAREST_DISTANCE, SMOOTH_DISTANCE, SMOOTH_STORED, featureless, smooth_match
 from .verify import Estimate, QueryLook, Verified, check, score_of, verify
@@ -101,6 +101,7 @@ class FeatureCache:
 
 
 _FEATURES = PerStore(FeatureCache)
+_THUMBNAILS = PerStore(aligned.ThumbnailCache)
 
 
 def _feature_cache(store: CollectionStore) -> FeatureCache:
@@ -147,6 +148,13 @@ class Query:
             return None
         rgb = self.rgb
         return self._job("dense", lambda: dense_features(rgb))
+
+    def grey(self, mirror: bool) -> np.ndarray | None:
+        """The query's (or its mirror's) lightness at aligned.ALIGN_SIDE, for the pixel check."""
+        if self.rgb is None:
+            return None
+        rgb = self.rgb
+        return self._job(f"grey {mirror}", lambda: aligned.query_grey(mirrored(rgb) if mirror else rgb))
 
     def mirror(self) -> tuple[Features | None, QueryLook | None]:
         if self.rgb is None:
@@ -404,9 +412,24 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
         v = verified(q, stored, similarity, dense=rid in q.embedding_top)
         if v is None or v.score < limit or 0 < v.estimate.inliers < min_inliers:
             return None
+        if v.estimate.inliers and not _pixels_agree(store, rid, doc, q, stored, v):
+            return None
         return rid, v.ranked, v.info(), doc
 
     return [hit for hit in workers.run_all(one, zip(ids, docs)) if hit is not None]
+
+
+def _pixels_agree(store: CollectionStore, rid: str, doc: dict, q: Query, stored: Features, v: Verified) -> bool:
+    """Does a keypoint-verified copy agree pixel by pixel with the record's kept thumbnail
+    (query/aligned.py `agrees`)? True when it cannot be told: an image query is needed, and
+    a store (and record) that keeps a thumbnail."""
+    if q.rgb is None or not store.capabilities.thumbnails:
+        return True
+    thumb = _THUMBNAILS.get(store).get(rid, doc.get(KEYPOINTS), lambda: store.thumbnail(rid))
+    if thumb is None:
+        return True
+    e = v.estimate
+    return aligned.agrees(aligned.compare(q.grey(e.mirrored), q.plain.size, thumb, stored.size, e.matrix))
 
 
 def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
