@@ -11,9 +11,15 @@ Pictures whose pixels are near-identical to another item's (`same_pixels`: at 64
 most a fifth of the pixels differ by more than PIXEL_TOLERANCE in a channel, the issue's
 allowance for an overlay) are one artwork under two names: Oxygen's wireless icons at 0, 25,
 50 and 75 % differ only in a few rings, many mimetype and folder icons in an emblem, and
-lomiri's default background is warty-final-ubuntu. Such a picture is left out (stored or
-held out alike, first come first kept), judged on pixels alone, never by lookalike's matcher,
-so the truth does not call a copy a different item.
+lomiri's default background is warty-final-ubuntu. So is a picture that is another's artwork
+in another geometry, by the issue's own rules (`copy_of`): a crop of it keeping 50 % or more of
+each side (anywhere, resized), or it shown whole inside a plain border, with at most a fifth of
+the pixels drawn (not background) in either differing, differences a few pixels apart counted
+as one patch with their gaps: Oxygen's clock is the planner icon's lower-left 55 %; the globe
+over a stand is applications-internet framed with a stand over it. Such a picture is left out
+(stored or held out alike, first come first kept; `copy_pairs` finds the pairs among all the
+pictures at once and caches them), judged on pixels alone, never by lookalike's matcher, so
+the truth does not call a copy a different item.
 
 A stored record belongs to an *item*; a hit is right when its item is the query's. Queries are
 copies of some originals (every transform of lookalike/testing/copies.py COPY_TRANSFORMS
@@ -181,9 +187,12 @@ def _memo(im: Image.Image, kind: str, make: Callable[[], np.ndarray]) -> np.ndar
     return _MEMO[key][1]
 
 
+def _thumb_of(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("RGB").resize((PIXEL_SIDE, PIXEL_SIDE), Image.Resampling.BOX)).astype(np.int16)
+
+
 def _thumb(im: Image.Image) -> np.ndarray:
-    return _memo(im, "thumb", lambda: np.asarray(
-        im.convert("RGB").resize((PIXEL_SIDE, PIXEL_SIDE), Image.Resampling.BOX)).astype(np.int16))
+    return _memo(im, "thumb", lambda: _thumb_of(im))
 
 
 def same_pixels(a: Image.Image, b: Image.Image) -> bool:
@@ -280,7 +289,7 @@ def framed_share(a: Image.Image, b: Image.Image, box: Box) -> float:
     left, top = round(box[0] * side), round(box[1] * side)
     size = (max(1, round(box[2] * side) - left), max(1, round(box[3] * side) - top))
     frame.paste(b.convert("RGB").resize(size, Image.Resampling.BOX), (left, top))
-    return differing_share(ta, _thumb(frame), colour, colour)
+    return differing_share(ta, _thumb_of(frame), colour, colour)
 
 
 def _gray(im: Image.Image, side: int) -> np.ndarray:
@@ -288,7 +297,8 @@ def _gray(im: Image.Image, side: int) -> np.ndarray:
     w, h = im.size
     k = side / max(w, h)
     size = (max(1, round(w * k)), max(1, round(h * k)))
-    return _memo(im, f"gray{side}", lambda: np.asarray(im.convert("L").resize(size, Image.Resampling.BOX), np.float32))
+    return _memo(im, f"gray{side}",
+                 lambda: np.asarray(im.convert("L").resize(size, Image.Resampling.BOX), np.float32))
 
 
 def _sizes(inner: tuple[int, int], outer: tuple[int, int], scales: np.ndarray) -> list[tuple[int, int]]:
@@ -422,8 +432,9 @@ def copy_pairs(pictures: list[tuple[str, Image.Image]]) -> set[tuple[str, str]]:
     names = [name for name, _ in pictures]
     if len(set(names)) != len(names):
         raise ValueError("copy_pairs needs distinct picture names")
-    key = hashlib.sha256(json.dumps([sorted(names), COARSE_SIDE, COARSE_SCORE, COARSE_BEST, NEAR, NUDGE_MARGIN, FINE_SIDE, DRAWN_SHARE, CROP_MIN, SLACK, OVERLAY_GAP,
-                                     PIXEL_SIDE, PIXEL_TOLERANCE, PIXEL_SHARE]).encode()).hexdigest()[:16]
+    settings = [COARSE_SIDE, COARSE_SCORE, COARSE_BEST, FINE_SIDE, NEAR, NUDGE_MARGIN, DRAWN_SHARE, CROP_MIN, SLACK,
+                OVERLAY_GAP, PIXEL_SIDE, PIXEL_TOLERANCE, PIXEL_SHARE]
+    key = hashlib.sha256(json.dumps([sorted(names), settings]).encode()).hexdigest()[:16]
     cached = _cache_dir() / f"artwork-{key}.json"
     if cached.exists():
         return {tuple(p) for p in json.loads(cached.read_text())}

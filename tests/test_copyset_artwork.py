@@ -28,10 +28,13 @@ def icon(name: str) -> Image.Image:
 
 
 @pytest.mark.parametrize(("copy", "original"), [
-    ("apps/clock", "apps/planner"),                            # the planner's clock: a 55 % crop
-    ("devices/media-optical-audio", "actions/tools-rip-audio-cd"),  # rip-audio-cd less its two pages
+    ("apps/clock", "apps/planner"),                  # the planner's clock: a 55 % crop, calendar behind
+    ("places/network-workgroup", "categories/applications-internet"),  # the globe framed, a stand over it
+    ("applets/org.kde.plasma.taskmanager", "applets/org.kde.plasma.windowlist"),  # the list less its header
 ])
 def test_an_icon_drawn_from_another_icons_artwork_is_a_copy_of_it(copy, original):
+    # (devices/media-optical-audio is actions/tools-rip-audio-cd less two pages that, with the
+    # disc redrawn a few pixels larger, make 0.22 of the drawn pixels: past a fifth, not a copy)
     assert copyset.copy_of(icon(copy), icon(original))
 
 
