@@ -12,6 +12,12 @@ and chroma fitted to each window (`_relit`: a gradient brightened, darkened or f
 within RELIT_DISTANCE. Brightness or contrast edits of a plain colour make another plain
 colour: those stay unfound (no test can tell them from a different colour). Measured with
 bench/copybench.py (the set's flat and gradient items).
+
+Cost: `match` verifies up to 28 candidates, and a smooth query's are mostly smooth records,
+each searched as is and without its frame. The rotation search scores its 88 turns in one
+batch (`_turn_cells`), and a stored grid too few of whose cells any query cell's colour can
+reach (`_reachable`) costs no window or turn (the per-turn loop was the p99 of `match`:
+bench/copybench.py --scale).
 """
 from __future__ import annotations
 
