@@ -152,8 +152,9 @@ def scale_section(s: copyset.CopySet, total: int, queries: int = 200) -> None:
             res = col.match({"base64": b64(im)})
             ms.append(res["took_ms"])
             found += item is not None and bool(res["hits"]) and s.item_of().get(res["hits"][0]["_id"]) == item
-        print(f"match took_ms over {len(picked)} queries: p50 {np.percentile(ms, 50):.1f}, "
-              f"p99 {np.percentile(ms, 99):.1f}; copies found first {found}/{sum(q[2] is not None for q in picked)}")
+        print(f"match took_ms over {len(picked)} queries: p50 {np.percentile(ms, 50):.1f}, p90 "
+              f"{np.percentile(ms, 90):.1f}, p99 {np.percentile(ms, 99):.1f}; copies found first {found}/"
+              f"{sum(q[2] is not None for q in picked)}; load average {os.getloadavg()[0]:.1f} at the end")
 
 
 def dup_records(s: copyset.CopySet, originals: int) -> list[tuple[str, str, object]]:

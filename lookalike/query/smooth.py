@@ -12,13 +12,19 @@ and chroma fitted to each window (`_relit`: a gradient brightened, darkened or f
 within RELIT_DISTANCE. Brightness or contrast edits of a plain colour make another plain
 colour: those stay unfound (no test can tell them from a different colour). Measured with
 bench/copybench.py (the set's flat and gradient items).
+
+Cost: `match` verifies up to 28 candidates, and a smooth query's are mostly smooth records,
+each searched as is and without its frame. The rotation search scores its 88 turns in one
+batch (`_turn_cells`), and a stored grid too few of whose cells any query cell's colour can
+reach (`_reachable`) costs no window or turn (the per-turn loop was the p99 of `match`:
+bench/copybench.py --scale).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..models.keypoints import Features, _cv2
-from .verify import Estimate, QueryLook, Verified, aligned_cells
+from .verify import Estimate, QueryLook, Verified
 
 #: Queries with fewer keypoints than this are featureless (`featureless`).
 SMOOTH_KEYPOINTS = 20
@@ -80,21 +86,65 @@ def _relit(windows: np.ndarray, small: np.ndarray) -> np.ndarray:
     return d
 
 
-def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float, relit: bool = False
-                 ) -> tuple[float, tuple[int, int, int, int]]:
+#: A covered cell (`aligned_cells`) has more than this share of its area inside the query.
+COVERED = 0.95
+#: Steps of the relit chroma gain's range (RELIT_CHROMA) in the colour screen (`_reachable`).
+CHROMA_STEPS = 24
+
+
+def _reachable(look: QueryLook, grid: np.ndarray, relit: bool, limit: float) -> np.ndarray:
+    """Which cells of the stored `grid` (g, g, 3) could come within `limit` of a query cell (bool (g, g)),
+    whatever the window, turn or mirror: a query cell is a mean of the query's pixels (its
+    colours' box, per channel) with less than 1 - COVERED of black (a turn's corner) mixed in,
+    and a cell farther than `limit` from every such mean is farther from the one it is compared
+    with. `relit` (`_relit`): only the chroma is bounded (lightness takes any gain and offset),
+    the query's ab box scaled by every chroma gain (RELIT_CHROMA, in CHROMA_STEPS intervals,
+    each bounded by its ends' boxes). A search needs at least its kept cells' count to be
+    reachable (`_kept`), so a candidate of other colours costs no window or turn, and a window
+    with too few reachable cells is not compared (`_best_window`)."""
+    lab = look.lab.reshape(-1, 3)
+    lo, hi = lab.min(axis=0) * COVERED, lab.max(axis=0)
+    s = grid.reshape(-1, 3).astype(np.float32)
+    if not relit:
+        gap = np.maximum(lo - s, 0) + np.maximum(s - hi, 0)
+        d = gap[:, 0] if look.grey else np.sqrt((gap * gap).sum(axis=1))
+    else:
+        gains = np.geomspace(*RELIT_CHROMA, CHROMA_STEPS + 1)[:, None]
+        lo_ab, hi_ab = lo[1:] - 128, hi[1:] - 128
+        low = np.minimum(gains[:-1] * lo_ab, gains[1:] * lo_ab)          # (CHROMA_STEPS, 2)
+        high = np.maximum(gains[:-1] * hi_ab, gains[1:] * hi_ab)
+        sab = s[:, None, 1:] - 128                                       # (g * g, 1, 2)
+        gap = np.maximum(low - sab, 0) + np.maximum(sab - high, 0)
+        d = np.sqrt((gap * gap).sum(axis=2)).min(axis=1)
+    return (d <= limit + 1e-3).reshape(grid.shape[:2])
+
+
+def _kept(cells: int) -> int:
+    """Cells a robust distance (the SMOOTH_TRIM share set aside) of `cells` compared ones rests on."""
+    return min(cells - 1, int((1 - SMOOTH_TRIM) * cells)) + 1
+
+
+def _best_window(lab: np.ndarray, grid: np.ndarray, grey: bool, aspect: float, relit: bool = False,
+                 reach: np.ndarray | None = None) -> tuple[float, tuple[int, int, int, int]]:
     """(robust distance, (x0, y0, w, h) in cells) of the grid window nearest the query image,
     among windows whose shape (`aspect`: the stored picture's width over height) is the
     query's to within half a cell (a crop keeps the content's proportions); `relit`: with the
-    query's lightness and chroma fitted to each window (`_relit`; a coloured query)."""
+    query's lightness and chroma fitted to each window (`_relit`; a coloured query). `reach`
+    (`_reachable` within a limit): window sizes none of whose places holds `_kept` reachable
+    cells are passed over, as farther than that limit."""
     cv2 = _cv2()
     g = grid.shape[0]
     best = (np.inf, (0, 0, g, g))
     channels = slice(0, 1) if grey else slice(0, 3)
     smallest = max(1, int(np.ceil(MIN_WINDOW * g)))
     query_aspect = lab.shape[1] / lab.shape[0]
+    summed = None if reach is None else np.pad(reach.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     for h in range(smallest, g + 1):
         for w in range(smallest, g + 1):
             if abs(np.log(w / h * aspect / query_aspect)) > np.log(1 + 0.5 / w + 0.5 / h):
+                continue
+            if summed is not None and (summed[h:, w:] - summed[h:, :-w] - summed[:-h, w:]
+                                       + summed[:-h, :-w]).max() < _kept(h * w):
                 continue
             small = cv2.resize(lab, (w, h), interpolation=cv2.INTER_AREA)[..., channels]
             windows = np.lib.stride_tricks.sliding_window_view(grid[..., channels], (h, w), axis=(0, 1))
@@ -129,10 +179,15 @@ def detail(lab: np.ndarray) -> float:
 def _window_match(look: QueryLook, grid: np.ndarray, aspect: float, relit: bool, limit: float
                   ) -> tuple[float, bool, tuple[int, int, int, int]] | None:
     """(distance, mirrored, window) of the nearer of the query's and its mirror's best windows
-    (`_best_window`) within `limit`, or None."""
+    (`_best_window`) within `limit`, or None (at once where too few cells are `_reachable` for
+    the smallest window)."""
+    smallest = int(np.ceil(MIN_WINDOW * grid.shape[0]))
+    reach = _reachable(look, grid, relit, limit)
+    if reach.sum() < _kept(smallest * smallest):
+        return None
     found = None
     for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
-        distance, cells = _best_window(lab, grid, look.grey, aspect, relit=relit)
+        distance, cells = _best_window(lab, grid, look.grey, aspect, relit=relit, reach=reach)
         if distance <= limit and (found is None or distance < found[0]):
             found = (distance, mirrored, cells)
     return found
@@ -179,45 +234,106 @@ def _turned(look: QueryLook, stored: Features, angle: float, scale: float, mirro
                     round(float(1 / scale), 4), [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
 
 
+def _turn_cells(look: QueryLook, stored: Features, turns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`aligned_cells` of many turns at once (`_turned`'s fits; `turns`: rows of angle, scale,
+    mirrored): the query's mean CIELAB over each cell of the stored grid (float32 (T, g, g, 3))
+    and which cells it covers whole (bool (T, g, g)). One OpenCV remap of every turn's stored
+    frame (4 x 4 pixels a cell, sampled as warpAffine samples it, zero outside the query; a
+    mirrored turn samples the query flipped), averaged over each cell: a Python loop of warps
+    cost 0.14 ms a turn, most of a smooth candidate's rotation search."""
+    cv2 = _cv2()
+    g = stored.colours.shape[0]
+    out = g * 4
+    lh, lw = look.lab.shape[:2]
+    qw, qh = lw / look.factor, lh / look.factor
+    sw, sh = stored.size
+    pixel = np.arange(out, dtype=np.float32) / out
+    dx, dy = pixel * sw - sw / 2, pixel * sh - sh / 2               # stored pixels about its centre
+    rad = np.radians(turns[:, 0])
+    cos = (look.factor / turns[:, 1] * np.cos(rad)).astype(np.float32)
+    sin = (look.factor / turns[:, 1] * np.sin(rad)).astype(np.float32)
+    flip = np.where(turns[:, 2] > 0, -1, 1).astype(np.float32)    # a mirrored turn reads x from the right
+    x0 = np.where(flip > 0, qw / 2 * look.factor, lw - 1 - qw / 2 * look.factor).astype(np.float32)
+    # the turn undone: query look pixels of each (turn, row, column) of the stored frame
+    x = (flip * cos)[:, None, None] * dx + ((flip * sin)[:, None] * dy + x0[:, None])[:, :, None]
+    y = (cos[:, None] * dy + np.float32(qh / 2 * look.factor))[:, :, None] - sin[:, None, None] * dx
+    src = np.dstack([look.lab, np.ones((lh, lw), np.float32)])
+    warped = cv2.remap(src, x.reshape(-1, out), y.reshape(-1, out),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    # INTER_AREA at a quarter: each 4 x 4 block's mean, no block straddling two turns' frames
+    cells = cv2.resize(warped, (g, g * len(turns)), interpolation=cv2.INTER_AREA).reshape(len(turns), g, g, 4)
+    return np.ascontiguousarray(cells[..., :3]), cells[..., 3] > 0.95
+
+
+def _turn_scores(look: QueryLook, stored: Features, turns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(covers ROTATED_CELLS, robust distance, robust relit distance) of each turn (`_turn_cells`):
+    the SMOOTH_TRIM-trimmed cell distance over the covered cells, as is (lightness alone for a
+    grey query) and (a coloured query; infinite for a grey one) with lightness and chroma
+    gains fitted (`_relit_cells`, every turn at once)."""
+    cells, inside = _turn_cells(look, stored, turns)
+    grid = stored.colours.astype(np.float32)
+    g = grid.shape[0]
+    q, t, w = cells.reshape(len(turns), g * g, 3), grid.reshape(1, g * g, 3), inside.reshape(len(turns), g * g)
+    n = w.sum(axis=1)
+    enough = n >= ROTATED_CELLS * g * g
+    kth = np.clip(np.minimum(n - 1, ((1 - SMOOTH_TRIM) * n).astype(int)), 0, g * g - 1)
+    rows = np.arange(len(turns))
+
+    def robust(d: np.ndarray) -> np.ndarray:
+        return np.sort(np.where(w, d, np.inf), axis=1)[rows, kth]
+
+    plain = robust(np.abs(q[..., 0] - t[..., 0]) if look.grey else np.linalg.norm(q - t, axis=2))
+    if look.grey:
+        return enough, plain, np.full(len(turns), np.inf)
+    count = np.maximum(n, 1)[:, None]
+    ql, sl = q[..., 0], t[..., 0]
+    s_mean = (w * sl).sum(axis=1, keepdims=True) / count
+    s_std = np.sqrt((w * (sl - s_mean) ** 2).sum(axis=1) / count[:, 0])
+    qc = ql - (w * ql).sum(axis=1, keepdims=True) / count
+    var = (w * qc * qc).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(var > 1e-6, np.clip((w * (sl - s_mean) * qc).sum(axis=1) / var, *RELIT_GAIN), 1.0)
+        qab, sab = q[..., 1:] - 128, t[..., 1:] - 128
+        power = (w[..., None] * qab * qab).sum(axis=(1, 2))
+        chroma = np.where(power > 1e-6, np.clip((w[..., None] * sab * qab).sum(axis=(1, 2)) / power,
+                                               *RELIT_CHROMA), 1.0)
+    d = np.sqrt((gain[:, None] * qc + s_mean - sl) ** 2
+                + ((chroma[:, None, None] * qab - sab) ** 2).sum(axis=2))
+    relit = robust(d)
+    relit[s_std < RELIT_MIN_STD] = np.inf
+    return enough, plain, relit
+
+
 def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] | None]:
     """[as is, relit]: the (robust distance, fit) of the query turned back onto the whole stored
     picture by the best rotation (as is and mirrored; scaled as the same canvas or a grown one),
     or None where no turn covers ROTATED_CELLS of the grid; relit (`_relit_cells`) only for a
-    coloured query."""
-    grid = stored.colours.astype(np.float32)
-    g = grid.shape[0]
+    coloured query. The first of equal distances wins, turns taken by angle, then mirrored,
+    then scale; each best is refined half a step either side."""
     qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
     sw, sh = stored.size
-    looks = {False: look, True: look.mirrored()}
     kinds = 1 if look.grey else 2
     best: list[tuple[float, Estimate] | None] = [None, None]
 
-    def score(angle: float, scale: float, mirrored: bool) -> None:
-        e = _turned(look, stored, angle, scale, mirrored)
-        cells, inside = aligned_cells(e, looks[mirrored], stored)
-        n = int(inside.sum())
-        if n < ROTATED_CELLS * g * g:
-            return
-        q, t = cells[inside], grid[inside]
-        kth = min(n - 1, int((1 - SMOOTH_TRIM) * n))
-        for kind in range(kinds):
-            d = (np.abs(q[:, 0] - t[:, 0]) if look.grey else np.linalg.norm(q - t, axis=1)) if kind == 0 \
-                else _relit_cells(q, t)
-            robust = float(np.partition(d, kth)[kth])
-            if best[kind] is None or robust < best[kind][0]:
-                best[kind] = (robust, e)
+    def score(turns: list[tuple[float, float, bool]]) -> None:
+        enough, *robust = _turn_scores(look, stored, np.array(turns, dtype=np.float64))
+        covered = np.flatnonzero(enough)
+        for kind in range(kinds if len(covered) else 0):
+            i = int(covered[np.argmin(robust[kind][covered])])
+            if best[kind] is None or robust[kind][i] < best[kind][0]:
+                best[kind] = (float(robust[kind][i]), _turned(look, stored, *turns[i]))
 
+    coarse = []
     for angle in ROTATIONS:
         c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
         same = (sw / qw + sh / qh) / 2                                  # stored px per query px
         grown = (sw * c + sh * s) / qw / 2 + (sw * s + sh * c) / qh / 2
-        for mirrored in (False, True):
-            for scale in (same, grown):
-                score(float(angle), scale, mirrored)
-    for found in [b for b in best if b is not None]:
-        e = found[1]
-        for delta in (-ROTATION_STEP / 2, ROTATION_STEP / 2):
-            score(e.angle + delta, 1 / e.scale, e.mirrored)
+        coarse += [(float(angle), scale, mirrored) for mirrored in (False, True) for scale in (same, grown)]
+    score(coarse)
+    fine = [(e.angle + delta, 1 / e.scale, e.mirrored) for e in [b[1] for b in best if b is not None]
+            for delta in (-ROTATION_STEP / 2, ROTATION_STEP / 2)]
+    if fine:
+        score(fine)
     return best
 
 
@@ -254,6 +370,11 @@ def rotated_match(look: QueryLook, stored: Features) -> Verified | None:
     """The query verified as a rotated copy (`_rotated`) of a smooth stored picture, or None:
     within SMOOTH_DISTANCE as is, or (a coloured query) RELIT_DISTANCE relit."""
     if detail(look.lab) > ROTATED_DETAIL:
+        return None
+    g = stored.colours.shape[0]
+    need = _kept(int(np.ceil(ROTATED_CELLS * g * g)))
+    if _reachable(look, stored.colours, False, SMOOTH_DISTANCE).sum() < need and (
+            look.grey or _reachable(look, stored.colours, True, RELIT_DISTANCE).sum() < need):
         return None
     plain, relit = _rotated(look, stored)
     found = plain if plain is not None and plain[0] <= SMOOTH_DISTANCE else \
