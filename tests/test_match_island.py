@@ -7,11 +7,10 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import lookalike
 from lookalike.testing.copies import COPY_TRANSFORMS
-from lookalike.testing.photos import jpeg_base64
+from lookalike.testing.photos import jpeg_base64, oxygen_icon
 
 ICONS = Path("/usr/share/icons/oxygen/base/256x256")
 STORED = ["applets/org.kde.plasma.taskmanager", "applets/org.kde.plasma.windowlist", "applets/org.kde.plasma.kicker",
@@ -27,10 +26,7 @@ if not (ICONS / "apps" / "kdf.png").exists():
 b64 = partial(jpeg_base64, quality=92)
 
 
-def icon(name: str) -> Image.Image:
-    im = Image.open(ICONS / f"{name}.png").convert("RGBA")
-    back = Image.new("RGBA", im.size, (255, 255, 255, 255))
-    return Image.alpha_composite(back, im).convert("RGB")
+icon = oxygen_icon  # the tests name icons by "folder/stem"
 
 
 @pytest.fixture(scope="module")

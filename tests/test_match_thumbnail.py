@@ -15,7 +15,7 @@ from PIL import Image
 import lookalike
 from lookalike.query import aligned
 from lookalike.testing.copies import COPY_TRANSFORMS, compose, encode
-from lookalike.testing.photos import jpeg_base64, skimage_photo
+from lookalike.testing.photos import jpeg_base64, oxygen_icon, skimage_photo
 
 ICONS = Path("/usr/share/icons/oxygen/base/256x256")
 #: stored icons sharing the globe (network-workgroup, x-mswinurl, smb-workgroup) or the chalkboard
@@ -34,10 +34,7 @@ if not (ICONS / "apps" / "kbruch.png").exists():
 b64 = partial(jpeg_base64, quality=92)
 
 
-def icon(name: str) -> Image.Image:
-    im = Image.open(ICONS / f"{name}.png").convert("RGBA")
-    back = Image.new("RGBA", im.size, (255, 255, 255, 255))
-    return Image.alpha_composite(back, im).convert("RGB")
+icon = oxygen_icon  # the tests name icons by "folder/stem"
 
 
 def pictures() -> list[tuple[str, Image.Image]]:

@@ -35,6 +35,17 @@ def skimage_photo(name: str, side: int | None = None) -> Image.Image:
     return im
 
 
+#: Oxygen's 256 px icons (Debian oxygen-icon-theme): real drawings, many sharing artwork.
+OXYGEN_ICONS = "/usr/share/icons/oxygen/base/256x256"
+
+
+def oxygen_icon(name: str) -> Image.Image:
+    """Oxygen icon `name` ("folder/stem") as RGB, its transparency over white."""
+    im = Image.open(f"{OXYGEN_ICONS}/{name}.png").convert("RGBA")
+    back = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    return Image.alpha_composite(back, im).convert("RGB")
+
+
 def jpeg_base64(im: Image.Image, quality: int = 90) -> str:
     """An image as base64 JPEG text (a `_base64` record's or query's value)."""
     from .copies import encode
