@@ -85,30 +85,29 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
     """Write synthetic distractors straight to the store until the collection holds `total`
     records; returns how many. Distractor i copies record ids[i mod N]'s vector plus Gaussian
     noise (sigma 0.02 a dimension, renormalised: it stays among that record's embedding
-    neighbours, so distractors crowd the embedding candidates), its fingerprint with a quarter
-    of the bits flipped at random, and its keypoints moved to random places with a quarter of
-    each descriptor's bits flipped (so verifying one costs a full, failing RANSAC, as an
-    unrelated picture does), and the colour grid of the record half the list away (ids[(i +
-    N / 2) mod N]). With its source's grid verbatim, the one distractor in about 19,000 whose
-    fingerprint lands at 0.7 (binomial tail: 256 bits flipped at 1 in 4, at most 38 of them)
-    passes `duplicates`' fingerprint fallback (query/clusters.py `pair_score`: 0.7 and the
-    unmoved grids correlated) as its source: 389 of the copy set's 446 records would take such
-    a distractor for a copy, 31 with another record's grid; 5 such joins expected in 100k
-    distractors, each joining its source's whole cluster (26 false pairs at 100k). A picture
-    whose whole-image hash agrees at 0.7 and whose 12 x 12 colour grid is its source's cell for
-    cell is a copy by everything a record holds: real pairs of different items reach 0.7 in 93
-    of the set's 98,500, 18 of them verified, all Oxygen icons drawn from one template
-    (folder colours, wireless levels). With another record's grid, a distractor that reaches
-    0.7 still fails the fallback's colour distance (clusters.py UNMOVED_DISTANCE): before that
-    rule, a near-black flat grid correlated by chance and 2 distractors made the 20 false pairs
-    at 100k. Ids are `x<i>`."""
+    neighbours, so distractors crowd the embedding candidates) and its fingerprint with a
+    quarter of the bits flipped at random; its local features are those of the record half the
+    list away (ids[(i + N / 2) mod N]: its size, colour grid and number of keypoints) with the
+    keypoints moved to random places and a quarter of each descriptor's bits flipped (so
+    verifying one costs a full, failing RANSAC, as an unrelated picture does). The grid and the
+    keypoints come from one picture, as in any real record: a distractor with a flat picture's
+    7 keypoints and a foggy photo's grid is a smooth picture to `duplicates` (query/clusters.py
+    `_smooth_score`), whose window search rightly finds a flat grey copy in its fog (the 17
+    false pairs at 20k and 5,361 at 100k of the set's 621 records, all one grey copy of a flat
+    picture and the distractors with its source's vector and Plasma ColdRipple's grid).
+    With its source's grid verbatim, the one distractor in about 19,000 whose fingerprint
+    lands at 0.7 (binomial tail: 256 bits flipped at 1 in 4, at most 38 of them) would pass
+    `duplicates`' fingerprint fallback (clusters.py `pair_score`: 0.7 and the unmoved grids
+    correlated) as its source: a picture whose whole-image hash agrees at 0.7 and whose colour
+    grid is its source's cell for cell is a copy by everything a record holds. With another
+    record's grid, a distractor that reaches 0.7 still fails the fallback's colour distance
+    (clusters.py UNMOVED_DISTANCE). Ids are `x<i>`."""
     from lookalike.models.keypoints import decode_features, encode_features
     from lookalike.store.base import StoredRecord
 
     rng = np.random.default_rng(seed)
     docs = col._store.get(ids)
     vectors = col._store.vectors(ids)
-    grids = [decode_features(doc["_keypoints"]).colours for doc in docs]
     n = 0
     while col.count() < total:
         batch = []
@@ -118,8 +117,7 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
             noisy = vec + rng.normal(0, 0.02, vec.shape).astype(np.float32)
             fp = np.frombuffer(base64.b64decode(doc["_fingerprint"]), np.uint8).copy()
             fp ^= np.packbits(rng.random(fp.size * 8) < 0.25)
-            f = decode_features(doc["_keypoints"])
-            f.colours = grids[(k + len(ids) // 2) % len(ids)]
+            f = decode_features(docs[(k + len(ids) // 2) % len(ids)]["_keypoints"])
             f.points = (rng.random(f.points.shape) * np.array(f.size)).astype(np.float32)
             f.descriptors = f.descriptors ^ np.packbits(rng.random(f.descriptors.size * 8) < 0.25).reshape(
                 f.descriptors.shape)
