@@ -15,7 +15,7 @@ from PIL import Image
 import lookalike
 from lookalike.query import aligned
 from lookalike.testing.copies import COPY_TRANSFORMS, compose, encode
-from lookalike.testing.photos import jpeg_base64, oxygen_icon, skimage_photo
+from lookalike.testing.photos import jpeg_base64, oxygen_icon, skimage_photo, require_pictures
 
 ICONS = Path("/usr/share/icons/oxygen/base/256x256")
 #: stored icons sharing the globe (network-workgroup, x-mswinurl, smb-workgroup) or the chalkboard
@@ -28,8 +28,7 @@ PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 #: held-out icons: a browser window around the globe, a chalkboard with a sum
 OUTSIDE = ["apps/internet-web-browser", "apps/kbruch"]
 
-if not (ICONS / "apps" / "kbruch.png").exists():
-    pytest.skip("Oxygen icons (oxygen-icon-theme) not installed", allow_module_level=True)
+require_pictures(ICONS / "apps" / "kbruch.png", package="oxygen-icon-theme")
 
 b64 = partial(jpeg_base64, quality=92)
 
@@ -113,3 +112,56 @@ def test_the_aligned_comparison_of_a_copy_and_of_another_drawing():
     other = reduced(icon("mimetypes/application-x-mswinurl"))
     differ = aligned.compare(aligned.query_grey(other), size, thumb, size, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
     assert differ.dis24 > 4 * same.dis24 + 0.1
+
+
+# The same pixel check for copies between stored records: `match` by a stored id and
+# `duplicates` (query/clusters.py `pair_score`) compare the two records' kept thumbnails.
+BORDERED = {"kbruch-framed": ("apps/kbruch", 1), "browser-framed": ("apps/internet-web-browser", 1)}
+
+
+def stored_pictures() -> dict[str, Image.Image]:
+    pics = dict(pictures())
+    pics.update({rid: COPY_TRANSFORMS["border"](icon(name), seed) for rid, (name, seed) in BORDERED.items()})
+    pics.update({f"kformula-{edit}": EDITS[edit](icon("apps/kformula"), 4) for edit in EDITS})
+    return pics
+
+
+@pytest.fixture(scope="module")
+def pair_cols(db):
+    """The pictures, the held-out icons in a border and edited copies of kformula, in a
+    collection that keeps thumbnails and in one that does not."""
+    kept = db.collection("pairs-kept", create=True)
+    bare = db.collection("pairs-bare", create=True, thumbnails=False)
+    records = [{"_id": rid, "_base64": b64(im)} for rid, im in stored_pictures().items()]
+    kept.upsert(records)
+    bare.upsert(records)
+    return kept, bare
+
+
+#: the stored icons drawn from the framed ones' artwork (the globe, the chalkboard)
+SHARED = {"kbruch-framed": {"apps/kformula"},
+          "browser-framed": {"places/network-workgroup", "mimetypes/application-x-mswinurl",
+                             "mimetypes/application-x-smb-workgroup"}}
+
+
+@pytest.mark.parametrize("rid", list(BORDERED))
+def test_match_by_a_stored_id_is_pixel_checked(pair_cols, rid):
+    kept, bare = pair_cols
+    assert not SHARED[rid] & {h["_id"] for h in kept.match({"id": rid})["hits"]}
+    # without thumbnails the keypoints and the colour grid take the shared artwork for a copy
+    assert SHARED[rid] & {h["_id"] for h in bare.match({"id": rid})["hits"]}
+
+
+def test_match_by_a_stored_id_still_finds_its_copies(pair_cols):
+    kept, _ = pair_cols
+    found = {h["_id"] for h in kept.match({"id": "apps/kformula"})["hits"]}
+    assert {f"kformula-{edit}" for edit in EDITS} <= found, found
+
+
+def test_duplicates_are_pixel_checked(pair_cols):
+    kept, bare = pair_cols
+    cluster = next(c for c in kept.duplicates()["clusters"] if "apps/kformula" in c)
+    assert set(cluster) == {"apps/kformula"} | {f"kformula-{edit}" for edit in EDITS}, cluster
+    assert not any(set(c) & SHARED["browser-framed"] and "browser-framed" in c for c in kept.duplicates()["clusters"])
+    # the same records without thumbnails: the framed chalkboard joins kformula's copies
+    assert any({"apps/kformula", "kbruch-framed"} <= set(c) for c in bare.duplicates()["clusters"])

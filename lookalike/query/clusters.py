@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
@@ -30,6 +31,7 @@ import numpy as np
 from ..models.fingerprint import BITS, MIRROR, PIXEL_HASH, _as_words
 from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
 from ..store.base import CollectionStore
+from . import aligned
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _hamming, _live_slots, check_threshold, clusters,
                          colours_cover, components, copy_scores, crop_edges, similar_pairs, stored_fingerprints)
 from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, grid_look, look_of
@@ -266,28 +268,50 @@ def _edition(e: Estimate, look: QueryLook, stored: Features) -> bool:
     return float(np.median(_relit_cells(q, s))) >= EDITION_RESIDUAL
 
 
-def pair_score(a: Features, b: Features, fingerprint: float) -> float:
+#: Two records' kept thumbnails as lightness arrays (query/aligned.py `thumbnail_grey`), None where absent.
+Thumbs = tuple[np.ndarray | None, np.ndarray | None]
+
+
+def _pixels_agree(e: Estimate, one: Features, other: Features, thumbs: Thumbs) -> bool:
+    """`match`'s pixel check (query/aligned.py `agrees`) of a keypoint fit of `one` onto
+    `other`, by their kept thumbnails (`thumbs`: lightness arrays, `one`'s first); True when
+    either record keeps none."""
+    if thumbs[0] is None or thumbs[1] is None:
+        return True
+    grey = np.ascontiguousarray(thumbs[0][:, ::-1]) if e.mirrored else thumbs[0]
+    return aligned.agrees(aligned.compare(grey, one.size, thumbs[1], other.size, e.matrix))
+
+
+def pair_score(a: Features, b: Features, fingerprint: float, thumbs: Callable[[], Thumbs] | None = None) -> float:
     """The verified copy score of two stored records (0 when not copies): keypoints either way
-    round (query/verify.py `check`, as `match` verifies one against the other), else the
+    round (query/verify.py `check`, as `match` verifies one against the other, then its pixel
+    check with the kept thumbnails: `thumbs()` gives a's and b's lightness, or None), else the
     fingerprint fallback with the unmoved or mirrored colour grids. Two records that align
     (each way that aligns them) while the cells coloured in both clash in hue (TINT_CLASH) are
     tints of one picture, not copies: `check` lets a low-chroma tint through, its few coloured
-    cells taken for an overlay's."""
-    best, aligned, clashes = 0.0, 0, 0
+    cells taken for an overlay's. A keypoint fit the pixels refute, either way round, refutes
+    the pair: a copy's pixels agree both ways (a crop's, and the picture it was cut from where
+    they overlap), while a different drawing sharing a large piece of artwork (a globe on a
+    stand, the globe in a browser window) agrees only one way; the coarser tests below cannot
+    overrule it."""
+    best, lined_up, clashes, refuted = 0.0, 0, 0, False
     if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
-        for one, other in ((a, b), (b, a)):
+        for one, other, first in ((a, b, True), (b, a, False)):
             qi, si = _ratio_matches(one.descriptors, other.descriptors)
             e = _upright(fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS), one, other)
             if e is None or not e.plausible:
                 continue
             look = look_of(one)
             v = check(e, look, other, islands=False)  # verify.py ISLAND_HULL: not for pairs
+            pictures = thumbs() if v is not None and thumbs is not None else (None, None)
+            if not _pixels_agree(e, one, other, pictures if first else pictures[::-1]):
+                v, refuted = None, True
             if v is not None:
                 best = max(best, v.score)
             if v is not None or photometric(e, look, other)[0] >= MIN_NCC:
-                aligned += 1
+                lined_up += 1
                 clashes += _clash(e, look, other) > TINT_CLASH or _edition(e, look, other)
-    if aligned and clashes == aligned:
+    if lined_up and clashes == lined_up or refuted:
         return 0.0
     if best == 0.0 and fingerprint >= FINGERPRINT_SIMILARITY:
         # either way round: a grey record agrees with a coloured one as the query only
@@ -366,18 +390,25 @@ class _Stages:
         self._at = now
 
 
-def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None], pairs: np.ndarray,
-                  fingerprints: np.ndarray, limit: float,
+def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None], thumbnails: dict[int, bytes | None],
+                  pairs: np.ndarray, fingerprints: np.ndarray, limit: float,
                   joined: dict[int, int] | None = None) -> tuple[list[tuple[int, int, float]], dict[int, float]]:
     """The pairs of one chunk that verify at `limit`, with their scores, and the chroma of each
     record's colour grid (for the tint rule). Each record's stored features (`keypoints`, by
-    record number) are decoded once a chunk; a pure function of its arguments, so that worker
+    record number) are decoded once a chunk, its kept thumbnail (`thumbnails`, JPEG bytes, for
+    the pixel check) when a pair first needs it; a pure function of its arguments, so that worker
     processes can run it. A pair of coloured records already joined through verified pairs of
     coloured records (`joined`: union-find parents, carried from chunk to chunk) is not
     verified: the tint rule never cuts such pairs, so the clusters come out the same."""
     feats = {n: decode_features(value) for n, value in keypoints.items()}
     chroma = {n: _chroma(f) for n, f in feats.items() if f is not None}
     joined = {} if joined is None else joined
+    greys: dict[int, np.ndarray | None] = {}
+
+    def grey(n: int) -> np.ndarray | None:
+        if n not in greys:
+            greys[n] = aligned.thumbnail_grey(thumbnails.get(n))
+        return greys[n]
 
     def root(n: int) -> int:
         while joined.get(n, n) != n:
@@ -394,7 +425,7 @@ def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None
             continue
         if pixels[i] and pixels[i] == pixels[j]:
             fingerprint = 1.0  # the very same pixels
-        score = pair_score(feats[i], feats[j], fingerprint)
+        score = pair_score(feats[i], feats[j], fingerprint, lambda: (grey(i), grey(j)))
         if score >= limit:
             out.append((i, j, score))
             if coloured:
@@ -404,15 +435,17 @@ def _verify_chunk(keypoints: dict[int, str | None], pixels: dict[int, str | None
 
 def _chunks(store: CollectionStore, ids: list[str], pairs: np.ndarray, fingerprints: np.ndarray):
     """`_verify_chunk`'s arguments, VERIFY_CHUNK pairs at a time in (i, j) order (so a record's
-    features travel and are decoded about once), read from the store when needed."""
+    features travel and are decoded about once), read from the store when needed (thumbnails
+    where the store keeps them)."""
     order = np.lexsort((pairs[1], pairs[0]))
     pairs, fingerprints = pairs[:, order], fingerprints[order]
     for s in range(0, pairs.shape[1], VERIFY_CHUNK):
         part = pairs[:, s:s + VERIFY_CHUNK]
         need = np.unique(part).tolist()
         docs = [d or {} for d in store.get([ids[n] for n in need])]
+        thumbs = {n: store.thumbnail(ids[n]) for n in need} if store.capabilities.thumbnails else {}
         yield ({n: d.get(KEYPOINTS) for n, d in zip(need, docs)}, {n: d.get(PIXEL_HASH) for n, d in zip(need, docs)},
-               part.T, fingerprints[s:s + VERIFY_CHUNK])
+               thumbs, part.T, fingerprints[s:s + VERIFY_CHUNK])
 
 
 def workers() -> int:

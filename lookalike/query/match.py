@@ -127,6 +127,7 @@ class Query:
     scanned: bool = True               # did the fingerprints of the whole collection get scanned?
     embedding_top: tuple[str, ...] = ()   # the best DENSE_CANDIDATES by embedding
     refuted: bool = False              # did the pixel check drop a keypoint-verified candidate?
+    thumb: np.ndarray | None = None    # a record query's kept thumbnail (lightness), for the pixel check
     #: the mirror's features and the QUERY_FEATURES ones, made when first needed or started
     #: early (`prefetched`); the lock lets concurrent checks of candidates share them
     _jobs: dict[str, Future] = field(default_factory=dict, repr=False)
@@ -151,9 +152,12 @@ class Query:
         return self._job("dense", lambda: dense_features(rgb))
 
     def grey(self, mirror: bool) -> np.ndarray | None:
-        """The query's (or its mirror's) lightness at aligned.ALIGN_SIDE, for the pixel check."""
+        """The query's (or its mirror's) lightness at aligned.ALIGN_SIDE, for the pixel check:
+        a record query's kept thumbnail, None without one."""
         if self.rgb is None:
-            return None
+            if self.thumb is None or not mirror:
+                return self.thumb
+            return np.ascontiguousarray(self.thumb[:, ::-1])
         rgb = self.rgb
         return self._job(f"grey {mirror}", lambda: aligned.query_grey(mirrored(rgb) if mirror else rgb))
 
@@ -259,7 +263,7 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
         doc = store.get([value])[0]
         if doc is None:
             raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
-        q = record_query(doc)
+        q = record_query(doc, _kept_thumbnail(store, value, doc))
         if q is None:
             raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
                              "before they existed: upsert its image again)")
@@ -320,13 +324,14 @@ def image_query(image, data: bytes, vector: np.ndarray | None = None, keep_image
                  image if keep_image else None, _jobs=jobs)
 
 
-def record_query(doc: dict) -> Query | None:
-    """What `match` compares of a stored record (`{"id": ...}`), None without fingerprint or features."""
+def record_query(doc: dict, thumb: np.ndarray | None = None) -> Query | None:
+    """What `match` compares of a stored record (`{"id": ...}`; `thumb`: its kept thumbnail's
+    lightness, for the pixel check), None without fingerprint or features."""
     fp = decode_fingerprint(doc.get(FINGERPRINT, ""))
     own = decode_features(doc.get(KEYPOINTS))
     if fp is None or own is None:
         return None
-    return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH))
+    return Query(stored_query_hashes(fp), own, look_of(own), pix=doc.get(PIXEL_HASH), thumb=thumb)
 
 
 def _centre_candidates(engine: Searcher, query: Query, exclude: list[str]) -> list[str]:
@@ -421,17 +426,23 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
     return [hit for hit in workers.run_all(one, zip(ids, docs)) if hit is not None]
 
 
+def _kept_thumbnail(store: CollectionStore, rid: str, doc: dict) -> np.ndarray | None:
+    """A record's kept thumbnail's lightness (cached), None where the store or the record keeps none."""
+    if not store.capabilities.thumbnails:
+        return None
+    return _THUMBNAILS.get(store).get(rid, doc.get(KEYPOINTS), lambda: store.thumbnail(rid))
+
+
 def _pixels_agree(store: CollectionStore, rid: str, doc: dict, q: Query, stored: Features, v: Verified) -> bool:
     """Does a keypoint-verified copy agree pixel by pixel with the record's kept thumbnail
-    (query/aligned.py `agrees`)? True when it cannot be told: an image query is needed, and
-    a store (and record) that keeps a thumbnail."""
-    if q.rgb is None or not store.capabilities.thumbnails:
-        return True
-    thumb = _THUMBNAILS.get(store).get(rid, doc.get(KEYPOINTS), lambda: store.thumbnail(rid))
+    (query/aligned.py `agrees`)? True when it cannot be told: a store (and record) that keeps
+    a thumbnail is needed, and an image query or a record query that keeps one too."""
+    e = v.estimate
+    grey = q.grey(e.mirrored) if store.capabilities.thumbnails else None
+    thumb = None if grey is None else _kept_thumbnail(store, rid, doc)
     if thumb is None:
         return True
-    e = v.estimate
-    return aligned.agrees(aligned.compare(q.grey(e.mirrored), q.plain.size, thumb, stored.size, e.matrix))
+    return aligned.agrees(aligned.compare(grey, q.plain.size, thumb, stored.size, e.matrix))
 
 
 def match(engine: Searcher, query: dict, threshold: float | None = None, k: int = 10,
