@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from lookalike.testing.copies import COPY_TRANSFORMS, compose, crop60
+from lookalike.testing.photos import require_pictures
 
 ICONS = Path("/usr/share/icons/oxygen/base/256x256")
-if not ICONS.is_dir():
-    pytest.skip("Oxygen's icons (Debian oxygen-icon-theme) are not installed", allow_module_level=True)
+require_pictures(ICONS, package="oxygen-icon-theme")
 
 _spec = importlib.util.spec_from_file_location("copyset", Path(__file__).parent.parent / "bench" / "copyset.py")
 copyset = importlib.util.module_from_spec(_spec)

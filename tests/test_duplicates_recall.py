@@ -12,6 +12,7 @@ import lookalike
 from lookalike.models.keypoints import features, reduced
 from lookalike.query.clusters import pair_score
 from lookalike.testing.copies import blur_strong, encode, jpeg_low, mirror
+from lookalike.testing.photos import require_pictures
 
 WALLPAPERS = Path("/usr/share/wallpapers")
 FLOW_DARK = WALLPAPERS / "Flow/contents/images_dark/5120x2880.jpg"
@@ -20,8 +21,7 @@ GREY = WALLPAPERS / "Grey/contents/images/1920x1080.jpg"
 
 
 def wallpaper(path: Path) -> Image.Image:
-    if not path.exists():
-        pytest.skip("plasma-workspace-wallpapers not installed")
+    require_pictures(path, package="plasma-workspace-wallpapers")
     im = Image.open(path).convert("RGB")
     im.thumbnail((640, 640))
     return im
@@ -63,8 +63,7 @@ def test_copies_of_a_smooth_picture_verify_by_their_colour_grids(edit):
 
     def background(name: str) -> Image.Image:
         path = Path("/usr/share/backgrounds") / name
-        if not path.exists():
-            pytest.skip("ubuntu backgrounds not installed")
+        require_pictures(path, package="ukui-wallpapers, lomiri-wallpapers")
         im = Image.open(path).convert("RGB")
         im.thumbnail((640, 640))
         return im
@@ -87,8 +86,8 @@ def test_a_wallpapers_portrait_edition_turned_a_quarter_is_its_copy(family):
     # taken so (query/clusters.py TURNED_ASPECT)
     folder = WALLPAPERS / family / "contents/images"
     files = sorted(folder.glob("*.jpg"))
-    if len(files) != 2:
-        pytest.skip("plasma-workspace-wallpapers not installed")
+    require_pictures(*(files or [folder]), package="plasma-workspace-wallpapers")
+    assert len(files) == 2, files
     shapes = sorted(files, key=lambda p: -Image.open(p).size[0] / Image.open(p).size[1])  # landscape first
     wide, tall = (features(reduced(wallpaper(p))) for p in shapes)
     assert wide.size[0] > wide.size[1] and tall.size[1] > tall.size[0]

@@ -13,11 +13,10 @@ import lookalike
 from lookalike.models.keypoints import features, reduced
 from lookalike.query.smooth import SMOOTH_KEYPOINTS
 from lookalike.testing.copies import tint
-from lookalike.testing.photos import jpeg_base64, skimage_photo
+from lookalike.testing.photos import jpeg_base64, skimage_photo, require_pictures
 
 WALLPAPER = Path("/usr/share/wallpapers/DarkestHour/contents/images/1920x1080.jpg")
-if not WALLPAPER.exists():
-    pytest.skip("plasma-workspace-wallpapers not installed", allow_module_level=True)
+require_pictures(WALLPAPER, package="plasma-workspace-wallpapers")
 pytest.importorskip("skimage.data")
 
 b64 = partial(jpeg_base64, quality=92)

@@ -13,14 +13,13 @@ from PIL import Image
 
 import lookalike
 from lookalike.testing.copies import blur_strong, caption, compose, crop, jpeg_low, saturation, tint
-from lookalike.testing.photos import jpeg_base64, skimage_photo
+from lookalike.testing.photos import jpeg_base64, skimage_photo, require_pictures
 
 WALLPAPERS = Path("/usr/share/wallpapers")
 KAY_DARK = WALLPAPERS / "Kay/contents/images_dark/5120x2880.png"
 KAY_LIGHT = WALLPAPERS / "Kay/contents/images/5120x2880.png"
 PASTEL = WALLPAPERS / "PastelHills/contents/images/3200x2000.jpg"
-if not (KAY_DARK.exists() and KAY_LIGHT.exists() and PASTEL.exists()):
-    pytest.skip("plasma-workspace-wallpapers not installed", allow_module_level=True)
+require_pictures(KAY_DARK, KAY_LIGHT, PASTEL, package="plasma-workspace-wallpapers")
 pytest.importorskip("skimage.data")
 
 b64 = partial(jpeg_base64, quality=92)

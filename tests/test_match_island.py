@@ -10,7 +10,7 @@ import pytest
 
 import lookalike
 from lookalike.testing.copies import COPY_TRANSFORMS
-from lookalike.testing.photos import jpeg_base64, oxygen_icon
+from lookalike.testing.photos import jpeg_base64, oxygen_icon, require_pictures
 
 ICONS = Path("/usr/share/icons/oxygen/base/256x256")
 STORED = ["applets/org.kde.plasma.taskmanager", "applets/org.kde.plasma.windowlist", "applets/org.kde.plasma.kicker",
@@ -20,8 +20,7 @@ NEIGHBOURS = ["applets/org.kde.plasma.quicklaunch", "applets/org.kde.plasma.icon
 #: held-out icons: each shares a drawing (small icons, a pie) with a stored one, copies of none
 OUTSIDE = ["applets/org.kde.plasma.kickerdash", "applets/org.kde.plasma.kickoff", "apps/kdf"]
 
-if not (ICONS / "apps" / "kdf.png").exists():
-    pytest.skip("Oxygen icons (oxygen-icon-theme) not installed", allow_module_level=True)
+require_pictures(ICONS / "apps" / "kdf.png", package="oxygen-icon-theme")
 
 b64 = partial(jpeg_base64, quality=92)
 

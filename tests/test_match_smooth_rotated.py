@@ -15,12 +15,11 @@ import lookalike
 from lookalike.models.keypoints import features, reduced
 from lookalike.query.smooth import SMOOTH_STORED
 from lookalike.testing.copies import caption, logo, rotate_expand, rotate_same, tint
-from lookalike.testing.photos import jpeg_base64, skimage_photo
+from lookalike.testing.photos import jpeg_base64, skimage_photo, require_pictures
 
 pytest.importorskip("skimage.data")
 BACKGROUNDS = Path("/usr/share/backgrounds")
-if not (BACKGROUNDS / "desert.png").exists() or not (BACKGROUNDS / "umang_by_Abhishek_Mudgal.jpg").exists():
-    pytest.skip("ubuntu's desert and umang backgrounds not installed", allow_module_level=True)
+require_pictures(BACKGROUNDS / "desert.png", BACKGROUNDS / "umang_by_Abhishek_Mudgal.jpg", package="ukui-wallpapers")
 
 b64 = partial(jpeg_base64, quality=92)
 

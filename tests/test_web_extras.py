@@ -3,7 +3,6 @@ drawn on the query picture, and the object regions the server proposes (web/stat
 Uses test_web.py's server, browser and Page; screenshots go to test-artifacts/web/."""
 from __future__ import annotations
 
-import io
 
 from PIL import Image
 

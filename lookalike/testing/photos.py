@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -37,6 +39,21 @@ def skimage_photo(name: str, side: int | None = None) -> Image.Image:
 
 #: Oxygen's 256 px icons (Debian oxygen-icon-theme): real drawings, many sharing artwork.
 OXYGEN_ICONS = "/usr/share/icons/oxygen/base/256x256"
+
+
+def require_pictures(*paths: Path | str, package: str) -> None:
+    """Skip the calling test (or module) when one of the installed pictures `paths` is missing
+    (Debian `package`), or fail it where LOOKALIKE_REQUIRE_PICTURES is set: .ci/run installs
+    the packages, so there a missing picture is a broken install, not a test to leave out."""
+    missing = next((str(p) for p in paths if not Path(p).exists()), None)
+    if missing is None:
+        return
+    import pytest
+
+    reason = f"{package} not installed ({missing} missing)"
+    if os.environ.get("LOOKALIKE_REQUIRE_PICTURES"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def oxygen_icon(name: str) -> Image.Image:
