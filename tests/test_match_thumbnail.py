@@ -165,3 +165,13 @@ def test_duplicates_are_pixel_checked(pair_cols):
     assert not any(set(c) & SHARED["browser-framed"] and "browser-framed" in c for c in kept.duplicates()["clusters"])
     # the same records without thumbnails: the framed chalkboard joins kformula's copies
     assert any({"apps/kformula", "kbruch-framed"} <= set(c) for c in bare.duplicates()["clusters"])
+
+
+@pytest.mark.parametrize("query", [{"id": "kbruch-framed"}, {"base64": b64(COPY_TRANSFORMS["border"](icon("apps/kbruch"), 1))}])
+def test_explain_calls_a_hit_a_duplicate_as_match_does(pair_cols, query):
+    kept, bare = pair_cols
+    for col, copy in ((kept, False), (bare, True)):
+        hits = {h["_id"]: h["_explain"] for h in col.search(query, k=30, explain=True)["hits"]}
+        assert ("duplicate" in hits["apps/kformula"]) is copy, hits["apps/kformula"]
+    hits = {h["_id"]: h["_explain"] for h in kept.search({"id": "apps/kformula"}, k=30, explain=True)["hits"]}
+    assert all("duplicate" in hits[f"kformula-{edit}"] for edit in EDITS)

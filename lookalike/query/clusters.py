@@ -272,7 +272,7 @@ def _edition(e: Estimate, look: QueryLook, stored: Features) -> bool:
 Thumbs = tuple[np.ndarray | None, np.ndarray | None]
 
 
-def _pixels_agree(e: Estimate, one: Features, other: Features, thumbs: Thumbs) -> bool:
+def _pair_pixels_agree(e: Estimate, one: Features, other: Features, thumbs: Thumbs) -> bool:
     """`match`'s pixel check (query/aligned.py `agrees`) of a keypoint fit of `one` onto
     `other`, by their kept thumbnails (`thumbs`: lightness arrays, `one`'s first); True when
     either record keeps none."""
@@ -304,7 +304,7 @@ def pair_score(a: Features, b: Features, fingerprint: float, thumbs: Callable[[]
             look = look_of(one)
             v = check(e, look, other, islands=False)  # verify.py ISLAND_HULL: not for pairs
             pictures = thumbs() if v is not None and thumbs is not None else (None, None)
-            if not _pixels_agree(e, one, other, pictures if first else pictures[::-1]):
+            if not _pair_pixels_agree(e, one, other, pictures if first else pictures[::-1]):
                 v, refuted = None, True
             if v is not None:
                 best = max(best, v.score)

@@ -18,12 +18,13 @@ from ..models.colors import dominant_colors, hex_to_rgb, srgb_to_lab
 from ..models.fingerprint import FINGERPRINT, PIXEL_HASH, decode_fingerprint, full_width
 from ..models.images import load_pixels, open_image
 from ..models.keypoints import KEYPOINTS, SIDE, decode_features
+from ..store.base import CollectionStore
 from ..store.filters import And, Cond, Node, Not, Or
 from .colors import SIGMA, ciede2000, parse_color
 from .duplicates import _hamming, similarities
 from .engine import IMAGE_KINDS, Searcher, anchor_ids
 from .labels import LABEL_PATH
-from .match import DEFAULT_MATCH_THRESHOLD, Query, image_query, record_query, verified
+from .match import DEFAULT_MATCH_THRESHOLD, Query, image_query, kept_thumbnail, pixels_agree, record_query, verified
 from .search import SearchParams
 
 #: Two dominant colours are "shared" within this CIEDE2000 difference (about a just-noticeable
@@ -50,7 +51,7 @@ def prepare(engine: Searcher, params: SearchParams) -> None:
         trace["labels"] = _merged_labels([d.get("_labels") or [] for d in docs])
         trace["colors"] = (docs[0].get("_colors") or []) if len(docs) == 1 else []
         if len(docs) == 1:
-            trace["copy"] = record_query(docs[0])
+            trace["copy"] = record_query(docs[0], kept_thumbnail(engine.store, docs[0]["_id"], docs[0]))
     elif kind in IMAGE_KINDS:
         data = engine.image_bytes(kind, value)
         encoder = engine.encoder
@@ -137,7 +138,7 @@ def explain_hits(engine: Searcher, params: SearchParams, hits: list[dict], *, ve
                           "hit": round(float(x["score"]), 4)}
                          for x in doc.get("_labels") or [] if x.get("label") in query_labels]
         out["colors"] = _shared_colors(query_colors, doc.get("_colors") or [])
-        duplicate = _near_duplicate(trace, doc)
+        duplicate = _near_duplicate(trace, store, i, doc)
         if duplicate is not None:
             out["duplicate"] = duplicate
         hit["_explain"] = out
@@ -207,9 +208,10 @@ ROTATED_ANGLE = 2.0
 CROP_AREA = 0.9
 
 
-def _near_duplicate(trace: dict, doc: dict) -> dict | None:
-    """How the hit copies the query image, verified as `match` verifies it (query/match.py
-    `verified`: keypoints and RANSAC, the mirror, the fingerprint fallback, colours), or None.
+def _near_duplicate(trace: dict, store: CollectionStore, rid: str, doc: dict) -> dict | None:
+    """How the hit `rid` copies the query image, verified as `match` verifies it (query/match.py
+    `verified`: keypoints and RANSAC, the mirror, the fingerprint fallback, colours; then
+    `pixels_agree` with its kept thumbnail), or None.
 
     `how`: `exact` (the same pixels), `whole` (resized, recompressed, edited), `mirrored`,
     `rotated` or `crop` (the query is a part of the hit); `region`: where the query's picture
@@ -226,6 +228,8 @@ def _near_duplicate(trace: dict, doc: dict) -> dict | None:
         return None
     v = verified(query, stored, float(similarities(full_width(fp)[None], query.hashes)[0]), dense=True)
     if v is None or v.score < DEFAULT_MATCH_THRESHOLD:
+        return None
+    if v.estimate.inliers and not pixels_agree(store, rid, doc, query, stored, v):
         return None
     e = v.estimate
     area = (e.box[2] - e.box[0]) * (e.box[3] - e.box[1])

@@ -263,7 +263,7 @@ def _query(engine: Searcher, kind: str, value: object) -> tuple[Query, list[str]
         doc = store.get([value])[0]
         if doc is None:
             raise NotFound(f"record {value!r} not found in collection {engine.name!r}")
-        q = record_query(doc, _kept_thumbnail(store, value, doc))
+        q = record_query(doc, kept_thumbnail(store, value, doc))
         if q is None:
             raise BadRequest(f"record {value!r} has no image fingerprint or features (a '_vector' record, or ingested "
                              "before they existed: upsert its image again)")
@@ -418,7 +418,7 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
         v = verified(q, stored, similarity, dense=rid in q.embedding_top)
         if v is None or v.score < limit or 0 < v.estimate.inliers < min_inliers:
             return None
-        if v.estimate.inliers and not _pixels_agree(store, rid, doc, q, stored, v):
+        if v.estimate.inliers and not pixels_agree(store, rid, doc, q, stored, v):
             q.refuted = True
             return None
         return rid, v.ranked, v.info(), doc
@@ -426,20 +426,20 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
     return [hit for hit in workers.run_all(one, zip(ids, docs)) if hit is not None]
 
 
-def _kept_thumbnail(store: CollectionStore, rid: str, doc: dict) -> np.ndarray | None:
+def kept_thumbnail(store: CollectionStore, rid: str, doc: dict) -> np.ndarray | None:
     """A record's kept thumbnail's lightness (cached), None where the store or the record keeps none."""
     if not store.capabilities.thumbnails:
         return None
     return _THUMBNAILS.get(store).get(rid, doc.get(KEYPOINTS), lambda: store.thumbnail(rid))
 
 
-def _pixels_agree(store: CollectionStore, rid: str, doc: dict, q: Query, stored: Features, v: Verified) -> bool:
+def pixels_agree(store: CollectionStore, rid: str, doc: dict, q: Query, stored: Features, v: Verified) -> bool:
     """Does a keypoint-verified copy agree pixel by pixel with the record's kept thumbnail
     (query/aligned.py `agrees`)? True when it cannot be told: a store (and record) that keeps
     a thumbnail is needed, and an image query or a record query that keeps one too."""
     e = v.estimate
     grey = q.grey(e.mirrored) if store.capabilities.thumbnails else None
-    thumb = None if grey is None else _kept_thumbnail(store, rid, doc)
+    thumb = None if grey is None else kept_thumbnail(store, rid, doc)
     if thumb is None:
         return True
     return aligned.agrees(aligned.compare(grey, q.plain.size, thumb, stored.size, e.matrix))
