@@ -87,7 +87,8 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
     noise (sigma 0.02 a dimension, renormalised: it stays among that record's embedding
     neighbours, so distractors crowd the embedding candidates) and its fingerprint with a
     quarter of the bits flipped at random; its local features are those of the record half the
-    list away (ids[(i + N / 2) mod N]: its size, colour grid and number of keypoints) with the
+    list away (ids[(i + N / 2) mod N]: its size, colour grid and number of keypoints, and its kept
+    thumbnail, which `duplicates` reads with the features for the pixel check) with the
     keypoints moved to random places and a quarter of each descriptor's bits flipped (so
     verifying one costs a full, failing RANSAC, as an unrelated picture does). The grid and the
     keypoints come from one picture, as in any real record: a distractor with a flat picture's
@@ -108,6 +109,7 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
     rng = np.random.default_rng(seed)
     docs = col._store.get(ids)
     vectors = col._store.vectors(ids)
+    thumbs = [col._store.thumbnail(rid) for rid in ids]
     n = 0
     while col.count() < total:
         batch = []
@@ -117,14 +119,15 @@ def add_distractors(col, ids: list[str], total: int, seed: int = 0) -> int:
             noisy = vec + rng.normal(0, 0.02, vec.shape).astype(np.float32)
             fp = np.frombuffer(base64.b64decode(doc["_fingerprint"]), np.uint8).copy()
             fp ^= np.packbits(rng.random(fp.size * 8) < 0.25)
-            f = decode_features(docs[(k + len(ids) // 2) % len(ids)]["_keypoints"])
+            partner = (k + len(ids) // 2) % len(ids)
+            f = decode_features(docs[partner]["_keypoints"])
             f.points = (rng.random(f.points.shape) * np.array(f.size)).astype(np.float32)
             f.descriptors = f.descriptors ^ np.packbits(rng.random(f.descriptors.size * 8) < 0.25).reshape(
                 f.descriptors.shape)
             batch.append(StoredRecord(id=f"x{n}", doc={"_id": f"x{n}"}, computed={
                 "_fingerprint": base64.b64encode(fp.tobytes()).decode(), "_keypoints": encode_features(f),
                 "_pixel_hash": f"{n:064x}"}, vector=noisy / np.linalg.norm(noisy), source_hash=f"{n:064x}",
-                content_hash=f"{n:064x}"))
+                content_hash=f"{n:064x}", thumbnail=thumbs[partner]))
             n += 1
         col._store.write(batch)
     return n
