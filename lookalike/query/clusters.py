@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..models.fingerprint import BITS, MIRROR, PIXEL_HASH, _as_words
-from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features
+from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features, mirrored
 from ..store.base import CollectionStore
 from . import aligned
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _hamming, _live_slots, check_threshold, clusters,
@@ -278,7 +278,7 @@ def _pair_pixels_agree(e: Estimate, one: Features, other: Features, thumbs: Thum
     either record keeps none."""
     if thumbs[0] is None or thumbs[1] is None:
         return True
-    grey = np.ascontiguousarray(thumbs[0][:, ::-1]) if e.mirrored else thumbs[0]
+    grey = mirrored(thumbs[0]) if e.mirrored else thumbs[0]
     return aligned.agrees(aligned.compare(grey, one.size, thumbs[1], other.size, e.matrix))
 
 

@@ -155,9 +155,7 @@ class Query:
         """The query's (or its mirror's) lightness at aligned.ALIGN_SIDE, for the pixel check:
         a record query's kept thumbnail, None without one."""
         if self.rgb is None:
-            if self.thumb is None or not mirror:
-                return self.thumb
-            return np.ascontiguousarray(self.thumb[:, ::-1])
+            return mirrored(self.thumb) if mirror and self.thumb is not None else self.thumb
         rgb = self.rgb
         return self._job(f"grey {mirror}", lambda: aligned.query_grey(mirrored(rgb) if mirror else rgb))
 
