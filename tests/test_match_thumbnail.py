@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.query import aligned
+from lookalike.query import aligned, clusters
 from lookalike.testing.copies import COPY_TRANSFORMS, compose, encode
 from lookalike.testing.photos import jpeg_base64, oxygen_icon, skimage_photo, require_pictures
 
@@ -158,13 +158,43 @@ def test_match_by_a_stored_id_still_finds_its_copies(pair_cols):
     assert {f"kformula-{edit}" for edit in EDITS} <= found, found
 
 
-def test_duplicates_are_pixel_checked(pair_cols):
+def test_duplicates_are_pixel_checked(pair_cols, monkeypatch):
     kept, bare = pair_cols
     cluster = next(c for c in kept.duplicates()["clusters"] if "apps/kformula" in c)
     assert set(cluster) == {"apps/kformula"} | {f"kformula-{edit}" for edit in EDITS}, cluster
     assert not any(set(c) & SHARED["browser-framed"] and "browser-framed" in c for c in kept.duplicates()["clusters"])
-    # the same records without thumbnails: the framed chalkboard joins kformula's copies
+    # the same records without thumbnails nor the keypoint coverage floor (below): the framed
+    # chalkboard joins kformula's copies
+    monkeypatch.setattr(clusters, "COVER_FLOOR", 0.0)
     assert any({"apps/kformula", "kbruch-framed"} <= set(c) for c in bare.duplicates()["clusters"])
+
+
+def test_duplicates_without_thumbnails_cut_a_shared_drawing_by_keypoint_coverage(pair_cols):
+    """The framed chalkboard's fit on kformula matches the chalkboard's keypoints only, under
+    COVER_FLOOR of those either side detected where the two overlap; kformula's edited copies
+    re-detect far more."""
+    _, bare = pair_cols
+    found = bare.duplicates()["clusters"]
+    assert not any({"apps/kformula", "kbruch-framed"} <= set(c) for c in found)
+    cluster = next(c for c in found if "apps/kformula" in c)
+    assert {f"kformula-{edit}" for edit in EDITS} <= set(cluster), cluster
+
+
+def test_keypoint_coverage_of_a_copy_and_of_a_shared_drawing():
+    from lookalike.models.keypoints import features
+    from lookalike.query.verify import estimate, keypoint_coverage
+
+    pics = stored_pictures()
+    stored = features(pics["apps/kformula"])
+
+    def coverage(im: Image.Image) -> float:
+        e = estimate(features(im), stored, False)
+        assert e is not None and e.plausible
+        return keypoint_coverage(e, features(im), stored)
+
+    shared = coverage(pics["kbruch-framed"])
+    assert shared < clusters.COVER_FLOOR
+    assert coverage(pics["kformula-crop"]) > 2 * clusters.COVER_FLOOR > 2 * shared
 
 
 @pytest.mark.parametrize("query", [{"id": "kbruch-framed"}, {"base64": b64(COPY_TRANSFORMS["border"](icon("apps/kbruch"), 1))}])

@@ -197,6 +197,22 @@ def inlier_spread(points: np.ndarray, matrix: np.ndarray, qsize: tuple[int, int]
     return float(min(1.0, hull / overlap)) if overlap > 0 else 0.0
 
 
+def keypoint_coverage(e: Estimate, query: Features, stored: Features) -> float:
+    """Inliers over the keypoints either side detected where the two pictures overlap (the
+    fewer of: query keypoints mapped inside the stored image, stored keypoints inside the
+    query's mapped outline). A copy re-detects most of its overlap's keypoints; a different
+    drawing sharing one element matches that element's only."""
+    m = np.vstack([e.matrix, [0, 0, 1]])
+    qp = query.points @ m[:2, :2].T + m[:2, 2]
+    sw, sh = stored.size
+    inside_stored = int(((qp[:, 0] >= 0) & (qp[:, 0] <= sw) & (qp[:, 1] >= 0) & (qp[:, 1] <= sh)).sum())
+    back = np.linalg.inv(m)
+    sp = stored.points @ back[:2, :2].T + back[:2, 2]
+    qw, qh = query.size
+    inside_query = int(((sp[:, 0] >= 0) & (sp[:, 0] <= qw) & (sp[:, 1] >= 0) & (sp[:, 1] <= qh)).sum())
+    return e.inliers / max(1, min(inside_stored, inside_query))
+
+
 def _covered(matrix: np.ndarray, qsize: tuple[int, int], ssize: tuple[int, int]) -> list[float]:
     """Bounding box of the query's mapped outline in the stored image, clipped, as fractions."""
     w, h = qsize
