@@ -244,6 +244,7 @@ def duplicates_scale_section(s: copyset.CopySet, originals: int, total: int) -> 
         wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         res = duplicates(col._store, stats=stats)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu + _children_cpu() - children
+        reads = _thumbnail_reads(col._store)
     print(f"duplicates took {wall:.1f} s wall, {cpu:.1f} s CPU ({os.cpu_count()} cores here, "
           f"{stats.get('workers', 1)} worker processes); {len(res['clusters'])} clusters")
     print("| stage | s | pairs |")
@@ -251,6 +252,22 @@ def duplicates_scale_section(s: copyset.CopySet, originals: int, total: int) -> 
     for stage in ("fingerprints", "fingerprint pairs", "neighbours", "cheap tests", "verify", "crop edges", "clusters"):
         print(f"| {stage} | {stats.get(stage + ' s', 0):.1f} | {stats.get(stage + ' pairs', '-')} |")
     pair_table(records, res["clusters"])
+    print("kept thumbnails of all records read (the pixel check's input): " + reads)
+
+
+def _thumbnail_reads(store) -> str:
+    """Seconds to read every record's kept thumbnail one by one (`thumbnail`) and in blocks of
+    `duplicates`' chunk size (`thumbnails`), side by side on one collection."""
+    from lookalike.query.clusters import VERIFY_CHUNK
+    from lookalike.store.filters import MATCH_ALL
+
+    ids = store.ids_where(MATCH_ALL)
+    t = time.perf_counter()
+    one = sum(store.thumbnail(rid) is not None for rid in ids)
+    one_s, t = time.perf_counter() - t, time.perf_counter()
+    many = sum(len(store.thumbnails(ids[s:s + VERIFY_CHUNK])) for s in range(0, len(ids), VERIFY_CHUNK))
+    many_s = time.perf_counter() - t
+    return f"one by one {one_s:.2f} s, in blocks {many_s:.2f} s ({one} and {many} thumbnails)"
 
 
 def _children_cpu() -> float:

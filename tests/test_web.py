@@ -57,6 +57,18 @@ def test_thumbnail_kept_for_file_and_base64_replaced_and_deleted(db, tmp_path):
         col.thumbnail("b")
 
 
+def test_store_reads_many_thumbnails_at_once_as_one_by_one(db):
+    """The batch read `duplicates` uses (store `thumbnails`) returns what `thumbnail` does, and
+    leaves out records without one and unknown ids, over more ids than one SQL block."""
+    col = db.collection("many", create=True)
+    col.upsert([{"_id": f"r{n}", "_base64": b64_image("dots", "blue", n)} for n in range(3)]
+               + [{"_id": "v", "_vector": [0.5] * col.settings.dim}])
+    store = col._store
+    ids = [f"r{n}" for n in range(3)] + ["v", "unknown"] + [f"x{n}" for n in range(600)]
+    assert store.thumbnails(ids) == {f"r{n}": store.thumbnail(f"r{n}") for n in range(3)}
+    assert len({store.thumbnail(f"r{n}") for n in range(3)}) == 3
+
+
 def test_thumbnails_off_keeps_none_and_drops_existing(db):
     col = db.collection("t", create=True)
     col.upsert([{"_id": "a", "_base64": b64_image("stripes", "red", 1)}])

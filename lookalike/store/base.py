@@ -281,6 +281,12 @@ class CollectionStore(ABC):
         `thumbnails` (callers check)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no thumbnails")
 
+    def thumbnails(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The kept thumbnails of many records by id (those without one left out): `thumbnail`
+        for each, unless the backend reads them in fewer round trips."""
+        found = {rid: self.thumbnail(rid) for rid in ids}
+        return {rid: data for rid, data in found.items() if data is not None}
+
     def compact(self) -> None:
         """Reclaim the rows of deleted and replaced records. Only for backends whose capabilities
         say `compaction` (callers check)."""

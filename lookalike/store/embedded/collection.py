@@ -293,6 +293,15 @@ class EmbeddedCollection(EmbeddedSearch, CollectionStore):
         self._check_present()
         return bytes(row[0]) if row else None
 
+    def thumbnails(self, ids: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        con = self._store.reader()
+        for chunk in chunks(list(ids), 500):
+            q = f"SELECT id, data FROM thumbnails WHERE collection=? AND id IN ({marks(chunk)})"
+            out.update((rid, bytes(data)) for rid, data in con.execute(q, (self.name, *chunk)))
+        self._check_present()
+        return out
+
     def stats(self) -> dict:
         index = self._index.stats()
         return {"index": index, "bytes": self._vectors.rows * self._vectors.row_bytes + index["memory_bytes"],
