@@ -186,7 +186,7 @@ def _window_match(look: QueryLook, grid: np.ndarray, aspect: float, relit: bool,
     if reach.sum() < _kept(smallest * smallest):
         return None
     found = None
-    for mirrored, lab in ((False, look.lab), (True, np.ascontiguousarray(look.lab[:, ::-1]))):
+    for mirrored, lab in ((False, look.lab), (True, look.mirrored().lab)):
         distance, cells = _best_window(lab, grid, look.grey, aspect, relit=relit, reach=reach)
         if distance <= limit and (found is None or distance < found[0]):
             found = (distance, mirrored, cells)

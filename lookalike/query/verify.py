@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..models.keypoints import Features, _cv2
+from ..models.keypoints import Features, _cv2, mirrored as flipped
 
 #: Keypoint pairs under this Hamming distance (of 256 bits) are tried, and the best must beat
 #: the second best by RATIO (Lowe's test).
@@ -239,7 +239,7 @@ class QueryLook:
         return cls(lab, lab.shape[1] / size[0], float(chroma.mean()) < GREY_CHROMA)
 
     def mirrored(self) -> "QueryLook":
-        return QueryLook(np.ascontiguousarray(self.lab[:, ::-1]), self.factor, self.grey)
+        return QueryLook(flipped(self.lab), self.factor, self.grey)
 
 
 def aligned_cells(e: Estimate, look: QueryLook, stored: Features) -> tuple[np.ndarray, np.ndarray]:
