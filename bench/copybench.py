@@ -294,6 +294,7 @@ def match_section(s: copyset.CopySet, args: argparse.Namespace) -> None:
         hashes = {} if args.no_baselines else {rid: imagehash.phash(im) for rid, _, im in s.stored}
         rows: dict[str, list] = collections.defaultdict(lambda: [0, 0, 0, 0])  # n, match, search, phash
         false, nonc, ms, misses = 0, 0, [], []
+        by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])  # non-copies, false, by source
         for name, im, item in s.queries:
             data = b64(im)
             res = col.match({"base64": data}, threshold=args.threshold)
@@ -302,6 +303,8 @@ def match_section(s: copyset.CopySet, args: argparse.Namespace) -> None:
             if item is None:
                 nonc += 1
                 false += bool(hits)
+                by_kind[name.split()[-1]][0] += 1
+                by_kind[name.split()[-1]][1] += bool(hits)
                 if hits:
                     misses.append(("false", name, hits[0]["_id"], hits[0]["_score"], hits[0]["_match"]))
                 continue
@@ -331,7 +334,8 @@ def match_section(s: copyset.CopySet, args: argparse.Namespace) -> None:
         n = total[0]
         base = "| - | - |" if args.no_baselines else f"| {total[2] / n:.3f} | {total[3] / n:.3f} |"
         print(f"| **all copies** | {int(n)} | {total[1] / n:.3f} {base}")
-        print(f"\nfalse matches on non-copies: {false}/{nonc} = {false / max(1, nonc):.3f}")
+        print(f"\nfalse matches on non-copies: {false}/{nonc} = {false / max(1, nonc):.3f} ("
+              + ", ".join(f"{kind} {f}/{n}" for kind, (n, f) in by_kind.items()) + ")")
         print(f"match took_ms: p50 {np.percentile(ms, 50):.1f}, p90 {np.percentile(ms, 90):.1f} "
               f"(collection of {col.count()})")
         if os.environ.get("COPYBENCH_MISSES"):

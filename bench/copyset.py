@@ -559,14 +559,15 @@ def build(originals: int = 60, distractors: int = 400, pairs: int = 12, seed: in
         s.queries.append((f"tinted {name}", COPY_TRANSFORMS[name](tint(im, TINTS[0]), n), tinted))
     # non-copies: held-out pictures and tints that are not stored, edited (never to grey:
     # a grey copy of a tint is a copy of every tint), which must match nothing
-    outside = [im for item in held_walls for _, im in walls[item][-1:]] + [im for _, im in held_photos]
-    outside += [im for _, im in held_icons] + [im for _, im in flats_out]
-    outside += [tint(im, 160.0) for _, im in tinted_originals]
+    # (named "non-copy <kind>": wallpaper, photo, icon, flat, tint)
+    outside = [("wallpaper", im) for item in held_walls for _, im in walls[item][-1:]]
+    outside += [("photo", im) for _, im in held_photos] + [("icon", im) for _, im in held_icons]
+    outside += [("flat", im) for _, im in flats_out] + [("tint", tint(im, 160.0)) for _, im in tinted_originals]
     colour_safe = [n for n in names if n not in ("grey",)]
-    for n, im in enumerate(outside):
+    for n, (kind, im) in enumerate(outside):
         for k in range(2):
             name = colour_safe[(n * 2 + k) % len(colour_safe)]
-            s.queries.append(("non-copy", COPY_TRANSFORMS[name](im, n * 2 + k), None))
+            s.queries.append((f"non-copy {kind}", COPY_TRANSFORMS[name](im, n * 2 + k), None))
     return s
 
 
