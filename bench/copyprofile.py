@@ -70,7 +70,7 @@ def instrument() -> None:
     timed(match_mod, "_centre_candidates", "centre embedding (nothing verified)")
     timed(match_mod, "verified", "verification (all candidates)")
     timed(verify_mod, "estimate", "  estimate (knnMatch + RANSAC)")
-    timed(verify_mod, "_matches", "    knnMatch + ratio test")
+    timed(verify_mod, "descriptor_matches", "    knnMatch + ratio test")
     timed(verify_mod, "photometric", "  photometric check")
     timed(match_mod, "_flat_match", "  fingerprint fallback")
     timed(match_mod, "smooth_match", "  smooth fallback")

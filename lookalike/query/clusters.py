@@ -37,8 +37,8 @@ from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _hamming, _live_slo
 from .match import FINGERPRINT_SIMILARITY, FLAT_NCC, LOOK_SIDE, grid_look, look_of
 from .smooth import (RELIT_DISTANCE, SMOOTH_DETAIL, SMOOTH_DISTANCE, SMOOTH_STORED, _relit_cells, _window_match,
                      detail)
-from .verify import (CHROMA, MAX_ANGLE, MAX_DISTANCE, MIN_CELLS, MIN_INLIERS, MIN_NCC, RATIO, Estimate, QueryLook,
-                     aligned_cells, check, colour_distance, fit, keypoint_coverage, photometric)
+from .verify import (CHROMA, MAX_ANGLE, MIN_CELLS, MIN_INLIERS, MIN_NCC, Estimate, QueryLook, aligned_cells, check,
+                     colour_distance, descriptor_matches, fit, keypoint_coverage, photometric)
 
 #: Default score (query/verify.py `score_of`, or the fingerprint score of the fallback) a
 #: verified pair needs, as `match`'s.
@@ -95,7 +95,6 @@ UNMOVED_DISTANCE = 120.0
 #: light and dark editions 25-31 apart, 12-26 relit; an edited copy and its original 1-3
 #: relit, and over 10 only between two copies each edited another way).
 EDITION_DISTANCE, EDITION_RESIDUAL = 20.0, 10.0
-CV_32S, NORM_HAMMING = 4, 6  # OpenCV's constants, without importing it at module import
 #: Candidate pairs verified a chunk (their records' features decoded once a chunk), and the
 #: pairs from which chunks are verified in worker processes, one a CPU (0.8-2 CPU ms a pair:
 #: 20,000 take 16-40 s on one core; starting the workers about a second).
@@ -226,17 +225,6 @@ def _unmoved(a: Features, b: Features, mirrored: bool) -> float:
     return -1.0 if v is None or v.distance > UNMOVED_DISTANCE else v.ncc
 
 
-def _ratio_matches(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """query/verify.py `_matches` (the same pairs: best stored descriptor of each query one
-    passing the distance and ratio tests), by OpenCV's batch distance, without a Python object
-    a match."""
-    if len(query) < 2 or len(stored) < 2:
-        return np.empty(0, int), np.empty(0, int)
-    dist, index = _cv2().batchDistance(query, stored, CV_32S, normType=NORM_HAMMING, K=2)
-    ok = (dist[:, 0] <= MAX_DISTANCE) & (dist[:, 0] < RATIO * dist[:, 1])
-    return np.flatnonzero(ok), index[ok, 0].astype(int)
-
-
 def _clash(e: Estimate, look: QueryLook, stored: Features) -> float:
     """Median hue difference (degrees) over the aligned cells coloured (chroma over CHROMA) on
     both sides, 0 where fewer than MIN_CELLS are."""
@@ -308,7 +296,7 @@ def pair_score(a: Features, b: Features, fingerprint: float, thumbs: Callable[[]
     best, lined_up, clashes, refuted = 0.0, 0, 0, False
     if len(a.descriptors) >= MIN_INLIERS and len(b.descriptors) >= MIN_INLIERS:
         for one, other, first in ((a, b, True), (b, a, False)):
-            qi, si = _ratio_matches(one.descriptors, other.descriptors)
+            qi, si = descriptor_matches(one.descriptors, other.descriptors)
             e = _upright(fit(one, other, qi, si, False, iterations=PAIR_ITERATIONS), one, other)
             if e is None or not e.plausible:
                 continue

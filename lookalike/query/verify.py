@@ -130,7 +130,7 @@ class Verified:
                 "inliers": e.inliers}
 
 
-def _matches(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def descriptor_matches(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (query, stored) of descriptor matches passing the distance and ratio tests.
     OpenCV's batchDistance gives the two nearest as arrays (BFMatcher.knnMatch's list of
     DMatch objects, read in Python, cost twice the time)."""
@@ -151,7 +151,7 @@ def score_of(inliers: int) -> float:
 def estimate(query: Features, stored: Features, mirrored: bool, min_ratio: float = MIN_INLIER_RATIO) -> Estimate | None:
     """The similarity transform best mapping the query's keypoints onto the stored ones
     (`min_ratio`: the share of the matches its inliers must reach to be plausible)."""
-    qi, si = _matches(query.descriptors, stored.descriptors)
+    qi, si = descriptor_matches(query.descriptors, stored.descriptors)
     return fit(query, stored, qi, si, mirrored, min_ratio)
 
 
