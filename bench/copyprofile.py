@@ -9,7 +9,7 @@ transform of lookalike/testing/copies.py COPY_TRANSFORMS in turn) and as many no
 of its queries), with bench/copybench.py's synthetic distractors up to `--scale` records;
 `--dump` writes each query's hits (ids, scores, `_match`) as JSON, to compare two versions'
 decisions. Each stage's functions are wrapped with a timer; stages nest (`verify` holds
-`knnMatch` and `RANSAC`), so the rows do not add up to the total. Wall-clock and CPU
+`descriptor matching` and `RANSAC`), so the rows do not add up to the total. Wall-clock and CPU
 (process_time: every thread of the process) are both shown: on a shared machine the CPU
 milliseconds are the steadier, on a quiet one the wall-clock is what a user waits.
 """
@@ -69,8 +69,8 @@ def instrument() -> None:
     timed(match_mod, "_candidates", "candidates (fingerprints, embedding)")
     timed(match_mod, "_centre_candidates", "centre embedding (nothing verified)")
     timed(match_mod, "verified", "verification (all candidates)")
-    timed(verify_mod, "estimate", "  estimate (knnMatch + RANSAC)")
-    timed(verify_mod, "descriptor_matches", "    knnMatch + ratio test")
+    timed(verify_mod, "estimate", "  estimate (descriptor matching + RANSAC)")
+    timed(verify_mod, "descriptor_matches", "    descriptor matching + ratio test")
     timed(verify_mod, "photometric", "  photometric check")
     timed(match_mod, "_flat_match", "  fingerprint fallback")
     timed(match_mod, "smooth_match", "  smooth fallback")
