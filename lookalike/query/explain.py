@@ -229,7 +229,7 @@ def _near_duplicate(trace: dict, store: CollectionStore, rid: str, doc: dict) ->
     v = verified(query, stored, float(similarities(full_width(fp)[None], query.hashes)[0]), dense=True)
     if v is None or v.score < DEFAULT_MATCH_THRESHOLD:
         return None
-    if v.estimate.inliers and not pixels_agree(store, rid, doc, query, stored, v):
+    if not pixels_agree(store, rid, doc, query, stored, v):
         return None
     e = v.estimate
     area = (e.box[2] - e.box[0]) * (e.box[3] - e.box[1])

@@ -416,7 +416,7 @@ def _verify_all(store: CollectionStore, q: Query, ids: list[str], candidates: di
         v = verified(q, stored, similarity, dense=rid in q.embedding_top)
         if v is None or v.score < limit or 0 < v.estimate.inliers < min_inliers:
             return None
-        if v.estimate.inliers and not pixels_agree(store, rid, doc, q, stored, v):
+        if not pixels_agree(store, rid, doc, q, stored, v):
             q.refuted = True
             return None
         return rid, v.ranked, v.info(), doc
@@ -433,10 +433,11 @@ def kept_thumbnail(store: CollectionStore, rid: str, doc: dict) -> np.ndarray | 
 
 def pixels_agree(store: CollectionStore, rid: str, doc: dict, q: Query, stored: Features, v: Verified) -> bool:
     """Does a keypoint-verified copy agree pixel by pixel with the record's kept thumbnail
-    (query/aligned.py `agrees`)? True when it cannot be told: a store (and record) that keeps
-    a thumbnail is needed, and an image query or a record query that keeps one too."""
+    (query/aligned.py `agrees`)? True when it cannot be told: a keypoint fit is needed (the
+    fallbacks align nothing to check), a store (and record) that keeps a thumbnail, and an
+    image query or a record query that keeps one too."""
     e = v.estimate
-    grey = q.grey(e.mirrored) if store.capabilities.thumbnails else None
+    grey = q.grey(e.mirrored) if e.inliers and store.capabilities.thumbnails else None
     thumb = None if grey is None else kept_thumbnail(store, rid, doc)
     if thumb is None:
         return True
