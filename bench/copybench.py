@@ -60,7 +60,13 @@ def main() -> None:
     ap.add_argument("--only-scale", action="store_true", help="run the timing at scale alone")
     ap.add_argument("--duplicates-scale", type=int, default=0, metavar="N",
                     help="time `duplicates` on the set plus synthetic distractors up to N records (alone)")
+    ap.add_argument("--matching", choices=("default", "opencv"), default="default",
+                    help="descriptor matching by OpenCV even where FAISS is installed (query/verify.py `two_nearest`)")
     args = ap.parse_args()
+    if args.matching == "opencv":
+        from lookalike.query import verify
+
+        verify._faiss_module = None   # forked `duplicates` workers inherit it
     t = time.perf_counter()
     s = copyset.build(args.originals, args.distractors, args.pairs, seed=args.seed)
     item_of = s.item_of()

@@ -2,13 +2,16 @@
 
     python bench/copyprofile.py [--stored 8] [--queries 48]
     python bench/copyprofile.py --real [--scale 10000] [--queries 200] [--dump hits.json]
+    python bench/copyprofile.py --real --scale 100000 --matching both   # FAISS against OpenCV
 
 A collection of scikit-image photos (`--stored` of them); queries are copies of them (every
 transform of lookalike/testing/copies.py COPY_TRANSFORMS in turn) and as many non-copies
 (photos not stored, edited). `--real`: bench/copyset.py's set instead (every `--queries`-th
 of its queries), with bench/copybench.py's synthetic distractors up to `--scale` records;
 `--dump` writes each query's hits (ids, scores, `_match`) as JSON, to compare two versions'
-decisions. Each stage's functions are wrapped with a timer; stages nest (`verify` holds
+decisions. `--matching both` runs every query twice, its descriptor matching by FAISS's binary
+k-NN and by OpenCV's batchDistance in turns (which first alternating), and prints each one's
+latency and matching time side by side (the stage table then sums both). Each stage's functions are wrapped with a timer; stages nest (`verify` holds
 `descriptor matching` and `RANSAC`), so the rows do not add up to the total. Wall-clock and CPU
 (process_time: every thread of the process) are both shown: on a shared machine the CPU
 milliseconds are the steadier, on a quiet one the wall-clock is what a user waits.
@@ -105,6 +108,16 @@ def instrument() -> None:
     instrument.embed_timer = embed_timer  # type: ignore[attr-defined]
 
 
+def use_matching(mode: str) -> None:
+    """Descriptor matching by FAISS or OpenCV from now on ("default": whichever is installed)."""
+    if mode == "opencv":
+        verify_mod._faiss_module = None
+    else:
+        verify_mod._faiss_module = verify_mod._UNSET
+        if mode == "faiss" and verify_mod._faiss() is None:
+            raise SystemExit("--matching faiss needs FAISS (the `ann` extra)")
+
+
 def photo_queries(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(stored (id, base64), queries (kind, base64)) of the scikit-image photos."""
     stored = {n: skimage_photo(n, 512) for n in PHOTOS[:args.stored]}
@@ -128,6 +141,8 @@ def main() -> None:
     ap.add_argument("--dump", default="", help="write each query's hits here (JSON)")
     ap.add_argument("--no-scan", action="store_true", help="candidates as past FINGERPRINT_SCAN_MAX records (the "
                     "embedding's alone, as at 100k), whatever the collection's size")
+    ap.add_argument("--matching", choices=("default", "faiss", "opencv", "both"), default="default",
+                    help="descriptor matching by FAISS or OpenCV (query/verify.py `two_nearest`), or both in turns")
     ap.add_argument("--db", default="", help="keep the collection in this folder between runs (delete it when "
                     "the stored features or the set change)")
     args = ap.parse_args()
@@ -163,20 +178,35 @@ def main() -> None:
         per_kind: dict[str, list[float]] = collections.defaultdict(list)
         cpu_kind: dict[str, list[float]] = collections.defaultdict(list)
         found, dump = 0, []
+        modes = {"default": ["default"], "both": ["faiss", "opencv"]}.get(args.matching, [args.matching])
+        by_mode: dict[str, dict[str, list[float]]] = {m: collections.defaultdict(list) for m in modes}
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        for (kind, data), name in zip(queries, names):
-            start, cpu = time.perf_counter(), time.process_time()
-            hits = col.match({"base64": data})["hits"]
-            per_kind[kind].append((time.perf_counter() - start) * 1000)
-            cpu_kind[kind].append((time.process_time() - cpu) * 1000)
-            found += kind == "copy" and bool(hits)
-            dump.append({"query": name, "hits": [{k: h[k] for k in ("_id", "_score", "_match")} for h in hits]})
+        for i, ((kind, data), name) in enumerate(zip(queries, names)):
+            for mode in modes if i % 2 == 0 else modes[::-1]:
+                use_matching(mode)
+                matching = TIMES["    descriptor matching + ratio test"]
+                start, cpu = time.perf_counter(), time.process_time()
+                hits = col.match({"base64": data})["hits"]
+                by_mode[mode]["wall"].append((time.perf_counter() - start) * 1000)
+                by_mode[mode]["cpu"].append((time.process_time() - cpu) * 1000)
+                by_mode[mode]["matching"].append((TIMES["    descriptor matching + ratio test"] - matching) * 1000)
+                if mode == modes[0]:
+                    per_kind[kind].append(by_mode[mode]["wall"][-1])
+                    cpu_kind[kind].append(by_mode[mode]["cpu"][-1])
+                    found += kind == "copy" and bool(hits)
+                    dump.append({"query": name, "hits": [{k: h[k] for k in ("_id", "_score", "_match")} for h in hits]})
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         count = col.count()
-    n = len(queries)
+    n = len(queries) * len(modes)   # runs: the stage table is per run
     copies = sum(kind == "copy" for kind, _ in queries)
-    print(f"{count} records, {n} queries ({copies} copies, {found} found; {n - copies} non-copies); "
+    print(f"{count} records, {len(queries)} queries ({copies} copies, {found} found; {len(queries) - copies} "
+          f"non-copies), each run {len(modes)}x ({', '.join(modes)}); "
           f"wall {wall * 1000 / n:.1f} ms, CPU {cpu * 1000 / n:.1f} ms a query")
+    if len(modes) > 1:
+        print("| descriptor matching | wall p50 ms | wall mean ms | CPU mean ms | matching ms a query |\n|---|---|---|---|---|")
+        for mode, m in by_mode.items():
+            print(f"| {mode} | {np.percentile(m['wall'], 50):.1f} | {np.mean(m['wall']):.1f} | {np.mean(m['cpu']):.1f} "
+                  f"| {np.mean(m['matching']):.2f} |")
     for kind, ms in per_kind.items():
         print(f"{kind}: wall p50 {np.percentile(ms, 50):.1f} ms, mean {np.mean(ms):.1f} ms; "
               f"CPU p50 {np.percentile(cpu_kind[kind], 50):.1f} ms, mean {np.mean(cpu_kind[kind]):.1f} ms")

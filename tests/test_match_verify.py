@@ -139,3 +139,23 @@ def test_a_turned_copy_crowded_out_of_the_embedding_neighbours_is_found_by_its_c
     hits = c.match({"base64": data})["hits"]
     assert [h["_id"] for h in hits] == [photo], hits
     db.close()
+
+
+def test_descriptor_matches_are_the_same_with_faiss_or_opencv(monkeypatch):
+    """FAISS's binary k-NN (the `ann` extra) and OpenCV's batchDistance give the same matches,
+    so `match` and `duplicates` answer alike with or without FAISS installed."""
+    pytest.importorskip("faiss")
+    from lookalike.models.keypoints import features, reduced
+    from lookalike.query import verify
+
+    photos = [skimage_photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    plain = [features(reduced(p)) for p in photos]
+    dense = [features(reduced(p), 400) for p in photos]
+    turned = features(reduced(photos[0].rotate(12, expand=True)))
+    pairs = [(a.descriptors, b.descriptors) for a in plain + dense + [turned] for b in plain]
+    with_faiss = [verify.descriptor_matches(q, s) for q, s in pairs]
+    monkeypatch.setattr(verify, "_faiss_module", None)
+    with_opencv = [verify.descriptor_matches(q, s) for q, s in pairs]
+    assert sum(len(m[0]) for m in with_faiss) > 500   # the turned copy and each photo with itself match
+    for (qf, sf), (qo, so) in zip(with_faiss, with_opencv):
+        assert np.array_equal(qf, qo) and np.array_equal(sf, so)
