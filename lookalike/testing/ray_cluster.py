@@ -23,21 +23,32 @@ CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 
-def _ports(node_manager_port: int) -> list[str]:
+#: Ports each node's worker processes may take (`--min-worker-port` to `--max-worker-port`).
+WORKER_PORTS = 200
+#: Every port (and worker range) this process has handed to a Ray node: a later node's worker
+#: range holds none of them, nor its own ports.
+_GIVEN: set[int] = set()
+
+
+def _ports(node_manager_port: int, taken: set[int] = frozenset()) -> list[str]:
     """Ports every node opens, each free (Ray's defaults would collide between two nodes here),
-    none inside the range its worker processes take."""
+    none inside the range its worker processes take; that range holds none of `taken` (the
+    ports the node's other arguments name: a head's GCS port inside it stopped `ray start`)
+    nor any port or range given to an earlier node."""
     names = ("object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
              "runtime-env-agent-port", "metrics-export-port")
+    avoid = {node_manager_port, *taken, *_GIVEN}
     low = free_port()
-    while low > 60000 or low <= node_manager_port <= low + 200:
+    while low > 60000 or any(low <= port <= low + WORKER_PORTS for port in avoid):
         low = free_port()
     ports: list[int] = []
     while len(ports) < len(names):
         port = free_port()
-        if not low <= port <= low + 200 and port not in ports and port != node_manager_port:
+        if not low <= port <= low + WORKER_PORTS and port not in ports and port not in avoid:
             ports.append(port)
+    _GIVEN.update(avoid, ports, range(low, low + WORKER_PORTS + 1))
     return [f"--node-manager-port={node_manager_port}", *(f"--{n}={p}" for n, p in zip(names, ports)),
-            f"--min-worker-port={low}", f"--max-worker-port={low + 200}"]
+            f"--min-worker-port={low}", f"--max-worker-port={low + WORKER_PORTS}"]
 
 
 def _children(pid: int) -> list[int]:
@@ -58,6 +69,12 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _named_ports(args: list[str]) -> set[int]:
+    """The ports `ray start` arguments name (`--port=N`, `--dashboard-port=N`, ...)."""
+    return {int(a.split("=", 1)[1]) for a in args if a.startswith("--") and a.split("=", 1)[0].endswith("port")
+            and "=" in a}
+
+
 class Node:
     """One `ray start --block` process and the Ray processes under it."""
 
@@ -67,7 +84,8 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(CLUSTER_ENV)
         self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                                      "--disable-usage-stats", *_ports(self.node_manager_port), *args],
+                                      "--disable-usage-stats", *_ports(self.node_manager_port, _named_ports(args)),
+                                      *args],
                                      stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
