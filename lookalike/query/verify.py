@@ -135,14 +135,15 @@ _faiss_module: object = _UNSET
 
 
 def _faiss():
-    """The faiss module (the `ann` extra), None where it is not installed (looked up once)."""
+    """The faiss module (the `ann` extra), None where it is not installed or too old to have
+    `knn_hamming` (looked up once)."""
     global _faiss_module
     if _faiss_module is _UNSET:
         try:
             import faiss
         except ImportError:
             faiss = None
-        _faiss_module = faiss
+        _faiss_module = faiss if hasattr(faiss, "knn_hamming") else None
     return _faiss_module
 
 
@@ -158,10 +159,13 @@ def two_nearest(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if faiss is None:
         cv2 = _cv2()
         return cv2.batchDistance(q, s, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    q, s = np.ascontiguousarray(q), np.ascontiguousarray(s)
+    if not hasattr(faiss, "omp_set_num_threads"):  # a build without OpenMP runs one thread anyway
+        return faiss.knn_hamming(q, s, 2)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return faiss.knn_hamming(np.ascontiguousarray(q), np.ascontiguousarray(s), 2)
+        return faiss.knn_hamming(q, s, 2)
     finally:
         faiss.omp_set_num_threads(threads)
 
