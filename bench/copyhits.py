@@ -1,6 +1,7 @@
 """Aligned statistics of every keypoint-verified `match` hit on bench/copyset.py's set (issue 16).
 
     python bench/copyhits.py [--db DIR] [--every N] [--pictures] [--out /tmp/copyhits.pkl]
+    python bench/copyhits.py --seed 2 --unchecked   # another draw, the pixel check off
 
 A rule that rejects false matches must cost no true copy, so a candidate statistic is measured
 on both sides before a threshold is chosen. For each query, `match` runs as usual while the
@@ -21,7 +22,9 @@ The table gives, per statistic, the quantiles of the true first hits and, for ea
 (a hit for a non-copy query), how many true first hits reach its value: zero means a
 threshold there would cost no copy of this set; then the milliseconds `compare` took a hit.
 `--out` keeps every row (with the outside-detail mask) for further measures; `--db` keeps
-the ingested collection.
+the ingested collection. `--seed` takes another draw of the set (the thresholds were chosen on
+seed 0); `--unchecked` turns the pixel check off (`agrees` always true), so that the hits it
+would drop are measured too, and each row says whether it would have (`agrees`).
 """
 from __future__ import annotations
 
@@ -92,7 +95,8 @@ def collect(col, s: copyset.CopySet, every: int, pictures: bool = False) -> list
                              "spread": e.spread, "stored_cover": e.stored_cover, "query_cover": e.query_cover,
                              "ncc": v.ncc, "ms": took * 1000, "outside": a.outside, "out_detail": a.out_detail,
                              "dis24": a.dis24, "dis48": a.dis48, "out_mask": np.packbits(a.out_mask),
-                             "shape": a.out_mask.shape})
+                             "shape": a.out_mask.shape,
+                             "agrees": getattr(match_mod, "agrees_as_made", aligned.agrees)(a)})
     finally:
         match_mod.verified = plain
     return rows
@@ -101,7 +105,8 @@ def collect(col, s: copyset.CopySet, every: int, pictures: bool = False) -> list
 def report(rows: list[dict]) -> None:
     first = [r for r in rows if r["right"] and r["rank"] == 0]
     false = [r for r in rows if not r["copy"]]
-    print(f"{len(first)} true first hits, {len(false)} hits for non-copies")
+    print(f"{len(first)} true first hits, {len(false)} hits for non-copies "
+          f"({sum(r['agrees'] for r in false)} of them passing the pixel check)")
     print("| statistic | true first hits: min / 5 % / 50 % / 95 % / 99 % / max |")
     print("|---|---|")
     for key in STATS:
@@ -123,10 +128,16 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="take every n-th query")
     ap.add_argument("--out", default="/tmp/copyhits.pkl")
     ap.add_argument("--pictures", action="store_true", help="against the set's pictures, not the kept thumbnails")
+    ap.add_argument("--seed", type=int, default=0, help="another draw of the set (copyset.build's seed)")
+    ap.add_argument("--unchecked", action="store_true", help="the pixel check off: every verified hit kept and measured")
     args = ap.parse_args()
-    s = copyset.build()
+    if args.unchecked:
+        checked = aligned.agrees
+        aligned.agrees = lambda a: True
+        match_mod.agrees_as_made = checked   # type: ignore[attr-defined]
+    s = copyset.build(seed=args.seed)
     db = lookalike.connect(args.db or "/tmp/copyhits-db")
-    col = db.collection("copies", create=True)
+    col = db.collection(f"copies-{args.seed}", create=True)
     if col.count() != len(s.stored):
         for start in range(0, len(s.stored), 64):
             col.upsert([{"_id": rid, "_base64": b64(im)} for rid, _, im in s.stored[start:start + 64]])
