@@ -30,7 +30,7 @@ WORKER_PORTS = 200
 _GIVEN: set[int] = set()
 
 
-def _ports(node_manager_port: int, taken: set[int] = frozenset()) -> list[str]:
+def _ports(node_manager_port: int, taken: frozenset[int] | set[int] = frozenset()) -> list[str]:
     """Ports every node opens, each free (Ray's defaults would collide between two nodes here),
     none inside the range its worker processes take; that range holds none of `taken` (the
     ports the node's other arguments name: a head's GCS port inside it stopped `ray start`)
