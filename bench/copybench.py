@@ -66,7 +66,7 @@ def main() -> None:
     if args.matching == "opencv":
         from lookalike.query import verify
 
-        verify._faiss_module = None   # forked `duplicates` workers inherit it
+        verify.use_faiss(False)
     t = time.perf_counter()
     s = copyset.build(args.originals, args.distractors, args.pairs, seed=args.seed)
     item_of = s.item_of()

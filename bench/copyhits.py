@@ -49,6 +49,9 @@ from lookalike.query import aligned  # noqa: E402
 from lookalike.query import match as match_mod  # noqa: E402
 
 STATS = ("outside", "out_detail", "dis24", "dis48")
+#: The pixel check as `match` makes it (`--unchecked` turns match's off; each row still says
+#: whether it would pass).
+AGREES = aligned.agrees
 
 
 def collect(col, s: copyset.CopySet, every: int, pictures: bool = False) -> list[dict]:
@@ -96,7 +99,7 @@ def collect(col, s: copyset.CopySet, every: int, pictures: bool = False) -> list
                              "ncc": v.ncc, "ms": took * 1000, "outside": a.outside, "out_detail": a.out_detail,
                              "dis24": a.dis24, "dis48": a.dis48, "out_mask": np.packbits(a.out_mask),
                              "shape": a.out_mask.shape,
-                             "agrees": getattr(match_mod, "agrees_as_made", aligned.agrees)(a)})
+                             "agrees": AGREES(a)})
     finally:
         match_mod.verified = plain
     return rows
@@ -132,9 +135,7 @@ def main() -> None:
     ap.add_argument("--unchecked", action="store_true", help="the pixel check off: every verified hit kept and measured")
     args = ap.parse_args()
     if args.unchecked:
-        checked = aligned.agrees
         aligned.agrees = lambda a: True
-        match_mod.agrees_as_made = checked   # type: ignore[attr-defined]
     s = copyset.build(seed=args.seed)
     db = lookalike.connect(args.db or "/tmp/copyhits-db")
     col = db.collection(f"copies-{args.seed}", create=True)

@@ -11,8 +11,9 @@ of its queries), with bench/copybench.py's synthetic distractors up to `--scale`
 `--dump` writes each query's hits (ids, scores, `_match`) as JSON, to compare two versions'
 decisions. `--matching both` runs every query twice, its descriptor matching by FAISS's binary
 k-NN and by OpenCV's batchDistance in turns (which first alternating), and prints each one's
-latency and matching time side by side (the stage table then sums both). Each stage's functions are wrapped with a timer; stages nest (`verify` holds
-`descriptor matching` and `RANSAC`), so the rows do not add up to the total. Wall-clock and CPU
+latency and matching time side by side (the stage table then sums both). Each stage's
+functions are wrapped with a timer; stages nest (`verify` holds `descriptor matching` and
+`RANSAC`), so the rows do not add up to the total. Wall-clock and CPU
 (process_time: every thread of the process) are both shown: on a shared machine the CPU
 milliseconds are the steadier, on a quiet one the wall-clock is what a user waits.
 """
@@ -43,6 +44,8 @@ PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "horse"
 OUTSIDE = ["hubble_deep_field", "retina", "immunohistochemistry", "logo"]
 
 TIMES: dict[str, float] = collections.defaultdict(float)
+#: The stage row of descriptor matching (`--matching both` reads it per run).
+MATCHING = "    descriptor matching + ratio test"
 CPU: dict[str, float] = collections.defaultdict(float)
 CALLS: dict[str, int] = collections.defaultdict(int)
 
@@ -73,7 +76,7 @@ def instrument() -> None:
     timed(match_mod, "_centre_candidates", "centre embedding (nothing verified)")
     timed(match_mod, "verified", "verification (all candidates)")
     timed(verify_mod, "estimate", "  estimate (descriptor matching + RANSAC)")
-    timed(verify_mod, "descriptor_matches", "    descriptor matching + ratio test")
+    timed(verify_mod, "descriptor_matches", MATCHING)
     timed(verify_mod, "photometric", "  photometric check")
     timed(match_mod, "_flat_match", "  fingerprint fallback")
     timed(match_mod, "smooth_match", "  smooth fallback")
@@ -110,12 +113,9 @@ def instrument() -> None:
 
 def use_matching(mode: str) -> None:
     """Descriptor matching by FAISS or OpenCV from now on ("default": whichever is installed)."""
-    if mode == "opencv":
-        verify_mod._faiss_module = None
-    else:
-        verify_mod._faiss_module = verify_mod._UNSET
-        if mode == "faiss" and verify_mod._faiss() is None:
-            raise SystemExit("--matching faiss needs FAISS (the `ann` extra)")
+    verify_mod.use_faiss(mode != "opencv")
+    if mode == "faiss" and verify_mod._faiss() is None:
+        raise SystemExit("--matching faiss needs FAISS (the `ann` extra)")
 
 
 def photo_queries(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -184,12 +184,12 @@ def main() -> None:
         for i, ((kind, data), name) in enumerate(zip(queries, names)):
             for mode in modes if i % 2 == 0 else modes[::-1]:
                 use_matching(mode)
-                matching = TIMES["    descriptor matching + ratio test"]
+                matching = TIMES[MATCHING]
                 start, cpu = time.perf_counter(), time.process_time()
                 hits = col.match({"base64": data})["hits"]
                 by_mode[mode]["wall"].append((time.perf_counter() - start) * 1000)
                 by_mode[mode]["cpu"].append((time.process_time() - cpu) * 1000)
-                by_mode[mode]["matching"].append((TIMES["    descriptor matching + ratio test"] - matching) * 1000)
+                by_mode[mode]["matching"].append((TIMES[MATCHING] - matching) * 1000)
                 if mode == modes[0]:
                     per_kind[kind].append(by_mode[mode]["wall"][-1])
                     cpu_kind[kind].append(by_mode[mode]["cpu"][-1])

@@ -147,6 +147,13 @@ def _faiss():
     return _faiss_module
 
 
+def use_faiss(enabled: bool) -> None:
+    """Match descriptors by FAISS where installed (the default), or by OpenCV alone: for
+    benchmarks comparing the two (a forked `duplicates` worker inherits the choice)."""
+    global _faiss_module
+    _faiss_module = _UNSET if enabled else None
+
+
 def two_nearest(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hamming distances and indices (int arrays (len(q), 2)) of each query descriptor's two
     nearest stored ones: FAISS's binary k-NN where installed (the `ann` extra), on one thread a
