@@ -466,9 +466,12 @@ def _distinct(groups: list[list[tuple[str, Image.Image]]],
     """Each group's pictures less those one artwork with a picture kept before: near-identical
     (`same_pixels`) or a copy of it in another geometry (`copy_of`, all pairs at once by
     `copy_pairs`). `why`, if given, gets each left-out name's rule and the kept picture's name."""
+    # one artwork either way: a picture that is a copy of a kept one (a crop of it), or of
+    # which a kept one is a copy (the kept one a crop of it), is left out
     copies: dict[str, set[str]] = {}
     for a, b in copy_pairs([pic for group in groups for pic in group]):
         copies.setdefault(a, set()).add(b)
+        copies.setdefault(b, set()).add(a)
     kept = np.empty((0, PIXEL_SIDE, PIXEL_SIDE, 3), np.int16)
     kept_names: list[str] = []
     out = []

@@ -63,12 +63,28 @@ def test_a_transformed_copy_of_an_icon_is_a_copy(name):
 def test_the_set_leaves_out_a_held_out_icon_that_is_a_crop_of_a_stored_one(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_COPYSET_CACHE", str(tmp_path))
     stored = [("apps-planner", icon("apps/planner")), ("places-network-workgroup", icon("places/network-workgroup"))]
-    held = [("apps-clock", icon("apps/clock")), ("apps-internet-web-browser", icon("apps/internet-web-browser"))]
+    held = [("apps-clock", icon("apps/clock")), ("apps-kbruch", icon("apps/kbruch"))]
     why: dict[str, tuple[str, str]] = {}
     kept_stored, kept_held = copyset._distinct([stored, held], why)
     assert [n for n, _ in kept_stored] == ["apps-planner", "places-network-workgroup"]
-    assert [n for n, _ in kept_held] == ["apps-internet-web-browser"]
+    assert [n for n, _ in kept_held] == ["apps-kbruch"]
     assert why == {"apps-clock": ("copy_of", "apps-planner")}
     # the verdicts are cached under the names: a second build reads them
     assert list(tmp_path.glob("artwork-*.json"))
     assert copyset._distinct([stored, held]) == [kept_stored, kept_held]
+
+
+def test_the_set_leaves_out_a_held_out_icon_of_which_a_stored_one_is_a_crop(tmp_path, monkeypatch):
+    # one artwork either way round: the stored clock is the held-out planner's lower-left
+    # 55 %, so the planner has a copy in the collection and is no non-copy
+    monkeypatch.setenv("LOOKALIKE_COPYSET_CACHE", str(tmp_path))
+    stored = [("apps-clock", icon("apps/clock")), ("apps-internet-web-browser", icon("apps/internet-web-browser"))]
+    held = [("apps-planner", icon("apps/planner")), ("places-network-workgroup", icon("places/network-workgroup")),
+            ("apps-kformula", icon("apps/kformula"))]
+    why: dict[str, tuple[str, str]] = {}
+    kept_stored, kept_held = copyset._distinct([stored, held], why)
+    assert [n for n, _ in kept_stored] == ["apps-clock", "apps-internet-web-browser"]
+    # the workgroup globe is the browser's globe (a crop) with a stand over it: left out too
+    assert [n for n, _ in kept_held] == ["apps-kformula"]
+    assert why == {"apps-planner": ("copy_of", "apps-clock"),
+                   "places-network-workgroup": ("copy_of", "apps-internet-web-browser")}
