@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import faiss_lib
 from .compress import PCA
 from .planning import HNSW_MIN_SHARE, HNSW_SCALE_POWER, HNSW_SCALE_ROWS, IVF_CODE_COST, IVF_MIN_MATCHES
 from .settings import code_bytes
@@ -25,29 +26,9 @@ IVF_QUANTIZER_EF = 128
 IVF_ADD_EF = 48
 
 
-#: Set LOOKALIKE_FAISS_INTERRUPT=keep to leave FAISS's Python interrupt check in place (see _faiss).
-INTERRUPT_ENV = "LOOKALIKE_FAISS_INTERRUPT"
-_checked = False
-
-
 def _faiss():
-    """The faiss module, its Python interrupt check removed on first use.
-
-    `import faiss` installs a callback that each thread of an add or search calls every few
-    hundred rows: it takes the GIL to look for Ctrl-C. Only the main thread ever sees a signal,
-    so from the background adder and builder (where a bulk load's adds run) it finds nothing,
-    yet waits for the GIL (up to Python's 5 ms switch interval) while the load's Python stages
-    hold it, and the add's other threads spin at its barriers. Removed, a FAISS call on the main
-    thread (an inline build of up to 50k rows, a search) answers Ctrl-C when it returns.
-    Removed once, before lookalike runs any FAISS call (deleting it during one is unsafe).
-    """
-    global _checked
-    import faiss  # optional dependency (the `ann` extra); exact search works without it
-    if not _checked:
-        _checked = True
-        if os.environ.get(INTERRUPT_ENV, "").lower() != "keep":
-            faiss.InterruptCallback.clear_instance()
-    return faiss
+    """The faiss module (index/faiss_lib.py: its interrupt check removed once)."""
+    return faiss_lib.faiss()
 
 
 def _qtype(faiss, dtype: str):

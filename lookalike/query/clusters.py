@@ -28,6 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..index.faiss_lib import faiss_or_none
 from ..models.fingerprint import BITS, MIRROR, PIXEL_HASH, _as_words
 from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features, mirrored
 from ..store.base import CollectionStore
@@ -200,9 +201,8 @@ def _graph_top(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`_exact_top` approximately, through a FAISS HNSW graph of the rows built for the join
     (inner product, beam JOIN_BEAM; missing neighbours are -1), or exactly without FAISS (the
     `ann` extra)."""
-    try:
-        import faiss
-    except ImportError:
+    faiss = faiss_or_none()  # the `ann` extra
+    if faiss is None:
         return _exact_top(vecs, k)
     graph = faiss.IndexHNSWFlat(vecs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = 40

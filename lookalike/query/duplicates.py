@@ -11,6 +11,7 @@ from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_
                                   CROP_SCALE, CROP_WINDOW, FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES,
                                   N_HASHES, N_STORED, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
                                   decode_fingerprint, full_width, has_copy_side)
+from ..index.faiss_lib import faiss_or_none
 from ..models.colors import hex_to_rgb, srgb_to_lab
 from ..store.base import CollectionStore
 from ..store.filters import MATCH_ALL
@@ -145,9 +146,8 @@ def similar_pairs(words: np.ndarray, threshold: float, chunk: int = 16_384) -> t
     n = len(words)
     if n < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    try:
-        import faiss  # the `ann` extra
-    except ImportError:
+    faiss = faiss_or_none()  # the `ann` extra
+    if faiss is None:
         return pairs_by_products(words, threshold)
     packed = as_bytes(words)
     index = faiss.IndexBinaryFlat(BITS)

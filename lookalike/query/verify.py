@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..index.faiss_lib import faiss_or_none
 from ..models.keypoints import Features, _cv2, mirrored as flipped
 
 #: Keypoint pairs under this Hamming distance (of 256 bits) are tried, and the best must beat
@@ -135,14 +136,11 @@ _faiss_module: object = _UNSET
 
 
 def _faiss():
-    """The faiss module (the `ann` extra), None where it is not installed or too old to have
+    """The faiss module (index/faiss_lib.py), None where it is not installed or too old to have
     `knn_hamming` (looked up once)."""
     global _faiss_module
     if _faiss_module is _UNSET:
-        try:
-            import faiss
-        except ImportError:
-            faiss = None
+        faiss = faiss_or_none()
         _faiss_module = faiss if hasattr(faiss, "knn_hamming") else None
     return _faiss_module
 

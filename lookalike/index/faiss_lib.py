@@ -1,0 +1,45 @@
+"""The one way lookalike gets FAISS (the optional `ann` extra): its Python interrupt check
+removed once, before any FAISS call, whichever layer makes the first.
+
+`import faiss` installs a callback that each thread of an add or search calls every few hundred
+rows: it takes the GIL to look for Ctrl-C. Only the main thread ever sees a signal, so from the
+background adder and builder (where a bulk load's adds run) or a match worker it finds nothing,
+yet waits for the GIL (up to Python's 5 ms switch interval) while Python stages hold it, and
+the call's other threads spin at its barriers. Removed, a FAISS call on the main thread (an
+inline build of up to 50k rows, a search) answers Ctrl-C when it returns. Deleting it during a
+call is unsafe, hence once, under a lock, before the module is handed out.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+
+#: Set LOOKALIKE_FAISS_INTERRUPT=keep to leave FAISS's Python interrupt check in place.
+INTERRUPT_ENV = "LOOKALIKE_FAISS_INTERRUPT"
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+def faiss() -> ModuleType:
+    """The faiss module, ready for use; ImportError where the `ann` extra is not installed."""
+    global _module
+    if _module is None:
+        with _lock:
+            if _module is None:
+                import faiss as module  # optional dependency (the `ann` extra)
+
+                if os.environ.get(INTERRUPT_ENV, "").lower() != "keep":
+                    module.InterruptCallback.clear_instance()
+                _module = module
+    return _module
+
+
+def faiss_or_none() -> ModuleType | None:
+    """The faiss module (`faiss`), or None where it is not installed: for paths with a NumPy
+    or OpenCV fallback."""
+    try:
+        return faiss()
+    except ImportError:
+        return None
