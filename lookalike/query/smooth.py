@@ -210,7 +210,7 @@ def _refined(look: QueryLook, stored: Features, window: Window, relit: bool) -> 
     best: tuple[float, Window] = (np.inf, window)
     for width in w + steps:
         height = width * qh * sw / (qw * sh)
-        if width < MIN_WINDOW * g - 0.5 or height < MIN_WINDOW * g - 0.5 or width > g or height > g:
+        if min(width, height) < MIN_WINDOW * g - 1e-6 or max(width, height) > g + 1e-6:
             continue
         sx, sy = width / g * sw / qw, height / g * sh / qh
         for left in x0 + steps:
