@@ -393,6 +393,33 @@ def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] |
     return best
 
 
+#: A window whose colours vary (its covered cells' spread at least FOLLOW_SPREAD, 8-bit CIELAB;
+#: lightness alone for a grey query) is a copy's only where the query varies with it: over the
+#: cells the distance keeps, their deviations along the window's main colour axis correlate by
+#: FOLLOW_CORRELATION. A crop keeps its gradient; a plain colour otherwise passed for half of a
+#: faint gradient, and a tiny grey texture for a gradient's lightness (bench/copyset.py:
+#: held-out flats against a stored gradient's tint, seed 3, five of six edits).
+FOLLOW_SPREAD, FOLLOW_CORRELATION = 4.0, 0.5
+
+
+def _follows(look: QueryLook, stored: Features, e: Estimate) -> bool:
+    """Does the query vary with the stored window it was placed on (`FOLLOW_SPREAD`)?"""
+    side = look.mirrored() if e.mirrored else look
+    cells, covered = aligned_cells(e, side, stored)
+    channels = slice(0, 1) if look.grey else slice(0, 3)
+    q, s = cells[covered][:, channels], stored.colours.astype(np.float32)[covered][:, channels]
+    if len(q) < 4:
+        return True
+    deviation = s - s.mean(axis=0)
+    if np.sqrt((deviation ** 2).sum(axis=1).mean()) < FOLLOW_SPREAD:
+        return True
+    axis = np.linalg.svd(deviation, full_matrices=False)[2][0]
+    kept = np.argsort(np.sqrt(((q - s) ** 2).sum(axis=1)))[:_kept(len(q))]
+    a, b = (s[kept] - s[kept].mean(axis=0)) @ axis, (q[kept] - q[kept].mean(axis=0)) @ axis
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return norm > 1e-6 and float((a * b).sum()) / norm >= FOLLOW_CORRELATION
+
+
 def smooth_match(look: QueryLook, stored: Features, detailed: bool = False,
                  limit: float = SMOOTH_DISTANCE) -> Verified | None:
     """The query verified as a copy of a smooth stored picture by its colour grid (its cells
@@ -419,6 +446,8 @@ def smooth_match(look: QueryLook, stored: Features, detailed: bool = False,
     box = [round(x0 / g, 4), round(y0 / g, 4), round((x0 + w) / g, 4), round((y0 + h) / g, 4)]
     cover = w * h / (g * g)
     e = Estimate(0, 0, matrix, mirrored, 0.0, round(float(np.sqrt(1 / (sx * sy))), 4), box, cover, 1.0)
+    if not _follows(look, stored, e):
+        return None if detailed else rotated_match(look, stored)
     return Verified(e, 1.0, round(1.0 - 0.5 * distance / SMOOTH_DISTANCE, 6), distance)
 
 
@@ -435,7 +464,7 @@ def rotated_match(look: QueryLook, stored: Features) -> Verified | None:
     plain, relit = _rotated(look, stored)
     found = plain if plain is not None and plain[0] <= SMOOTH_DISTANCE else \
         relit if relit is not None and relit[0] <= RELIT_DISTANCE else None
-    if found is None:
+    if found is None or not _follows(look, stored, found[1]):
         return None
     distance, e = found
     return Verified(e, 1.0, round(1.0 - 0.5 * distance / SMOOTH_DISTANCE, 6), distance)
