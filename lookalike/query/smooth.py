@@ -397,8 +397,8 @@ def _rotated(look: QueryLook, stored: Features) -> list[tuple[float, Estimate] |
 #: lightness alone for a grey query) is a copy's only where the query varies with it: over the
 #: cells the distance keeps, their deviations along the window's main colour axis correlate by
 #: FOLLOW_CORRELATION. A crop keeps its gradient; a plain colour otherwise passed for half of a
-#: faint gradient, and a tiny grey texture for a gradient's lightness (bench/copyset.py:
-#: held-out flats against a stored gradient's tint, seed 3, five of six edits).
+#: faint gradient (bench/copyset.py: a held-out flat against a stored gradient's tint, seed 3,
+#: five of its six edits; no copy of the four draws' smooth originals lost).
 FOLLOW_SPREAD, FOLLOW_CORRELATION = 4.0, 0.5
 
 
