@@ -83,3 +83,24 @@ def test_a_refined_window_keeps_half_of_each_side():
     _, (x0, y0, w, h) = _refined(look, stored, (3, 3, 6, 6), relit=False)
     g = stored.colours.shape[0]
     assert min(w, h) >= MIN_WINDOW * g - 1e-6 and x0 >= 0 and y0 >= 0 and x0 + w <= g + 1e-6
+
+
+def test_the_batched_window_cells_are_aligned_cells_window_by_window():
+    # `_window_cells` (one remap for every refined window) must equal `aligned_cells` of each
+    from lookalike.query.smooth import _window_cells
+    from lookalike.query.verify import Estimate, aligned_cells
+
+    stored = features(wheel())
+    crop = cropped(wheel(), CROPS[0])
+    look = match_mod.image_query(crop, b64(crop).encode(), keep_image=True).look
+    g = stored.colours.shape[0]
+    qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
+    sw, sh = stored.size
+    windows = np.array([[x, y, w, w * qh * sw / (qw * sh)] for x, y, w in [(3.25, 2.0, 7.5), (2.5, 1.5, 8.0), (0, 0, 6.0)]])
+    cells, covered = _window_cells(look, stored, windows)
+    for k, (left, top, w, h) in enumerate(windows):
+        e = Estimate(0, 0, np.array([[w / g * sw / qw, 0, left / g * sw], [0, h / g * sh / qh, top / g * sh]]),
+                     False, 0.0, 1.0, [0.0, 0.0, 1.0, 1.0], 1.0, 1.0)
+        one, whole = aligned_cells(e, look, stored)
+        assert (whole == covered[k]).all() and whole.sum() > 20
+        assert np.abs(one[whole] - cells[k][whole]).max() < 0.01
