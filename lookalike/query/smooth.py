@@ -197,16 +197,29 @@ def _cell_distances(q: np.ndarray, s: np.ndarray, grey: bool, relit: bool) -> np
     return np.sqrt(((q - s) ** 2).sum(axis=1))
 
 
+def _sampled_cells(look: QueryLook, g: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The query's mean CIELAB over each cell of N stored frames (float32 (N, g, g, 3)) and which
+    cells it covers whole (bool (N, g, g)), from the look pixels `x`, `y` (float32 (N * 4g, 4g))
+    each frame pixel reads (4 x 4 pixels a cell, sampled as warpAffine samples, zero outside the
+    query): one OpenCV remap, then INTER_AREA at a quarter, each 4 x 4 block's mean with no block
+    straddling two frames."""
+    cv2 = _cv2()
+    lh, lw = look.lab.shape[:2]
+    n = len(x) // (g * 4)
+    src = np.dstack([look.lab, np.ones((lh, lw), np.float32)])
+    warped = cv2.remap(src, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    cells = cv2.resize(warped, (g, g * n), interpolation=cv2.INTER_AREA).reshape(n, g, g, 4)
+    return np.ascontiguousarray(cells[..., :3]), cells[..., 3] > 0.95
+
+
 def _window_cells(look: QueryLook, stored: Features, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`aligned_cells` of many windows at once (`windows`: rows of x0, y0, w, h in grid cells,
     the query scaled onto each): the query's mean CIELAB over each stored cell (float32
     (N, g, g, 3)) and which cells it covers whole (bool (N, g, g)), by one OpenCV remap as
-    `_turn_cells` (a loop of warps cost 7 ms a refinement, the p99 of `match` at 100k)."""
-    cv2 = _cv2()
+    `_turn_cells` (`_sampled_cells`; a loop of warps cost 7-17 ms a refinement)."""
     g = stored.colours.shape[0]
     out = g * 4
-    lh, lw = look.lab.shape[:2]
-    qw, qh = lw / look.factor, lh / look.factor
+    qw, qh = look.lab.shape[1] / look.factor, look.lab.shape[0] / look.factor
     sw, sh = stored.size
     pixel = np.arange(out, dtype=np.float32) / out
     left, top, width, height = (windows[:, k:k + 1].astype(np.float32) for k in range(4))
@@ -216,10 +229,7 @@ def _window_cells(look: QueryLook, stored: Features, windows: np.ndarray) -> tup
     n = len(windows)
     map_x = np.ascontiguousarray(np.broadcast_to(x[:, None, :], (n, out, out)).reshape(-1, out))
     map_y = np.ascontiguousarray(np.broadcast_to(y[:, :, None], (n, out, out)).reshape(-1, out))
-    src = np.dstack([look.lab, np.ones((lh, lw), np.float32)])
-    warped = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-    cells = cv2.resize(warped, (g, g * n), interpolation=cv2.INTER_AREA).reshape(n, g, g, 4)
-    return np.ascontiguousarray(cells[..., :3]), cells[..., 3] > 0.95
+    return _sampled_cells(look, g, map_x, map_y)
 
 
 def _refined(look: QueryLook, stored: Features, window: Window, relit: bool) -> tuple[float, Window]:
@@ -318,8 +328,7 @@ def _turn_cells(look: QueryLook, stored: Features, turns: np.ndarray) -> tuple[n
     and which cells it covers whole (bool (T, g, g)). One OpenCV remap of every turn's stored
     frame (4 x 4 pixels a cell, sampled as warpAffine samples it, zero outside the query; a
     mirrored turn samples the query flipped), averaged over each cell: a Python loop of warps
-    cost 0.14 ms a turn, most of a smooth candidate's rotation search."""
-    cv2 = _cv2()
+    cost 0.14 ms a turn, most of a smooth candidate's rotation search (`_sampled_cells`)."""
     g = stored.colours.shape[0]
     out = g * 4
     lh, lw = look.lab.shape[:2]
@@ -335,12 +344,7 @@ def _turn_cells(look: QueryLook, stored: Features, turns: np.ndarray) -> tuple[n
     # the turn undone: query look pixels of each (turn, row, column) of the stored frame
     x = (flip * cos)[:, None, None] * dx + ((flip * sin)[:, None] * dy + x0[:, None])[:, :, None]
     y = (cos[:, None] * dy + np.float32(qh / 2 * look.factor))[:, :, None] - sin[:, None, None] * dx
-    src = np.dstack([look.lab, np.ones((lh, lw), np.float32)])
-    warped = cv2.remap(src, x.reshape(-1, out), y.reshape(-1, out),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-    # INTER_AREA at a quarter: each 4 x 4 block's mean, no block straddling two turns' frames
-    cells = cv2.resize(warped, (g, g * len(turns)), interpolation=cv2.INTER_AREA).reshape(len(turns), g, g, 4)
-    return np.ascontiguousarray(cells[..., :3]), cells[..., 3] > 0.95
+    return _sampled_cells(look, g, np.ascontiguousarray(x.reshape(-1, out)), np.ascontiguousarray(y.reshape(-1, out)))
 
 
 def _turn_scores(look: QueryLook, stored: Features, turns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
