@@ -76,6 +76,22 @@ def test_box_angle_and_mirror_are_reported(col):
     assert got["mirrored"] is True and abs(got["angle"]) < 1.5 and np.allclose(got["box"], [0, 0, 1, 1], atol=0.03)
 
 
+@pytest.mark.parametrize("side, found", [(0.52, True), (0.44, False)])
+def test_a_crop_must_keep_half_of_each_side(col, side, found):
+    """Issue 16's crops keep 50 to 95 % of each side; a smaller piece of a stored picture (a
+    detail the size of an emblem on an icon) is not its copy (verify.py MIN_SIDE: before it,
+    this 44 % crop was found by 15 inliers)."""
+    im = PHOTOS["coffee"]
+    w, h = im.size
+    box = (round(w * 0.3), round(h * 0.25), round(w * (0.3 + side)), round(h * (0.25 + side)))
+    crop = im.crop(box)
+    hits = col.match({"base64": b64(crop.resize((crop.width * 2, crop.height * 2)))})["hits"]
+    assert bool(hits) is found, hits[:1]
+    if found:
+        want = [box[0] / w, box[1] / h, box[2] / w, box[3] / h]
+        assert hits[0]["_id"] == "coffee" and np.allclose(hits[0]["_match"]["box"], want, atol=0.03), hits[0]
+
+
 def test_id_query_and_bad_thresholds(col):
     assert [h["_id"] for h in col.match({"id": "astronaut"})["hits"]] == []   # the tint is another item
     for bad in (1.5, -0.1, "high", float("nan")):
