@@ -90,6 +90,18 @@ def lab_image(rgb: np.ndarray, side: int = 48) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_RGB2LAB)
 
 
+def self_distance(f: Features) -> float:
+    """Median Hamming distance (of 256 bits) from each descriptor to the nearest other one of
+    the same picture: near 0 for a repeated pattern (stripes, checks), whose every corner has
+    twins that defeat the ratio test of descriptor matching; 256 with fewer than two."""
+    if len(f.descriptors) < 2:
+        return 256.0
+    bits = np.unpackbits(f.descriptors, axis=1)
+    d = bits.shape[1] - (bits @ bits.T.astype(np.int32)) - ((1 - bits) @ (1 - bits).T.astype(np.int32))
+    np.fill_diagonal(d, bits.shape[1])
+    return float(np.median(d.min(axis=1)))
+
+
 def mirrored(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, ::-1])
 

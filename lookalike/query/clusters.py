@@ -30,7 +30,7 @@ import numpy as np
 
 from ..index.faiss_lib import faiss_or_none
 from ..models.fingerprint import BITS, MIRROR, PIXEL_HASH, _as_words
-from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features, mirrored
+from ..models.keypoints import KEYPOINTS, Features, _cv2, decode_features, mirrored, self_distance
 from ..store.base import CollectionStore
 from . import aligned
 from .duplicates import (CLUSTER_CROP_MAX, CLUSTER_FULL_MAX, _hamming, _live_slots, check_threshold, clusters,
@@ -48,6 +48,13 @@ DEFAULT_DUPLICATE_THRESHOLD = 0.5
 CANDIDATE_SCORE = 0.5
 #: The fingerprint score the crop edges are looked for from (query/duplicates.py's default).
 CROP_LIMIT = 0.6
+#: Crop edges stand in for keypoints where keypoints cannot verify a crop: one of the two
+#: pictures has under SMOOTH_STORED keypoints, or is a repeated pattern whose descriptors lie
+#: within REPEATED_DISTANCE (median to the nearest other one, models/keypoints.py
+#: `self_distance`) of each other: drawn stripes 3-6, a checkerboard 0; real wallpapers and
+#: photos 11.5-56 (bench/copyset.py: two different dark-blue ukui backgrounds 35, whose crop
+#: edge joined their copies' clusters, 16 wrong pairs on seed 1).
+REPEATED_DISTANCE = 10.0
 #: Records whose colour grid's mean chroma is under this are pale (grey, washed out): they
 #: agree with any tint, so they keep one pair with a coloured record (`_one_tint_each`).
 PALE_CHROMA = 8.0
@@ -128,15 +135,25 @@ def _pair_fingerprints(hashes: np.ndarray, pairs: np.ndarray, scores: np.ndarray
 def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: CollectionStore,
                 limit: float) -> tuple[np.ndarray, np.ndarray]:
     """The fingerprints' crop edges (query/duplicates.py `crop_edges`: a clear best original by
-    sub-windows, with its colours) in collections of up to CLUSTER_CROP_MAX: kept without
-    keypoints, which cannot verify crops of repeated patterns (stripes, checks), where the
-    embedding finds the pair too (bench: alone, they chained a letterboxed photo to icons)."""
+    sub-windows, with its colours) in collections of up to CLUSTER_CROP_MAX, where one of the
+    two records' keypoints cannot verify a crop (`_unverifiable`: repeated patterns, such as
+    stripes or checks) and the embedding finds the pair too (bench: alone, they chained a
+    letterboxed photo to icons)."""
     if not 1 < len(hashes) <= CLUSTER_CROP_MAX:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     rows, cols = np.nonzero(np.triu(scores >= limit, k=1))
     crop_rows, crop_cols = crop_edges(hashes, components(len(hashes), rows, cols), limit)
-    same = colours_cover(store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols]))
-    return crop_rows[same], crop_cols[same]
+    copies, originals = store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols])
+    same = colours_cover(copies, originals)
+    unverifiable = np.array([_unverifiable(a) or _unverifiable(b) for a, b in zip(copies, originals)], dtype=bool)
+    keep = same & unverifiable if len(same) else same
+    return crop_rows[keep], crop_cols[keep]
+
+
+def _unverifiable(doc: dict | None) -> bool:
+    """Can a record's keypoints not verify its crops (too few, or a repeated pattern: REPEATED_DISTANCE)?"""
+    f = decode_features((doc or {}).get(KEYPOINTS))
+    return f is None or len(f.points) < SMOOTH_STORED or self_distance(f) <= REPEATED_DISTANCE
 
 
 def _subset_neighbours(store: CollectionStore, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
