@@ -58,3 +58,15 @@ def test_self_distance_tells_repeated_patterns(picture, repeated):
 def test_self_distance_of_too_few_descriptors():
     f = features(np.full((64, 64, 3), 128, np.uint8))
     assert len(f.descriptors) < 2 and self_distance(f) == 256.0
+
+
+def test_self_distance_is_the_median_nearest_hamming_distance():
+    rng = np.random.default_rng(0)
+    descriptors = rng.integers(0, 256, (50, 32), dtype=np.uint8)
+    descriptors[1] = descriptors[0] ^ np.eye(32, dtype=np.uint8)[0]   # a near twin: one bit apart
+    f = features(np.full((64, 64, 3), 128, np.uint8))
+    f.descriptors = descriptors
+    brute = np.array([[int(np.unpackbits(a ^ b).sum()) for b in descriptors] for a in descriptors])
+    np.fill_diagonal(brute, 256)
+    assert self_distance(f) == float(np.median(brute.min(axis=1)))
+    assert brute[0].min() == 1

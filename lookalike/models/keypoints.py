@@ -96,8 +96,9 @@ def self_distance(f: Features) -> float:
     twins that defeat the ratio test of descriptor matching; 256 with fewer than two."""
     if len(f.descriptors) < 2:
         return 256.0
-    bits = np.unpackbits(f.descriptors, axis=1)
-    d = bits.shape[1] - (bits @ bits.T.astype(np.int32)) - ((1 - bits) @ (1 - bits).T.astype(np.int32))
+    bits = np.unpackbits(f.descriptors, axis=1).astype(np.int32)
+    ones = bits.sum(axis=1)
+    d = ones[:, None] + ones[None, :] - 2 * (bits @ bits.T)   # bits set in one but not both
     np.fill_diagonal(d, bits.shape[1])
     return float(np.median(d.min(axis=1)))
 

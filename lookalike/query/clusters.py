@@ -146,7 +146,7 @@ def _crop_edges(hashes: np.ndarray, scores: np.ndarray, ids: list[str], store: C
     copies, originals = store.get([ids[i] for i in crop_rows]), store.get([ids[j] for j in crop_cols])
     same = colours_cover(copies, originals)
     unverifiable = np.array([_unverifiable(a) or _unverifiable(b) for a, b in zip(copies, originals)], dtype=bool)
-    keep = same & unverifiable if len(same) else same
+    keep = same & unverifiable
     return crop_rows[keep], crop_cols[keep]
 
 
