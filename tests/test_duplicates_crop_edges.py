@@ -3,7 +3,6 @@ keypoints cannot verify a crop (repeated patterns): on two different real ukui b
 logo copy of one and a contrast copy of the other made a crop edge that merged their clusters."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,9 @@ from PIL import Image
 import lookalike
 from lookalike.models.keypoints import features, reduced, self_distance
 from lookalike.query.clusters import REPEATED_DISTANCE
+from lookalike.sample import COLORS, draw_item
 from lookalike.testing.copies import COPY_TRANSFORMS
 from lookalike.testing.photos import jpeg_base64, require_pictures
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import COLORS, draw_item  # noqa: E402
 
 FOCAL, FIRST = Path("/usr/share/backgrounds/focal-ubuntukylin.png"), Path("/usr/share/backgrounds/firstgeneration.jpg")
 require_pictures(FOCAL, FIRST, package="ukui-wallpapers")
