@@ -76,7 +76,7 @@ def test_crop_check_is_skipped_beyond_its_collection_size_limit(col, monkeypatch
 
     seen = []
     real = match_module.similarities
-    monkeypatch.setattr(match_module, "similarities", lambda hashes, q: seen.append(len(q.crop)) or real(hashes, q))
+    monkeypatch.setattr(match_module, "similarities", lambda hashes, q, **kw: seen.append(len(q.crop)) or real(hashes, q, **kw))
     grey = b64(encode(TRANSFORMS["grey"](ORIGINALS["photo-a"], 0)))
     assert col.match({"base64": grey})["hits"][0]["_id"] == "photo-a"
     monkeypatch.setattr(match_module, "CROP_SCAN_MAX", 1)

@@ -126,6 +126,32 @@ def test_crop_refinement_raises_the_original_only(col):
     assert no_canvas.canvas is None  # id queries: no pixels, no refinement (match skips it)
 
 
+def test_the_crop_scans_k_nn_keeps_the_best_scores_of_the_full_product(monkeypatch):
+    """`match`'s crop scan by FAISS's binary k-NN (`_top_crop_scores`) gives the `top` best
+    records the scores of the product over every pair, and no record more than it: with real
+    photos, a crop of one of them, random fingerprints, and one record whose 25 crop windows
+    all sit a bit or two from one of the query's sub-windows (it fills 25 places of each k-NN)."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    photos = [photo_like(seed, 320) for seed in range(24)]
+    query = fp.query_hashes(TRANSFORMS["crop60"](photos[3], 1))
+    real = [fp.full_width(fp.decode_fingerprint(fp.fingerprint(im)[fp.FINGERPRINT])) for im in photos]
+    noise = rng.integers(0, 2**63, (300, fp.N_HASHES, fp.WORDS), dtype=np.uint64)
+    hog = noise[0].copy()
+    flips = np.uint64(1) << rng.integers(0, 64, (fp.N_STORED - fp.FIRST_CROP, 1)).astype(np.uint64)
+    hog[fp.FIRST_CROP:fp.N_STORED] = query.crop[40] ^ flips * (np.arange(fp.WORDS) == 1)
+    stored = np.concatenate([np.stack(real), noise[1:], hog[None]])
+    full = dup.similarities(stored, query)
+    monkeypatch.setattr(dup, "CROP_KNN_MIN", 0)
+    for top in (1, 3, 12):
+        knn = dup.similarities(stored, query, top=top)
+        assert np.array_equal(np.sort(knn)[-top:], np.sort(full)[-top:]), top
+        assert (knn <= full + 1e-6).all()
+        # the hog first, then the photo the query was cropped from
+        assert np.argsort(-knn)[:min(top, 2)].tolist() == [len(stored) - 1, 3][:top], top
+    assert full[3] > np.sort(full)[-3] + 0.2  # well ahead of every other record
+
+
 def test_small_products_on_the_same_plain_background_are_not_copies(tmp_path):
     """Flat windows (a pure white PNG background) carry no evidence: two different small products
     on white share most windows pixel for pixel, yet only the greyscale copy is a copy."""

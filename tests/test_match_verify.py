@@ -124,7 +124,7 @@ def test_big_collections_skip_the_fingerprint_scan(col, monkeypatch):
 
     sizes = []
     real = match_module.similarities
-    monkeypatch.setattr(match_module, "similarities", lambda hashes, q: sizes.append(len(hashes)) or real(hashes, q))
+    monkeypatch.setattr(match_module, "similarities", lambda hashes, q, **kw: sizes.append(len(hashes)) or real(hashes, q, **kw))
     queries = [COPY_TRANSFORMS[name](PHOTOS["coffee"], 5) for name in ("crop", "jpeg", "mirror")]
     before = [col.match({"base64": b64(im)})["hits"][0]["_id"] for im in queries]
     assert before == ["coffee"] * 3 and max(sizes) >= len(PHOTOS)  # every stored fingerprint

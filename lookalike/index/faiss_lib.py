@@ -15,6 +15,8 @@ import os
 import threading
 from types import ModuleType
 
+import numpy as np
+
 #: Set LOOKALIKE_FAISS_INTERRUPT=keep to leave FAISS's Python interrupt check in place.
 INTERRUPT_ENV = "LOOKALIKE_FAISS_INTERRUPT"
 
@@ -43,3 +45,18 @@ def faiss_or_none() -> ModuleType | None:
         return faiss()
     except ImportError:
         return None
+
+
+def knn_hamming(module: ModuleType, queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's exact binary k-NN (distances, indices (len(queries), k)) of packed codes (uint8 rows)
+    on the calling thread alone: the callers (match's workers, `duplicates`' processes) are the
+    parallelism, and OpenMP's thread count is each thread's own setting."""
+    queries, base = np.ascontiguousarray(queries), np.ascontiguousarray(base)
+    if not hasattr(module, "omp_set_num_threads"):  # a build without OpenMP runs one thread anyway
+        return module.knn_hamming(queries, base, k)
+    threads = module.omp_get_max_threads()
+    module.omp_set_num_threads(1)
+    try:
+        return module.knn_hamming(queries, base, k)
+    finally:
+        module.omp_set_num_threads(threads)

@@ -217,9 +217,9 @@ def _candidates(engine: Searcher, query: Query, exclude: list[str]) -> dict[str,
         qhashes = query.hashes
         if len(slots) > CROP_SCAN_MAX:
             qhashes.crop = qhashes.crop[:0]
-        sims = similarities(hashes, qhashes)
-        top = np.argpartition(-sims, min(len(sims), FINGERPRINT_CANDIDATES + len(exclude)) - 1)
-        top = top[:FINGERPRINT_CANDIDATES + len(exclude)]
+        wanted = FINGERPRINT_CANDIDATES + len(exclude)
+        sims = similarities(hashes, qhashes, top=wanted)
+        top = np.argpartition(-sims, min(len(sims), wanted) - 1)[:wanted]
         scores = np.full(int(slots.max()) + 1, -np.inf, dtype=np.float32)
         scores[slots[top]] = sims[top]
         by_print = [(hit.id, float(hit.score)) for hit in store.search(SearchRequest(

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..index.faiss_lib import faiss_or_none
+from ..index.faiss_lib import faiss_or_none, knn_hamming
 from ..models.keypoints import Features, _cv2, mirrored as flipped
 
 #: Keypoint pairs under this Hamming distance (of 256 bits) are tried, and the best must beat
@@ -175,15 +175,7 @@ def two_nearest(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if faiss is None:
         cv2 = _cv2()
         return cv2.batchDistance(q, s, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
-    q, s = np.ascontiguousarray(q), np.ascontiguousarray(s)
-    if not hasattr(faiss, "omp_set_num_threads"):  # a build without OpenMP runs one thread anyway
-        return faiss.knn_hamming(q, s, 2)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return faiss.knn_hamming(q, s, 2)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    return knn_hamming(faiss, q, s, 2)
 
 
 def descriptor_matches(q: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
