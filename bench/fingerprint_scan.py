@@ -31,7 +31,6 @@ import copyset  # noqa: E402
 import lookalike  # noqa: E402
 from lookalike.index.faiss_lib import faiss  # noqa: E402
 from lookalike.models.fingerprint import query_hashes  # noqa: E402
-from lookalike.query import duplicates  # noqa: E402
 from lookalike.query.duplicates import similarities, stored_fingerprints  # noqa: E402
 from lookalike.query.match import FINGERPRINT_CANDIDATES  # noqa: E402
 
@@ -47,7 +46,6 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=40, help="queries taken (spread over the set's)")
     ap.add_argument("--db", default="", help="keep the collection here between runs")
     args = ap.parse_args()
-    duplicates.CROP_KNN_MIN = 0  # the k-NN at every size, to compare (`match` takes it from CROP_KNN_MIN)
     faiss().omp_set_num_threads(1)  # the numpy product's BLAS threads are left as they are: see below
     s = copyset.build()
     picked = s.queries[::max(1, len(s.queries) // args.queries)][:args.queries]

@@ -126,7 +126,7 @@ def test_crop_refinement_raises_the_original_only(col):
     assert no_canvas.canvas is None  # id queries: no pixels, no refinement (match skips it)
 
 
-def test_the_crop_scans_k_nn_keeps_the_best_scores_of_the_full_product(monkeypatch):
+def test_the_crop_scans_k_nn_keeps_the_best_scores_of_the_full_product():
     """`match`'s crop scan by FAISS's binary k-NN (`_top_crop_scores`) gives the `top` best
     records the scores of the product over every pair, and no record more than it: with real
     photos, a crop of one of them, random fingerprints, and one record whose 25 crop windows
@@ -142,7 +142,6 @@ def test_the_crop_scans_k_nn_keeps_the_best_scores_of_the_full_product(monkeypat
     hog[fp.FIRST_CROP:fp.N_STORED] = query.crop[40] ^ flips * (np.arange(fp.WORDS) == 1)
     stored = np.concatenate([np.stack(real), noise[1:], hog[None]])
     full = dup.similarities(stored, query)
-    monkeypatch.setattr(dup, "CROP_KNN_MIN", 0)
     for top in (1, 3, 12):
         knn = dup.similarities(stored, query, top=top)
         assert np.array_equal(np.sort(knn)[-top:], np.sort(full)[-top:]), top

@@ -19,10 +19,6 @@ from ..validation import check_number
 from .colors import ciede2000
 
 CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
-#: `match`'s crop scan takes FAISS's binary k-NN (`_top_crop_scores`) from this many records:
-#: bench/fingerprint_scan.py, 441 records 0.8-0.9 times the BLAS product's speed, 1,000 1.4,
-#: 2,000 2.7, 20,000 4.2.
-CROP_KNN_MIN = 1_000
 #: Crops are looked for in collections of up to this many fingerprints (the BLAS product 25 us
 #: a record, the k-NN 6: bench/fingerprint_scan.py).
 CROP_SCAN_MAX = 20_000
@@ -46,10 +42,10 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000, top: int = 0) -> np.ndarray:
     """Best similarity of each stored fingerprint (N, N_HASHES, 4) to the query versions.
 
-    `top` > 0 (where FAISS is installed, from CROP_KNN_MIN records): the crop scores are exact
-    only for records that can rank among the `top` best (`_top_crop_scores`); the others keep
-    their other versions' score, which their crop score cannot lift past those `top`."""
-    faiss = _hamming_faiss() if top > 0 and len(query.crop) and len(stored) >= CROP_KNN_MIN else None
+    `top` > 0 (where FAISS is installed): the crop scores are exact only for records that can
+    rank among the `top` best (`_top_crop_scores`); the others keep their other versions'
+    score, which their crop score cannot lift past those `top`."""
+    faiss = _hamming_faiss() if top > 0 and len(query.crop) else None
     out = np.empty(len(stored), dtype=np.float32)
     crop = _signs(query.crop if faiss is None else query.crop[:0]).T.copy()  # (256, C)
     for start in range(0, len(stored), chunk):
@@ -85,8 +81,11 @@ def _top_crop_scores(faiss, stored: np.ndarray, crops: np.ndarray, top: int, out
     record's crop windows, less CROP_PENALTY) of every record among each sub-window's
     CROP_GRID^2 * `top` nearest windows, by FAISS's binary k-NN. A record left out has, for its
     best pair, that many windows nearer, of at least `top` other records: its crop score cannot
-    rank it among the `top` best. Measured (bench/fingerprint_scan.py): the BLAS product over
-    every pair took 0.49 s a query at 20,000 records, this 0.05 s, the same `top` records."""
+    rank it among the `top` best. One thread, no BLAS: in `match` beside its workers, the
+    product's BLAS threads spun for the CPU the workers wanted (bench/copyprofile.py, the 441
+    records of bench/copyset.py: `match` p50 57.4 ms, 126 CPU ms a query with the product, 48.8
+    and 83 with this, every hit the same; bench/fingerprint_scan.py, the scan alone at 20,000
+    records: 405 ms a query against 83, the same 12 best)."""
     windows = CROP_GRID * CROP_GRID
     base = np.ascontiguousarray(stored[:, FIRST_CROP:N_STORED]).view(np.uint8).reshape(-1, WORDS * 8)
     k = min(len(base), windows * top)
