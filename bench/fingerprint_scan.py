@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import copybench  # noqa: E402
 import copyset  # noqa: E402
 import lookalike  # noqa: E402
-from lookalike.index.faiss_lib import faiss  # noqa: E402
+from lookalike.index.faiss_lib import hamming_faiss  # noqa: E402
 from lookalike.models.fingerprint import query_hashes  # noqa: E402
 from lookalike.query.duplicates import similarities, stored_fingerprints  # noqa: E402
 from lookalike.query.match import FINGERPRINT_CANDIDATES  # noqa: E402
@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=40, help="queries taken (spread over the set's)")
     ap.add_argument("--db", default="", help="keep the collection here between runs")
     args = ap.parse_args()
-    faiss().omp_set_num_threads(1)  # the numpy product's BLAS threads are left as they are: see below
+    if hamming_faiss() is None:
+        raise SystemExit("the k-NN needs FAISS (the `ann` extra)")
     s = copyset.build()
     picked = s.queries[::max(1, len(s.queries) // args.queries)][:args.queries]
     hashes_of = [query_hashes(im) for _, im, _ in picked]

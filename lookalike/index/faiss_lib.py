@@ -47,6 +47,13 @@ def faiss_or_none() -> ModuleType | None:
         return None
 
 
+def hamming_faiss() -> ModuleType | None:
+    """The faiss module where installed with its binary k-NN (`knn_hamming`; older builds lack it),
+    else None: for Hamming searches with a NumPy or OpenCV fallback."""
+    module = faiss_or_none()
+    return module if hasattr(module, "knn_hamming") else None
+
+
 def knn_hamming(module: ModuleType, queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """FAISS's exact binary k-NN (distances, indices (len(queries), k)) of packed codes (uint8 rows)
     on the calling thread alone: the callers (match's workers, `duplicates`' processes) are the

@@ -11,7 +11,7 @@ from ..models.fingerprint import (BITS, CANON, CANVAS, CENTRE, COPY_CROPS, CROP_
                                   CROP_SCALE, CROP_WINDOW, FINGERPRINT, FIRST_CROP, MIRROR, MIRROR_BYTES,
                                   N_HASHES, N_STORED, QueryHashes, ROTATED, WORDS, as_bytes, boxes, dct_bits,
                                   decode_fingerprint, full_width, has_copy_side)
-from ..index.faiss_lib import faiss_or_none, knn_hamming
+from ..index.faiss_lib import faiss_or_none, hamming_faiss, knn_hamming
 from ..models.colors import hex_to_rgb, srgb_to_lab
 from ..store.base import CollectionStore
 from ..store.filters import MATCH_ALL
@@ -19,8 +19,8 @@ from ..validation import check_number
 from .colors import ciede2000
 
 CROP_PENALTY = 0.1               # crop scores come from ~2000 comparisons: discount their noise
-#: Crops are looked for in collections of up to this many fingerprints (the BLAS product 25 us
-#: a record, the k-NN 6: bench/fingerprint_scan.py).
+#: Crops are looked for in collections of up to this many fingerprints (the whole scan about 4
+#: us a record with FAISS's k-NN, 20 with the BLAS product: bench/fingerprint_scan.py).
 CROP_SCAN_MAX = 20_000
 #: Default similarity over which a record is a near copy (tuned on bench/duplicates.py).
 DEFAULT_MATCH_THRESHOLD = 0.55
@@ -45,7 +45,7 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000, top
     `top` > 0 (where FAISS is installed): the crop scores are exact only for records that can
     rank among the `top` best (`_top_crop_scores`); the others keep their other versions'
     score, which their crop score cannot lift past those `top`."""
-    faiss = _hamming_faiss() if top > 0 and len(query.crop) else None
+    faiss = hamming_faiss() if top > 0 and len(query.crop) else None
     out = np.empty(len(stored), dtype=np.float32)
     crop = _signs(query.crop if faiss is None else query.crop[:0]).T.copy()  # (256, C)
     for start in range(0, len(stored), chunk):
@@ -68,12 +68,6 @@ def similarities(stored: np.ndarray, query: QueryHashes, chunk: int = 2_000, top
     if faiss is not None and len(stored):
         _top_crop_scores(faiss, stored, query.crop, top, out)
     return out
-
-
-def _hamming_faiss():
-    """The faiss module where installed with its binary k-NN (`knn_hamming`), else None."""
-    faiss = faiss_or_none()
-    return faiss if hasattr(faiss, "knn_hamming") else None
 
 
 def _top_crop_scores(faiss, stored: np.ndarray, crops: np.ndarray, top: int, out: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..index.faiss_lib import faiss_or_none, knn_hamming
+from ..index.faiss_lib import hamming_faiss, knn_hamming
 from ..models.keypoints import Features, _cv2, mirrored as flipped
 
 #: Keypoint pairs under this Hamming distance (of 256 bits) are tried, and the best must beat
@@ -151,8 +151,7 @@ def _faiss():
     `knn_hamming` (looked up once)."""
     global _faiss_module
     if _faiss_module is _UNSET:
-        faiss = faiss_or_none()
-        _faiss_module = faiss if hasattr(faiss, "knn_hamming") else None
+        _faiss_module = hamming_faiss()
     return _faiss_module
 
 
