@@ -6,11 +6,12 @@ Up to FINGERPRINT_SCAN_MAX records, `match` scores every stored fingerprint agai
 (query/duplicates.py `similarities`), its 81 crop sub-windows against each record's 25 crop
 windows among them: about 2,000 pairs a record. The collection is bench/copyset.py's records
 with bench/copybench.py's synthetic distractors up to `--scale`; its first N fingerprints are
-scanned for N in 441, 2,000, 5,000, 20,000 (up to `--scale`), with every `--queries`-th query of
-the set, both ways in turns on one thread: `top=0` (the product over every pair) and `top=12`
-(`_top_crop_scores`, what `match` asks for). Printed per N: milliseconds a query each way (wall, and
-CPU of every thread), the wall ratio, and how many queries got the same 12 best scores both ways (all, or the k-NN's bound is
-wrong).
+scanned for N in 441, 1,000, 2,000, 5,000, 20,000 (up to `--scale`), with every `--queries`-th
+query of the set, both ways in turns: `top=0` (the product over every pair, on the BLAS
+threads the machine gives) and `top=12` (`_top_crop_scores` on one thread, what `match` asks
+for). Printed per N: milliseconds a query each way (wall, and CPU of every thread), the wall
+ratio, and how many queries got the same 12 best scores both ways (all, or the k-NN's bound
+is wrong).
 """
 from __future__ import annotations
 
